@@ -1,0 +1,46 @@
+package health
+
+import "time"
+
+// Dependency states reported in Report.Dependencies. They describe the
+// dependency as this instance sees it and never change /livez or /readyz.
+const (
+	DepUp      = "up"      // calls are succeeding (breaker closed)
+	DepDown    = "down"    // the breaker is open or half-open: calls fail fast
+	DepUnknown = "unknown" // no call or probe has completed yet
+)
+
+// Report is the JSON document served at /health. It is the wire contract
+// between an instance and the load balancer: the LB decodes it to learn the
+// instance's readiness, its concurrency limit and each dependency's state.
+// Fields are only ever added, never renamed.
+type Report struct {
+	// Ready mirrors /readyz: false while warming up, draining or not yet
+	// started.
+	Ready bool `json:"ready"`
+	// Draining is true once shutdown has begun.
+	Draining bool `json:"draining"`
+	// InFlight is the number of service requests being handled now.
+	InFlight int `json:"in_flight"`
+	// Limit is the current concurrency limit of the service's admission
+	// control (0 when the service has none).
+	Limit int `json:"limit"`
+	// Queue is the number of requests waiting for an admission slot.
+	Queue int `json:"queue"`
+	// Dependencies maps each dependency's name to its state.
+	Dependencies map[string]Dependency `json:"dependencies"`
+}
+
+// Dependency is one dependency's entry in Report.
+type Dependency struct {
+	// State is DepUp, DepDown or DepUnknown.
+	State string `json:"state"`
+	// Breaker is the circuit breaker's state: "closed", "open" or
+	// "half-open".
+	Breaker string `json:"breaker"`
+	// Since is when State last changed.
+	Since time.Time `json:"since"`
+	// LastError is the most recent failure, if any, as text. It never holds
+	// secrets: callers must not put credentials in dependency errors.
+	LastError string `json:"last_error,omitempty"`
+}
