@@ -16,10 +16,13 @@ const (
 // Fields are only ever added, never renamed.
 type Report struct {
 	// Ready mirrors /readyz: false while warming up, draining or not yet
-	// started.
+	// started. It never reflects Options.Deep, which /health does not call.
 	Ready bool `json:"ready"`
 	// Draining is true once shutdown has begun.
 	Draining bool `json:"draining"`
+	// Phase is the readiness phase: "starting", "warming", "ready" or
+	// "draining" (see Phase).
+	Phase string `json:"phase"`
 	// InFlight is the number of service requests being handled now.
 	InFlight int `json:"in_flight"`
 	// Limit is the current concurrency limit of the service's admission

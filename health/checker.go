@@ -1,0 +1,335 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for the zero fields of Options.
+const (
+	// DefaultCheckTimeout bounds the liveness checks of one /livez request.
+	DefaultCheckTimeout = time.Second
+	// DefaultDeepTimeout bounds one Options.Deep call: the 5 s the 2018
+	// service waited on its backend before giving up.
+	DefaultDeepTimeout = 5 * time.Second
+)
+
+// maxLastError caps Dependency.LastError in a Report, so one verbose error
+// cannot bloat every /health response.
+const maxLastError = 256
+
+// Options configures a Checker. The zero value is a shallow checker with no
+// warm-up, no metrics and no logging.
+type Options struct {
+	// Warmup is how long after Start /readyz keeps answering 503 so that the
+	// instance can fill its caches and pools before it takes traffic.
+	// Default 0: ready as soon as Start is called. Negative means 0.
+	Warmup time.Duration
+
+	// Now is the clock the warm-up is measured on. Default time.Now; tests
+	// and simulations pass a fake.
+	Now func() time.Time
+
+	// Logger receives phase changes and failing or recovering checks (each
+	// logged on change, not on every probe). Default: discard.
+	Logger *slog.Logger
+
+	// Gatherer is served at /metrics, typically the service's own registry.
+	// Default nil: /metrics answers 404.
+	Gatherer prometheus.Gatherer
+
+	// Registerer, if set, gets this checker's metrics:
+	// spillway_health_ready, spillway_health_draining (gauges, 0 or 1) and
+	// spillway_health_responses_total{path,code}. New panics if they are
+	// already registered there. Default nil: not registered.
+	Registerer prometheus.Registerer
+
+	// CheckTimeout bounds all liveness checks of one /livez request
+	// together. Default DefaultCheckTimeout (1 s).
+	CheckTimeout time.Duration
+
+	// Deep, when set, is called by every /livez and /readyz request, with a
+	// context bounded by DeepTimeout, and its error turns the answer into
+	// 503. Default nil: shallow checks only.
+	//
+	// This is the 2018 incident's anti-pattern, kept only so the drill can
+	// reproduce it; never set it in production. A deep check that reaches a
+	// dependency makes every instance report itself dead when that shared
+	// dependency is down: the load balancer removes them all and the fleet
+	// replaces healthy instances, which cannot recover while the dependency
+	// stays down. And when the dependency hangs, each probe holds a
+	// goroutine for DeepTimeout, so health answers slowly just when it
+	// matters. Dependency state belongs in /health (AddDependency), where
+	// the load balancer can tell "this instance is broken" from "the
+	// backend is down".
+	Deep func(ctx context.Context) error
+
+	// DeepTimeout bounds one Deep call. Default DefaultDeepTimeout (5 s).
+	// Unused without Deep.
+	DeepTimeout time.Duration
+}
+
+// Checker answers an instance's health questions; see the package
+// documentation for the contract of each endpoint. Build one with New.
+type Checker struct {
+	now          func() time.Time
+	log          *slog.Logger
+	checkTimeout time.Duration
+	deep         func(context.Context) error
+	deepTimeout  time.Duration
+	deepFailing  atomic.Bool // for logging on change only
+
+	mu        sync.Mutex // guards readiness; held only inside this package
+	readiness Readiness
+
+	regMu  sync.Mutex                       // serialises the copy-on-write registrations below
+	deps   atomic.Pointer[[]dependency]     // read lock-free by Report
+	checks atomic.Pointer[[]*livenessCheck] // read lock-free by /livez
+	load   atomic.Pointer[loadFunc]
+
+	metrics metrics
+	handler http.Handler
+}
+
+type dependency struct {
+	name   string
+	status func() Dependency
+}
+
+type livenessCheck struct {
+	name     string
+	check    func(context.Context) error
+	failBody []byte      // the /livez body when this check fails
+	failing  atomic.Bool // for logging on change only
+}
+
+type loadFunc func() (inFlight, limit, queue int)
+
+// New returns a Checker in PhaseStarting: /readyz answers 503 until Start
+// is called and the warm-up has elapsed. It panics if Options.Registerer
+// already holds this package's metrics.
+func New(opts Options) *Checker {
+	c := &Checker{
+		now:          opts.Now,
+		log:          opts.Logger,
+		checkTimeout: opts.CheckTimeout,
+		deep:         opts.Deep,
+		deepTimeout:  opts.DeepTimeout,
+		readiness:    Readiness{Warmup: max(opts.Warmup, 0)},
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.checkTimeout <= 0 {
+		c.checkTimeout = DefaultCheckTimeout
+	}
+	if c.deepTimeout <= 0 {
+		c.deepTimeout = DefaultDeepTimeout
+	}
+	c.metrics = newMetrics(c, opts.Registerer)
+	c.handler = newHandler(c, opts.Gatherer)
+	if c.deep != nil {
+		c.log.Warn("health: deep checks enabled on /livez and /readyz (the 2018 anti-pattern)",
+			"deep_timeout", c.deepTimeout)
+	}
+	return c
+}
+
+// Start begins the warm-up: /readyz answers 200 once Options.Warmup has
+// elapsed. Calling it again, or after Drain, does nothing.
+func (c *Checker) Start() {
+	now := c.now()
+	c.mu.Lock()
+	changed := c.readiness.Start(now)
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("health: started", "warmup", c.readiness.Warmup)
+	}
+}
+
+// Drain turns /readyz to 503 for good, so the load balancer stops sending
+// new traffic before the service shuts down. Keep serving the health port
+// until the load balancer has noticed (a few probe intervals). Calling it
+// again does nothing.
+func (c *Checker) Drain() {
+	c.mu.Lock()
+	changed := c.readiness.Drain()
+	c.mu.Unlock()
+	if changed {
+		c.log.Info("health: draining")
+	}
+}
+
+// Phase returns the readiness phase now.
+func (c *Checker) Phase() Phase {
+	now := c.now()
+	c.mu.Lock()
+	p := c.readiness.Phase(now)
+	c.mu.Unlock()
+	return p
+}
+
+// Ready reports whether the instance should get traffic now: started,
+// warmed up and not draining. It ignores Options.Deep and dependencies.
+func (c *Checker) Ready() bool { return c.Phase() == PhaseReady }
+
+// Draining reports whether Drain has been called.
+func (c *Checker) Draining() bool { return c.Phase() == PhaseDraining }
+
+// AddDependency registers a dependency whose state /health reports under
+// name. status is called on every /health request and Report call, from
+// any goroutine: it must be fast and must not block (a circuit-breaker
+// guard's Status, reading its state, is the intended source). A returned
+// empty State is reported as DepUnknown. Dependencies never affect /livez or
+// /readyz.
+//
+// It panics if name is empty or already registered, or status is nil.
+func (c *Checker) AddDependency(name string, status func() Dependency) {
+	if name == "" || status == nil {
+		panic("health: AddDependency needs a name and a status func")
+	}
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	var old []dependency
+	if p := c.deps.Load(); p != nil {
+		old = *p
+	}
+	if slices.ContainsFunc(old, func(d dependency) bool { return d.name == name }) {
+		panic(fmt.Sprintf("health: dependency %q registered twice", name))
+	}
+	deps := append(slices.Clip(old), dependency{name: name, status: status})
+	c.deps.Store(&deps)
+}
+
+// AddLivenessCheck registers a check that /livez runs, in registration
+// order, on every request; the first to return an error makes /livez answer
+// 503 naming it (the error itself is logged, never served). A check answers
+// "can this process still work?" about the process alone (a stuck event
+// loop, an exhausted resource): it must not call dependencies, must honour
+// ctx (all checks of one request share Options.CheckTimeout) and should
+// return in microseconds. Liveness checks do not affect /readyz.
+//
+// It panics if name is empty or already registered, or check is nil.
+func (c *Checker) AddLivenessCheck(name string, check func(ctx context.Context) error) {
+	if name == "" || check == nil {
+		panic("health: AddLivenessCheck needs a name and a check func")
+	}
+	c.regMu.Lock()
+	defer c.regMu.Unlock()
+	var old []*livenessCheck
+	if p := c.checks.Load(); p != nil {
+		old = *p
+	}
+	if slices.ContainsFunc(old, func(l *livenessCheck) bool { return l.name == name }) {
+		panic(fmt.Sprintf("health: liveness check %q registered twice", name))
+	}
+	checks := append(slices.Clip(old), &livenessCheck{
+		name:     name,
+		check:    check,
+		failBody: fmt.Appendf(nil, "liveness check %q failed\n", name),
+	})
+	c.checks.Store(&checks)
+}
+
+// SetLoad sets where /health reads the service's load from, typically its
+// admission limiter: requests in flight, the concurrency limit and the queue
+// length. load is called on every /health request from any goroutine and
+// must be fast. A nil load reports zeros. Calling it again replaces load.
+func (c *Checker) SetLoad(load func() (inFlight, limit, queue int)) {
+	if load == nil {
+		c.load.Store(nil)
+		return
+	}
+	f := loadFunc(load)
+	c.load.Store(&f)
+}
+
+// Report returns the document /health serves: readiness, load and the state
+// of every registered dependency. Report.Ready is the shallow readiness of
+// Ready: it never calls Options.Deep.
+func (c *Checker) Report() Report {
+	p := c.Phase()
+	r := Report{
+		Ready:    p == PhaseReady,
+		Draining: p == PhaseDraining,
+		Phase:    p.String(),
+	}
+	if load := c.load.Load(); load != nil {
+		r.InFlight, r.Limit, r.Queue = (*load)()
+	}
+	var deps []dependency
+	if p := c.deps.Load(); p != nil {
+		deps = *p
+	}
+	r.Dependencies = make(map[string]Dependency, len(deps))
+	for _, d := range deps {
+		s := d.status()
+		if s.State == "" {
+			s.State = DepUnknown
+		}
+		s.LastError = truncateUTF8(s.LastError, maxLastError)
+		r.Dependencies[d.name] = s
+	}
+	return r
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a rune.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// runLivenessChecks runs checks in order and returns the first that fails,
+// or nil.
+func (c *Checker) runLivenessChecks(ctx context.Context, checks []*livenessCheck) *livenessCheck {
+	ctx, cancel := context.WithTimeout(ctx, c.checkTimeout)
+	defer cancel()
+	for _, l := range checks {
+		err := l.check(ctx)
+		if err != nil {
+			if l.failing.CompareAndSwap(false, true) {
+				c.log.Warn("health: liveness check failing", "check", l.name, "err", err)
+			}
+			return l
+		}
+		if l.failing.CompareAndSwap(true, false) {
+			c.log.Info("health: liveness check recovered", "check", l.name)
+		}
+	}
+	return nil
+}
+
+// deepOK calls Options.Deep, bounded by DeepTimeout, and reports whether it
+// succeeded. Only called when Deep is set.
+func (c *Checker) deepOK(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, c.deepTimeout)
+	defer cancel()
+	err := c.deep(ctx)
+	if err != nil {
+		if c.deepFailing.CompareAndSwap(false, true) {
+			c.log.Warn("health: deep check failing", "err", err)
+		}
+		return false
+	}
+	if c.deepFailing.CompareAndSwap(true, false) {
+		c.log.Info("health: deep check recovered")
+	}
+	return true
+}

@@ -1,0 +1,34 @@
+// Package health serves an instance's own health on a port of its own, so
+// that it stays responsive whatever the business load: GET /livez (is the
+// process alive?), GET /readyz (should it get traffic now?), GET /health (a
+// JSON Report of readiness, load and each dependency's state) and GET
+// /metrics (Prometheus).
+//
+// Contract:
+//
+//   - Build a Checker with New; the zero Checker is not usable. All its
+//     methods are safe for concurrent use, including registering
+//     dependencies and checks while it serves.
+//   - /livez answers 200 "ok" unless a liveness check registered with
+//     AddLivenessCheck fails (503). By default it does no I/O, calls no
+//     dependency and takes no lock that business code can hold.
+//   - /readyz answers 503 while starting (before Start), while warming up
+//     (for Options.Warmup after Start) and for good once Drain is called;
+//     200 otherwise.
+//   - Dependency state is reported in /health only. It never changes
+//     /livez or /readyz: a dependency outage is not an instance failure.
+//   - /health always answers 200 with Content-Type application/json: it is
+//     a report whose content the load balancer reads, not a verdict.
+//   - /metrics serves Options.Gatherer, or 404 when it is nil.
+//   - GET and HEAD work on every endpoint; any other method gets 405 with an
+//     Allow header. Responses carry no secrets: failing checks are named,
+//     their errors go to the log only.
+//   - Serve runs its own http.Server on the listener it is given until its
+//     context is done, then shuts down and returns nil. It owns and closes
+//     the listener. Handler returns the same endpoints for mounting on
+//     another server; do that only to reproduce the 2018 incident.
+//
+// Options.Deep is the 2018 incident's configuration, kept so the drill can
+// reproduce it: a deep check of dependencies behind /livez and /readyz. See
+// its documentation before setting it; spillway never sets it by default.
+package health

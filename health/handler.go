@@ -1,0 +1,156 @@
+package health
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Response bodies and header values, built once. The header slices are
+// assigned straight into response headers to keep /livez allocation-free;
+// their capacity equals their length, so a later Header().Add copies rather
+// than writing into them. Nothing may modify them in place.
+var (
+	bodyOK         = []byte("ok")
+	bodyDeepFailed = []byte("deep check failed\n")
+	phaseBodies    = [...][]byte{
+		PhaseStarting: []byte("starting\n"),
+		PhaseWarming:  []byte("warming\n"),
+		PhaseReady:    []byte("ok"),
+		PhaseDraining: []byte("draining\n"),
+	}
+
+	hdrTextPlain = []string{"text/plain; charset=utf-8"}
+	hdrJSON      = []string{"application/json"}
+	hdrNoStore   = []string{"no-store"}
+	hdrNoSniff   = []string{"nosniff"}
+	hdrAllow     = []string{"GET, HEAD"}
+)
+
+// handler routes the health endpoints. It matches exact paths (use
+// http.StripPrefix to mount it under a prefix) and checks the method itself
+// so that routing allocates nothing.
+type handler struct {
+	c       *Checker
+	metrics http.Handler // nil: /metrics is 404
+}
+
+var _ http.Handler = (*handler)(nil)
+
+func newHandler(c *Checker, g prometheus.Gatherer) *handler {
+	h := &handler{c: c}
+	if g != nil {
+		h.metrics = promhttp.HandlerFor(g, promhttp.HandlerOpts{
+			ErrorLog:      slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+			ErrorHandling: promhttp.ContinueOnError,
+			// Scrapes must not pile up on the health port.
+			MaxRequestsInFlight: 2,
+		})
+	}
+	return h
+}
+
+// Handler returns the health endpoints as an http.Handler: /livez, /readyz,
+// /health and /metrics, on exact paths; anything else is 404. Serve uses it
+// on its own port. Mounting it on the service's own server, behind its
+// admission control, is the 2018 "shared port" configuration: under load
+// the health answers queue behind business requests and the instance looks
+// dead. Use that only to reproduce the incident.
+func (c *Checker) Handler() http.Handler { return c.handler }
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var serve func(*handler, http.ResponseWriter, *http.Request)
+	switch r.URL.Path {
+	case "/livez":
+		serve = (*handler).livez
+	case "/readyz":
+		serve = (*handler).readyz
+	case "/health":
+		serve = (*handler).health
+	case "/metrics":
+		if h.metrics == nil {
+			http.NotFound(w, r)
+			return
+		}
+		serve = (*handler).metricsz
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header()["Allow"] = hdrAllow
+		writeText(w, http.StatusMethodNotAllowed, []byte("method not allowed\n"))
+		return
+	}
+	serve(h, w, r)
+}
+
+func (h *handler) livez(w http.ResponseWriter, r *http.Request) {
+	c := h.c
+	if p := c.checks.Load(); p != nil && len(*p) > 0 {
+		if failed := c.runLivenessChecks(r.Context(), *p); failed != nil {
+			c.metrics.livezFail.Inc()
+			writeText(w, http.StatusServiceUnavailable, failed.failBody)
+			return
+		}
+	}
+	if c.deep != nil && !c.deepOK(r.Context()) {
+		c.metrics.livezFail.Inc()
+		writeText(w, http.StatusServiceUnavailable, bodyDeepFailed)
+		return
+	}
+	c.metrics.livezOK.Inc()
+	writeText(w, http.StatusOK, bodyOK)
+}
+
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	c := h.c
+	if p := c.Phase(); p != PhaseReady {
+		c.metrics.readyzFail.Inc()
+		writeText(w, http.StatusServiceUnavailable, phaseBodies[p])
+		return
+	}
+	if c.deep != nil && !c.deepOK(r.Context()) {
+		c.metrics.readyzFail.Inc()
+		writeText(w, http.StatusServiceUnavailable, bodyDeepFailed)
+		return
+	}
+	c.metrics.readyzOK.Inc()
+	writeText(w, http.StatusOK, bodyOK)
+}
+
+// health serves the Report. It answers 200 whatever the report says: the
+// load balancer acts on its content, not on its status.
+func (h *handler) health(w http.ResponseWriter, _ *http.Request) {
+	c := h.c
+	body, err := json.Marshal(c.Report())
+	if err != nil {
+		// Only a Dependency.Since outside years 0-9999 gets here.
+		c.log.Error("health: encode report", "err", err)
+		writeText(w, http.StatusInternalServerError, []byte("cannot encode report\n"))
+		return
+	}
+	c.metrics.health.Inc()
+	hd := w.Header()
+	hd["Content-Type"] = hdrJSON
+	hd["Cache-Control"] = hdrNoStore
+	hd["X-Content-Type-Options"] = hdrNoSniff
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(body, '\n'))
+}
+
+func (h *handler) metricsz(w http.ResponseWriter, r *http.Request) {
+	h.metrics.ServeHTTP(w, r)
+}
+
+func writeText(w http.ResponseWriter, code int, body []byte) {
+	hd := w.Header()
+	hd["Content-Type"] = hdrTextPlain
+	hd["Cache-Control"] = hdrNoStore
+	hd["X-Content-Type-Options"] = hdrNoSniff
+	w.WriteHeader(code)
+	w.Write(body)
+}

@@ -1,0 +1,95 @@
+// Package config loads spillway's YAML configuration files strictly.
+//
+// Loading is read → strict decode → defaults → validate. Strict means an
+// unknown field, a duplicate key, a value of the wrong type or a second YAML
+// document is an error that names the line. Types that take part implement
+// Defaulter and Validator; runtime types are built only from a value that
+// has passed Validate.
+//
+// The functions here hold no state and are safe for concurrent use.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// MaxFileSize bounds a configuration file. Larger files are refused before
+// they are parsed.
+const MaxFileSize = 1 << 20
+
+// Defaulter fills zero fields with their documented defaults.
+type Defaulter interface {
+	SetDefaults()
+}
+
+// Validator reports the first problem in a configuration. Errors name the
+// field's path, quote the value and state the rule.
+type Validator interface {
+	Validate() error
+}
+
+// Decode strictly decodes one YAML document from data into v. An empty
+// document leaves v unchanged.
+func Decode(data []byte, v any) error {
+	if len(data) > MaxFileSize {
+		return fmt.Errorf("config is %d bytes, more than the %d allowed", len(data), MaxFileSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // empty document
+		}
+		return fmt.Errorf("decode: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+		return fmt.Errorf("decode: line %d: a second YAML document is not allowed", extra.Line)
+	}
+	return nil
+}
+
+// Parse decodes data into v strictly, then sets defaults and validates, in
+// that order. v must implement Defaulter and Validator.
+func Parse[T any, PT interface {
+	*T
+	Defaulter
+	Validator
+}](data []byte) (*T, error) {
+	var v T
+	if err := Decode(data, &v); err != nil {
+		return nil, err
+	}
+	PT(&v).SetDefaults()
+	if err := PT(&v).Validate(); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// ReadFile reads a configuration file, refusing one larger than
+// MaxFileSize.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("read config %s: larger than %d bytes", path, MaxFileSize)
+	}
+	return data, nil
+}
