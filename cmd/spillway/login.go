@@ -2,14 +2,119 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+
+	"github.com/spillway-dev/spillway/internal/login"
 )
 
 func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented")
+	fs := newFlagSet("login", stderr)
+	cfgPath := fs.String("config", "", "configuration `file` (its login: section)")
+	listen := fs.String("listen", "", "service port `address` (default 127.0.0.1:8001)")
+	healthListen := fs.String("health-listen", "", "health port `address` (default 127.0.0.1:9001)")
+	backend := fs.String("backend", "", "backend API base `URL` (default http://127.0.0.1:9000)")
+	backendTimeout := fs.Duration("backend-timeout", 0, "deadline of each backend call (default 1s)")
+	limit := fs.Int("limit", 0, "admission: concurrent logins (default 64)")
+	rateLimit := fs.Float64("rate-limit", 0, "login attempts per second per client; negative disables (default 5)")
+	dev := fs.Bool("dev", false, "generate an ephemeral signing key when none is configured")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	f, err := decodeFile(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if f.Login == nil {
+		f.Login = &login.Config{}
+	}
+	c := f.Login
+	// Flags override the file.
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "listen":
+			c.Listen = *listen
+		case "health-listen":
+			c.HealthListen = *healthListen
+		case "backend":
+			c.Backend.URL = *backend
+			c.Backend.ProbeURL = "" // the probe follows the backend named on the command line
+		case "backend-timeout":
+			c.Backend.Timeout = *backendTimeout
+		case "limit":
+			c.Admission.Limit = *limit
+		case "rate-limit":
+			c.RateLimit.PerSecond = *rateLimit
+		}
+	})
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return prefixErrors("login.", err)
+	}
+	in, err := login.New(c, login.Options{Logger: logger, Dev: *dev})
+	if err != nil {
+		return err
+	}
+	if *dev {
+		logger.Warn("dev mode: ephemeral signing key; tokens die with this process", "kid", in.Tokens().KeyID())
+	}
+	svc, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen (--listen): %w", err)
+	}
+	var hl net.Listener
+	if !c.Health.SharedPort {
+		hl, err = net.Listen("tcp", c.HealthListen)
+		if err != nil {
+			svc.Close()
+			return fmt.Errorf("health listen (--health-listen): %w", err)
+		}
+	}
+	attrs := []any{"service", svc.Addr().String(), "backend", c.Backend.URL}
+	if hl != nil {
+		attrs = append(attrs, "health", hl.Addr().String())
+	} else {
+		attrs = append(attrs, "health", "shared with service port (2018 mode)")
+	}
+	logger.Info("listening", attrs...)
+	return in.Run(ctx, svc, hl)
 }
 
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not implemented")
+// runCheck validates a configuration file and prints what is wrong.
+func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check", stderr)
+	cfgPath := fs.String("config", "", "configuration `file` to validate")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "spillway check: --config is required")
+		return errUsage
+	}
+	f, err := decodeFile(*cfgPath)
+	if err != nil {
+		return err
+	}
+	f.SetDefaults()
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("%s:\n%w", *cfgPath, err)
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }

@@ -1,0 +1,173 @@
+package guard
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"time"
+)
+
+// Config is the file-facing configuration of one Guard. The zero Config
+// means "all defaults": SetDefaults fills every zero field and New applies
+// it before Validate.
+type Config struct {
+	// Timeout bounds each call: fn runs with a deadline of the smaller of
+	// Timeout and the caller's remaining deadline. A call cut short by
+	// Timeout counts as a failure; one cut short by the caller's own
+	// deadline does not. Duration; default 1s.
+	Timeout time.Duration `yaml:"timeout"`
+
+	// MaxConcurrent is the bulkhead: at most this many calls run at once,
+	// and any more fail at once with ErrBulkheadFull (there is no queue).
+	// Default 64.
+	MaxConcurrent int `yaml:"max_concurrent"`
+
+	// ConsecutiveFailures trips the breaker (closed → open) when this many
+	// calls in a row have failed within Window. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+
+	// FailureRate trips the breaker when failures / (successes + failures)
+	// over Window reaches it, once MinRequests calls have completed in
+	// Window. A fraction in (0, 1]; default 0.5.
+	FailureRate float64 `yaml:"failure_rate"`
+
+	// MinRequests is the number of completed, counted calls in Window
+	// below which FailureRate is not applied. Default 20.
+	MinRequests int `yaml:"min_requests"`
+
+	// Window is the rolling window over which the closed breaker counts
+	// outcomes. It is made of 10 buckets of Window/10 each (1s buckets at
+	// the default), so outcomes age out one bucket at a time. Duration;
+	// default 10s.
+	Window time.Duration `yaml:"window"`
+
+	// OpenInterval is how long the breaker stays open, failing calls at
+	// once with ErrOpen, before it turns half-open. Duration; default 5s.
+	OpenInterval time.Duration `yaml:"open_interval"`
+
+	// HalfOpenRequests is the number of trial calls the half-open breaker
+	// lets through; it closes after that many consecutive successes and
+	// reopens on the first failure. Default 1.
+	HalfOpenRequests int `yaml:"half_open_requests"`
+
+	// ProbeURL is an absolute http(s) URL that Run GETs (2xx = healthy)
+	// so that recovery is noticed without user traffic: the moment the
+	// breaker turns half-open, probes are its trial calls. The breaker
+	// then closes within OpenInterval plus a probe's round trip of the
+	// dependency's recovery. Empty (the default) disables probing:
+	// recovery then waits for user calls to act as trial calls, which
+	// never come while the load balancer sheds at the edge.
+	ProbeURL string `yaml:"probe_url"`
+
+	// ProbeInterval is how often Run probes again while the breaker stays
+	// half-open without a verdict, which happens when user calls hold
+	// every trial slot. Probes are never sent while the breaker is
+	// closed, nor while it is open (they could change nothing).
+	// Duration; default 1s.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+
+	// ProbeTimeout bounds each probe request. Duration; default the
+	// smaller of Timeout and 1s.
+	ProbeTimeout time.Duration `yaml:"probe_timeout"`
+}
+
+// Defaults of Config, applied by SetDefaults to zero fields.
+const (
+	DefaultTimeout             = time.Second
+	DefaultMaxConcurrent       = 64
+	DefaultConsecutiveFailures = 5
+	DefaultFailureRate         = 0.5
+	DefaultMinRequests         = 20
+	DefaultWindow              = 10 * time.Second
+	DefaultOpenInterval        = 5 * time.Second
+	DefaultHalfOpenRequests    = 1
+	DefaultProbeInterval       = time.Second
+)
+
+// windowBuckets is the number of buckets of the rolling Window.
+const windowBuckets = 10
+
+// SetDefaults replaces every zero field with its default. Negative values
+// are left for Validate to reject.
+func (c *Config) SetDefaults() {
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if c.ConsecutiveFailures == 0 {
+		c.ConsecutiveFailures = DefaultConsecutiveFailures
+	}
+	if c.FailureRate == 0 {
+		c.FailureRate = DefaultFailureRate
+	}
+	if c.MinRequests == 0 {
+		c.MinRequests = DefaultMinRequests
+	}
+	if c.Window == 0 {
+		c.Window = DefaultWindow
+	}
+	if c.OpenInterval == 0 {
+		c.OpenInterval = DefaultOpenInterval
+	}
+	if c.HalfOpenRequests == 0 {
+		c.HalfOpenRequests = DefaultHalfOpenRequests
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = min(c.Timeout, time.Second)
+	}
+}
+
+// Validate reports the first invalid field, naming it by its yaml key,
+// quoting its value and stating the rule, e.g.
+// `probe_url: "x": not an absolute http(s) URL`. It expects SetDefaults to
+// have run: zero values are invalid.
+func (c Config) Validate() error {
+	positive := []struct {
+		field string
+		d     time.Duration
+	}{
+		{"timeout", c.Timeout},
+		{"window", c.Window},
+		{"open_interval", c.OpenInterval},
+		{"probe_interval", c.ProbeInterval},
+		{"probe_timeout", c.ProbeTimeout},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			return fmt.Errorf("%s: %q: must be a positive duration", p.field, p.d.String())
+		}
+	}
+	counts := []struct {
+		field string
+		n     int
+	}{
+		{"max_concurrent", c.MaxConcurrent},
+		{"consecutive_failures", c.ConsecutiveFailures},
+		{"min_requests", c.MinRequests},
+		{"half_open_requests", c.HalfOpenRequests},
+	}
+	for _, n := range counts {
+		if n.n < 1 || int64(n.n) > math.MaxUint32 {
+			return fmt.Errorf("%s: \"%d\": must be between 1 and %d", n.field, n.n, uint32(math.MaxUint32))
+		}
+	}
+	if !(c.FailureRate > 0 && c.FailureRate <= 1) {
+		return fmt.Errorf("failure_rate: \"%g\": must be in (0, 1]", c.FailureRate)
+	}
+	if c.ProbeURL != "" {
+		u, err := url.Parse(c.ProbeURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			shown := c.ProbeURL
+			if err == nil {
+				shown = u.Redacted()
+			}
+			return fmt.Errorf("probe_url: %q: not an absolute http(s) URL", shown)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package guard
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+// metrics are a Guard's collectors. Each carries the constant label
+// dependency=Options.Name, so Guards of different names share one
+// Registerer. They exist, unregistered, when Options.Registerer is nil.
+type metrics struct {
+	calls        *prometheus.CounterVec // result
+	probes       *prometheus.CounterVec // result
+	stateChanges *prometheus.CounterVec // to
+}
+
+func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
+	labels := prometheus.Labels{"dependency": g.name}
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "spillway_guard_calls_total",
+			Help:        "Calls made through the guard, by result: success, failure, timeout, rejected_open, rejected_bulkhead, canceled.",
+			ConstLabels: labels,
+		}, []string{"result"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "spillway_guard_probes_total",
+			Help:        "Recovery probes sent by the guard, by result: success, failure, timeout, rejected_open, canceled.",
+			ConstLabels: labels,
+		}, []string{"result"}),
+		stateChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "spillway_guard_state_changes_total",
+			Help:        "Circuit breaker state changes, by the state entered: closed, half-open, open.",
+			ConstLabels: labels,
+		}, []string{"to"}),
+	}
+	for _, r := range allResults {
+		m.calls.WithLabelValues(r)
+		if r != resultRejectedBulkhead {
+			m.probes.WithLabelValues(r)
+		}
+	}
+	for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+		m.stateChanges.WithLabelValues(s.String())
+	}
+	if reg == nil {
+		return m, nil
+	}
+
+	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "spillway_guard_breaker_state",
+		Help:        "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+		ConstLabels: labels,
+	}, func() float64 { return float64(g.cb.State()) })
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "spillway_guard_in_flight",
+		Help:        "Calls in flight through the guard (probes excluded).",
+		ConstLabels: labels,
+	}, func() float64 { return float64(len(g.slots)) })
+
+	var done []prometheus.Collector
+	for _, c := range []prometheus.Collector{m.calls, m.probes, m.stateChanges, state, inFlight} {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("register metrics: dependency %q already registered: %w", g.name, err)
+			}
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	return m, nil
+}

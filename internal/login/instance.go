@@ -1,0 +1,359 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/guard"
+	"github.com/spillway-dev/spillway/health"
+)
+
+// BackendName is the dependency's name in /health and in metrics.
+const BackendName = "backend"
+
+// Options are an Instance's collaborators. Zero values are usable.
+type Options struct {
+	// Logger receives the instance's logs. Default: discard.
+	Logger *slog.Logger
+	// Dev allows an ephemeral signing key when none is configured.
+	Dev bool
+	// Getenv reads the key's environment variable. Default os.Getenv.
+	Getenv func(string) string
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Instance is one login instance. Create it with New and call Run once.
+type Instance struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	tokens   *Tokens
+	backend  *backendClient
+	guard    *guard.Guard
+	limiter  *admission.Limiter
+	checker  *health.Checker
+	rate     *clientLimiter
+	registry *prometheus.Registry
+	metrics  *metrics
+	service  http.Handler
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// Login outcomes, the values of the outcome label.
+const (
+	outcomeOK          = "ok"
+	outcomeInvalid     = "invalid_ticket"
+	outcomeMalformed   = "malformed"
+	outcomeTooLarge    = "too_large"
+	outcomeRateLimited = "rate_limited"
+	outcomeUnavailable = "dependency_unavailable"
+	outcomeCanceled    = "canceled"
+	outcomeError       = "error"
+)
+
+// New builds an Instance from a validated cfg.
+func New(cfg *Config, opts Options) (*Instance, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	in := &Instance{cfg: *cfg, log: opts.Logger, now: opts.Now}
+
+	tokens, err := LoadTokens(cfg.Token, opts.Dev, opts.Getenv, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	in.tokens = tokens
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	in.registry = reg
+	in.metrics = &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "spillway_login_requests_total",
+			Help: "Login requests that reached the login handler, by outcome.",
+		}, []string{"outcome"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "spillway_login_duration_seconds",
+			Help:    "Time spent in the login handler.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+	}
+	reg.MustRegister(in.metrics.requests, in.metrics.duration)
+	for _, o := range []string{outcomeOK, outcomeInvalid, outcomeMalformed, outcomeTooLarge, outcomeRateLimited, outcomeUnavailable, outcomeCanceled, outcomeError} {
+		in.metrics.requests.WithLabelValues(o)
+	}
+
+	in.backend = newBackendClient(cfg.Backend.URL, cfg.Backend.ProbeURL, cfg.Backend.MaxConcurrent, cfg.Backend.Timeout)
+	in.guard, err = guard.New(cfg.Backend.Config, guard.Options{
+		Name:       BackendName,
+		Logger:     opts.Logger,
+		Registerer: reg,
+		Client:     in.backend.http,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backend guard: %w", err)
+	}
+	in.limiter, err = admission.New(cfg.Admission, admission.Options{
+		Name:       "login",
+		Now:        opts.Now,
+		Logger:     opts.Logger,
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("admission: %w", err)
+	}
+	in.rate, err = newClientLimiter(cfg.RateLimit, opts.Now)
+	if err != nil {
+		return nil, fmt.Errorf("rate_limit: %w", err)
+	}
+
+	hopts := health.Options{
+		Warmup:     cfg.Health.Warmup,
+		Now:        opts.Now,
+		Logger:     opts.Logger,
+		Gatherer:   reg,
+		Registerer: reg,
+	}
+	if cfg.Health.Deep {
+		hopts.Deep = in.backend.probe
+		hopts.DeepTimeout = cfg.Backend.Timeout
+	}
+	in.checker = health.New(hopts)
+	in.checker.AddDependency(BackendName, in.guard.Status)
+	in.checker.SetLoad(func() (int, int, int) {
+		return in.limiter.InFlight(), in.limiter.Limit(), in.limiter.QueueLen()
+	})
+
+	in.service = in.buildServiceHandler()
+	return in, nil
+}
+
+// Checker returns the instance's health checker.
+func (in *Instance) Checker() *health.Checker { return in.checker }
+
+// Tokens returns the instance's token signer and verifier.
+func (in *Instance) Tokens() *Tokens { return in.tokens }
+
+// ServiceHandler returns the service port's handler.
+func (in *Instance) ServiceHandler() http.Handler { return in.service }
+
+func (in *Instance) buildServiceHandler() http.Handler {
+	a := errorAdapter{log: in.log}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/login", in.rateLimited(in.limiter.Middleware(a.wrap(in.handleLogin))))
+	mux.Handle("/v1/session", in.limiter.Middleware(a.wrap(in.handleSession)))
+	if in.cfg.Health.SharedPort {
+		// The 2018 design: health answers queue behind logins.
+		h := in.limiter.Middleware(in.checker.Handler())
+		for _, p := range []string{"/livez", "/readyz", "/health", "/metrics"} {
+			mux.Handle(p, h)
+		}
+	}
+	mux.Handle("/", a.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &apiError{Status: http.StatusNotFound, Code: "not_found"}
+	}))
+	return mux
+}
+
+// rateLimited applies the per-client attempt limit before admission, so a
+// single noisy client never takes admission slots.
+func (in *Instance) rateLimited(next http.Handler) http.Handler {
+	if in.rate == nil {
+		return next
+	}
+	a := errorAdapter{log: in.log}
+	reject := a.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		in.metrics.requests.WithLabelValues(outcomeRateLimited).Inc()
+		return &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: time.Second}
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !in.rate.allow(in.rate.clientAddr(r)) {
+			reject.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err error) {
+	start := in.now()
+	outcome := outcomeError
+	defer func() {
+		in.metrics.requests.WithLabelValues(outcome).Inc()
+		in.metrics.duration.Observe(in.now().Sub(start).Seconds())
+	}()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		outcome = outcomeMalformed
+		return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+	}
+	req, err := decodeLogin(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	switch {
+	case errors.Is(err, errTooLarge):
+		outcome = outcomeTooLarge
+		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Err: err}
+	case err != nil:
+		outcome = outcomeMalformed
+		return &apiError{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
+	}
+
+	var v validation
+	err = in.guard.Do(r.Context(), func(ctx context.Context) error {
+		var err error
+		v, err = in.backend.validate(ctx, req.Ticket)
+		return err
+	})
+	if err != nil {
+		if r.Context().Err() != nil {
+			outcome = outcomeCanceled
+			return errClientGone
+		}
+		outcome = outcomeUnavailable
+		return &apiError{
+			Status:     http.StatusServiceUnavailable,
+			Code:       "dependency_unavailable",
+			RetryAfter: in.cfg.Backend.OpenInterval,
+			Err:        err,
+		}
+	}
+	if !v.Valid {
+		outcome = outcomeInvalid
+		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_ticket"}
+	}
+	token, exp, err := in.tokens.Issue(v.AccountID)
+	if err != nil {
+		return err
+	}
+	outcome = outcomeOK
+	writeJSON(w, http.StatusOK, loginResponse{Token: token, AccountID: v.AccountID, ExpiresAt: exp.UTC()})
+	return nil
+}
+
+type loginResponse struct {
+	Token     string    `json:"token"`
+	AccountID string    `json:"account_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+type sessionResponse struct {
+	AccountID string    `json:"account_id"`
+	Issuer    string    `json:"issuer"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	TokenID   string    `json:"token_id"`
+	KeyID     string    `json:"key_id"`
+}
+
+func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+	}
+	auth := r.Header.Get("Authorization")
+	raw, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || raw == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="spillway"`)
+		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_token", Err: errors.New("no bearer token")}
+	}
+	c, err := in.tokens.Verify(strings.TrimSpace(raw))
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="spillway", error="invalid_token"`)
+		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_token", Err: err}
+	}
+	resp := sessionResponse{AccountID: c.AccountID, Issuer: c.Issuer, TokenID: c.ID, KeyID: in.tokens.KeyID()}
+	if c.IssuedAt != nil {
+		resp.IssuedAt = c.IssuedAt.UTC()
+	}
+	if c.ExpiresAt != nil {
+		resp.ExpiresAt = c.ExpiresAt.UTC()
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// Run serves the service port on svc and, unless health.shared_port is
+// set, the health port on hl (which may then be nil). It returns when ctx
+// is done and shutdown has completed: /readyz turns 503, after
+// health.drain_delay the service listener closes, in-flight requests get
+// up to shutdown_timeout to finish, then the health server stops.
+func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
+	srv := &http.Server{
+		Handler:           in.service,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      in.cfg.Backend.Timeout + 10*time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelDebug),
+	}
+	// bg lives until the service has stopped: the guard's probe and the
+	// health server outlive the drain.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	g, gctx := errgroup.WithContext(bg)
+	g.Go(func() error { return in.guard.Run(gctx) })
+	if !in.cfg.Health.SharedPort {
+		if hl == nil {
+			return errors.New("health listener is nil")
+		}
+		g.Go(func() error { return in.checker.Serve(gctx, hl) })
+	}
+	in.checker.Start()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(svc) }()
+
+	var err error
+	select {
+	case err = <-serveErr:
+		err = fmt.Errorf("service server: %w", err)
+	case <-gctx.Done():
+		err = errors.New("health server or guard stopped early")
+	case <-ctx.Done():
+		in.log.Info("draining", "drain_delay", in.cfg.Health.DrainDelay)
+		in.checker.Drain()
+		t := time.NewTimer(in.cfg.Health.DrainDelay)
+		select {
+		case <-t.C:
+		case <-gctx.Done():
+			t.Stop()
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
+		if serr := srv.Shutdown(sctx); serr != nil {
+			in.log.Warn("shutdown: in-flight requests cut off", "error", serr)
+			_ = srv.Close()
+		}
+		cancel()
+		<-serveErr // http.ErrServerClosed
+	}
+	_ = srv.Close()
+	stopBG()
+	if gerr := g.Wait(); gerr != nil && err == nil {
+		err = gerr
+	}
+	in.backend.http.CloseIdleConnections()
+	return err
+}

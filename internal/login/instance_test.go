@@ -1,0 +1,522 @@
+package login
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/health"
+	"github.com/spillway-dev/spillway/internal/backendsim"
+)
+
+// stack is a real backend-sim and a real login instance on loopback.
+type stack struct {
+	t       *testing.T
+	sim     *backendsim.Sim
+	simURL  string
+	simCtl  *backendsim.Client
+	in      *Instance
+	svcURL  string
+	hURL    string // health port (or the service port in shared mode)
+	client  *http.Client
+	stop    context.CancelFunc
+	done    chan error
+	simDone chan error
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// testConfig is a login config with short intervals for tests.
+func testConfig(simURL string) *Config {
+	c := &Config{}
+	c.Backend.URL = simURL
+	c.Backend.Timeout = 300 * time.Millisecond
+	c.Backend.ConsecutiveFailures = 3
+	c.Backend.OpenInterval = 500 * time.Millisecond
+	c.Backend.ProbeInterval = 100 * time.Millisecond
+	c.Health.DrainDelay = 200 * time.Millisecond
+	c.RateLimit.PerSecond = -1
+	c.ShutdownTimeout = 2 * time.Second
+	return c
+}
+
+func startStack(t *testing.T, mutate func(*Config)) *stack {
+	t.Helper()
+	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simLn := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &stack{t: t, sim: sim, simURL: "http://" + simLn.Addr().String(), stop: cancel,
+		done: make(chan error, 1), simDone: make(chan error, 1)}
+	simCtx, simCancel := context.WithCancel(context.Background())
+	go func() { s.simDone <- sim.Serve(simCtx, simLn) }()
+	s.simCtl = &backendsim.Client{BaseURL: s.simURL}
+
+	cfg := testConfig(s.simURL)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := New(cfg, Options{Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.in = in
+	svc := listen(t)
+	s.svcURL = "http://" + svc.Addr().String()
+	var hl net.Listener
+	if cfg.Health.SharedPort {
+		s.hURL = s.svcURL
+	} else {
+		hl = listen(t)
+		s.hURL = "http://" + hl.Addr().String()
+	}
+	go func() { s.done <- in.Run(ctx, svc, hl) }()
+	s.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-s.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of cancel")
+		}
+		simCancel()
+		<-s.simDone
+		s.client.CloseIdleConnections()
+		s.simCtl.HTTP = nil
+		http.DefaultClient.CloseIdleConnections()
+	})
+	return s
+}
+
+type result struct {
+	status  int
+	body    map[string]any
+	header  http.Header
+	elapsed time.Duration
+	err     error
+}
+
+func (s *stack) do(ctx context.Context, method, url string, body []byte, hdr map[string]string) result {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return result{err: err, elapsed: time.Since(start)}
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	r := result{status: resp.StatusCode, header: resp.Header, elapsed: time.Since(start)}
+	_ = json.Unmarshal(data, &r.body)
+	return r
+}
+
+func (s *stack) login(ticket string) result {
+	b, _ := json.Marshal(map[string]string{"ticket": ticket})
+	return s.do(context.Background(), "POST", s.svcURL+"/v1/login", b, nil)
+}
+
+func (s *stack) setMode(mode backendsim.Mode) {
+	s.t.Helper()
+	if err := s.simCtl.SetMode(context.Background(), string(mode), 0); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *stack) healthReport() health.Report {
+	s.t.Helper()
+	resp, err := s.client.Get(s.hURL + "/health")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep health.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		s.t.Fatal(err)
+	}
+	return rep
+}
+
+// waitFor polls cond every 10ms until it holds or d passes; it returns how
+// long that took. Polling a real server needs real time.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a real server
+	}
+}
+
+func TestLoginOutcomes(t *testing.T) {
+	s := startStack(t, nil)
+
+	r := s.login("valid-alice")
+	if r.status != 200 || r.body["token"] == "" || r.body["account_id"] != backendsim.AccountID("valid-alice") || r.body["expires_at"] == nil {
+		t.Fatalf("valid login = %d %v", r.status, r.body)
+	}
+	token := r.body["token"].(string)
+
+	r = s.do(context.Background(), "GET", s.svcURL+"/v1/session", nil, map[string]string{"Authorization": "Bearer " + token})
+	if r.status != 200 || r.body["account_id"] != backendsim.AccountID("valid-alice") {
+		t.Errorf("session = %d %v", r.status, r.body)
+	}
+	for _, auth := range []string{"", "Bearer ", "Bearer " + token + "x", "Basic abc"} {
+		r = s.do(context.Background(), "GET", s.svcURL+"/v1/session", nil, map[string]string{"Authorization": auth})
+		if r.status != 401 || r.body["error"] != "invalid_token" {
+			t.Errorf("session with %q = %d %v, want 401 invalid_token", auth, r.status, r.body)
+		}
+	}
+
+	r = s.login("bogus")
+	if r.status != 401 || r.body["error"] != "invalid_ticket" {
+		t.Errorf("invalid login = %d %v", r.status, r.body)
+	}
+	for name, body := range map[string]string{
+		"not json":      "ticket=1",
+		"unknown field": `{"ticket":"valid-x","admin":true}`,
+		"empty ticket":  `{"ticket":""}`,
+	} {
+		r = s.do(context.Background(), "POST", s.svcURL+"/v1/login", []byte(body), nil)
+		if r.status != 400 || r.body["error"] != "malformed_request" {
+			t.Errorf("%s: %d %v, want 400 malformed_request", name, r.status, r.body)
+		}
+	}
+	big := []byte(`{"ticket":"valid-` + strings.Repeat("a", MaxBodyBytes) + `"}`)
+	r = s.do(context.Background(), "POST", s.svcURL+"/v1/login", big, nil)
+	if r.status != 413 || r.body["error"] != "request_too_large" {
+		t.Errorf("oversized: %d %v, want 413", r.status, r.body)
+	}
+	r = s.do(context.Background(), "GET", s.svcURL+"/v1/login", nil, nil)
+	if r.status != 405 {
+		t.Errorf("GET /v1/login = %d, want 405", r.status)
+	}
+	if r.header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id on an error")
+	}
+
+	// What reached the backend: only the logins that were well-formed.
+	st, err := s.simCtl.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Paths[backendsim.PathValidate]; got.Valid != 1 || got.Invalid != 1 || got.BadRequest != 0 {
+		t.Errorf("backend saw %+v, want 1 valid and 1 invalid", got)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	s := startStack(t, func(c *Config) {
+		c.RateLimit.PerSecond = 1
+		c.RateLimit.Burst = 3
+		c.RateLimit.TrustedProxies = []string{"127.0.0.1"}
+	})
+	fwd := func(ip string) result {
+		return s.do(context.Background(), "POST", s.svcURL+"/v1/login", []byte(`{"ticket":"valid-a"}`),
+			map[string]string{"X-Forwarded-For": ip})
+	}
+	for i := range 3 {
+		if r := fwd("203.0.113.1"); r.status != 200 {
+			t.Fatalf("attempt %d: %d %v", i, r.status, r.body)
+		}
+	}
+	r := fwd("203.0.113.1")
+	if r.status != 429 || r.body["error"] != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("4th attempt: %d %v %v, want 429 with Retry-After", r.status, r.body, r.header)
+	}
+	// Another client behind the same trusted proxy has its own bucket.
+	if r := fwd("203.0.113.2"); r.status != 200 {
+		t.Errorf("other client: %d", r.status)
+	}
+}
+
+func TestBackendHangFailsFastThenRecovers(t *testing.T) {
+	s := startStack(t, nil)
+	const timeout = 300 * time.Millisecond // testConfig's backend.timeout
+	if r := s.login("valid-a"); r.status != 200 {
+		t.Fatalf("warm-up login: %d", r.status)
+	}
+	s.setMode(backendsim.ModeHang)
+
+	// Before the breaker opens: 503 within the backend timeout + 50ms.
+	for i := range 3 {
+		r := s.login("valid-a")
+		if r.status != 503 || r.body["error"] != "dependency_unavailable" || r.header.Get("Retry-After") == "" {
+			t.Fatalf("hang %d: %d %v", i, r.status, r.body)
+		}
+		if r.elapsed > timeout+50*time.Millisecond {
+			t.Errorf("hang %d answered in %v, want at most %v", i, r.elapsed, timeout+50*time.Millisecond)
+		}
+	}
+	rep := s.healthReport()
+	if d := rep.Dependencies[BackendName]; d.State != health.DepDown || d.Breaker != "open" || d.LastError == "" {
+		t.Errorf("health after trip: %+v", d)
+	}
+	if !rep.Ready {
+		t.Error("dependency outage made the instance unready")
+	}
+	// Once open: 503 within 10ms, without touching the backend.
+	before, _ := s.simCtl.Stats(context.Background())
+	for i := range 20 {
+		r := s.login("valid-a")
+		if r.status != 503 || r.body["error"] != "dependency_unavailable" {
+			t.Fatalf("open %d: %d %v", i, r.status, r.body)
+		}
+		if r.elapsed > 10*time.Millisecond {
+			t.Errorf("open %d answered in %v, want under 10ms", i, r.elapsed)
+		}
+	}
+	after, _ := s.simCtl.Stats(context.Background())
+	if n := after.Paths[backendsim.PathValidate].Hung - before.Paths[backendsim.PathValidate].Hung; n != 0 {
+		t.Errorf("%d logins reached the backend while the breaker was open", n)
+	}
+	for _, p := range []string{"/livez", "/readyz"} {
+		if r := s.do(context.Background(), "GET", s.hURL+p, nil, nil); r.status != 200 {
+			t.Errorf("%s = %d during a backend outage, want 200", p, r.status)
+		}
+	}
+
+	// Recovery without user traffic: the probe closes the breaker within one
+	// open interval plus one probe interval (plus a margin for a loaded
+	// machine).
+	s.setMode(backendsim.ModeUp)
+	const bound = 500*time.Millisecond + 100*time.Millisecond
+	took := waitFor(t, bound+400*time.Millisecond, "breaker closes", func() bool {
+		return s.healthReport().Dependencies[BackendName].State == health.DepUp
+	})
+	t.Logf("backend up → breaker closed in %v (bound %v)", took, bound)
+	if r := s.login("valid-a"); r.status != 200 {
+		t.Errorf("login after recovery: %d %v", r.status, r.body)
+	}
+}
+
+// saturate holds every admission slot with logins hanging on the backend and
+// returns a func that releases them.
+func saturate(t *testing.T, s *stack, n int) (release func()) {
+	t.Helper()
+	s.setMode(backendsim.ModeHang)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, "POST", s.svcURL+"/v1/login", strings.NewReader(`{"ticket":"valid-x"}`))
+			resp, err := s.client.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	waitFor(t, 5*time.Second, "admission saturated", func() bool { return s.in.limiter.InFlight() >= n })
+	return func() { cancel(); wg.Wait() }
+}
+
+// saturatedConfig holds slots for long: a long backend timeout and a
+// breaker that never trips.
+func saturatedConfig(shared bool) func(*Config) {
+	return func(c *Config) {
+		c.Admission.Limit = 4
+		c.Backend.Timeout = 10 * time.Second
+		c.Backend.ConsecutiveFailures = 1000
+		c.Backend.MinRequests = 1000
+		c.Health.SharedPort = shared
+		c.Health.Deep = shared
+	}
+}
+
+func TestLivezFastWhileServiceSaturated(t *testing.T) {
+	s := startStack(t, saturatedConfig(false))
+	release := saturate(t, s, 4)
+	defer release()
+
+	if r := s.login("valid-y"); r.status != 503 || r.body["error"] != "overloaded" || r.header.Get("Retry-After") == "" {
+		t.Errorf("login beyond the limit: %d %v, want 503 overloaded", r.status, r.body)
+	}
+	var worst time.Duration
+	for range 20 {
+		r := s.do(context.Background(), "GET", s.hURL+"/livez", nil, nil)
+		if r.err != nil || r.status != 200 {
+			t.Fatalf("/livez while saturated: %d %v", r.status, r.err)
+		}
+		worst = max(worst, r.elapsed)
+	}
+	t.Logf("/livez worst of 20 while saturated: %v", worst)
+	if worst > 50*time.Millisecond {
+		t.Errorf("/livez took %v while the service port was saturated, want under 50ms", worst)
+	}
+	rep := s.healthReport()
+	if rep.InFlight != 4 || rep.Limit != 4 || !rep.Ready {
+		t.Errorf("health while saturated: %+v", rep)
+	}
+}
+
+// TestIncidentDesignFailsLivez reproduces the 2018 design: health on the
+// service port, behind the same admission limit, and deep.
+func TestIncidentDesignFailsLivez(t *testing.T) {
+	s := startStack(t, saturatedConfig(true))
+	release := saturate(t, s, 4)
+	defer release()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	r := s.do(ctx, "GET", s.hURL+"/livez", nil, nil)
+	if r.err == nil && r.status == 200 {
+		t.Fatalf("/livez = 200 on a saturated shared port with deep checks; the 2018 design should fail it")
+	}
+	t.Logf("2018 design: /livez → status %d, err %v, after %v", r.status, r.err, r.elapsed)
+}
+
+func TestIncidentDeepCheckFailsOnBackendOutage(t *testing.T) {
+	s := startStack(t, func(c *Config) { c.Health.Deep = true })
+	if r := s.do(context.Background(), "GET", s.hURL+"/livez", nil, nil); r.status != 200 {
+		t.Fatalf("deep /livez with the backend up = %d", r.status)
+	}
+	s.setMode(backendsim.ModeError)
+	for _, p := range []string{"/livez", "/readyz"} {
+		if r := s.do(context.Background(), "GET", s.hURL+p, nil, nil); r.status != 503 {
+			t.Errorf("deep %s with the backend failing = %d, want 503", p, r.status)
+		}
+	}
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp, Latency: 400 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	simLn := listen(t)
+	simCtx, simCancel := context.WithCancel(context.Background())
+	simDone := make(chan error, 1)
+	go func() { simDone <- sim.Serve(simCtx, simLn) }()
+	defer func() { simCancel(); <-simDone }()
+
+	cfg := testConfig("http://" + simLn.Addr().String())
+	cfg.Backend.Timeout = 2 * time.Second
+	cfg.Health.DrainDelay = 300 * time.Millisecond
+	cfg.SetDefaults()
+	in, err := New(cfg, Options{Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, hl := listen(t), listen(t)
+	svcURL, hURL := "http://"+svc.Addr().String(), "http://"+hl.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, svc, hl) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	waitFor(t, 2*time.Second, "ready", func() bool {
+		resp, err := client.Get(hURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	// A login in flight when shutdown starts finishes.
+	inflight := make(chan int, 1)
+	go func() {
+		resp, err := client.Post(svcURL+"/v1/login", "application/json", strings.NewReader(`{"ticket":"valid-z"}`))
+		if err != nil {
+			inflight <- -1
+			return
+		}
+		resp.Body.Close()
+		inflight <- resp.StatusCode
+	}()
+	waitFor(t, 2*time.Second, "login in flight", func() bool { return in.limiter.InFlight() == 1 })
+	cancel()
+	waitFor(t, time.Second, "readyz 503 while draining", func() bool {
+		resp, err := client.Get(hURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+	if code := <-inflight; code != 200 {
+		t.Errorf("in-flight login during shutdown = %d, want 200", code)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if _, err := net.DialTimeout("tcp", svc.Addr().String(), time.Second); err == nil {
+		t.Error("service port still accepts connections after shutdown")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{"defaults", func(*Config) {}, ""},
+		{"bad listen", func(c *Config) { c.Listen = "x:y" }, `listen: "x:y": `},
+		{"same ports", func(c *Config) { c.Listen, c.HealthListen = "127.0.0.1:7000", "127.0.0.1:7000" }, "health_listen: "},
+		{"bad backend", func(c *Config) { c.Backend.URL = "127.0.0.1:9000" }, "backend.url: "},
+		{"bad proxy", func(c *Config) { c.RateLimit.TrustedProxies = []string{"nope"} }, "rate_limit.trusted_proxies[0]: "},
+		{"short ttl", func(c *Config) { c.Token.TTL = time.Millisecond }, "token.ttl: "},
+		{"bad guard", func(c *Config) { c.Backend.FailureRate = 2 }, "backend.failure_rate"},
+		{"bad admission", func(c *Config) { c.Admission.Algorithm = "magic" }, "admission.algorithm"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Config{}
+			tt.mutate(c)
+			c.SetDefaults()
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
