@@ -519,4 +519,3 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
-
