@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spillway-dev/spillway/internal/config"
+)
+
+// wantErrors maps each testdata/*.bad.yaml to a part of the error `spillway
+// check` must print for it.
+var wantErrors = map[string]string{
+	"unknown-field.bad.yaml":   "line 3: field helth_listen not found",
+	"bad-listen.bad.yaml":      `login.listen: "x:y": port must be a number`,
+	"bad-backend-url.bad.yaml": `login.backend.url: "127.0.0.1:9000": not an absolute http(s) URL`,
+	"bad-duration.bad.yaml":    "line 3",
+	"bad-rate.bad.yaml":        "login.backend.failure_rate",
+	"bad-proxy.bad.yaml":       `login.rate_limit.trusted_proxies[1]: "not-an-ip"`,
+	"bad-algorithm.bad.yaml":   "login.admission.algorithm",
+	"two-documents.bad.yaml":   "line 3: a second YAML document is not allowed",
+}
+
+func TestCheckTestdata(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), []string{"check", "--config", path}, &out, &errOut)
+			switch {
+			case strings.HasSuffix(name, ".good.yaml"):
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut.String())
+				}
+			case strings.HasSuffix(name, ".bad.yaml"):
+				seen[name] = true
+				want, ok := wantErrors[name]
+				if !ok {
+					t.Fatalf("no expected error listed for %s", name)
+				}
+				if code == 0 || !strings.Contains(errOut.String(), want) {
+					t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, errOut.String(), want)
+				}
+			}
+		})
+	}
+	for name := range wantErrors {
+		if !seen[name] {
+			t.Errorf("%s listed but not in testdata", name)
+		}
+	}
+}
+
+func TestLoginFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"login", "--backend-timeout", "soon"}, "backend-timeout"},
+		{[]string{"login", "--listen", "nowhere"}, `login.listen: "nowhere"`},
+		{[]string{"login", "--backend", "ftp://x"}, "login.backend.url"},
+		{[]string{"login", "--log-level", "loud"}, "--log-level"},
+		{[]string{"login", "--config", "testdata/missing.yaml"}, "missing.yaml"},
+		{[]string{"login", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"}, "no signing key"},
+		{[]string{"check"}, "--config is required"},
+		{[]string{"nonsense"}, `unknown command "nonsense"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			t.Setenv("SPILLWAY_SIGNING_KEY", "")
+			code := run(context.Background(), tt.args, &out, &errOut)
+			if code == 0 || !strings.Contains(errOut.String(), tt.want) {
+				t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, errOut.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &out, &out); code != 0 || !strings.HasPrefix(out.String(), "spillway ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+}
+
+// FuzzLoadFile feeds arbitrary bytes through the whole loader: strict
+// decode, defaults, validation. It must never panic, and a file it accepts
+// must validate again after a second SetDefaults (defaults are idempotent).
+func FuzzLoadFile(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fc fileConfig
+		if err := config.Decode(data, &fc); err != nil {
+			return
+		}
+		fc.SetDefaults()
+		if err := fc.Validate(); err != nil {
+			return
+		}
+		fc.SetDefaults()
+		if err := fc.Validate(); err != nil {
+			t.Fatalf("valid config invalid after a second SetDefaults: %v", err)
+		}
+	})
+}
