@@ -1,0 +1,25 @@
+// Package lb holds the load balancer's routing policies: active health
+// state, passive outlier ejection, slow start, the panic threshold,
+// dependency-aware edge shedding, the retry budget, the picker and the edge
+// capacity bound, plus Pool, which ties them together per instance.
+//
+// Every policy is a plain type driven by events and an explicit now: none
+// opens a socket, starts a goroutine or reads the clock, and randomness is
+// injected (a func() uint64, or a uniform u in [0,1) passed per call). The
+// same code runs in the proxy, in tests and in simulations (DESIGN.md,
+// principle 2). Each policy is usable and testable on its own.
+//
+// Concurrency: the types used for every request, Picker, Endpoint,
+// RetryBudget and Shedder, are safe for concurrent use; their per-request
+// methods (Pick, Release, Request, TryRetry, Admit, Blocked) neither lock nor
+// allocate. HealthState, OutlierState, SlowStart and Pool are not safe for
+// concurrent use: the caller serialises them, normally under the load
+// balancer's one mutex. Pool.Evaluate publishes an immutable routing
+// snapshot that the per-request types read through atomic pointers.
+//
+// Configuration structs have a DefaultXxx constructor and a Validate
+// method. A zero threshold or window disables its policy where the field's
+// comment says so (the 2018 configuration of the drill is built that way);
+// callers start from the defaults, not from the zero value. Nothing in this
+// package needs to be closed.
+package lb

@@ -1,0 +1,482 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spillway-dev/spillway/health"
+)
+
+// ErrUnknownInstance: no instance with that id is in the pool.
+var ErrUnknownInstance = errors.New("unknown instance")
+
+// Pool ties the policies together for a set of instances: each instance
+// has a HealthState, an OutlierState, a slow-start ramp, its last /health
+// report and an operator drain flag, and Evaluate turns them into the
+// routing snapshot (published to Picker), the panic decision, the edge
+// capacity bound and the shedding votes (fed to Shedder).
+//
+// Routable means: healthy by active checks, not ejected, not drained by an
+// operator, and not reporting that it is draining. Drained and draining
+// instances, and pending ones (never healthy yet), are out of the panic
+// arithmetic entirely (see Member). Slow start begins whenever an instance
+// becomes routable (new, recovered, un-ejected, undrained), timed from the
+// event that made it routable (the passing check, the ejection's end, the
+// undrain), not from the Evaluate that noticed it. The shedding voters are the instances
+// that are healthy and whose fresh report says ready and not draining
+// (ejected and operator-drained instances still vote: ejection and drain
+// say nothing about what they see of their dependencies).
+//
+// Record* and Observe* change state but publish nothing: call Evaluate
+// after a batch of them, and again no later than Eval.Next, which is when
+// something changes by time alone (an ejection ends, a ramp moves the
+// capacity bound, a report goes stale, a recovery ramp ends).
+//
+// A Pool is not safe for concurrent use: the caller holds the balancer's
+// lock around every method. The Picker and Shedder it returns are safe for
+// concurrent use without that lock.
+type Pool struct {
+	cfg     Config
+	byID    map[string]*instance
+	list    []*instance // by id
+	picker  *Picker
+	shedder *Shedder
+
+	// scratch reused by Evaluate
+	active  []*instance
+	members []Member
+	idx     []int
+	votes   []health.Report
+	caps    []CapacityInput
+}
+
+type instance struct {
+	id        string
+	ep        *Endpoint
+	health    *HealthState
+	outlier   *OutlierState
+	slow      SlowStart
+	report    health.Report
+	reportAt  time.Time
+	hasReport bool
+	drained   bool
+	undrained time.Time
+	outAt     time.Time // last Evaluate that saw it drained or draining
+	added     time.Time
+	removed   bool
+	// as of the last Evaluate
+	routable  bool
+	candidate bool
+	weight    float64
+}
+
+// NewPool returns an empty pool, or the validation error of cfg. routes is
+// the shedding route table (nil: every path needs every dependency); rand
+// feeds the Picker (nil: math/rand/v2).
+func NewPool(cfg Config, routes *RouteTable, rand func() uint64) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sh, err := NewShedder(cfg.Shed, routes)
+	if err != nil {
+		return nil, err
+	}
+	return &Pool{cfg: cfg, byID: map[string]*instance{}, picker: NewPicker(rand), shedder: sh}, nil
+}
+
+// Picker returns the picker that Evaluate publishes to.
+func (p *Pool) Picker() *Picker { return p.picker }
+
+// Shedder returns the shedder that Evaluate feeds.
+func (p *Pool) Shedder() *Shedder { return p.shedder }
+
+// Config returns the pool's configuration.
+func (p *Pool) Config() Config { return p.cfg }
+
+// Reconfigure applies a new configuration (a reload) and keeps every
+// instance's state: counts are judged against the new thresholds from the
+// next event on; ramps under way keep their length.
+func (p *Pool) Reconfigure(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := p.shedder.SetConfig(cfg.Shed); err != nil {
+		return err
+	}
+	p.cfg = cfg
+	for _, in := range p.list {
+		in.health.setThresholds(cfg.Health)
+		in.outlier.cfg = cfg.Outlier
+	}
+	return nil
+}
+
+// Add adds a new instance, pending its first check, and reports whether it
+// was not already there. id is its service address.
+func (p *Pool) Add(id string, now time.Time) bool {
+	if id == "" || p.byID[id] != nil {
+		return false
+	}
+	in := &instance{
+		id:      id,
+		ep:      NewEndpoint(id),
+		health:  NewHealthState(p.cfg.Health),
+		outlier: NewOutlierState(p.cfg.Outlier),
+		added:   now,
+	}
+	in.ep.inst = in
+	p.byID[id] = in
+	i, _ := slices.BinarySearchFunc(p.list, id, func(x *instance, id string) int { return strings.Compare(x.id, id) })
+	p.list = slices.Insert(p.list, i, in)
+	return true
+}
+
+// Remove removes an instance and reports whether it was there. Requests in
+// flight on it finish normally and release its endpoint.
+func (p *Pool) Remove(id string) bool {
+	in := p.byID[id]
+	if in == nil {
+		return false
+	}
+	in.removed = true
+	delete(p.byID, id)
+	p.list = slices.DeleteFunc(p.list, func(x *instance) bool { return x == in })
+	return true
+}
+
+// Sync makes the pool's instances exactly ids (a discovery update or a
+// reload): new ones are added, missing ones removed, the others keep their
+// state.
+func (p *Pool) Sync(ids []string, now time.Time) (added, removed int) {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	for _, in := range slices.Clone(p.list) {
+		if !want[in.id] && p.Remove(in.id) {
+			removed++
+		}
+	}
+	for _, id := range ids {
+		if p.Add(id, now) {
+			added++
+		}
+	}
+	return added, removed
+}
+
+// IDs returns the instances' ids, sorted.
+func (p *Pool) IDs() []string {
+	out := make([]string, len(p.list))
+	for i, in := range p.list {
+		out[i] = in.id
+	}
+	return out
+}
+
+// Endpoint returns the instance's endpoint.
+func (p *Pool) Endpoint(id string) (*Endpoint, bool) {
+	in := p.byID[id]
+	if in == nil {
+		return nil, false
+	}
+	return in.ep, true
+}
+
+// RecordCheck feeds an active check's result. changed reports whether the
+// instance's health flipped; ok is false for an unknown id (an instance
+// removed while its check was running).
+func (p *Pool) RecordCheck(id string, now time.Time, r CheckResult) (changed, ok bool) {
+	in := p.byID[id]
+	if in == nil {
+		return false, false
+	}
+	return in.health.Record(now, r), true
+}
+
+// RecordReport stores the instance's latest /health report, received at
+// now. The pool keeps rep, its Dependencies map included: the caller must
+// not modify it afterwards.
+func (p *Pool) RecordReport(id string, now time.Time, rep health.Report) bool {
+	in := p.byID[id]
+	if in == nil {
+		return false
+	}
+	in.report, in.reportAt, in.hasReport = rep, now, true
+	return true
+}
+
+// ObserveSuccess records a proxied request on ep that did not fail at the
+// gateway level. When ep.Failing() is false there is nothing to reset and
+// the proxy may skip the call (and the lock).
+func (p *Pool) ObserveSuccess(ep *Endpoint) {
+	in := ep.inst
+	if in == nil || in.removed {
+		return
+	}
+	in.outlier.Success()
+	ep.failing.Store(false)
+}
+
+// ObserveFailure records a gateway failure of a proxied request on ep at
+// now (the proxy classifies: see OutlierConfig). On OutlierEjected, call
+// Evaluate to take the instance out of the snapshot.
+func (p *Pool) ObserveFailure(ep *Endpoint, now time.Time) OutlierEvent {
+	in := ep.inst
+	if in == nil || in.removed {
+		return OutlierIgnored
+	}
+	ejected, total := 0, 0
+	for _, x := range p.list {
+		if x.excluded(now, p.cfg.Health.ReportMaxAge) {
+			continue
+		}
+		total++
+		if x.outlier.Ejected(now) {
+			ejected++
+		}
+	}
+	ev := in.outlier.Failure(now, p.cfg.Outlier.MayEject(ejected, total))
+	ep.failing.Store(in.outlier.Consecutive() > 0)
+	return ev
+}
+
+// SetDrained sets the operator's drain flag at now: a drained instance gets
+// no new requests and is out of the panic arithmetic; undrained, it starts
+// a slow start. Call Evaluate afterwards.
+func (p *Pool) SetDrained(id string, drained bool, now time.Time) error {
+	in := p.byID[id]
+	if in == nil {
+		return fmt.Errorf("instance %q: %w", id, ErrUnknownInstance)
+	}
+	if in.drained && !drained {
+		in.undrained = now
+	}
+	in.drained = drained
+	return nil
+}
+
+// routableSince returns when the instance last became routable: the latest
+// of the events that could have kept it out, capped at now.
+func (in *instance) routableSince(now time.Time) time.Time {
+	t := in.health.Since()
+	if in.outlier.Ejections() > 0 {
+		if u := in.outlier.EjectedUntil(); u.After(t) {
+			t = u
+		}
+	}
+	if in.undrained.After(t) {
+		t = in.undrained
+	}
+	if in.outAt.After(t) {
+		t = in.outAt
+	}
+	if t.IsZero() || t.After(now) {
+		return now
+	}
+	return t
+}
+
+func (in *instance) fresh(now time.Time, maxAge time.Duration) bool {
+	return in.hasReport && now.Sub(in.reportAt) <= maxAge
+}
+
+// excluded: drained by the operator or draining by its own report.
+func (in *instance) excluded(now time.Time, maxAge time.Duration) bool {
+	return in.drained || (in.fresh(now, maxAge) && in.report.Draining)
+}
+
+// Eval is the outcome of Pool.Evaluate.
+type Eval struct {
+	// Instances is the number of instances in the pool; Members those not
+	// drained, draining or pending (the panic threshold's denominator).
+	Instances, Members int
+	// Routable members, and Ejected ones among Members.
+	Routable, Ejected int
+	// Candidates is the size of the published snapshot.
+	Candidates int
+	// Panic: the routable share is below the panic threshold.
+	Panic bool
+	// Capacity is the edge bound on proxied requests in flight, valid when
+	// Bounded (see CapacityConfig).
+	Capacity int
+	Bounded  bool
+	// Next is when to evaluate again at the latest; zero when nothing
+	// changes by time alone.
+	Next time.Time
+}
+
+// capacityTick is how often the capacity bound is refreshed while a ramp
+// is under way: Window/20, within [50ms, 1s].
+func capacityTick(w time.Duration) time.Duration {
+	return min(max(w/20, 50*time.Millisecond), time.Second)
+}
+
+// Evaluate applies time (ends ejections that are over), decides what is
+// routable and whether the pool is in panic, publishes the routing
+// snapshot to the Picker, feeds the shedding votes to the Shedder and
+// returns the outcome.
+func (p *Pool) Evaluate(now time.Time) Eval {
+	maxAge := p.cfg.Health.ReportMaxAge
+	ev := Eval{Instances: len(p.list)}
+	p.active, p.members = p.active[:0], p.members[:0]
+	for _, in := range p.list {
+		in.outlier.Update(now)
+		in.candidate, in.weight = false, 0
+		if in.excluded(now, maxAge) {
+			in.routable, in.outAt = false, now
+			continue
+		}
+		if in.health.Pending() {
+			in.routable = false
+			continue
+		}
+		ejected := in.outlier.Ejected(now)
+		r := in.health.Healthy() && !ejected
+		if r && !in.routable {
+			in.slow = p.cfg.SlowStart.Start(in.routableSince(now))
+		}
+		in.routable = r
+		if r {
+			ev.Routable++
+		}
+		if ejected {
+			ev.Ejected++
+		}
+		p.active = append(p.active, in)
+		p.members = append(p.members, Member{Routable: r, AcceptsConnections: in.health.AcceptsConnections()})
+	}
+	ev.Members = len(p.active)
+	p.idx, ev.Panic = p.cfg.Panic.Select(p.members, p.idx[:0])
+
+	cands := make([]Candidate, 0, len(p.idx))
+	p.caps = p.caps[:0]
+	ramping := false
+	for _, i := range p.idx {
+		in := p.active[i]
+		c := Candidate{Endpoint: in.ep}
+		w := 1.0
+		if !ev.Panic { // panic fails open: every candidate at full weight
+			c.SlowStart = in.slow
+			w = in.slow.Weight(now)
+			ramping = ramping || in.slow.Active(now)
+		}
+		in.candidate, in.weight = true, w
+		cands = append(cands, c)
+		limit := 0
+		if in.fresh(now, maxAge) {
+			limit = in.report.Limit
+		}
+		p.caps = append(p.caps, CapacityInput{Limit: limit, Weight: w})
+	}
+	ev.Candidates = len(cands)
+	p.picker.Store(&Snapshot{cands: cands, panic: ev.Panic})
+	ev.Capacity, ev.Bounded = p.cfg.Capacity.Bound(p.caps)
+
+	p.votes = p.votes[:0]
+	for _, in := range p.list {
+		if in.health.Healthy() && in.fresh(now, maxAge) && in.report.Ready && !in.report.Draining {
+			p.votes = append(p.votes, in.report)
+		}
+	}
+	p.shedder.Update(now, p.votes)
+
+	next := func(t time.Time) {
+		if t.After(now) && (ev.Next.IsZero() || t.Before(ev.Next)) {
+			ev.Next = t
+		}
+	}
+	for _, in := range p.list {
+		if in.outlier.Ejected(now) {
+			next(in.outlier.EjectedUntil())
+		}
+		if in.hasReport {
+			next(in.reportAt.Add(maxAge + 1))
+		}
+	}
+	if ramping {
+		next(now.Add(capacityTick(p.cfg.SlowStart.Window)))
+	}
+	next(p.shedder.next(now))
+	return ev
+}
+
+// InstanceState summarises an instance for operators.
+type InstanceState string
+
+const (
+	InstancePending   InstanceState = "pending"   // never healthy yet
+	InstanceHealthy   InstanceState = "healthy"   // routable
+	InstanceUnhealthy InstanceState = "unhealthy" // failed active checks
+	InstanceEjected   InstanceState = "ejected"   // passive outlier ejection
+	InstanceDraining  InstanceState = "draining"  // its report says it is shutting down
+	InstanceDrained   InstanceState = "drained"   // drained by an operator
+)
+
+// InstanceStatus is one instance's state for the admin API, as of the last
+// Evaluate for Routable, Candidate and Weight.
+type InstanceStatus struct {
+	ID       string        `json:"id"`
+	State    InstanceState `json:"state"`
+	Routable bool          `json:"routable"`
+	// Candidate: in the routing snapshot (in panic, also when not routable).
+	Candidate   bool    `json:"candidate"`
+	Weight      float64 `json:"weight"`
+	Outstanding int64   `json:"in_flight"`
+	// SlowStartEnd is when its weight reaches 1 (zero if not ramping).
+	SlowStartEnd        time.Time      `json:"slow_start_end,omitzero"`
+	LastCheck           CheckResult    `json:"last_check"`
+	LastCheckAt         time.Time      `json:"last_check_at,omitzero"`
+	HealthSince         time.Time      `json:"health_since,omitzero"`
+	Ejections           int            `json:"ejections"`
+	EjectedUntil        time.Time      `json:"ejected_until,omitzero"`
+	ConsecutiveFailures int            `json:"consecutive_gateway_failures"`
+	Report              *health.Report `json:"report,omitempty"`
+	ReportAt            time.Time      `json:"report_at,omitzero"`
+	Added               time.Time      `json:"added"`
+}
+
+// Status returns every instance's status at now, by id.
+func (p *Pool) Status(now time.Time) []InstanceStatus {
+	out := make([]InstanceStatus, 0, len(p.list))
+	for _, in := range p.list {
+		last, lastAt := in.health.Last()
+		st := InstanceStatus{
+			ID: in.id, Routable: in.routable, Candidate: in.candidate, Weight: in.weight,
+			Outstanding: in.ep.Outstanding(), LastCheck: last, LastCheckAt: lastAt,
+			HealthSince: in.health.Since(), Ejections: in.outlier.Ejections(),
+			ConsecutiveFailures: in.outlier.Consecutive(), Added: in.added,
+		}
+		if in.routable && in.slow.Active(now) {
+			st.SlowStartEnd = in.slow.End()
+		}
+		if in.outlier.Ejected(now) {
+			st.EjectedUntil = in.outlier.EjectedUntil()
+		}
+		if in.hasReport {
+			rep := in.report
+			rep.Dependencies = maps.Clone(rep.Dependencies)
+			st.Report, st.ReportAt = &rep, in.reportAt
+		}
+		switch {
+		case in.drained:
+			st.State = InstanceDrained
+		case in.excluded(now, p.cfg.Health.ReportMaxAge):
+			st.State = InstanceDraining
+		case in.outlier.Ejected(now):
+			st.State = InstanceEjected
+		case in.health.Healthy():
+			st.State = InstanceHealthy
+		case in.health.Since().IsZero():
+			st.State = InstancePending
+		default:
+			st.State = InstanceUnhealthy
+		}
+		out = append(out, st)
+	}
+	return out
+}

@@ -1,0 +1,506 @@
+package lb
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spillway-dev/spillway/health"
+)
+
+// ShedConfig configures dependency-aware edge shedding: when enough ready
+// instances report the same dependency down, the balancer answers the
+// requests that need it with a fast 503 itself instead of sending them to
+// instances that can only fail them. spillway-specific: Envoy and HAProxy
+// have no dependency votes; the recovery ramp is slow start applied to a
+// dependency instead of an instance.
+type ShedConfig struct {
+	// Quorum is the share of ready instances, in [0,1], that must report a
+	// dependency "down" for the balancer to shed it. Default 0.5 ("at least
+	// half"; with 2 ready instances one vote is enough). 0 disables
+	// automatic shedding; manual overrides still work (the 2018
+	// configuration).
+	Quorum float64
+	// RecoveryWindow is how long the admitted share takes to ramp from 0 to
+	// 1 once the votes fall below the quorum. Default 5s. 0 reopens at once.
+	RecoveryWindow time.Duration
+	// MaxRecoveryWindow caps the recovery window's doubling: each time
+	// shedding resumes before a ramp completed, the next ramp is twice as
+	// long, back to RecoveryWindow once a ramp completes. Default 40s
+	// (three doublings). Must be at least RecoveryWindow.
+	MaxRecoveryWindow time.Duration
+}
+
+// DefaultShedConfig returns the defaults documented on ShedConfig.
+func DefaultShedConfig() ShedConfig {
+	return ShedConfig{Quorum: 0.5, RecoveryWindow: 5 * time.Second, MaxRecoveryWindow: 40 * time.Second}
+}
+
+// Validate reports every invalid field.
+func (c ShedConfig) Validate() error {
+	var errs []error
+	errs = append(errs, checkFraction("quorum", c.Quorum, 0, 1), checkNonNegative("recovery_window", c.RecoveryWindow))
+	if c.MaxRecoveryWindow < c.RecoveryWindow {
+		errs = append(errs, fieldErr("max_recovery_window", c.MaxRecoveryWindow, "must be at least recovery_window ("+c.RecoveryWindow.String()+")"))
+	}
+	return errors.Join(errs...)
+}
+
+// Override is an operator's manual shedding switch for one dependency.
+type Override string
+
+const (
+	// OverrideAuto follows the instances' votes (the default).
+	OverrideAuto Override = "auto"
+	// OverrideOn sheds every request that needs the dependency.
+	OverrideOn Override = "on"
+	// OverrideOff never sheds for the dependency: everything is admitted
+	// at once, without a ramp.
+	OverrideOff Override = "off"
+)
+
+// ParseOverride parses "auto", "on" or "off".
+func ParseOverride(s string) (Override, error) {
+	switch o := Override(s); o {
+	case OverrideAuto, OverrideOn, OverrideOff:
+		return o, nil
+	}
+	return "", fmt.Errorf("override %q: %w", s, ErrBadOverride)
+}
+
+// ErrBadOverride: an override other than auto, on or off.
+var ErrBadOverride = errors.New("not auto, on or off")
+
+// ShedState is a dependency's edge shedding state.
+type ShedState string
+
+const (
+	ShedOK         ShedState = "ok"         // every request admitted
+	ShedShedding   ShedState = "shedding"   // every request that needs it answered 503 at the edge
+	ShedRecovering ShedState = "recovering" // the admitted share ramps from 0 to 1
+)
+
+// DependencyStatus is one dependency's shedding status, for the admin API.
+type DependencyStatus struct {
+	Name     string    `json:"name"`
+	State    ShedState `json:"state"`
+	Override Override  `json:"override"`
+	// Admitted is the share of requests needing it that are admitted now.
+	Admitted float64 `json:"admitted_share"`
+	// Since is when State was entered (zero if always ok).
+	Since time.Time `json:"since,omitzero"`
+	// RecoveryEnd is when a recovery ramp reaches 1 (zero unless
+	// recovering).
+	RecoveryEnd time.Time `json:"recovery_end,omitzero"`
+	// Down and Ready are the last vote: ready instances reporting it down,
+	// out of ready instances with a fresh report.
+	Down  int `json:"down"`
+	Ready int `json:"ready"`
+	// Flaps counts ramps cut short by renewed shedding since the last
+	// completed ramp; the next ramp lasts RecoveryWindow × 2^Flaps.
+	Flaps int `json:"flaps"`
+}
+
+// Route maps a path prefix to the dependencies its requests need.
+type Route struct {
+	// Prefix matches request paths by plain string prefix ("/api/" matches
+	// "/api/login"); the longest matching prefix wins.
+	Prefix string
+	// Dependencies are the dependencies the route needs; empty means
+	// none, so the route is never shed. Paths that match no route need
+	// every known dependency.
+	Dependencies []string
+}
+
+// RouteTable answers which dependencies a path needs. Immutable; safe for
+// concurrent use.
+type RouteTable struct {
+	routes []Route // longest prefix first
+}
+
+// NewRouteTable validates routes and returns their table. Prefixes must
+// start with "/" and be unique; dependency names must not be empty.
+func NewRouteTable(routes []Route) (*RouteTable, error) {
+	t := &RouteTable{}
+	seen := map[string]bool{}
+	var errs []error
+	for i, r := range routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		switch {
+		case !strings.HasPrefix(r.Prefix, "/"):
+			errs = append(errs, fieldErr(path+".prefix", r.Prefix, `must start with "/"`))
+		case seen[r.Prefix]:
+			errs = append(errs, fieldErr(path+".prefix", r.Prefix, "duplicate prefix"))
+		}
+		seen[r.Prefix] = true
+		for j, d := range r.Dependencies {
+			if d == "" {
+				errs = append(errs, fieldErr(fmt.Sprintf("%s.dependencies[%d]", path, j), d, "must not be empty"))
+			}
+		}
+		t.routes = append(t.routes, Route{Prefix: r.Prefix, Dependencies: slices.Clone(r.Dependencies)})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(t.routes, func(a, b Route) int { return len(b.Prefix) - len(a.Prefix) })
+	return t, nil
+}
+
+// match returns the index of the longest route prefix of path, or -1.
+func (t *RouteTable) match(path string) int {
+	if t == nil {
+		return -1
+	}
+	for i := range t.routes {
+		if strings.HasPrefix(path, t.routes[i].Prefix) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Lookup returns the dependencies path needs; all is true when no route
+// matches and the path therefore needs every dependency. deps must not be
+// modified.
+func (t *RouteTable) Lookup(path string) (deps []string, all bool) {
+	if i := t.match(path); i >= 0 {
+		return t.routes[i].Dependencies, false
+	}
+	return nil, true
+}
+
+// maxDependencies bounds the dependencies a Shedder tracks; names beyond it
+// in reports are ignored (they come from our own instances, so this is a
+// guard, not a limit anyone should meet).
+const maxDependencies = 64
+
+// Shedder decides, per dependency, whether the edge sheds requests that
+// need it, from the /health reports of ready instances.
+//
+// State machine per dependency, evaluated at each Update:
+//
+//	ok/recovering → shedding   when down ≥ Quorum × ready, or override on
+//	shedding → recovering      when down < Quorum × ready (override auto);
+//	                           the admitted share is (now − since)/window
+//	recovering → ok            when the window has elapsed
+//	any → ok                   with override off, at once
+//
+// Flapping. Instances already damp their own reports (a breaker reports
+// down while open and half-open and closes only after successful probes),
+// so the balancer adds no dwell time of its own: that would only delay
+// shedding in an outage or the return of traffic. Instead: (1) shedding
+// resumes at once whenever the quorum is met again, even mid-ramp, since
+// a dependency reported down must not receive traffic; (2) a ramp cut short
+// that way doubles the next ramp (up to MaxRecoveryWindow), which breaks
+// the classic cycle where the ramp itself overloads a barely-recovered
+// backend; a completed ramp resets it. (3) With no ready instance (no
+// fresh report) there is no vote and the state is held rather than
+// guessed.
+//
+// Writers (Update, SetOverride, SetRoutes, SetConfig, Status) serialise on
+// an internal mutex; readers (Admit, Blocked) read an immutable view
+// through an atomic pointer, neither lock nor allocate, and compute ramps
+// from now. Safe for concurrent use.
+type Shedder struct {
+	mu     sync.Mutex
+	cfg    ShedConfig
+	deps   map[string]*depState
+	routes *RouteTable
+	view   atomic.Pointer[shedView]
+}
+
+type depState struct {
+	name     string
+	override Override
+	state    ShedState
+	since    time.Time
+	window   time.Duration // the running ramp's length
+	flaps    int
+	autoDown bool
+	down     int
+	ready    int
+	inRoutes bool
+}
+
+type shedView struct {
+	deps      map[string]*depView
+	all       []*depView // by name
+	routes    *RouteTable
+	routeDeps [][]*depView // per routes.routes index
+}
+
+type depView struct {
+	name   string
+	shed   bool
+	from   time.Time     // ramp start
+	window time.Duration // > 0 while recovering
+}
+
+// admit reports whether a request with uniform u in [0,1) is admitted.
+func (d *depView) admit(now time.Time, u float64) bool {
+	if d.shed {
+		return false
+	}
+	if d.window <= 0 {
+		return true
+	}
+	el := now.Sub(d.from)
+	if el >= d.window {
+		return true
+	}
+	return el > 0 && u < float64(el)/float64(d.window)
+}
+
+// NewShedder returns a Shedder in which every dependency is ok, or the
+// validation error of cfg. routes may be nil (no routes: every path needs
+// every dependency).
+func NewShedder(cfg ShedConfig, routes *RouteTable) (*Shedder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Shedder{cfg: cfg, deps: map[string]*depState{}}
+	s.SetRoutes(routes)
+	return s, nil
+}
+
+// SetConfig replaces the configuration (a reload). Running ramps keep
+// their length.
+func (s *Shedder) SetConfig(cfg ShedConfig) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg = cfg
+	return nil
+}
+
+// SetRoutes replaces the route table (a reload). Dependencies named in it
+// are tracked from now on, reported or not.
+func (s *Shedder) SetRoutes(rt *RouteTable) {
+	if rt == nil {
+		rt = &RouteTable{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.routes = rt
+	for _, d := range s.deps {
+		d.inRoutes = false
+	}
+	for _, r := range rt.routes {
+		for _, name := range r.Dependencies {
+			if d := s.depLocked(name, time.Time{}, true); d != nil {
+				d.inRoutes = true
+			}
+		}
+	}
+	s.publishLocked()
+}
+
+// depLocked returns name's state, creating it if there is room or force.
+func (s *Shedder) depLocked(name string, now time.Time, force bool) *depState {
+	if d, ok := s.deps[name]; ok {
+		return d
+	}
+	if !force && len(s.deps) >= maxDependencies {
+		return nil
+	}
+	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now}
+	s.deps[name] = d
+	return d
+}
+
+// Update takes the latest /health reports of the ready instances (ready,
+// not draining, fresh; Pool selects them) and moves every dependency's
+// state at now. A report that does not list a dependency counts as a vote
+// that it is not down.
+func (s *Shedder) Update(now time.Time, reports []health.Report) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.deps {
+		d.down = 0
+	}
+	seen := make(map[string]bool, len(s.deps))
+	for i := range reports {
+		for name, dep := range reports[i].Dependencies {
+			if name == "" {
+				continue
+			}
+			d := s.depLocked(name, now, false)
+			if d == nil {
+				continue
+			}
+			seen[name] = true
+			if dep.State == health.DepDown {
+				d.down++
+			}
+		}
+	}
+	ready := len(reports)
+	for name, d := range s.deps {
+		d.ready = ready
+		switch {
+		case s.cfg.Quorum <= 0:
+			d.autoDown = false
+		case ready > 0:
+			d.autoDown = float64(d.down) >= s.cfg.Quorum*float64(ready)-1e-9
+		} // no vote: hold
+		s.stepLocked(d, now)
+		if ready > 0 && !seen[name] && !d.inRoutes && d.state == ShedOK && d.override == OverrideAuto {
+			delete(s.deps, name) // gone from every report: stop tracking
+		}
+	}
+	s.publishLocked()
+}
+
+// SetOverride sets dep's manual override at now. Overriding a dependency
+// not seen yet tracks it from now on.
+func (s *Shedder) SetOverride(dep string, o Override, now time.Time) error {
+	if _, err := ParseOverride(string(o)); err != nil {
+		return err
+	}
+	if dep == "" {
+		return fieldErr("dependency", dep, "must not be empty")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.depLocked(dep, now, false)
+	if d == nil {
+		return fmt.Errorf("dependency %q: more than %d dependencies tracked", dep, maxDependencies)
+	}
+	d.override = o
+	s.stepLocked(d, now)
+	s.publishLocked()
+	return nil
+}
+
+func (s *Shedder) stepLocked(d *depState, now time.Time) {
+	if d.state == ShedRecovering && !now.Before(d.since.Add(d.window)) {
+		d.state, d.since, d.flaps = ShedOK, d.since.Add(d.window), 0
+	}
+	want := d.autoDown
+	switch d.override {
+	case OverrideOn:
+		want = true
+	case OverrideOff:
+		want = false
+	}
+	switch {
+	case want && d.state != ShedShedding:
+		if d.state == ShedRecovering && d.override == OverrideAuto {
+			d.flaps++
+		}
+		d.state, d.since, d.window = ShedShedding, now, 0
+	case !want && d.state == ShedShedding:
+		w := s.recoveryWindowLocked(d.flaps)
+		if d.override == OverrideOff || w <= 0 {
+			d.state, d.since = ShedOK, now
+		} else {
+			d.state, d.since, d.window = ShedRecovering, now, w
+		}
+	case !want && d.state == ShedRecovering && d.override == OverrideOff:
+		d.state, d.since, d.window = ShedOK, now, 0
+	}
+}
+
+func (s *Shedder) recoveryWindowLocked(flaps int) time.Duration {
+	w := s.cfg.RecoveryWindow
+	for i := 0; i < flaps && w < s.cfg.MaxRecoveryWindow; i++ {
+		w *= 2
+	}
+	return min(w, max(s.cfg.MaxRecoveryWindow, s.cfg.RecoveryWindow))
+}
+
+func (s *Shedder) publishLocked() {
+	v := &shedView{deps: make(map[string]*depView, len(s.deps)), routes: s.routes}
+	for name, d := range s.deps {
+		dv := &depView{name: name, shed: d.state == ShedShedding}
+		if d.state == ShedRecovering {
+			dv.from, dv.window = d.since, d.window
+		}
+		v.deps[name] = dv
+		v.all = append(v.all, dv)
+	}
+	slices.SortFunc(v.all, func(a, b *depView) int { return strings.Compare(a.name, b.name) })
+	v.routeDeps = make([][]*depView, len(s.routes.routes))
+	for i, r := range s.routes.routes {
+		for _, name := range r.Dependencies {
+			v.routeDeps[i] = append(v.routeDeps[i], v.deps[name])
+		}
+	}
+	s.view.Store(v)
+}
+
+// Admit reports whether a request that needs dep is admitted at now; u is
+// a uniform random number in [0,1), drawn per request, that places the
+// request within the admitted share while recovering. Unknown
+// dependencies are admitted.
+func (s *Shedder) Admit(dep string, now time.Time, u float64) bool {
+	d, ok := s.view.Load().deps[dep]
+	return !ok || d.admit(now, u)
+}
+
+// Blocked reports which dependency, if any, makes the edge shed a request
+// for path at now (u as for Admit): the first, by route order or by name,
+// of the dependencies the path needs that does not admit it.
+func (s *Shedder) Blocked(path string, now time.Time, u float64) (dep string, blocked bool) {
+	v := s.view.Load()
+	deps := v.all
+	if i := v.routes.match(path); i >= 0 {
+		deps = v.routeDeps[i]
+	}
+	for _, d := range deps {
+		if !d.admit(now, u) {
+			return d.name, true
+		}
+	}
+	return "", false
+}
+
+// Status returns every tracked dependency's status at now, by name.
+func (s *Shedder) Status(now time.Time) []DependencyStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]DependencyStatus, 0, len(s.deps))
+	for _, d := range s.deps {
+		if d.state == ShedRecovering && !now.Before(d.since.Add(d.window)) {
+			d.state, d.since, d.flaps = ShedOK, d.since.Add(d.window), 0
+		}
+		st := DependencyStatus{
+			Name: d.name, State: d.state, Override: d.override, Since: d.since,
+			Down: d.down, Ready: d.ready, Flaps: d.flaps,
+		}
+		switch d.state {
+		case ShedOK:
+			st.Admitted = 1
+		case ShedRecovering:
+			st.Admitted = float64(now.Sub(d.since)) / float64(d.window)
+			st.Admitted = clampFraction(st.Admitted, 0, 1)
+			st.RecoveryEnd = d.since.Add(d.window)
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b DependencyStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// next returns the earliest time after now at which a state changes by
+// time alone (a ramp completing), or zero.
+func (s *Shedder) next(now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, d := range s.deps {
+		if d.state == ShedRecovering {
+			if end := d.since.Add(d.window); end.After(now) && (t.IsZero() || end.Before(t)) {
+				t = end
+			}
+		}
+	}
+	return t
+}
