@@ -1,0 +1,139 @@
+package fleet
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spillway-dev/spillway/internal/config"
+)
+
+func TestDefaults(t *testing.T) {
+	var c Config
+	c.SetDefaults()
+	want := Config{
+		Size:         3,
+		Host:         "127.0.0.1",
+		Grace:        10 * time.Second,
+		ReadyTimeout: 30 * time.Second,
+		Check: CheckConfig{
+			Interval:           2 * time.Second,
+			Timeout:            time.Second,
+			UnhealthyThreshold: 3,
+			Liveness:           ProbeConfig{Path: "/livez", Port: PortHealth},
+			Traffic:            ProbeConfig{Path: "/readyz", Port: PortHealth},
+		},
+		ReplaceOn:   ReplaceOnLiveness,
+		Budget:      BudgetConfig{Max: 1, Window: time.Minute},
+		Freeze:      FreezeConfig{Share: 0.5, Window: time.Minute},
+		Backoff:     BackoffConfig{Base: time.Second, Max: 30 * time.Second, Reset: time.Minute},
+		StopTimeout: 15 * time.Second,
+	}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Fatalf("defaults (-want +got):\n%s", diff)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBudgetDefaultIsAQuarter(t *testing.T) {
+	for size, want := range map[int]int{1: 1, 3: 1, 4: 1, 8: 2, 12: 3} {
+		c := Config{Size: size}
+		c.SetDefaults()
+		if c.Budget.Max != want {
+			t.Errorf("size %d: budget.max %d, want %d", size, c.Budget.Max, want)
+		}
+	}
+}
+
+func TestConfigFiles(t *testing.T) {
+	wantErrs := map[string][]string{
+		"unknown-field.bad.yaml": {"field replace_when not found"},
+		"bad-duration.bad.yaml":  {"line 1", "into time.Duration"},
+		"bad-values.bad.yaml": {
+			`size: 1000: must be from 1 to 256`,
+			`args[0]: "--listen": the fleet chooses the ports itself`,
+			`host: "not-an-ip": not an IP address`,
+			`check.timeout: "2s": must be at most check.interval (1s)`,
+			`check.unhealthy_threshold: -1: must be at least 1`,
+			`check.liveness.path: "livez": must be a path starting with "/"`,
+			`check.liveness.port: "admin": must be "health" or "service"`,
+			`replace_on: "lb": must be "liveness" or "traffic"`,
+			`freeze.share: 1.5: must be in (0, 1]`,
+			`backoff.max: "1s": must be at least backoff.base (10s)`,
+		},
+	}
+	files, err := filepath.Glob("testdata/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata: %v", err)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Parse[Config](data)
+			if strings.HasSuffix(name, ".good.yaml") {
+				if err != nil {
+					t.Fatalf("want valid: %v", err)
+				}
+				if c.Size < 1 {
+					t.Fatalf("defaults not applied: %+v", c)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			want, ok := wantErrs[name]
+			if !ok {
+				t.Fatalf("no expected errors listed for %s; got: %v", name, err)
+			}
+			for _, w := range want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if n := strings.Count(err.Error(), "\n") + 1; strings.HasPrefix(name, "bad-values") && n != len(want) {
+				t.Errorf("%d errors, want %d:\n%v", n, len(want), err)
+			}
+		})
+	}
+}
+
+func TestValidateRejectsZeroes(t *testing.T) {
+	// Zeroes that SetDefaults would fill are errors when Validate runs
+	// alone, each naming its field.
+	err := (&Config{Freeze: FreezeConfig{Share: 0.5}}).Validate()
+	for _, w := range []string{"size: 0", "ready_timeout", "check.interval", "check.timeout",
+		"replace_on", "budget.max: 0", "budget.window", "freeze.window", "backoff.base", "backoff.reset", "stop_timeout"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+}
+
+func FuzzConfig(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	for _, p := range files {
+		if b, err := os.ReadFile(p); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := config.Parse[Config](data)
+		if err != nil {
+			return
+		}
+		// A valid configuration builds working policies.
+		g := NewGuardrails(c)
+		g.Request(t0)
+		NewBackoff(c.Backoff).Exited(t0, t0)
+	})
+}

@@ -1,0 +1,66 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spillway-dev/spillway/internal/fleet"
+	"golang.org/x/sync/errgroup"
+)
+
+// Wiring a fleet to a load balancer's discovery: Run owns the processes,
+// Watch feeds every change of the instance set to the balancer.
+func ExampleFleet_Watch() {
+	f, err := fleet.New(fleet.Config{
+		Size: 3,
+		Args: []string{"--backend", "http://127.0.0.1:9000", "--dev"},
+	}, fleet.Options{
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		panic(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return f.Run(ctx) })
+	g.Go(func() error {
+		return f.Watch(ctx, func(set []fleet.Instance) {
+			// e.g. balancer.Sync(set): add the new, drain the withdrawn.
+			fmt.Println(len(set), "instances")
+		})
+	})
+	_ = g.Wait()
+}
+
+// The guardrails decide on an injected clock: a fleet of three may replace
+// one instance per minute, and replaces nothing while two of them fail
+// together.
+func ExampleGuardrails() {
+	cfg := fleet.Config{}
+	cfg.SetDefaults()
+	g := fleet.NewGuardrails(&cfg)
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+	fmt.Println("slot-0 unhealthy:", g.Request(t0))
+	fmt.Println("slot-1 unhealthy 10s later:", g.Request(t0.Add(10*time.Second)))
+
+	g.Freeze.Fail("slot-1", t0.Add(2*time.Minute))
+	g.Freeze.Fail("slot-2", t0.Add(2*time.Minute))
+	frozen, _ := g.Freeze.Update(t0.Add(2 * time.Minute))
+	fmt.Println("two of three failing, frozen:", frozen, "->", g.Request(t0.Add(2*time.Minute)))
+
+	g.Freeze.Recover("slot-1")
+	g.Freeze.Update(t0.Add(3 * time.Minute))
+	fmt.Println("slot-1 passes again:", g.Request(t0.Add(3*time.Minute)))
+	// Output:
+	// slot-0 unhealthy: replace
+	// slot-1 unhealthy 10s later: budget_exhausted
+	// two of three failing, frozen: true -> frozen
+	// slot-1 passes again: replace
+}

@@ -1,0 +1,695 @@
+//go:build unix
+
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spillway-dev/spillway/internal/backendsim"
+)
+
+// The tests below run real processes: the spillway binary's login
+// subcommand against an in-process backend-sim, on loopback.
+
+// loginFile writes a login configuration with short timings for tests; with
+// incident2018 it serves health on the service port and checks deep (the
+// incident's configuration).
+func loginFile(t *testing.T, incident2018 bool) string {
+	t.Helper()
+	y := `login:
+  backend:
+    timeout: 300ms
+    consecutive_failures: 3
+    open_interval: 500ms
+    probe_interval: 100ms
+  health:
+    drain_delay: 100ms
+`
+	if incident2018 {
+		y += "    shared_port: true\n    deep: true\n"
+	}
+	y += `  shutdown_timeout: 1s
+  rate_limit:
+    per_second: -1
+`
+	path := filepath.Join(t.TempDir(), "login.yaml")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startSim serves an in-process backend-sim until the test ends.
+func startSim(t *testing.T) (*backendsim.Sim, string) {
+	t.Helper()
+	sim, err := backendsim.New(backendsim.Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sim.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		sim.Close()
+		if err := <-done; err != nil {
+			t.Errorf("backend-sim: %v", err)
+		}
+	})
+	return sim, "http://" + ln.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type harness struct {
+	t   *testing.T
+	f   *Fleet
+	sim *backendsim.Sim
+	out *syncBuffer
+
+	stopOnce sync.Once
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// fastConfig is cfg with test timings where cfg leaves them zero.
+func fastConfig(cfg Config) Config {
+	if cfg.Size == 0 {
+		cfg.Size = 2
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = time.Second
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	if cfg.Check.Interval == 0 {
+		cfg.Check.Interval = 200 * time.Millisecond
+	}
+	if cfg.Backoff.Base == 0 {
+		cfg.Backoff.Base = 200 * time.Millisecond
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 3 * time.Second
+	}
+	return cfg
+}
+
+// startFleet runs a fleet of login instances (unless cfg.Command is set)
+// against a fresh backend-sim. The fleet is stopped when the test ends, and
+// every process it started is then checked to be gone.
+func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
+	t.Helper()
+	h := &harness{t: t, out: &syncBuffer{}, done: make(chan error, 1)}
+	if len(cfg.Command) == 0 {
+		var url string
+		h.sim, url = startSim(t)
+		cfg.Command = []string{spillwayBinary(t), "login"}
+		cfg.Args = append(cfg.Args, "--backend", url, "--dev", "--config", loginFile(t, incident2018))
+	}
+	cfg = fastConfig(cfg)
+	f, err := New(cfg, Options{Output: h.out, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.f = f
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		h.stop()
+		if t.Failed() {
+			t.Logf("instance output:\n%s", h.out.String())
+			for _, e := range f.Events(0) {
+				t.Logf("event %d %s %s %s %s %s", e.Seq, e.Time.Format("15:04:05.000"), e.Kind, e.Instance, e.Reason, e.Detail)
+			}
+		}
+	})
+	return h
+}
+
+// stop stops the fleet and checks that every process it started is gone.
+func (h *harness) stop() {
+	h.t.Helper()
+	h.stopOnce.Do(func() {
+		h.cancel()
+		select {
+		case err := <-h.done:
+			if err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			h.t.Fatal("Run did not return 20s after its context was canceled")
+		}
+		if got := h.f.Instances(); len(got) != 0 {
+			h.t.Errorf("after Run: instances %v", got)
+		}
+		// The instances are reaped by the fleet; a SIGKILL to a group of
+		// what they started takes a moment to land.
+		deadline := time.Now().Add(2 * time.Second)
+		for _, e := range h.f.Events(0) {
+			if e.Kind != EventStarted {
+				continue
+			}
+			for alive(e.PID) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond) // waiting for the kernel
+			}
+			if alive(e.PID) {
+				h.t.Errorf("instance %s (pid %d) or its process group still runs after the fleet stopped", e.Instance, e.PID)
+			}
+		}
+	})
+}
+
+// alive reports whether pid or a member of its process group still runs.
+// Zombies do not count: what an instance started is reparented to init,
+// which may be slow to reap it (or, in some containers, never does).
+func alive(pid int) bool {
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil || len(stats) == 0 {
+		// No procfs: ask kill(2), which counts zombies too.
+		return !errors.Is(syscall.Kill(-pid, 0), syscall.ESRCH) || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	}
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid pgrp ...
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		p, _ := strconv.Atoi(strings.Fields(string(b))[0])
+		g, _ := strconv.Atoi(f[2])
+		if p == pid || g == pid {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a real process fleet
+	}
+}
+
+func (h *harness) running() []InstanceStatus {
+	var out []InstanceStatus
+	for _, s := range h.f.Status() {
+		if s.State == StateRunning {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// waitRunning waits until n instances are running and past their grace.
+func (h *harness) waitRunning(n int) []InstanceStatus {
+	h.t.Helper()
+	waitFor(h.t, 15*time.Second, fmt.Sprintf("%d running instances", n), func() bool {
+		return len(h.running()) == n
+	})
+	rs := h.running()
+	for _, r := range rs {
+		if d := time.Until(r.StartedAt.Add(h.f.cfg.Grace)); d > 0 {
+			time.Sleep(d) // the scenario must start after the grace period
+		}
+	}
+	return rs
+}
+
+func (h *harness) count(kind EventKind) int {
+	n := 0
+	for _, e := range h.f.Events(0) {
+		if e.Kind == kind {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *harness) replacements(reason string) float64 {
+	return testutil.ToFloat64(h.f.m.replacements.WithLabelValues(reason))
+}
+
+func ids(ss []InstanceStatus) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.ID)
+	}
+	return out
+}
+
+// (i) An instance killed with SIGKILL is restarted within seconds, and the
+// watchers see it go and its successor come.
+func TestKilledInstanceIsReplaced(t *testing.T) {
+	h := startFleet(t, Config{Size: 2}, false)
+	before := h.waitRunning(2)
+
+	var mu sync.Mutex
+	var seen [][]Instance
+	wctx, wcancel := context.WithCancel(context.Background())
+	wdone := make(chan error, 1)
+	go func() {
+		wdone <- h.f.Watch(wctx, func(set []Instance) {
+			mu.Lock()
+			seen = append(seen, set)
+			mu.Unlock()
+		})
+	}()
+	defer func() {
+		wcancel()
+		if err := <-wdone; !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+
+	victim := before[0]
+	killedAt := time.Now()
+	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a running successor", func() bool {
+		rs := h.running()
+		return len(rs) == 2 && !slices.Contains(ids(rs), victim.ID)
+	})
+	t.Logf("replaced %s within %s", victim.ID, time.Since(killedAt).Round(time.Millisecond))
+
+	if got := testutil.ToFloat64(h.f.m.restarts); got != 1 {
+		t.Errorf("restarts_total = %v, want 1", got)
+	}
+	if got := h.count(EventCrashed); got != 1 {
+		t.Errorf("%d crashed events, want 1", got)
+	}
+	if got := testutil.ToFloat64(h.f.m.instances); got != 2 {
+		t.Errorf("instances gauge = %v, want 2", got)
+	}
+	var succ InstanceStatus
+	for _, s := range h.f.Status() {
+		if s.Slot == victim.Slot && s.State == StateRunning {
+			succ = s
+		}
+	}
+	if succ.Restarts != 1 || succ.PID == victim.PID || succ.Service == victim.Service {
+		t.Errorf("successor %+v of %+v", succ, victim)
+	}
+	// The watcher saw the victim withdrawn and the successor announced.
+	waitFor(t, 2*time.Second, "the watcher to see the successor", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		withdrawn := false
+		for _, set := range seen {
+			has := slices.ContainsFunc(set, func(i Instance) bool { return i.ID == victim.ID })
+			if !has {
+				withdrawn = true
+			}
+			if withdrawn && slices.ContainsFunc(set, func(i Instance) bool { return i.ID == succ.ID }) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// (ii) The backend hangs. With the default (liveness) replacement nothing is
+// replaced: the instances are alive, their dependency is not.
+func TestBackendHangReplacesNothingByDefault(t *testing.T) {
+	h := startFleet(t, Config{Size: 3}, false)
+	h.waitRunning(3)
+	if err := h.sim.SetMode(backendsim.ModeHang); err != nil {
+		t.Fatal(err)
+	}
+	hangStart := time.Now()
+	// Hang for 3s: fifteen check intervals, five times the threshold.
+	time.Sleep(3 * time.Second)
+	for _, s := range h.f.Status() {
+		if !s.LastCheck.OK || s.LastCheck.Time.Before(hangStart) {
+			t.Errorf("%s: last check %+v during the hang", s.ID, s.LastCheck)
+		}
+	}
+	if err := h.sim.SetMode(backendsim.ModeUp); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.count(EventReplaced) + h.count(EventCrashed); n != 0 {
+		t.Errorf("%d replacements or crashes during a backend hang", n)
+	}
+	if got := h.replacements(ReasonLiveness); got != 0 {
+		t.Errorf("replacements_total{liveness} = %v", got)
+	}
+	if len(h.running()) != 3 || h.f.Frozen() {
+		t.Errorf("after the hang: %+v, frozen %v", h.f.Status(), h.f.Frozen())
+	}
+}
+
+// incident2018 is the incident's fleet: replace on the traffic check, which
+// the 2018 login serves on its service port and checks deep.
+func incident2018(guardrails bool) Config {
+	c := Config{Size: 3, ReplaceOn: ReplaceOnTraffic}
+	c.Check.Liveness = ProbeConfig{Path: "/livez", Port: PortService}
+	c.Check.Traffic = ProbeConfig{Path: "/readyz", Port: PortService}
+	if !guardrails {
+		c.Budget.Max = -1
+		c.Freeze.Share = -1
+	}
+	return c
+}
+
+// (ii) The same hang with the incident's settings: the fleet replaces its
+// healthy instances, as in 2018.
+func TestBackendHangReplacesWithTrafficSetting(t *testing.T) {
+	h := startFleet(t, incident2018(false), true)
+	h.waitRunning(3)
+	for _, in := range h.f.Instances() {
+		if in.Health != in.Service {
+			t.Errorf("announced %+v: the health address is the traffic check's, the service port here", in)
+		}
+	}
+	if err := h.sim.SetMode(backendsim.ModeHang); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "replacements on the traffic check", func() bool {
+		return h.replacements(ReasonTraffic) >= 2
+	})
+	if err := h.sim.SetMode(backendsim.ModeUp); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("replacements: %v", h.replacements(ReasonTraffic))
+	if h.count(EventFrozen) != 0 {
+		t.Error("froze with the freeze disabled")
+	}
+}
+
+// With the incident's replace_on but spillway's guardrails, the correlated
+// failure freezes the fleet: nothing is replaced, and it unfreezes once the
+// backend is back.
+func TestBackendHangFreezesWithGuardrails(t *testing.T) {
+	h := startFleet(t, incident2018(true), true)
+	h.waitRunning(3)
+	if err := h.sim.SetMode(backendsim.ModeHang); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the freeze", h.f.Frozen)
+	if got := testutil.ToFloat64(h.f.m.frozen); got != 1 {
+		t.Errorf("frozen gauge = %v during the freeze", got)
+	}
+	time.Sleep(time.Second) // five intervals: the threshold is passed while frozen
+	if err := h.sim.SetMode(backendsim.ModeUp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the fleet to unfreeze", func() bool { return !h.f.Frozen() })
+	if got := h.replacements(ReasonTraffic); got != 0 {
+		t.Errorf("replacements_total{traffic} = %v while frozen", got)
+	}
+	if h.count(EventFrozen) != 1 || h.count(EventUnfrozen) != 1 || h.count(EventReplaced) != 0 {
+		t.Errorf("events: frozen %d unfrozen %d replaced %d", h.count(EventFrozen), h.count(EventUnfrozen), h.count(EventReplaced))
+	}
+	if got := testutil.ToFloat64(h.f.m.frozen); got != 0 {
+		t.Errorf("frozen gauge = %v after", got)
+	}
+}
+
+// (iii) A rolling restart replaces every instance, each new one ready
+// before its predecessor is stopped; the number of running instances never
+// drops and the surge is one.
+func TestRollingRestart(t *testing.T) {
+	h := startFleet(t, Config{Size: 3}, false)
+	before := h.waitRunning(3)
+
+	stop := make(chan struct{})
+	sampled := make(chan [2]int, 1)
+	go func() {
+		minRunning, maxLive := 3, 0
+		for {
+			running, live := 0, 0
+			for _, s := range h.f.Status() {
+				if s.State == StateRunning {
+					running++
+				}
+				if s.State != StateReplaced {
+					live++
+				}
+			}
+			minRunning, maxLive = min(minRunning, running), max(maxLive, live)
+			select {
+			case <-stop:
+				sampled <- [2]int{minRunning, maxLive}
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	err := h.f.RollingRestart(context.Background())
+	close(stop)
+	got := <-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rolling restart of 3 took %s", time.Since(start).Round(time.Millisecond))
+	if got[0] < 3 || got[1] > 4 {
+		t.Errorf("during the restart: at least %d running (want 3), at most %d processes (want 4)", got[0], got[1])
+	}
+	after := h.running()
+	if len(after) != 3 {
+		t.Fatalf("after: %+v", h.f.Status())
+	}
+	for _, b := range before {
+		if slices.Contains(ids(after), b.ID) {
+			t.Errorf("%s survived the rolling restart", b.ID)
+		}
+	}
+	// Each old instance is replaced only after its successor was ready.
+	evs := h.f.Events(0)
+	readyAt := map[string]uint64{}
+	for _, e := range evs {
+		if e.Kind == EventReady {
+			readyAt[e.Instance] = e.Seq
+		}
+	}
+	n := 0
+	for _, e := range evs {
+		if e.Kind != EventReplaced {
+			continue
+		}
+		n++
+		succ := strings.TrimPrefix(e.Detail, "successor ")
+		if e.Reason != ReasonRolling || readyAt[succ] == 0 || readyAt[succ] > e.Seq {
+			t.Errorf("replaced %s (%s) before its successor %s was ready", e.Instance, e.Reason, succ)
+		}
+	}
+	if n != 3 || h.replacements(ReasonRolling) != 3 {
+		t.Errorf("%d replaced events, metric %v; want 3", n, h.replacements(ReasonRolling))
+	}
+	if err := h.f.RollingRestart(canceled()); !errors.Is(err, context.Canceled) {
+		t.Errorf("rolling restart with a canceled context: %v", err)
+	}
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}
+
+// A rolling restart whose new instance never becomes ready keeps the old
+// one and says so.
+func TestRollingRestartKeepsOldWhenNewNeverReady(t *testing.T) {
+	h := startFleet(t, Config{Size: 1, ReadyTimeout: 700 * time.Millisecond,
+		Check: CheckConfig{Traffic: ProbeConfig{Path: "/nonexistent"}}}, false)
+	// Nothing is ever ready on /nonexistent: wait for the process to serve.
+	waitFor(t, 10*time.Second, "the instance to serve", func() bool {
+		st := h.f.Status()
+		return len(st) == 1 && st[0].LastCheck.OK
+	})
+	old := h.f.Status()[0]
+	err := h.f.RollingRestart(context.Background())
+	if !errors.Is(err, ErrNotReady) {
+		t.Fatalf("RollingRestart = %v, want ErrNotReady", err)
+	}
+	waitFor(t, 5*time.Second, "the abandoned instance to stop", func() bool { return len(h.f.Instances()) == 1 })
+	if got := h.f.Instances(); got[0].ID != old.ID {
+		t.Errorf("instances %v, want the old %s kept", got, old.ID)
+	}
+}
+
+// An instance that ignores SIGTERM, and its child, get SIGKILL after
+// stop_timeout when the fleet stops.
+func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
+	script := `trap "" TERM; while :; do sleep 0.05; done`
+	h := startFleet(t, Config{Size: 2, StopTimeout: 300 * time.Millisecond,
+		Command: []string{"/bin/sh", "-c", script, "sh"}}, false)
+	waitFor(t, 5*time.Second, "two processes", func() bool { return len(h.f.Status()) == 2 })
+	start := time.Now()
+	h.stop() // checks that every process group is gone
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stop took %s with stop_timeout 300ms", d)
+	}
+}
+
+// A port taken between the fleet choosing it and the instance binding it
+// is retried at once with fresh ports, not after the crash backoff.
+func TestAddressInUseRetriesAtOnce(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "first")
+	// The first run fails as a lost port race does; later ones run login.
+	sh := fmt.Sprintf(`if [ ! -e %q ]; then : > %q; echo "listen tcp: bind: address already in use" >&2; exit 1; fi; exec %q login "$@"`,
+		marker, marker, spillwayBinary(t))
+	_, url := startSim(t)
+	cfg := Config{Size: 1, Command: []string{"/bin/sh", "-c", sh, "sh"},
+		Args:    []string{"--backend", url, "--dev", "--config", loginFile(t, false)},
+		Backoff: BackoffConfig{Base: 10 * time.Second, Max: 10 * time.Second}}
+	h := startFleet(t, cfg, false)
+	waitFor(t, 5*time.Second, "a running instance despite the taken port", func() bool { return len(h.running()) == 1 })
+	if got := h.count(EventStarted); got != 2 {
+		t.Errorf("%d starts, want 2", got)
+	}
+}
+
+func TestRunFailsWhenCommandCannotStart(t *testing.T) {
+	f, err := New(Config{Command: []string{filepath.Join(t.TempDir(), "missing")}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("Run = %v, want a start error", err)
+	}
+	if err := f.Run(context.Background()); err == nil {
+		t.Fatal("a second Run must fail")
+	}
+	if err := f.RollingRestart(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("RollingRestart after Run = %v", err)
+	}
+	// Watch on a stopped fleet delivers the empty set and returns.
+	calls := 0
+	if err := f.Watch(context.Background(), func(set []Instance) { calls++ }); err != nil || calls != 1 {
+		t.Fatalf("Watch = %v after %d calls", err, calls)
+	}
+}
+
+// What an instance leaves behind when it exits is killed with it: its
+// process group does not outlive it.
+func TestExitReapsTheProcessGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	sh := fmt.Sprintf(`sleep 60 >/dev/null 2>&1 & echo $! > %q; exit 3`, pidFile)
+	h := startFleet(t, Config{Size: 1, Command: []string{"/bin/sh", "-c", sh, "sh"},
+		Backoff: BackoffConfig{Base: time.Minute, Max: time.Minute}}, false)
+	waitFor(t, 5*time.Second, "the crash", func() bool { return h.count(EventCrashed) == 1 })
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the left-behind sleep to die", func() bool { return !alive(pid) })
+	if st := h.f.Status(); len(st) != 1 || st[0].State != StateReplaced || !strings.Contains(st[0].Reason, "exit status 3") {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// A real liveness failure: instances here are backend-sims (whose /healthz
+// follows their mode) checked on their service port. A failing instance is
+// replaced; a second one within the minute finds the budget spent and is
+// kept.
+func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
+	cfg := Config{Size: 3,
+		// The fleet appends --listen A --health-listen B: $2 is A.
+		Command: []string{"/bin/sh", "-c", `exec "$0" backend-sim --listen "$2"`, spillwayBinary(t)},
+		Check: CheckConfig{
+			Liveness: ProbeConfig{Path: "/healthz", Port: PortService},
+			Traffic:  ProbeConfig{Path: "/healthz", Port: PortService},
+		},
+	}
+	h := startFleet(t, cfg, false)
+	rs := h.waitRunning(3)
+	setMode := func(in InstanceStatus, mode string) {
+		t.Helper()
+		c := &backendsim.Client{BaseURL: "http://" + in.Service}
+		if err := c.SetMode(context.Background(), mode, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	setMode(rs[0], "error")
+	waitFor(t, 5*time.Second, "the failing instance to be replaced", func() bool {
+		return h.replacements(ReasonLiveness) == 1 && len(h.running()) == 3 && !slices.Contains(ids(h.running()), rs[0].ID)
+	})
+	for _, e := range h.f.Events(0) {
+		if e.Kind == EventReplaced && (e.Instance != rs[0].ID || e.Reason != ReasonLiveness) {
+			t.Errorf("unexpected %+v", e)
+		}
+	}
+	// Let the successor pass a check, so the first failure no longer
+	// counts towards the freeze and only the budget is in play.
+	waitFor(t, 5*time.Second, "the successor's first passing check", func() bool {
+		for _, s := range h.f.Status() {
+			if s.Slot == rs[0].Slot && s.State == StateRunning && s.LastCheck.OK {
+				return true
+			}
+		}
+		return false
+	})
+
+	setMode(rs[1], "error")
+	waitFor(t, 5*time.Second, "the budget to run out", func() bool { return h.count(EventBudgetExhausted) == 1 })
+	time.Sleep(600 * time.Millisecond) // three more intervals: still kept
+	if !slices.Contains(ids(h.running()), rs[1].ID) || h.replacements(ReasonLiveness) != 1 || h.f.Frozen() {
+		t.Errorf("with the budget spent: replacements %v, frozen %v, status %+v",
+			h.replacements(ReasonLiveness), h.f.Frozen(), h.f.Status())
+	}
+	setMode(rs[1], "up")
+	waitFor(t, 5*time.Second, "the kept instance to recover", func() bool {
+		for _, s := range h.f.Status() {
+			if s.ID == rs[1].ID {
+				return s.LastCheck.OK
+			}
+		}
+		return false
+	})
+}

@@ -1,0 +1,291 @@
+package fleet
+
+import "time"
+
+// The fleet's decisions are made by the plain types in this file. None of
+// them reads the clock, opens a socket or starts a goroutine: every method
+// that depends on time takes now. None is safe for concurrent use; the
+// supervisor calls them under its lock.
+
+// Checks judges one instance from its consecutive health check results: it
+// becomes unhealthy after Threshold failures in a row once its grace period
+// is over, and healthy again at the next passing check. Failures during the
+// grace period are not counted.
+type Checks struct {
+	threshold int
+	grace     time.Duration
+	startedAt time.Time
+
+	fails     int
+	unhealthy bool
+}
+
+// Transition is what one check result changed.
+type Transition int
+
+// The transitions.
+const (
+	// Unchanged: the instance's verdict is what it was.
+	Unchanged Transition = iota
+	// BecameUnhealthy: this failure reached the threshold.
+	BecameUnhealthy
+	// Recovered: an unhealthy instance passed a check.
+	Recovered
+)
+
+// NewChecks returns the judge of an instance started at startedAt.
+// threshold below 1 counts as 1.
+func NewChecks(threshold int, grace time.Duration, startedAt time.Time) *Checks {
+	return &Checks{threshold: max(1, threshold), grace: grace, startedAt: startedAt}
+}
+
+// InGrace reports whether a check result at now is inside the grace period.
+func (c *Checks) InGrace(now time.Time) bool { return now.Sub(c.startedAt) < c.grace }
+
+// Observe records a check result taken at now.
+func (c *Checks) Observe(ok bool, now time.Time) Transition {
+	if ok {
+		c.fails = 0
+		if c.unhealthy {
+			c.unhealthy = false
+			return Recovered
+		}
+		return Unchanged
+	}
+	if c.InGrace(now) {
+		return Unchanged
+	}
+	c.fails++
+	if c.fails >= c.threshold && !c.unhealthy {
+		c.unhealthy = true
+		return BecameUnhealthy
+	}
+	return Unchanged
+}
+
+// Forgive forgets the failures counted so far: the next failure is the
+// first again. The supervisor forgives every instance when a freeze ends,
+// because their failures were the shared cause's doing; an instance that is
+// still failing then needs a full threshold of fresh failures before it is
+// replaced, time enough to recover from the shared cause as the others did.
+func (c *Checks) Forgive() { c.fails, c.unhealthy = 0, false }
+
+// Unhealthy reports whether the instance has failed its threshold and not
+// passed a check since.
+func (c *Checks) Unhealthy() bool { return c.unhealthy }
+
+// Failures is the number of consecutive failures counted (after grace).
+func (c *Checks) Failures() int { return c.fails }
+
+// Budget allows at most max replacements in any sliding window. A negative
+// max allows every replacement. The zero Budget allows none; use NewBudget.
+type Budget struct {
+	max    int
+	window time.Duration
+	spent  []time.Time // times of the replacements in the window, oldest first; len <= max
+}
+
+// NewBudget returns a budget of max replacements per window; max < 0 means
+// unlimited.
+func NewBudget(max int, window time.Duration) *Budget {
+	return &Budget{max: max, window: window}
+}
+
+// Take spends one replacement at now if the budget allows it, and reports
+// whether it did.
+func (b *Budget) Take(now time.Time) bool {
+	if b.max < 0 {
+		return true
+	}
+	b.prune(now)
+	if len(b.spent) >= b.max {
+		return false
+	}
+	b.spent = append(b.spent, now)
+	return true
+}
+
+// Remaining is the number of replacements allowed at now, or -1 when the
+// budget is unlimited.
+func (b *Budget) Remaining(now time.Time) int {
+	if b.max < 0 {
+		return -1
+	}
+	b.prune(now)
+	return b.max - len(b.spent)
+}
+
+func (b *Budget) prune(now time.Time) {
+	i := 0
+	for i < len(b.spent) && now.Sub(b.spent[i]) >= b.window {
+		i++
+	}
+	if i > 0 {
+		b.spent = append(b.spent[:0], b.spent[i:]...)
+	}
+}
+
+// Freeze detects correlated failures. It tracks failures by key (the
+// supervisor uses the instance slot, so a crash-looping slot counts once)
+// and is frozen while the number of counted failures exceeds share × size
+// and is at least two. A failure counts while its instance is running and
+// failing, and for window after the instance is gone (replaced or exited)
+// unless the key's next instance passes a check first. A negative share
+// never freezes.
+type Freeze struct {
+	share  float64
+	window time.Duration
+	size   int
+
+	failures map[string]*failure
+	frozen   bool
+}
+
+type failure struct {
+	live bool      // the failing instance is still running
+	at   time.Time // when it failed, or when it went
+}
+
+// NewFreeze returns a freeze for a fleet of size instances.
+func NewFreeze(share float64, window time.Duration, size int) *Freeze {
+	return &Freeze{share: share, window: window, size: size, failures: make(map[string]*failure)}
+}
+
+// Fail records that key's instance is failing at now: a check failed
+// (after its grace period) or its process exited. Repeated calls while it
+// keeps failing change nothing.
+func (f *Freeze) Fail(key string, now time.Time) {
+	if e, ok := f.failures[key]; ok {
+		if !e.live {
+			e.live, e.at = true, now
+		}
+		return
+	}
+	f.failures[key] = &failure{live: true, at: now}
+}
+
+// Gone records that key's failed instance was replaced or exited at now.
+// Its failure keeps counting for the window. Gone without Fail does nothing.
+func (f *Freeze) Gone(key string, now time.Time) {
+	if e, ok := f.failures[key]; ok && e.live {
+		e.live, e.at = false, now
+	}
+}
+
+// Recover records that key's instance passed a check: its failure no longer
+// counts.
+func (f *Freeze) Recover(key string) { delete(f.failures, key) }
+
+// Failing is the number of failures that count at now.
+func (f *Freeze) Failing(now time.Time) int {
+	n := 0
+	for k, e := range f.failures {
+		if !e.live && now.Sub(e.at) >= f.window {
+			delete(f.failures, k)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// Update re-evaluates the freeze at now and reports whether it is frozen
+// and whether that changed since the last Update.
+func (f *Freeze) Update(now time.Time) (frozen, changed bool) {
+	n := f.Failing(now)
+	frozen = f.share >= 0 && n >= 2 && float64(n) > f.share*float64(f.size)
+	changed = frozen != f.frozen
+	f.frozen = frozen
+	return frozen, changed
+}
+
+// Frozen reports the state at the last Update.
+func (f *Freeze) Frozen() bool { return f.frozen }
+
+// Decision is the guardrails' answer to a replacement request.
+type Decision int
+
+// The decisions.
+const (
+	// Replace: go ahead; one replacement of the budget is spent.
+	Replace Decision = iota
+	// HoldFrozen: failures are correlated; replace nothing.
+	HoldFrozen
+	// HoldBudget: the replacement budget is spent for now.
+	HoldBudget
+)
+
+// String returns the decision's name.
+func (d Decision) String() string {
+	switch d {
+	case Replace:
+		return "replace"
+	case HoldFrozen:
+		return "frozen"
+	case HoldBudget:
+		return "budget_exhausted"
+	}
+	return "unknown"
+}
+
+// Guardrails combine the freeze and the budget in front of every
+// health-based replacement.
+type Guardrails struct {
+	Freeze *Freeze
+	Budget *Budget
+}
+
+// NewGuardrails builds the guardrails of a validated configuration.
+func NewGuardrails(c *Config) *Guardrails {
+	return &Guardrails{
+		Freeze: NewFreeze(c.Freeze.Share, c.Freeze.Window, c.Size),
+		Budget: NewBudget(c.Budget.Max, c.Budget.Window),
+	}
+}
+
+// Request asks to replace one unhealthy instance at now. The freeze, as of
+// its last Update (the caller updates it first, to see the transition), is
+// consulted first, so a frozen fleet spends no budget.
+func (g *Guardrails) Request(now time.Time) Decision {
+	if g.Freeze.Frozen() {
+		return HoldFrozen
+	}
+	if !g.Budget.Take(now) {
+		return HoldBudget
+	}
+	return Replace
+}
+
+// Backoff spaces the restarts of one slot whose process keeps exiting: base,
+// doubling per consecutive exit up to max; a process that ran at least
+// reset before exiting starts the sequence over.
+type Backoff struct {
+	base, max, reset time.Duration
+	exits            int
+}
+
+// NewBackoff returns a backoff with the configured delays.
+func NewBackoff(c BackoffConfig) *Backoff {
+	return &Backoff{base: c.Base, max: c.Max, reset: c.Reset}
+}
+
+// Exited records that a process started at startedAt exited at now and
+// returns how long to wait before starting the next one.
+func (b *Backoff) Exited(startedAt, now time.Time) time.Duration {
+	if now.Sub(startedAt) >= b.reset {
+		b.exits = 0
+	}
+	b.exits++
+	d := b.base
+	for i := 1; i < b.exits && d < b.max; i++ {
+		if d > b.max/2 {
+			d = b.max // doubling would pass max, or overflow
+			break
+		}
+		d *= 2
+	}
+	return min(d, b.max)
+}
+
+// Exits is the number of consecutive exits counted.
+func (b *Backoff) Exits() int { return b.exits }

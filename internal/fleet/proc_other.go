@@ -1,0 +1,21 @@
+//go:build !unix
+
+package fleet
+
+import (
+	"os"
+	"syscall"
+)
+
+// sysProcAttr has nothing to set here: no process groups, no parent-death
+// signal.
+func sysProcAttr() *syscall.SysProcAttr { return nil }
+
+// terminate cannot ask politely on this platform: it kills.
+func terminate(p *os.Process) error { return p.Kill() }
+
+// kill ends the process.
+func kill(p *os.Process) error { return p.Kill() }
+
+// reapGroup has no process group to clean up here.
+func reapGroup(int) {}
