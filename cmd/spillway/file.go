@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
 )
 
@@ -14,6 +15,8 @@ import (
 type fileConfig struct {
 	// Login configures `spillway login`.
 	Login *login.Config `yaml:"login"`
+	// LB configures `spillway lb`.
+	LB *lb.FileConfig `yaml:"lb"`
 }
 
 // SetDefaults fills every section, present or not, with its defaults.
@@ -22,6 +25,10 @@ func (f *fileConfig) SetDefaults() {
 		f.Login = &login.Config{}
 	}
 	f.Login.SetDefaults()
+	if f.LB == nil {
+		f.LB = &lb.FileConfig{}
+	}
+	f.LB.SetDefaults()
 }
 
 // Validate validates every section and prefixes errors with the section.
@@ -29,6 +36,9 @@ func (f *fileConfig) Validate() error {
 	var errs []error
 	if err := f.Login.Validate(); err != nil {
 		errs = append(errs, prefixErrors("login.", err))
+	}
+	if err := f.LB.Validate(); err != nil {
+		errs = append(errs, prefixErrors("lb.", err))
 	}
 	return errors.Join(errs...)
 }

@@ -14,14 +14,18 @@ import (
 // wantErrors maps each testdata/*.bad.yaml to a part of the error `spillway
 // check` must print for it.
 var wantErrors = map[string]string{
-	"unknown-field.bad.yaml":   "line 3: field helth_listen not found",
-	"bad-listen.bad.yaml":      `login.listen: "x:y": port must be a number`,
-	"bad-backend-url.bad.yaml": `login.backend.url: "127.0.0.1:9000": not an absolute http(s) URL`,
-	"bad-duration.bad.yaml":    "line 3",
-	"bad-rate.bad.yaml":        "login.backend.failure_rate",
-	"bad-proxy.bad.yaml":       `login.rate_limit.trusted_proxies[1]: "not-an-ip"`,
-	"bad-algorithm.bad.yaml":   "login.admission.algorithm",
-	"two-documents.bad.yaml":   "line 3: a second YAML document is not allowed",
+	"unknown-field.bad.yaml":    "line 3: field helth_listen not found",
+	"bad-listen.bad.yaml":       `login.listen: "x:y": port must be a number`,
+	"bad-backend-url.bad.yaml":  `login.backend.url: "127.0.0.1:9000": not an absolute http(s) URL`,
+	"bad-duration.bad.yaml":     "line 3",
+	"bad-rate.bad.yaml":         "login.backend.failure_rate",
+	"bad-proxy.bad.yaml":        `login.rate_limit.trusted_proxies[1]: "not-an-ip"`,
+	"bad-algorithm.bad.yaml":    "login.admission.algorithm",
+	"two-documents.bad.yaml":    "line 3: a second YAML document is not allowed",
+	"lb-instance.bad.yaml":      `lb.instances[2].health: "x:y": port must be a number`,
+	"lb-route.bad.yaml":         "lb.routes[0].response_header_timeout: 20s: must not exceed the route's total timeout (10s)",
+	"lb-quorum.bad.yaml":        "lb.shedding.quorum: 1.5: must be in [0, 1]",
+	"lb-unknown-field.bad.yaml": "line 3: field healthcheck not found",
 }
 
 func TestCheckTestdata(t *testing.T) {

@@ -3,6 +3,7 @@
 //
 //	spillway login        a login instance (service port + health port)
 //	spillway backend-sim  a controllable stand-in for the backend API
+//	spillway lb           the load balancer in front of login instances
 //	spillway check        validate a configuration file
 //	spillway version      print the version
 package main
@@ -31,6 +32,7 @@ func commands() []command {
 	return []command{
 		{"login", "run a login instance", runLogin},
 		{"backend-sim", "run the controllable backend stand-in", runBackendSim},
+		{"lb", "run the load balancer", runLB},
 		{"check", "validate a configuration file", runCheck},
 		{"version", "print the version", runVersion},
 	}

@@ -1,13 +1,21 @@
-// Package lb holds the load balancer's routing policies: active health
-// state, passive outlier ejection, slow start, the panic threshold,
+// Package lb is spillway's load balancer: its routing policies (active
+// health state, passive outlier ejection, slow start, the panic threshold,
 // dependency-aware edge shedding, the retry budget, the picker and the edge
-// capacity bound, plus Pool, which ties them together per instance.
+// capacity bound, plus Pool, which ties them together per instance) and
+// the runtime that drives them (Balancer, FileConfig, Discovery).
 //
-// Every policy is a plain type driven by events and an explicit now: none
-// opens a socket, starts a goroutine or reads the clock, and randomness is
-// injected (a func() uint64, or a uniform u in [0,1) passed per call). The
-// same code runs in the proxy, in tests and in simulations (DESIGN.md,
-// principle 2). Each policy is usable and testable on its own.
+// The runtime: build a Balancer with New from a FileConfig that has had
+// SetDefaults and passes Validate, and call Run once; Run owns every
+// goroutine the balancer starts (discovery, one health checker per
+// instance, the evaluator, the proxy and admin servers) and returns when
+// its context is done and they have stopped. Nothing else needs closing.
+// Balancer's exported methods are safe for concurrent use.
+//
+// The policies: every one is a plain type driven by events and an explicit
+// now: none opens a socket, starts a goroutine or reads the clock, and
+// randomness is injected (a func() uint64, or a uniform u in [0,1) passed
+// per call). The same code runs in the proxy, in tests and in simulations
+// (DESIGN.md, principle 2). Each policy is usable and testable on its own.
 //
 // Concurrency: the types used for every request, Picker, Endpoint,
 // RetryBudget and Shedder, are safe for concurrent use; their per-request
@@ -17,8 +25,8 @@
 // balancer's one mutex. Pool.Evaluate publishes an immutable routing
 // snapshot that the per-request types read through atomic pointers.
 //
-// Configuration structs have a DefaultXxx constructor and a Validate
-// method. A zero threshold or window disables its policy where the field's
+// Policy configuration structs have a DefaultXxx constructor and a Validate
+// method; FileConfig is their YAML face. A zero threshold or window disables its policy where the field's
 // comment says so (the 2018 configuration of the drill is built that way);
 // callers start from the defaults, not from the zero value. Nothing in this
 // package needs to be closed.

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -119,6 +120,17 @@ func (r CheckResult) String() string {
 
 // MarshalText encodes r as its String.
 func (r CheckResult) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes the names MarshalText produces.
+func (r *CheckResult) UnmarshalText(b []byte) error {
+	for i, name := range checkResultNames {
+		if string(b) == name {
+			*r = CheckResult(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("check result %q: unknown", b)
+}
 
 // HealthState is one instance's active health state machine: consecutive
 // passes and failures against the thresholds of HealthConfig.

@@ -114,6 +114,10 @@ type Route struct {
 	// none, so the route is never shed. Paths that match no route need
 	// every known dependency.
 	Dependencies []string
+	// All means the route needs every known dependency, like a path that
+	// matches no route; Dependencies is then ignored. It lets a route that
+	// exists for another reason (its timeouts) keep the default.
+	All bool
 }
 
 // RouteTable answers which dependencies a path needs. Immutable; safe for
@@ -137,6 +141,10 @@ func NewRouteTable(routes []Route) (*RouteTable, error) {
 			errs = append(errs, fieldErr(path+".prefix", r.Prefix, "duplicate prefix"))
 		}
 		seen[r.Prefix] = true
+		if r.All {
+			t.routes = append(t.routes, Route{Prefix: r.Prefix, All: true})
+			continue
+		}
 		for j, d := range r.Dependencies {
 			if d == "" {
 				errs = append(errs, fieldErr(fmt.Sprintf("%s.dependencies[%d]", path, j), d, "must not be empty"))
@@ -168,7 +176,7 @@ func (t *RouteTable) match(path string) int {
 // matches and the path therefore needs every dependency. deps must not be
 // modified.
 func (t *RouteTable) Lookup(path string) (deps []string, all bool) {
-	if i := t.match(path); i >= 0 {
+	if i := t.match(path); i >= 0 && !t.routes[i].All {
 		return t.routes[i].Dependencies, false
 	}
 	return nil, true
@@ -429,6 +437,10 @@ func (s *Shedder) publishLocked() {
 	slices.SortFunc(v.all, func(a, b *depView) int { return strings.Compare(a.name, b.name) })
 	v.routeDeps = make([][]*depView, len(s.routes.routes))
 	for i, r := range s.routes.routes {
+		if r.All {
+			v.routeDeps[i] = v.all
+			continue
+		}
 		for _, name := range r.Dependencies {
 			v.routeDeps[i] = append(v.routeDeps[i], v.deps[name])
 		}

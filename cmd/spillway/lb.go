@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/lb"
+)
+
+// runLB runs the load balancer until ctx is done:
+//
+//	spillway lb --config FILE
+//	spillway lb [--listen ADDR] [--admin-listen ADDR] --instance SERVICE_ADDR=HEALTH_ADDR [--instance ...]
+//
+// Flags override the file's lb: section (--instance replaces its list).
+// SIGHUP reloads the file, all or nothing, with the same flags applied.
+func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("lb", stderr)
+	cfgPath := fs.String("config", "", "configuration `file` (its lb: section); reloaded on SIGHUP")
+	listen := fs.String("listen", "", "proxy `address` (default 127.0.0.1:8080)")
+	adminListen := fs.String("admin-listen", "", "admin API `address` (default 127.0.0.1:8081)")
+	var instances instanceFlag
+	fs.Var(&instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)")
+	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	load := func() (*lb.FileConfig, error) {
+		f, err := decodeFile(*cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		c := f.LB
+		if c == nil {
+			c = &lb.FileConfig{}
+		}
+		fs.Visit(func(fl *flag.Flag) {
+			switch fl.Name {
+			case "listen":
+				c.Listen = *listen
+			case "admin-listen":
+				c.AdminListen = *adminListen
+			case "instance":
+				c.Instances = append([]lb.Instance(nil), instances...)
+			}
+		})
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			return nil, prefixErrors("lb.", err)
+		}
+		return c, nil
+	}
+	c, err := load()
+	if err != nil {
+		return err
+	}
+	token, generated, err := adminTokenFor(*adminToken, c)
+	if err != nil {
+		return err
+	}
+	if len(c.Instances) == 0 {
+		logger.Warn("no instances configured: every request gets 503 no_healthy_instance until some are added")
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b, err := lb.New(c, lb.Options{Logger: logger, Registry: reg, AdminToken: token})
+	if err != nil {
+		return err
+	}
+	// SIGHUP reloads; registered before "listening" is logged, so a
+	// script that waits for that line can send it safely.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen (--listen): %w", err)
+	}
+	aln, err := net.Listen("tcp", c.AdminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin listen (--admin-listen): %w", err)
+	}
+	if generated {
+		fmt.Fprintf(stderr, "spillway lb: admin token (generated; set SPILLWAY_ADMIN_TOKEN to choose one): %s\n", token)
+	}
+	logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "instances", len(c.Instances))
+	if !config.IsLoopback(aln.Addr().String()) {
+		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
+	}
+
+	// The reload goroutine stops with ctx, before runLB returns.
+	reloadDone := make(chan struct{})
+	runCtx, stop := context.WithCancel(ctx)
+	go func() {
+		defer close(reloadDone)
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-hup:
+				if *cfgPath == "" {
+					logger.Warn("SIGHUP: no --config file to reload")
+					continue
+				}
+				logger.Info("SIGHUP: reloading", "config", *cfgPath)
+				_ = b.Reload(load) // logged and counted by Reload
+			}
+		}
+	}()
+	err = b.Run(runCtx, ln, aln)
+	stop()
+	<-reloadDone
+	return err
+}
+
+// adminTokenFor picks the admin token: the flag, else the environment
+// variable named by admin_token_env, else the file's admin_token, else a
+// generated one (generated is then true).
+func adminTokenFor(flagValue string, c *lb.FileConfig) (token string, generated bool, err error) {
+	const minLen = 16
+	check := func(src, tok string) (string, bool, error) {
+		if len(tok) < minLen {
+			return "", false, fmt.Errorf("%s: the admin token must be at least %d characters", src, minLen)
+		}
+		return tok, false, nil
+	}
+	switch {
+	case flagValue != "":
+		return check("--admin-token", flagValue)
+	case os.Getenv(c.AdminTokenEnv) != "":
+		return check("$"+c.AdminTokenEnv, os.Getenv(c.AdminTokenEnv))
+	case c.AdminToken.Reveal() != "":
+		return check("lb.admin_token", c.AdminToken.Reveal())
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", false, fmt.Errorf("generate admin token: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), true, nil
+}
+
+// instanceFlag collects --instance SERVICE_ADDR=HEALTH_ADDR values.
+type instanceFlag []lb.Instance
+
+func (f *instanceFlag) String() string {
+	parts := make([]string, len(*f))
+	for i, in := range *f {
+		parts[i] = in.Service + "=" + in.Health
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *instanceFlag) Set(s string) error {
+	svc, hl, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("%q: want SERVICE_ADDR=HEALTH_ADDR", s)
+	}
+	*f = append(*f, lb.Instance{Service: svc, Health: hl})
+	return nil
+}

@@ -1,0 +1,287 @@
+package lb
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Status is the admin API's GET /status document.
+type Status struct {
+	Time time.Time `json:"time"`
+	// Panic: routing across every instance that accepts connections.
+	Panic bool `json:"panic"`
+	// Routing counts instances as of the last evaluation.
+	Routing RoutingStatus `json:"routing"`
+	// Capacity is the edge admission state.
+	Capacity CapacityStatus `json:"capacity"`
+	// Instances is each instance's state, by id.
+	Instances []InstanceView `json:"instances"`
+	// Dependencies is each tracked dependency's shedding state, by name.
+	Dependencies []DependencyStatus `json:"dependencies"`
+	// Counters since start.
+	Counters Counters `json:"counters"`
+}
+
+// RoutingStatus counts instances: known; Members count for the panic
+// threshold (not drained, draining or pending); Routable and Ejected among
+// them; Candidates in the routing snapshot.
+type RoutingStatus struct {
+	Instances  int `json:"instances"`
+	Members    int `json:"members"`
+	Routable   int `json:"routable"`
+	Ejected    int `json:"ejected"`
+	Candidates int `json:"candidates"`
+}
+
+// CapacityStatus is the edge admission state.
+type CapacityStatus struct {
+	// Bounded: the bound follows the instances' reported limits (or the
+	// fallback); false means no edge bound.
+	Bounded bool `json:"bounded"`
+	// Limit is the bound in effect (0 when not bounded).
+	Limit    int `json:"limit"`
+	InFlight int `json:"in_flight"`
+	Queue    int `json:"queue"`
+}
+
+// InstanceView is an instance's status with its health address.
+type InstanceView struct {
+	InstanceStatus
+	Health string `json:"health"`
+}
+
+// Counters are the balancer's counters, as exported in /metrics.
+type Counters struct {
+	Requests     map[string]uint64 `json:"requests"`
+	Retries      map[string]uint64 `json:"retries"`
+	Ejections    uint64            `json:"ejections"`
+	Reloads      map[string]uint64 `json:"config_reloads"`
+	BudgetWindow struct {
+		Requests int64 `json:"requests"`
+		Retries  int64 `json:"retries"`
+	} `json:"retry_budget_window"`
+}
+
+// Status returns the balancer's state now.
+func (b *Balancer) Status() Status {
+	now := time.Now()
+	b.mu.Lock()
+	ev, limit := b.ev, b.edgeLimit
+	insts := b.pool.Status(now)
+	health := make(map[string]string, len(b.checkers))
+	for id, h := range b.checkers {
+		health[id] = h.inst.Health
+	}
+	b.mu.Unlock()
+	st := Status{
+		Time: now, Panic: ev.Panic,
+		Routing: RoutingStatus{Instances: ev.Instances, Members: ev.Members,
+			Routable: ev.Routable, Ejected: ev.Ejected, Candidates: ev.Candidates},
+		Dependencies: b.shedder.Status(now),
+		Instances:    make([]InstanceView, len(insts)),
+	}
+	for i, in := range insts {
+		st.Instances[i] = InstanceView{InstanceStatus: in, Health: health[in.ID]}
+	}
+	ls := b.limiter.Load().Stats()
+	st.Capacity = CapacityStatus{Bounded: limit < maxEdgeLimit, InFlight: ls.InFlight, Queue: ls.Queue}
+	if st.Capacity.Bounded {
+		st.Capacity.Limit = limit
+	}
+	m := b.m
+	st.Counters.Requests = make(map[string]uint64, numOutcomes)
+	for i := range m.requests {
+		st.Counters.Requests[outcomeNames[i]] = m.requests[i].Load()
+	}
+	st.Counters.Retries = make(map[string]uint64, numRetryResults)
+	for i := range m.retries {
+		st.Counters.Retries[retryResultNames[i]] = m.retries[i].Load()
+	}
+	st.Counters.Ejections = m.ejections.Load()
+	st.Counters.Reloads = map[string]uint64{}
+	for i := range m.reloads {
+		st.Counters.Reloads[reloadResultNames[i]] = m.reloads[i].Load()
+	}
+	st.Counters.BudgetWindow.Requests, st.Counters.BudgetWindow.Retries = b.budget.Load().Counts(now)
+	return st
+}
+
+// adminError is an admin API failure: the client gets Code, the log gets
+// Err.
+type adminError struct {
+	Status int
+	Code   string
+	Err    error
+}
+
+func (e *adminError) Error() string {
+	if e.Err != nil {
+		return e.Code + ": " + e.Err.Error()
+	}
+	return e.Code
+}
+
+type adminFunc func(w http.ResponseWriter, r *http.Request) error
+
+// AdminHandler returns the admin API:
+//
+//	GET  /status                      the balancer's state (Status, JSON)
+//	GET  /metrics                     Prometheus metrics of Options.Registry
+//	POST /instances/{id}/drain        stop sending new requests to an instance
+//	POST /instances/{id}/undrain      send again (with a slow start)
+//	PUT  /shedding/{dependency}       {"mode":"auto|on|off"}: manual shedding override
+//
+// Every change needs "Authorization: Bearer TOKEN"; reads need it too when
+// readsNeedToken (Run sets it for a non-loopback admin listener). {id} is
+// the instance's service address.
+func (b *Balancer) AdminHandler(readsNeedToken bool) http.Handler {
+	mux := http.NewServeMux()
+	read := func(h adminFunc) http.Handler { return b.adminWrap(h, readsNeedToken) }
+	change := func(h adminFunc) http.Handler { return b.adminWrap(h, true) }
+	mux.Handle("GET /status", read(b.handleStatus))
+	mux.Handle("GET /metrics", read(func(w http.ResponseWriter, r *http.Request) error {
+		promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)
+		return nil
+	}))
+	mux.Handle("POST /instances/{id}/drain", change(b.handleDrain(true)))
+	mux.Handle("POST /instances/{id}/undrain", change(b.handleDrain(false)))
+	mux.Handle("PUT /shedding/{dependency}", change(b.handleShedding))
+	mux.Handle("/", read(func(http.ResponseWriter, *http.Request) error {
+		return &adminError{Status: http.StatusNotFound, Code: "not_found"}
+	}))
+	return mux
+}
+
+// adminWrap checks the token when needed and renders a handler's error.
+func (b *Balancer) adminWrap(h adminFunc, needToken bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := error(nil)
+		if needToken && !b.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="spillway-lb"`)
+			err = &adminError{Status: http.StatusUnauthorized, Code: "unauthorized"}
+		} else {
+			err = h(w, r)
+		}
+		if err == nil {
+			return
+		}
+		var ae *adminError
+		if !errors.As(err, &ae) {
+			ae = &adminError{Status: http.StatusInternalServerError, Code: "internal_error", Err: err}
+		}
+		level := slog.LevelInfo
+		if ae.Status >= 500 {
+			level = slog.LevelError
+		}
+		b.log.Log(r.Context(), level, "admin request failed", "method", r.Method, "path", r.URL.Path,
+			"remote", r.RemoteAddr, "status", ae.Status, "error", ae.Code, "detail", errString(ae.Err))
+		writeJSON(w, ae.Status, map[string]string{"error": ae.Code})
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// authorized compares the bearer token in constant time (hashes of equal
+// length, so not even the length leaks).
+func (b *Balancer) authorized(r *http.Request) bool {
+	auth := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(auth[len(prefix):]))
+	return subtle.ConstantTimeCompare(got[:], b.token[:]) == 1
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (b *Balancer) handleStatus(w http.ResponseWriter, _ *http.Request) error {
+	writeJSON(w, http.StatusOK, b.Status())
+	return nil
+}
+
+func (b *Balancer) handleDrain(drain bool) adminFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		id := r.PathValue("id")
+		now := time.Now()
+		b.mu.Lock()
+		err := b.pool.SetDrained(id, drain, now)
+		if err == nil {
+			b.evaluateLocked(now)
+		}
+		b.mu.Unlock()
+		if errors.Is(err, ErrUnknownInstance) {
+			return &adminError{Status: http.StatusNotFound, Code: "unknown_instance", Err: err}
+		}
+		if err != nil {
+			return err
+		}
+		action := "undrained"
+		if drain {
+			action = "drained"
+		}
+		b.log.Info("admin: instance "+action, "instance", id, "remote", r.RemoteAddr)
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "drained": drain})
+		return nil
+	}
+}
+
+// maxDependencyName bounds a dependency name in an override.
+const maxDependencyName = 128
+
+func (b *Balancer) handleShedding(w http.ResponseWriter, r *http.Request) error {
+	dep := r.PathValue("dependency")
+	if dep == "" || len(dep) > maxDependencyName || strings.IndexFunc(dep, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
+		return &adminError{Status: http.StatusBadRequest, Code: "bad_dependency"}
+	}
+	var body struct {
+		Mode string `json:"mode"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return &adminError{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
+	}
+	o, err := ParseOverride(body.Mode)
+	if err != nil {
+		return &adminError{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
+	}
+	now := time.Now()
+	if err := b.shedder.SetOverride(dep, o, now); err != nil {
+		return &adminError{Status: http.StatusConflict, Code: "too_many_dependencies", Err: err}
+	}
+	b.mu.Lock()
+	b.evaluateLocked(now)
+	b.mu.Unlock()
+	b.log.Warn("admin: shedding override set", "dependency", dep, "mode", string(o), "remote", r.RemoteAddr)
+	for _, d := range b.shedder.Status(now) {
+		if d.Name == dep {
+			writeJSON(w, http.StatusOK, d)
+			return nil
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"name": dep, "override": string(o)})
+	return nil
+}

@@ -1,0 +1,618 @@
+package lb
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/spillway-dev/spillway/admission"
+)
+
+// maxEdgeLimit is the edge limiter's limit when nothing bounds it.
+const maxEdgeLimit = 1 << 30
+
+// Options are a Balancer's collaborators. The zero value is usable except
+// for AdminToken.
+type Options struct {
+	// Logger receives the balancer's logs (snake_case keys). Default:
+	// discard.
+	Logger *slog.Logger
+	// Registry receives the balancer's metrics and is what the admin API
+	// serves at /metrics. Default: a registry of its own (never the
+	// global one).
+	Registry *prometheus.Registry
+	// AdminToken is the bearer token every admin change needs (and every
+	// admin read on a non-loopback admin listener). Required.
+	AdminToken string
+	// Discovery supplies the instances. Nil: the configuration's static
+	// list, replaced by Reload.
+	Discovery Discovery
+}
+
+// Balancer is the load balancer runtime: a reverse proxy that asks the
+// policies of this package, for every request, whether to serve, where, or
+// to answer 503 itself, and the goroutines that keep the policies fed.
+//
+// Build it with New and call Run once. Run owns every goroutine the
+// balancer starts: the discovery watch, one health checker per instance,
+// the evaluator that re-evaluates the pool when time alone changes it, and
+// the two HTTP servers. Handler, AdminHandler, Reload and Status are safe
+// for concurrent use at any time.
+//
+// Locking: mu guards the Pool and the bookkeeping around it (checkers, the
+// last Eval, what was last logged). The request path never takes it except
+// to record a gateway failure (or the first success after one): it reads
+// the Picker, the Shedder, the limiter, the retry budget and the settings
+// through atomics.
+type Balancer struct {
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	token   [sha256.Size]byte
+	m       *metrics
+	picker  *Picker
+	shedder *Shedder
+	proxy   *httputil.ReverseProxy
+	checks  *http.Client // health checks: a transport of their own
+	static  *Static      // nil when Options.Discovery was given
+	disc    Discovery
+	wake    chan struct{} // the evaluator's next deadline moved
+
+	set       atomic.Pointer[settings]
+	limiter   atomic.Pointer[admission.Limiter]
+	budget    atomic.Pointer[RetryBudget]
+	transport atomic.Pointer[http.Transport]
+	answers   atomic.Pointer[map[string]*answer] // shed answers by dependency
+
+	mu        sync.Mutex
+	pool      *Pool
+	ev        Eval
+	edgeLimit int // applied to the limiter; maxEdgeLimit when unbounded
+	next      time.Time
+	checkers  map[string]*checkerHandle // by instance id
+	shedState map[string]ShedState      // as last logged
+	retired   []*http.Transport         // replaced by a reload; closed at stop
+	running   bool
+	checkWG   sync.WaitGroup
+}
+
+type checkerHandle struct {
+	inst   Instance
+	cancel context.CancelFunc
+}
+
+// settings is the runtime form of a validated FileConfig, swapped whole by
+// a reload and read per request without a lock.
+type settings struct {
+	file       FileConfig
+	policy     Config
+	routes     []routeTimeouts // longest prefix first
+	def        routeTimeouts
+	readyPath  string
+	reportPath string
+	// Retry-After values of a shed answer, [base, 2×base] seconds.
+	shedRetryAfter [][]string
+	// Retry-After of an overloaded answer.
+	overloadRetryAfter []string
+	maxHeader          time.Duration
+	maxConnect         time.Duration
+}
+
+type routeTimeouts struct {
+	prefix                 string
+	connect, header, total time.Duration
+}
+
+// timeouts returns the timeouts of the longest route prefix of path.
+func (s *settings) timeouts(path string) *routeTimeouts {
+	for i := range s.routes {
+		if strings.HasPrefix(path, s.routes[i].prefix) {
+			return &s.routes[i]
+		}
+	}
+	return &s.def
+}
+
+func newSettings(c *FileConfig) *settings {
+	s := &settings{
+		file:       *c,
+		policy:     c.Policy(),
+		readyPath:  c.HealthCheck.ReadyPath,
+		reportPath: deref(c.HealthCheck.ReportPath),
+		def:        routeTimeouts{connect: c.Timeouts.Connect, header: c.Timeouts.ResponseHeader, total: c.Timeouts.Total},
+	}
+	s.file.Instances = slices.Clone(c.Instances)
+	s.file.Routes = slices.Clone(c.Routes)
+	s.maxHeader, s.maxConnect = s.def.header, s.def.connect
+	for _, r := range c.Routes {
+		t := c.routeTimeouts(r)
+		s.routes = append(s.routes, routeTimeouts{prefix: r.Prefix, connect: t.Connect, header: t.ResponseHeader, total: t.Total})
+		s.maxHeader, s.maxConnect = max(s.maxHeader, t.ResponseHeader), max(s.maxConnect, t.Connect)
+	}
+	slices.SortStableFunc(s.routes, func(a, b routeTimeouts) int { return len(b.prefix) - len(a.prefix) })
+	base := max(int((c.Shedding.RetryAfter+time.Second-1)/time.Second), 1)
+	for n := base; n <= 2*base; n++ {
+		s.shedRetryAfter = append(s.shedRetryAfter, []string{strconv.Itoa(n)})
+	}
+	s.overloadRetryAfter = []string{strconv.Itoa(max(int((c.Admission.RetryAfter+time.Second-1)/time.Second), 1))}
+	return s
+}
+
+// New builds a Balancer from cfg, on which SetDefaults must have been
+// called; it fails if cfg does not pass Validate or opts lacks the admin
+// token.
+func New(cfg *FileConfig, opts Options) (*Balancer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.AdminToken == "" {
+		return nil, errors.New("lb: no admin token")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	set := newSettings(cfg)
+	routes, err := NewRouteTable(cfg.shedRoutes())
+	if err != nil {
+		return nil, err
+	}
+	pool, err := NewPool(set.policy, routes, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := &Balancer{
+		log:       opts.Logger,
+		reg:       opts.Registry,
+		token:     sha256.Sum256([]byte(opts.AdminToken)),
+		picker:    pool.Picker(),
+		shedder:   pool.Shedder(),
+		pool:      pool,
+		disc:      opts.Discovery,
+		wake:      make(chan struct{}, 1),
+		checkers:  map[string]*checkerHandle{},
+		shedState: map[string]ShedState{},
+		edgeLimit: maxEdgeLimit,
+	}
+	if b.disc == nil {
+		b.static = NewStatic(cfg.Instances)
+		b.disc = b.static
+	}
+	b.set.Store(set)
+	lim, err := newEdgeLimiter(cfg, maxEdgeLimit)
+	if err != nil {
+		return nil, err
+	}
+	b.limiter.Store(lim)
+	budget, err := NewRetryBudget(set.policy.RetryBudget)
+	if err != nil {
+		return nil, err
+	}
+	b.budget.Store(budget)
+	b.transport.Store(newTransport(cfg, set))
+	b.proxy = b.newReverseProxy()
+	b.checks = newCheckClient()
+	b.answers.Store(&map[string]*answer{})
+	b.m = newMetrics(b)
+	if err := b.reg.Register(b.m); err != nil {
+		return nil, fmt.Errorf("lb: register metrics: %w", err)
+	}
+	return b, nil
+}
+
+func newEdgeLimiter(c *FileConfig, limit int) (*admission.Limiter, error) {
+	l, err := admission.New(admission.Config{
+		Algorithm:    admission.AlgorithmStatic,
+		Limit:        limit,
+		QueueSize:    deref(c.Admission.QueueSize),
+		QueueTimeout: c.Admission.QueueTimeout,
+		RetryAfter:   c.Admission.RetryAfter,
+	}, admission.Options{Name: "lb"})
+	if err != nil {
+		return nil, fmt.Errorf("lb: edge admission: %w", err)
+	}
+	return l, nil
+}
+
+// newTransport returns the one transport to instances: HTTP/1.1 with
+// keep-alive, every timeout and idle limit set. The connect timeout is the
+// request's route's (read from the dial context), the response header
+// timeout a backstop at the longest route's; each attempt's own header
+// timeout is enforced per request.
+func newTransport(c *FileConfig, set *settings) *http.Transport {
+	fallback := set.maxConnect
+	t := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			timeout := fallback
+			if c, ok := ctx.Value(callKey{}).(*call); ok {
+				timeout = c.t.connect
+			}
+			d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxIdleConns:           0, // no global cap; per host below
+		MaxIdleConnsPerHost:    c.Transport.MaxIdleConnsPerHost,
+		IdleConnTimeout:        c.Transport.IdleConnTimeout,
+		ResponseHeaderTimeout:  set.maxHeader,
+		ExpectContinueTimeout:  time.Second,
+		TLSHandshakeTimeout:    5 * time.Second,
+		MaxResponseHeaderBytes: 64 << 10,
+		DisableCompression:     true,
+	}
+	t.Protocols = new(http.Protocols)
+	t.Protocols.SetHTTP1(true)
+	return t
+}
+
+// Reload applies the configuration that load returns, all or nothing: if
+// load fails or the result does not validate, the running configuration
+// stays and the error is returned. Requests in flight finish under the
+// settings they started with. Listen addresses, the admin token and the
+// server section need a restart; a change to them is logged and ignored.
+func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
+	defer func() {
+		if err != nil {
+			b.m.reloads[reloadFailure].Add(1)
+			b.log.Error("config reload failed; keeping the running configuration", "error", err)
+			return
+		}
+		b.m.reloads[reloadSuccess].Add(1)
+	}()
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	routes, err := NewRouteTable(cfg.shedRoutes())
+	if err != nil {
+		return err
+	}
+	budget, err := NewRetryBudget(cfg.retryBudgetConfig())
+	if err != nil {
+		return err
+	}
+	old := b.set.Load()
+	set := newSettings(cfg)
+	var lim *admission.Limiter
+	if oa, na := old.file.Admission, cfg.Admission; deref(oa.QueueSize) != deref(na.QueueSize) ||
+		oa.QueueTimeout != na.QueueTimeout || oa.RetryAfter != na.RetryAfter {
+		if lim, err = newEdgeLimiter(cfg, maxEdgeLimit); err != nil {
+			return err
+		}
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.pool.Reconfigure(set.policy); err != nil {
+		return err
+	}
+	// Nothing below fails: the reload is committed.
+	b.shedder.SetRoutes(routes)
+	if old.policy.RetryBudget != set.policy.RetryBudget {
+		b.budget.Store(budget)
+	}
+	if lim != nil {
+		lim.SetLimit(b.edgeLimit)
+		b.limiter.Store(lim)
+	}
+	if tr := b.transport.Load(); set.maxHeader > tr.ResponseHeaderTimeout || old.file.Transport != cfg.Transport {
+		b.transport.Store(newTransport(cfg, set))
+		tr.CloseIdleConnections()
+		b.retired = append(b.retired, tr)
+	}
+	b.set.Store(set)
+	var ignored []string
+	if old.file.Listen != cfg.Listen {
+		ignored = append(ignored, "listen")
+	}
+	if old.file.AdminListen != cfg.AdminListen {
+		ignored = append(ignored, "admin_listen")
+	}
+	if old.file.AdminTokenEnv != cfg.AdminTokenEnv || old.file.AdminToken != cfg.AdminToken {
+		ignored = append(ignored, "admin token")
+	}
+	if old.file.Server != cfg.Server {
+		ignored = append(ignored, "server")
+	}
+	if len(ignored) > 0 {
+		b.log.Warn("config reload: these settings need a restart and were not applied", "settings", strings.Join(ignored, ", "))
+	}
+	if b.static != nil {
+		b.static.Set(cfg.Instances) // the discovery watch applies it
+	}
+	b.evaluateLocked(time.Now())
+	b.log.Info("config reloaded", "instances", len(cfg.Instances), "routes", len(cfg.Routes))
+	return nil
+}
+
+// Run serves the proxy on ln and the admin API on admin (nil: no admin
+// listener), runs discovery, health checks and the evaluator, and returns
+// when ctx is done and everything has stopped: the listeners close, the
+// requests in flight get server.shutdown_timeout to finish, then the
+// checkers stop. It returns early with an error if a server fails. Run may
+// be called once.
+func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
+	b.mu.Lock()
+	if b.running {
+		b.mu.Unlock()
+		return errors.New("lb: Run called twice")
+	}
+	b.running = true
+	b.mu.Unlock()
+
+	set := b.set.Load()
+	srv := &http.Server{
+		Handler:           b,
+		ReadHeaderTimeout: set.file.Server.ReadHeaderTimeout,
+		ReadTimeout:       set.file.Server.ReadTimeout,
+		WriteTimeout:      set.file.Server.WriteTimeout,
+		IdleTimeout:       set.file.Server.IdleTimeout,
+		MaxHeaderBytes:    set.file.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+	}
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	servers := []*http.Server{srv}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- srv.Serve(ln) }()
+	if admin != nil {
+		asrv := &http.Server{
+			Handler:           b.AdminHandler(!isLoopbackAddr(admin.Addr())),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		}
+		servers = append(servers, asrv)
+		go func() { serveErr <- asrv.Serve(admin) }()
+	}
+
+	// Background work outlives the drain: routing stays current while
+	// in-flight requests finish.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	g, gctx := errgroup.WithContext(bg)
+	g.Go(func() error {
+		err := b.disc.Watch(gctx, func(insts []Instance) { b.setInstances(gctx, insts) })
+		if err != nil && gctx.Err() == nil {
+			return fmt.Errorf("lb: discovery: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return b.runEvaluator(gctx) })
+
+	var err error
+	pending := len(servers)
+	select {
+	case err = <-serveErr:
+		pending--
+		err = fmt.Errorf("lb: server stopped: %w", err)
+	case <-gctx.Done():
+		err = errors.New("lb: discovery or evaluator stopped early")
+	case <-ctx.Done():
+	}
+	b.log.Info("stopping", "shutdown_timeout", set.file.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), set.file.Server.ShutdownTimeout)
+	for _, s := range servers {
+		if serr := s.Shutdown(sctx); serr != nil {
+			b.log.Warn("shutdown: requests in flight cut off", "error", serr)
+			_ = s.Close()
+		}
+	}
+	cancel()
+	for range pending {
+		<-serveErr // http.ErrServerClosed
+	}
+	stopBG()
+	if gerr := g.Wait(); gerr != nil && err == nil {
+		err = gerr
+	}
+	b.mu.Lock()
+	for id, h := range b.checkers {
+		h.cancel()
+		delete(b.checkers, id)
+	}
+	retired := b.retired
+	b.retired = nil
+	b.mu.Unlock()
+	b.checkWG.Wait()
+	b.transport.Load().CloseIdleConnections()
+	for _, t := range retired {
+		t.CloseIdleConnections()
+	}
+	b.checks.CloseIdleConnections()
+	return err
+}
+
+func isLoopbackAddr(a net.Addr) bool {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.IsLoopback()
+	}
+	return false
+}
+
+// setInstances makes the balancer's instances exactly insts (a discovery
+// update): new ones are added pending their first check, with a checker
+// each; missing ones are removed and their checker stopped (requests in
+// flight on them finish); the others keep their state. Invalid and
+// duplicate entries are skipped and logged.
+func (b *Balancer) setInstances(ctx context.Context, insts []Instance) {
+	valid := make([]Instance, 0, len(insts))
+	seen := make(map[string]bool, len(insts))
+	for i, in := range insts {
+		err := errors.Join(checkDialAddr("service", in.Service), checkDialAddr("health", in.Health))
+		switch {
+		case err != nil:
+			b.log.Warn("discovery: instance skipped", "index", i, "error", err)
+		case seen[in.Service]:
+			b.log.Warn("discovery: duplicate instance skipped", "index", i, "instance", in.Service)
+		case len(valid) >= MaxInstances:
+			b.log.Warn("discovery: too many instances; the rest are skipped", "max", MaxInstances)
+		default:
+			seen[in.Service] = true
+			valid = append(valid, in)
+		}
+	}
+	ids := make([]string, len(valid))
+	for i, in := range valid {
+		ids[i] = in.Service
+	}
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	added, removed := b.pool.Sync(ids, now)
+	want := make(map[string]Instance, len(valid))
+	for _, in := range valid {
+		want[in.Service] = in
+	}
+	for id, h := range b.checkers {
+		if in, ok := want[id]; !ok || in != h.inst {
+			h.cancel()
+			delete(b.checkers, id)
+		}
+	}
+	for _, in := range valid {
+		if _, ok := b.checkers[in.Service]; ok || ctx.Err() != nil {
+			continue
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		b.checkers[in.Service] = &checkerHandle{inst: in, cancel: cancel}
+		b.checkWG.Go(func() { b.runChecker(cctx, in) })
+	}
+	b.evaluateLocked(now)
+	if added > 0 || removed > 0 {
+		b.log.Info("instances updated", "added", added, "removed", removed, "total", len(valid))
+	}
+}
+
+// runEvaluator evaluates the pool whenever time alone changes it (an
+// ejection ends, a ramp moves, a report goes stale): at Eval.Next.
+func (b *Balancer) runEvaluator(ctx context.Context) error {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		b.mu.Lock()
+		next := b.next
+		b.mu.Unlock()
+		var fire <-chan time.Time
+		if !next.IsZero() {
+			t.Reset(max(time.Until(next), 0))
+			fire = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-b.wake:
+		case <-fire:
+			now := time.Now()
+			b.mu.Lock()
+			b.evaluateLocked(now)
+			b.mu.Unlock()
+		}
+	}
+}
+
+// evaluateLocked publishes the routing snapshot and shedding state at now,
+// applies the edge capacity to the limiter, updates the gauges, logs what
+// changed and schedules the next evaluation.
+func (b *Balancer) evaluateLocked(now time.Time) {
+	ev := b.pool.Evaluate(now)
+	prev := b.ev
+	b.ev = ev
+	set := b.set.Load()
+
+	limit := maxEdgeLimit
+	switch {
+	case ev.Candidates == 0:
+		// No limit: requests reach the picker and get no_healthy_instance.
+	case ev.Bounded:
+		limit = ev.Capacity
+	case set.file.Admission.FallbackLimit > 0:
+		limit = set.file.Admission.FallbackLimit
+	}
+	b.edgeLimit = limit
+	b.limiter.Load().SetLimit(limit)
+	b.m.setEval(ev, limit)
+
+	if ev.Panic != prev.Panic {
+		if ev.Panic {
+			b.log.Warn("panic mode on: routing across every instance that accepts connections",
+				"routable", ev.Routable, "members", ev.Members, "candidates", ev.Candidates)
+		} else {
+			b.log.Info("panic mode off", "routable", ev.Routable, "members", ev.Members)
+		}
+	}
+	b.shedChangesLocked(now)
+
+	if !ev.Next.Equal(b.next) {
+		b.next = ev.Next
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// shedChangesLocked logs shedding state changes and keeps a precomputed
+// answer for every tracked dependency.
+func (b *Balancer) shedChangesLocked(now time.Time) {
+	deps := b.shedder.Status(now)
+	answers := *b.answers.Load()
+	rebuild := len(answers) != len(deps)
+	for _, d := range deps {
+		if _, ok := answers[d.Name]; !ok {
+			rebuild = true
+		}
+		prev, seen := b.shedState[d.Name]
+		if !seen {
+			prev = ShedOK
+		}
+		if d.State == prev {
+			continue
+		}
+		b.shedState[d.Name] = d.State
+		attrs := []any{"dependency", d.Name, "down", d.Down, "ready", d.Ready, "override", string(d.Override)}
+		switch d.State {
+		case ShedShedding:
+			b.log.Warn("shedding: answering 503 at the edge for requests that need the dependency", attrs...)
+		case ShedRecovering:
+			b.log.Info("shedding: dependency back; ramping the admitted share", append(attrs, "recovery_end", d.RecoveryEnd)...)
+		case ShedOK:
+			b.log.Info("shedding: ended", attrs...)
+		}
+	}
+	if len(b.shedState) > len(deps) {
+		for name := range b.shedState {
+			if !slices.ContainsFunc(deps, func(d DependencyStatus) bool { return d.Name == name }) {
+				delete(b.shedState, name)
+			}
+		}
+	}
+	if rebuild {
+		m := make(map[string]*answer, len(deps))
+		for _, d := range deps {
+			m[d.Name] = shedAnswer(d.Name)
+		}
+		b.answers.Store(&m)
+	}
+}

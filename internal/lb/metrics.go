@@ -1,0 +1,147 @@
+package lb
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// outcome is how a request ended, the value of
+// spillway_lb_requests_total's outcome label. The set is fixed.
+type outcome uint8
+
+const (
+	outOK          outcome = iota // the instance answered 1xx-3xx
+	outClientError                // 4xx from the instance or spillway, or the client went away
+	outUpstream5xx                // 5xx from the instance
+	outShed                       // 503 dependency_unavailable at the edge
+	outOverloaded                 // 503 overloaded at the edge
+	outNoInstance                 // 503 no_healthy_instance
+	outBadGateway                 // 502: connect failure or reset
+	outTimeout                    // 504: response header or total timeout
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"ok", "client_error", "upstream_5xx", "shed", "overloaded", "no_instance", "bad_gateway", "timeout"}
+
+// Retry results, the values of spillway_lb_retries_total's result label.
+const (
+	retryOK              = iota // the retry got a response
+	retryFailed                 // the retry failed too
+	retryBudgetExhausted        // not retried: over the retry budget
+	retryNoInstance             // not retried: no other candidate
+	numRetryResults
+)
+
+var retryResultNames = [numRetryResults]string{"ok", "failed", "budget_exhausted", "no_instance"}
+
+const (
+	reloadSuccess = iota
+	reloadFailure
+)
+
+var reloadResultNames = [2]string{"success", "failure"}
+
+// metrics are the balancer's counters, kept as plain atomics (the request
+// path adds to them without a map lookup) and exported by a collector
+// that also reads the current gauges. Every label set is bounded: fixed
+// outcomes and results, and dependencies (at most the Shedder's cap).
+type metrics struct {
+	b         *Balancer
+	requests  [numOutcomes]atomic.Uint64
+	retries   [numRetryResults]atomic.Uint64
+	ejections atomic.Uint64
+	reloads   [2]atomic.Uint64
+
+	panicking atomic.Bool
+	routable  atomic.Int64
+	members   atomic.Int64
+	instances atomic.Int64
+	capacity  atomic.Int64 // maxEdgeLimit when unbounded
+
+	dRequests, dRetries, dEjections, dReloads          *prometheus.Desc
+	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
+	dInFlight, dQueue, dShedding                       *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*metrics)(nil)
+
+func newMetrics(b *Balancer) *metrics {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("spillway_lb_"+name, help, labels, nil)
+	}
+	return &metrics{
+		b:          b,
+		dRequests:  d("requests_total", "Requests answered, by outcome.", "outcome"),
+		dRetries:   d("retries_total", "Retries on another instance, by result.", "result"),
+		dEjections: d("ejections_total", "Passive outlier ejections."),
+		dReloads:   d("config_reload_total", "Configuration reloads, by result.", "result"),
+		dPanic:     d("panic", "1 while in panic mode (routing across every instance that accepts connections)."),
+		dRoutable:  d("routable_instances", "Instances that are healthy, not ejected and not drained."),
+		dMembers:   d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
+		dInstances: d("instances", "Instances known from discovery."),
+		dCapacity:  d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
+		dInFlight:  d("in_flight", "Proxied requests admitted at the edge and not finished."),
+		dQueue:     d("queue_length", "Requests waiting at the edge for a slot."),
+		dShedding:  d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
+	}
+}
+
+func (m *metrics) count(o outcome) { m.requests[o].Add(1) }
+
+func (m *metrics) setEval(ev Eval, limit int) {
+	m.panicking.Store(ev.Panic)
+	m.routable.Store(int64(ev.Routable))
+	m.members.Store(int64(ev.Members))
+	m.instances.Store(int64(ev.Instances))
+	m.capacity.Store(int64(limit))
+}
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
+		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for i := range m.requests {
+		counter(m.dRequests, m.requests[i].Load(), outcomeNames[i])
+	}
+	for i := range m.retries {
+		counter(m.dRetries, m.retries[i].Load(), retryResultNames[i])
+	}
+	counter(m.dEjections, m.ejections.Load())
+	for i := range m.reloads {
+		counter(m.dReloads, m.reloads[i].Load(), reloadResultNames[i])
+	}
+	p := 0.0
+	if m.panicking.Load() {
+		p = 1
+	}
+	gauge(m.dPanic, p)
+	gauge(m.dRoutable, float64(m.routable.Load()))
+	gauge(m.dMembers, float64(m.members.Load()))
+	gauge(m.dInstances, float64(m.instances.Load()))
+	c := float64(m.capacity.Load())
+	if c >= maxEdgeLimit {
+		c = math.Inf(1)
+	}
+	gauge(m.dCapacity, c)
+	st := m.b.limiter.Load().Stats()
+	gauge(m.dInFlight, float64(st.InFlight))
+	gauge(m.dQueue, float64(st.Queue))
+	for _, d := range m.b.shedder.Status(time.Now()) {
+		gauge(m.dShedding, 1-d.Admitted, d.Name)
+	}
+}

@@ -1,0 +1,495 @@
+package lb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spillway-dev/spillway/admission"
+)
+
+// ReasonHeader names spillway's own answers: every 502, 503 and 504 the
+// balancer writes itself carries it, with the same code as the JSON body's
+// "error". An instance's 502/503/504 that carries it is a deliberate answer
+// (shed, overloaded), not a gateway failure.
+const ReasonHeader = "X-Spillway-Reason"
+
+// Error codes of the balancer's own answers (JSON "error" and ReasonHeader).
+const (
+	ReasonDependencyUnavailable = "dependency_unavailable" // 503: edge shedding
+	ReasonOverloaded            = "overloaded"             // 503: edge admission
+	ReasonNoHealthyInstance     = "no_healthy_instance"    // 503: nothing to route to
+	ReasonBadGateway            = "bad_gateway"            // 502: the instance failed
+	ReasonGatewayTimeout        = "gateway_timeout"        // 504: the instance was too slow
+	ReasonBadRequest            = "bad_request"            // 400
+	ReasonMethodNotAllowed      = "method_not_allowed"     // 405: CONNECT
+)
+
+var (
+	errHeaderTimeout = errors.New("lb: response header timeout")
+	errTotalTimeout  = errors.New("lb: total timeout")
+	errBodyConsumed  = errors.New("lb: request body already sent")
+)
+
+// answer is a precomputed response of the balancer's own. Its header
+// values are shared, read-only slices, so writing one allocates nothing
+// but what net/http itself does.
+type answer struct {
+	status int
+	reason []string
+	length []string
+	body   []byte
+}
+
+func newAnswer(status int, body any, reason string) *answer {
+	b, _ := json.Marshal(body)
+	b = append(b, '\n')
+	return &answer{status: status, reason: []string{reason}, length: []string{strconv.Itoa(len(b))}, body: b}
+}
+
+func errorAnswer(status int, reason string) *answer {
+	return newAnswer(status, map[string]string{"error": reason}, reason)
+}
+
+func shedAnswer(dep string) *answer {
+	return newAnswer(http.StatusServiceUnavailable,
+		struct {
+			Error      string `json:"error"`
+			Dependency string `json:"dependency"`
+		}{ReasonDependencyUnavailable, dep}, ReasonDependencyUnavailable)
+}
+
+var (
+	ansOverloaded       = errorAnswer(http.StatusServiceUnavailable, ReasonOverloaded)
+	ansNoInstance       = errorAnswer(http.StatusServiceUnavailable, ReasonNoHealthyInstance)
+	ansBadGateway       = errorAnswer(http.StatusBadGateway, ReasonBadGateway)
+	ansGatewayTimeout   = errorAnswer(http.StatusGatewayTimeout, ReasonGatewayTimeout)
+	ansBadRequest       = errorAnswer(http.StatusBadRequest, ReasonBadRequest)
+	ansMethodNotAllowed = errorAnswer(http.StatusMethodNotAllowed, ReasonMethodNotAllowed)
+
+	hdrJSON    = []string{"application/json"}
+	hdrNoStore = []string{"no-store"}
+	hdrOne     = []string{"1"}
+	hdrAllow   = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"}
+)
+
+func writeAnswer(w http.ResponseWriter, a *answer, retryAfter []string) {
+	h := w.Header()
+	h["Content-Type"] = hdrJSON
+	h["Cache-Control"] = hdrNoStore
+	h[ReasonHeader] = a.reason
+	h["Content-Length"] = a.length
+	if retryAfter != nil {
+		h["Retry-After"] = retryAfter
+	}
+	w.WriteHeader(a.status)
+	_, _ = w.Write(a.body)
+}
+
+// ServeHTTP is the proxy: edge shedding, edge admission, pick, proxy (with
+// at most one retry), in that order. It is the Handler Run serves.
+func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		w.Header()["Allow"] = hdrAllow
+		writeAnswer(w, ansMethodNotAllowed, nil)
+		b.m.count(outClientError)
+		return
+	}
+	path := r.URL.Path
+	if path == "" || path[0] != '/' {
+		writeAnswer(w, ansBadRequest, nil)
+		b.m.count(outClientError)
+		return
+	}
+	set := b.set.Load()
+	now := time.Now()
+	bits := rand.Uint64()
+
+	// (a) Edge shedding: answered without touching an instance.
+	if dep, shed := b.shedder.Blocked(path, now, float64(bits>>11)/(1<<53)); shed {
+		a := (*b.answers.Load())[dep]
+		if a == nil {
+			a = shedAnswer(dep) // a dependency seen since the last evaluation
+		}
+		writeAnswer(w, a, set.shedRetryAfter[int(uint32(bits)%uint32(len(set.shedRetryAfter)))])
+		b.m.count(outShed)
+		return
+	}
+
+	// (b) Edge admission: the fleet's reported capacity.
+	ticket, err := b.limiter.Load().Acquire(r.Context())
+	if err != nil {
+		if errors.Is(err, admission.ErrRejected) {
+			writeAnswer(w, ansOverloaded, set.overloadRetryAfter)
+		} else {
+			w.WriteHeader(admission.StatusClientClosedRequest) // the client is gone
+			b.m.count(outClientError)
+			return
+		}
+		b.m.count(outOverloaded)
+		return
+	}
+	defer ticket.Release(admission.Success)
+
+	// (c) Pick.
+	ep, ok := b.picker.Pick(now, nil)
+	if !ok {
+		writeAnswer(w, ansNoInstance, hdrOne)
+		b.m.count(outNoInstance)
+		return
+	}
+	b.budget.Load().Request(now)
+
+	// (d) Proxy.
+	c := &call{b: b, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep}
+	c.Context, c.cancel = context.WithCancelCause(c.parent)
+	c.phase.Store(phaseHeader)
+	c.timer = time.AfterFunc(min(c.t.header, c.t.total), c.fire)
+	defer c.finish()
+	b.proxy.ServeHTTP(w, r.WithContext(c))
+}
+
+type callKey struct{}
+
+// call is one proxied request's state, shared by ServeHTTP, the round
+// tripper and the error handler. It is the request's context: the
+// client's, canceled by the timer, plus itself under callKey{} (one
+// allocation less than a context.WithValue layer). Context values survive
+// context.WithoutCancel, so the transport's detached dials see it too.
+type call struct {
+	context.Context // parent, canceled by the timer
+	b               *Balancer
+	t               *routeTimeouts
+	parent          context.Context // the client's
+	cancel          context.CancelCauseFunc
+	// timer enforces the response header timeout of the running attempt
+	// (phaseHeader), then the total timeout (phaseTotal).
+	timer *time.Timer
+	phase atomic.Uint32
+	start time.Time
+	ep    *Endpoint // the instance of the last attempt
+	body  trackedBody
+	// Set by the round tripper; read after ReverseProxy returns.
+	status    int // the instance's status, 0 if none
+	fail      outcome
+	attempted bool
+	retried   bool
+}
+
+const (
+	phaseHeader = iota
+	phaseTotal
+)
+
+// Value implements context.Context.
+func (c *call) Value(key any) any {
+	if key == (callKey{}) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *call) fire() {
+	if c.phase.Load() == phaseHeader {
+		c.cancel(errHeaderTimeout)
+	} else {
+		c.cancel(errTotalTimeout)
+	}
+}
+
+// armHeader starts an attempt's response header timeout at now, within
+// the total timeout.
+func (c *call) armHeader(now time.Time) {
+	left := c.t.total - now.Sub(c.start)
+	if c.t.header < left {
+		c.phase.Store(phaseHeader)
+		c.timer.Reset(c.t.header)
+		return
+	}
+	c.phase.Store(phaseTotal)
+	c.timer.Reset(max(left, 0))
+}
+
+// armTotal switches the timer to the total timeout once headers are in.
+func (c *call) armTotal() {
+	c.phase.Store(phaseTotal)
+	c.timer.Reset(max(c.t.total-time.Since(c.start), 0))
+}
+
+func (c *call) finish() {
+	c.timer.Stop()
+	c.cancel(nil)
+	c.ep.Release()
+	o := c.fail
+	if o == outOK {
+		switch {
+		case c.status >= 500:
+			o = outUpstream5xx
+		case c.status >= 400:
+			o = outClientError
+		}
+	}
+	c.b.m.count(o)
+}
+
+// trackedBody passes the request body to the transport and remembers
+// whether any of it was read, so a body that was never sent can be sent
+// again (on a fresh connection, or to another instance). Close does
+// nothing: ReverseProxy closes the real body when the handler returns.
+type trackedBody struct {
+	rc   io.ReadCloser
+	read atomic.Bool
+}
+
+func (t *trackedBody) Read(p []byte) (int, error) {
+	t.read.Store(true)
+	return t.rc.Read(p)
+}
+
+func (t *trackedBody) Close() error { return nil }
+
+// getBody lets the transport resend a body it never wrote (a reused
+// keep-alive connection that turned out dead).
+func (c *call) getBody() (io.ReadCloser, error) {
+	if c.body.read.Load() {
+		return nil, errBodyConsumed
+	}
+	return &c.body, nil
+}
+
+// upstream is the ReverseProxy's RoundTripper: it sends an attempt to the
+// picked instance, classifies the result for outlier detection and
+// retries once on another instance when that is safe.
+type upstream Balancer
+
+func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	b := (*Balancer)(u)
+	c, _ := req.Context().Value(callKey{}).(*call)
+	if c == nil {
+		return nil, errors.New("lb: request without call state")
+	}
+	c.attempted = true
+	if req.Body != nil && req.Body != http.NoBody {
+		c.body.rc = req.Body
+		req.Body = &c.body
+		if !replayable(req) {
+			req.GetBody = c.getBody
+		}
+	}
+	tr := b.transport.Load()
+	req.URL.Host = c.ep.id
+	res, err := tr.RoundTrip(req)
+	if err == nil {
+		b.observe(c, res, time.Time{})
+		return res, nil
+	}
+	now := time.Now()
+	kind := c.classify(err)
+	if kind == outClientError {
+		c.fail = kind
+		return nil, err
+	}
+	b.observeFailure(c.ep, now)
+	c.fail = kind
+	if !retryable(kind, err, req, c) {
+		return nil, err
+	}
+	if !b.budget.Load().TryRetry(now) {
+		b.m.retries[retryBudgetExhausted].Add(1)
+		return nil, err
+	}
+	ep, ok := b.picker.Pick(now, c.ep)
+	if !ok {
+		b.m.retries[retryNoInstance].Add(1)
+		return nil, err
+	}
+	c.ep.Release()
+	c.ep, c.retried, c.fail = ep, true, outOK
+	retry := req.WithContext(req.Context())
+	u2 := *req.URL
+	u2.Host = ep.id
+	retry.URL = &u2
+	c.armHeader(now)
+	res, err = tr.RoundTrip(retry)
+	if err == nil {
+		b.m.retries[retryOK].Add(1)
+		b.observe(c, res, now)
+		return res, nil
+	}
+	b.m.retries[retryFailed].Add(1)
+	if c.fail = c.classify(err); c.fail != outClientError {
+		b.observeFailure(c.ep, time.Now())
+	}
+	return nil, err
+}
+
+// observe records a response's headers: a 502/503/504 without
+// ReasonHeader is a gateway failure, anything else a success.
+func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
+	c.armTotal()
+	c.status = res.StatusCode
+	switch res.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		if _, deliberate := res.Header[ReasonHeader]; !deliberate {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			b.observeFailure(c.ep, now)
+			return
+		}
+	}
+	if c.ep.Failing() {
+		b.mu.Lock()
+		b.pool.ObserveSuccess(c.ep)
+		b.mu.Unlock()
+	}
+}
+
+func (b *Balancer) observeFailure(ep *Endpoint, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.pool.ObserveFailure(ep, now) {
+	case OutlierEjected:
+		b.m.ejections.Add(1)
+		b.log.Warn("instance ejected after consecutive gateway failures", "instance", ep.id)
+		b.evaluateLocked(now)
+	case OutlierRefused:
+		b.log.Debug("ejection refused: max ejected share reached", "instance", ep.id)
+	}
+}
+
+// classify maps a transport error to the outcome it gives the client.
+func (c *call) classify(err error) outcome {
+	if c.parent.Err() != nil {
+		return outClientError // the client went away
+	}
+	if cause := context.Cause(c.Context); cause == errHeaderTimeout || cause == errTotalTimeout {
+		return outTimeout
+	}
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() && !isDial(err) {
+		return outTimeout // the transport's own response header backstop
+	}
+	return outBadGateway
+}
+
+func isDial(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retryable: at most one retry, never after a timeout; a connect failure
+// (nothing was sent) for any request, another transport failure only for
+// an idempotent request without a body.
+func retryable(kind outcome, err error, req *http.Request, c *call) bool {
+	if c.retried || kind != outBadGateway || c.Err() != nil {
+		return false
+	}
+	if isDial(err) && !c.body.read.Load() {
+		return true
+	}
+	return (req.Body == nil || req.Body == http.NoBody) && idempotent(req.Method)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// replayable mirrors net/http's rule for requests its transport may resend
+// after a partial write; GetBody must not be offered to those.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, a := req.Header["Idempotency-Key"]
+	_, b := req.Header["X-Idempotency-Key"]
+	return a || b
+}
+
+// proxyError is the ReverseProxy's ErrorHandler: the round tripper has
+// classified the failure.
+func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	c, _ := r.Context().Value(callKey{}).(*call)
+	kind := outBadGateway
+	if c != nil {
+		switch {
+		case !c.attempted:
+			// ReverseProxy refused the request itself (an invalid
+			// Upgrade token): the client's fault.
+			c.fail = outClientError
+			writeAnswer(w, ansBadRequest, nil)
+			return
+		case c.fail == outOK:
+			c.fail = outBadGateway
+		}
+		kind = c.fail
+	}
+	switch kind {
+	case outClientError:
+		w.WriteHeader(admission.StatusClientClosedRequest)
+	case outTimeout:
+		writeAnswer(w, ansGatewayTimeout, nil)
+	default:
+		writeAnswer(w, ansBadGateway, nil)
+	}
+	if kind != outClientError {
+		b.log.Debug("proxy error", "path", r.URL.Path, "instance", r.URL.Host, "error", err)
+	}
+}
+
+func (b *Balancer) newReverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "instance" // set per attempt by the round tripper
+		},
+		Transport:    (*upstream)(b),
+		BufferPool:   &bufferPool{},
+		ErrorHandler: b.proxyError,
+		ErrorLog:     log.New(slogWriter{b.log}, "", 0),
+	}
+}
+
+// slogWriter sends the ReverseProxy's own log lines to slog at debug.
+type slogWriter struct{ log *slog.Logger }
+
+func (s slogWriter) Write(p []byte) (int, error) {
+	s.log.Debug("reverse proxy", "detail", string(p))
+	return len(p), nil
+}
+
+const proxyBufSize = 32 << 10
+
+// bufferPool recycles the ReverseProxy's copy buffers (32 KiB) as array
+// pointers, so Put allocates nothing.
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[proxyBufSize]byte); ok {
+		return b[:]
+	}
+	return new([proxyBufSize]byte)[:]
+}
+
+func (bp *bufferPool) Put(b []byte) {
+	if cap(b) >= proxyBufSize {
+		bp.p.Put((*[proxyBufSize]byte)(b[:proxyBufSize]))
+	}
+}
