@@ -222,16 +222,24 @@ func (b *Balancer) handleStatus(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
+// SetDrained drains an instance (no new requests; those in flight finish)
+// or undrains it (it gets requests again, with a slow start). id is the
+// instance's service address; an unknown id returns ErrUnknownInstance.
+func (b *Balancer) SetDrained(id string, drain bool) error {
+	now := time.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.pool.SetDrained(id, drain, now); err != nil {
+		return err
+	}
+	b.evaluateLocked(now)
+	return nil
+}
+
 func (b *Balancer) handleDrain(drain bool) adminFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("id")
-		now := time.Now()
-		b.mu.Lock()
-		err := b.pool.SetDrained(id, drain, now)
-		if err == nil {
-			b.evaluateLocked(now)
-		}
-		b.mu.Unlock()
+		err := b.SetDrained(id, drain)
 		if errors.Is(err, ErrUnknownInstance) {
 			return &adminError{Status: http.StatusNotFound, Code: "unknown_instance", Err: err}
 		}
@@ -268,20 +276,31 @@ func (b *Balancer) handleShedding(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return &adminError{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
 	}
+	d, err := b.SetShedding(dep, o)
+	if err != nil {
+		return &adminError{Status: http.StatusConflict, Code: "too_many_dependencies", Err: err}
+	}
+	b.log.Warn("admin: shedding override set", "dependency", dep, "mode", string(o), "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// SetShedding sets the operator's shedding override for a dependency:
+// OverrideOn sheds every request that needs it, OverrideOff admits them
+// all, OverrideAuto follows the instances' reports. It returns the
+// dependency's state after the change.
+func (b *Balancer) SetShedding(dep string, o Override) (DependencyStatus, error) {
 	now := time.Now()
 	if err := b.shedder.SetOverride(dep, o, now); err != nil {
-		return &adminError{Status: http.StatusConflict, Code: "too_many_dependencies", Err: err}
+		return DependencyStatus{}, err
 	}
 	b.mu.Lock()
 	b.evaluateLocked(now)
 	b.mu.Unlock()
-	b.log.Warn("admin: shedding override set", "dependency", dep, "mode", string(o), "remote", r.RemoteAddr)
 	for _, d := range b.shedder.Status(now) {
 		if d.Name == dep {
-			writeJSON(w, http.StatusOK, d)
-			return nil
+			return d, nil
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"name": dep, "override": string(o)})
-	return nil
+	return DependencyStatus{Name: dep, Override: o}, nil
 }

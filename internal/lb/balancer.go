@@ -41,6 +41,16 @@ type Options struct {
 	// Discovery supplies the instances. Nil: the configuration's static
 	// list, replaced by Reload.
 	Discovery Discovery
+	// Event, if set, is told of every routing decision an operator wants
+	// to see on a dashboard: kind is one of "panic_on", "panic_off",
+	// "shedding_on", "shedding_recovering", "shedding_off", "ejected".
+	// It is called with the balancer's lock held: it must return quickly
+	// and must not call back into the Balancer.
+	Event func(kind, message string)
+	// Middleware, if set, wraps the proxy handler that Run serves, e.g. to
+	// record every answer's outcome and latency. It is not applied to
+	// ServeHTTP called directly.
+	Middleware func(http.Handler) http.Handler
 }
 
 // Balancer is the load balancer runtime: a reverse proxy that asks the
@@ -87,6 +97,9 @@ type Balancer struct {
 	retired   []*http.Transport         // replaced by a reload; closed at stop
 	running   bool
 	checkWG   sync.WaitGroup
+
+	event      func(kind, message string)
+	middleware func(http.Handler) http.Handler
 }
 
 type checkerHandle struct {
@@ -177,17 +190,22 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 		return nil, err
 	}
 	b := &Balancer{
-		log:       opts.Logger,
-		reg:       opts.Registry,
-		token:     sha256.Sum256([]byte(opts.AdminToken)),
-		picker:    pool.Picker(),
-		shedder:   pool.Shedder(),
-		pool:      pool,
-		disc:      opts.Discovery,
-		wake:      make(chan struct{}, 1),
-		checkers:  map[string]*checkerHandle{},
-		shedState: map[string]ShedState{},
-		edgeLimit: maxEdgeLimit,
+		log:        opts.Logger,
+		reg:        opts.Registry,
+		token:      sha256.Sum256([]byte(opts.AdminToken)),
+		picker:     pool.Picker(),
+		shedder:    pool.Shedder(),
+		pool:       pool,
+		disc:       opts.Discovery,
+		wake:       make(chan struct{}, 1),
+		checkers:   map[string]*checkerHandle{},
+		shedState:  map[string]ShedState{},
+		edgeLimit:  maxEdgeLimit,
+		event:      opts.Event,
+		middleware: opts.Middleware,
+	}
+	if b.event == nil {
+		b.event = func(string, string) {}
 	}
 	if b.disc == nil {
 		b.static = NewStatic(cfg.Instances)
@@ -359,8 +377,12 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	b.mu.Unlock()
 
 	set := b.set.Load()
+	var handler http.Handler = b
+	if b.middleware != nil {
+		handler = b.middleware(b)
+	}
 	srv := &http.Server{
-		Handler:           b,
+		Handler:           handler,
 		ReadHeaderTimeout: set.file.Server.ReadHeaderTimeout,
 		ReadTimeout:       set.file.Server.ReadTimeout,
 		WriteTimeout:      set.file.Server.WriteTimeout,
@@ -558,8 +580,10 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 		if ev.Panic {
 			b.log.Warn("panic mode on: routing across every instance that accepts connections",
 				"routable", ev.Routable, "members", ev.Members, "candidates", ev.Candidates)
+			b.event("panic_on", fmt.Sprintf("%d of %d instances routable: routing across all %d that accept connections", ev.Routable, ev.Members, ev.Candidates))
 		} else {
 			b.log.Info("panic mode off", "routable", ev.Routable, "members", ev.Members)
+			b.event("panic_off", fmt.Sprintf("%d of %d instances routable", ev.Routable, ev.Members))
 		}
 	}
 	b.shedChangesLocked(now)
@@ -595,10 +619,17 @@ func (b *Balancer) shedChangesLocked(now time.Time) {
 		switch d.State {
 		case ShedShedding:
 			b.log.Warn("shedding: answering 503 at the edge for requests that need the dependency", attrs...)
+			why := fmt.Sprintf("%d of %d ready instances report it down", d.Down, d.Ready)
+			if d.Override == OverrideOn {
+				why = "forced on by an operator"
+			}
+			b.event("shedding_on", fmt.Sprintf("%s: %s; answering 503 at the edge", d.Name, why))
 		case ShedRecovering:
 			b.log.Info("shedding: dependency back; ramping the admitted share", append(attrs, "recovery_end", d.RecoveryEnd)...)
+			b.event("shedding_recovering", fmt.Sprintf("%s: back; ramping the admitted share until %s", d.Name, d.RecoveryEnd.Format("15:04:05")))
 		case ShedOK:
 			b.log.Info("shedding: ended", attrs...)
+			b.event("shedding_off", fmt.Sprintf("%s: every request admitted", d.Name))
 		}
 	}
 	if len(b.shedState) > len(deps) {

@@ -363,6 +363,7 @@ func (b *Balancer) observeFailure(ep *Endpoint, now time.Time) {
 	case OutlierEjected:
 		b.m.ejections.Add(1)
 		b.log.Warn("instance ejected after consecutive gateway failures", "instance", ep.id)
+		b.event("ejected", ep.id+": ejected after consecutive gateway failures")
 		b.evaluateLocked(now)
 	case OutlierRefused:
 		b.log.Debug("ejection refused: max ejected share reached", "instance", ep.id)
