@@ -5,8 +5,10 @@ import (
 	"fmt"
 
 	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/stack"
 )
 
 // fileConfig is a spillway configuration file: one section per component.
@@ -15,8 +17,12 @@ import (
 type fileConfig struct {
 	// Login configures `spillway login`.
 	Login *login.Config `yaml:"login"`
-	// LB configures `spillway lb`.
+	// LB configures `spillway lb`, and the load balancer of `spillway up`.
 	LB *lb.FileConfig `yaml:"lb"`
+	// Fleet configures the instance group of `spillway up`.
+	Fleet *fleet.Config `yaml:"fleet"`
+	// Up configures what only `spillway up` needs.
+	Up *stack.Settings `yaml:"up"`
 }
 
 // SetDefaults fills every section, present or not, with its defaults.
@@ -29,6 +35,14 @@ func (f *fileConfig) SetDefaults() {
 		f.LB = &lb.FileConfig{}
 	}
 	f.LB.SetDefaults()
+	if f.Fleet == nil {
+		f.Fleet = &fleet.Config{}
+	}
+	f.Fleet.SetDefaults()
+	if f.Up == nil {
+		f.Up = &stack.Settings{}
+	}
+	f.Up.SetDefaults()
 }
 
 // Validate validates every section and prefixes errors with the section.
@@ -39,6 +53,12 @@ func (f *fileConfig) Validate() error {
 	}
 	if err := f.LB.Validate(); err != nil {
 		errs = append(errs, prefixErrors("lb.", err))
+	}
+	if err := f.Fleet.Validate(); err != nil {
+		errs = append(errs, prefixErrors("fleet.", err))
+	}
+	if err := f.Up.Validate(); err != nil {
+		errs = append(errs, prefixErrors("up.", err))
 	}
 	return errors.Join(errs...)
 }

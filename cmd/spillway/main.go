@@ -4,6 +4,8 @@
 //	spillway login        a login instance (service port + health port)
 //	spillway backend-sim  a controllable stand-in for the backend API
 //	spillway lb           the load balancer in front of login instances
+//	spillway lb           the load balancer
+//	spillway up           the whole system on this machine, with a dashboard
 //	spillway check        validate a configuration file
 //	spillway version      print the version
 package main
@@ -33,6 +35,7 @@ func commands() []command {
 		{"login", "run a login instance", runLogin},
 		{"backend-sim", "run the controllable backend stand-in", runBackendSim},
 		{"lb", "run the load balancer", runLB},
+		{"up", "run the whole system on this machine: backend-sim, 3 login instances, load balancer, dashboard", runUp},
 		{"check", "validate a configuration file", runCheck},
 		{"version", "print the version", runVersion},
 	}

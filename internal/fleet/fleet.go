@@ -116,6 +116,10 @@ type Options struct {
 	// Output receives the instances' stdout and stderr, each line prefixed
 	// with the instance's ID. Nil discards it.
 	Output io.Writer
+	// Env is added to this process's environment for every instance, as
+	// KEY=VALUE entries (a later entry wins). It is the place for secrets,
+	// such as a shared signing key, that must not be on a command line.
+	Env []string
 }
 
 // slot is one of the Size places of the fleet. Its process changes; the
@@ -148,6 +152,7 @@ type Fleet struct {
 	argv  []string
 	log   *slog.Logger
 	out   io.Writer
+	env   []string // added to every instance's environment
 	outMu sync.Mutex
 	m     *metrics
 	probe *prober
@@ -199,6 +204,7 @@ func New(cfg Config, opts Options) (*Fleet, error) {
 		argv:    argv,
 		log:     log,
 		out:     opts.Output,
+		env:     slices.Clone(opts.Env),
 		m:       m,
 		probe:   newProber(cfg.Check.Timeout),
 		spawn:   newSpawner(),
@@ -331,6 +337,9 @@ func (f *Fleet) startLocked(s *slot, now time.Time) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	out := &output{id: id, dst: f.out, dstMu: &f.outMu}
 	cmd.Stdout, cmd.Stderr = out, out
+	if len(f.env) > 0 {
+		cmd.Env = append(os.Environ(), f.env...)
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = time.Second // bounds Wait if a grandchild keeps the output pipe open
 	if err := f.spawn.start(cmd); err != nil {

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/stack"
+)
+
+// runUp runs the whole system on this machine: a backend-sim, a fleet of
+// login instances and the load balancer, with the dashboard on the admin
+// address.
+//
+//	spillway up [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--instances N]
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("up", stderr)
+	cfgPath := fs.String("config", "", "configuration `file` (its login:, lb:, fleet: and up: sections)")
+	listen := fs.String("listen", "", "load balancer `address`: logins go here (default 127.0.0.1:8080)")
+	adminListen := fs.String("admin-listen", "", "dashboard and admin API `address` (default 127.0.0.1:8081)")
+	instances := fs.Int("instances", 0, "number of login instances (default 3)")
+	backendListen := fs.String("backend-listen", "", "the backend-sim's `address` (default 127.0.0.1:9000)")
+	adminToken := fs.String("admin-token", "", "admin `token` for the dashboard's controls (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
+	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	quiet := fs.Bool("quiet-instances", true, "hide the login instances' own logs")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	f, err := decodeFile(*cfgPath)
+	if err != nil {
+		return err
+	}
+	upLoginDefaults(f)
+	f.SetDefaults() // every section, so flags below land on real values
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "listen":
+			f.LB.Listen = *listen
+		case "admin-listen":
+			f.LB.AdminListen = *adminListen
+		case "instances":
+			f.Fleet.Size = *instances
+		case "backend-listen":
+			f.Up.BackendListen = *backendListen
+		}
+	})
+	if err := f.Validate(); err != nil {
+		return err
+	}
+	token, generated, err := adminTokenFor(*adminToken, f.LB)
+	if err != nil {
+		return err
+	}
+	var out io.Writer = io.Discard
+	if !*quiet {
+		out = stderr
+	}
+	s, err := stack.New(stack.Config{Up: *f.Up, Login: *f.Login, LB: *f.LB, Fleet: *f.Fleet}, stack.Options{
+		Logger:         logger,
+		InstanceOutput: out,
+		AdminToken:     token,
+		Flags:          stack.Flags{Listen: "--listen", AdminListen: "--admin-listen", BackendListen: "--backend-listen"},
+	})
+	if err != nil {
+		return err
+	}
+	lbURL, adminURL := "http://"+s.LBAddr(), "http://"+s.AdminAddr()
+	fmt.Fprintf(stdout, `spillway is up: %d login instances behind the load balancer, backend %s
+
+  logins     %s/v1/login
+  dashboard  %s/#token=%s
+  admin API  %s/status   (changes need: Authorization: Bearer <token>)
+
+Try:
+  curl -s -XPOST %s/v1/login -d '{"ticket":"valid-alice"}'
+`, f.Fleet.Size, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
+	if generated {
+		fmt.Fprintf(stdout, "\nThe admin token was generated for this run; set SPILLWAY_ADMIN_TOKEN to choose one.\n")
+	}
+	fmt.Fprintf(stdout, "Ctrl-C stops everything.\n\n")
+	return s.Run(ctx)
+}
+
+// upLoginDefaults adjusts the login instances for a system whose clients
+// all share this machine's address: the load balancer, which sets
+// X-Forwarded-For, is a trusted proxy, and the per-client attempt limit is
+// raised so that the dashboard's load button (one client, up to 2000
+// logins/s) is not refused. Settings the file makes are kept.
+func upLoginDefaults(f *fileConfig) {
+	if f.Login == nil {
+		f.Login = &login.Config{}
+	}
+	rl := &f.Login.RateLimit
+	if rl.PerSecond == 0 {
+		rl.PerSecond, rl.Burst = 2500, 5000
+	}
+	if rl.TrustedProxies == nil {
+		rl.TrustedProxies = []string{"127.0.0.1", "::1"}
+	}
+}

@@ -1,0 +1,193 @@
+package stack
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/dashboard"
+	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/timeline"
+)
+
+// record is the balancer's middleware: it files every answer's outcome
+// and latency in the timeline the dashboard charts.
+func (s *Stack) record(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		s.rec.Observe(outcomeOf(sw.status, sw.Header().Get(lb.ReasonHeader)), time.Since(start))
+	})
+}
+
+// outcomeOf classifies an answer as the timeline does.
+func outcomeOf(status int, reason string) timeline.Outcome {
+	switch {
+	case status < 400:
+		return timeline.OK
+	case status < 500:
+		return timeline.ClientError
+	case status == http.StatusServiceUnavailable && reason == "dependency_unavailable":
+		return timeline.Shed
+	case status == http.StatusServiceUnavailable && reason == "overloaded":
+		return timeline.Overloaded
+	default:
+		return timeline.Failed
+	}
+}
+
+// statusWriter remembers the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushes,
+// deadlines) through the wrapper.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Stack) sources() dashboard.Sources {
+	src := dashboard.Sources{
+		LB:     func() any { return s.balancer.Status() },
+		Fleet:  func() any { return map[string]any{"instances": s.fleet.Status(), "frozen": s.fleet.Frozen()} },
+		Events: s.allEvents,
+		Series: s.rec.Series,
+		Load:   func() any { return s.load.Status() },
+	}
+	if s.sim != nil {
+		src.Backend = func() any { return s.sim.Config() }
+	}
+	return src
+}
+
+func (s *Stack) controls() dashboard.Controls {
+	c := dashboard.Controls{
+		SetShedding: func(_ context.Context, dep, mode string) error {
+			o, err := lb.ParseOverride(mode)
+			if err != nil {
+				return err
+			}
+			_, err = s.balancer.SetShedding(dep, o)
+			if err == nil {
+				s.events.add("override", fmt.Sprintf("%s: shedding override set to %s by an operator", dep, mode))
+			}
+			return err
+		},
+		Drain: func(_ context.Context, id string, drain bool) error {
+			return s.balancer.SetDrained(id, drain)
+		},
+		RollingRestart: func(context.Context) error {
+			s.startRollingRestart()
+			return nil
+		},
+		StartLoad: s.load.Start,
+		StopLoad:  s.load.Stop,
+	}
+	if s.sim != nil {
+		c.SetBackendMode = func(_ context.Context, mode string) error {
+			m, err := backendsim.ParseMode(mode)
+			if err != nil {
+				return err
+			}
+			if err := s.sim.SetMode(m); err != nil {
+				return err
+			}
+			s.events.add("backend_"+string(m), "backend-sim switched to "+string(m))
+			return nil
+		}
+	}
+	return c
+}
+
+// allEvents merges the stack's own events with the fleet's, oldest first.
+func (s *Stack) allEvents() []dashboard.Event {
+	for _, e := range s.fleet.Events(s.events.fleetSeq()) {
+		msg := e.Instance
+		if e.Reason != "" {
+			msg += " (" + e.Reason + ")"
+		}
+		if e.Detail != "" {
+			msg += ": " + e.Detail
+		}
+		s.events.addFleet(e.Seq, dashboard.Event{Time: e.Time, Kind: string(e.Kind), Message: strings.TrimSpace(msg)})
+	}
+	return s.events.list()
+}
+
+// eventLog is a bounded, time-ordered list of dashboard events.
+type eventLog struct {
+	mu       sync.Mutex
+	max      int
+	events   []dashboard.Event
+	lastSeen uint64 // the fleet's last event merged
+}
+
+func newEventLog(max int) *eventLog { return &eventLog{max: max} }
+
+func (l *eventLog) add(kind, msg string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.appendLocked(dashboard.Event{Time: time.Now(), Kind: kind, Message: msg})
+}
+
+func (l *eventLog) addFleet(seq uint64, e dashboard.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq <= l.lastSeen {
+		return
+	}
+	l.lastSeen = seq
+	l.appendLocked(e)
+}
+
+func (l *eventLog) fleetSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastSeen
+}
+
+// appendLocked inserts e in time order (fleet events arrive late) and
+// drops the oldest beyond max.
+func (l *eventLog) appendLocked(e dashboard.Event) {
+	i := len(l.events)
+	for i > 0 && l.events[i-1].Time.After(e.Time) {
+		i--
+	}
+	l.events = append(l.events, dashboard.Event{})
+	copy(l.events[i+1:], l.events[i:])
+	l.events[i] = e
+	if len(l.events) > l.max {
+		l.events = append(l.events[:0], l.events[len(l.events)-l.max:]...)
+	}
+}
+
+func (l *eventLog) list() []dashboard.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]dashboard.Event(nil), l.events...)
+}
+
+func constantTimeEqual(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}

@@ -1,0 +1,405 @@
+// Package stack runs the whole spillway system on one machine: a
+// backend-sim, a fleet of login instances and the load balancer, with the
+// dashboard and admin API on the admin address. It is what `spillway up`
+// runs.
+//
+// Build a Stack with New from a validated Config and call Run once. Run
+// owns every goroutine and process it starts (the fleet's login processes
+// included) and stops them all when its context is done. Listeners are
+// bound in New, so a busy port is reported before anything starts.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/dashboard"
+	"github.com/spillway-dev/spillway/internal/fleet"
+	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/loadgen"
+	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/timeline"
+)
+
+// Config is everything `spillway up` runs. Its sections are those of a
+// spillway file (`login:`, `lb:`, `fleet:`, `up:`); each is validated by
+// its own package.
+type Config struct {
+	Up    Settings
+	Login login.Config
+	LB    lb.FileConfig
+	Fleet fleet.Config
+}
+
+// Settings is the `up:` section: what only `spillway up` needs.
+type Settings struct {
+	// BackendURL is an external backend API to use. Default "": run a
+	// backend-sim in this process on BackendListen, which the dashboard
+	// can break and restore.
+	BackendURL string `yaml:"backend_url"`
+	// BackendListen is the in-process backend-sim's address. Default
+	// "127.0.0.1:9000".
+	BackendListen string `yaml:"backend_listen"`
+	// BackendLatency is the in-process backend-sim's answer latency.
+	// Default 20ms.
+	BackendLatency time.Duration `yaml:"backend_latency"`
+}
+
+// SetDefaults fills the zero fields of s.
+func (s *Settings) SetDefaults() {
+	if s.BackendListen == "" {
+		s.BackendListen = "127.0.0.1:9000"
+	}
+	if s.BackendLatency == 0 {
+		s.BackendLatency = 20 * time.Millisecond
+	}
+}
+
+// Validate reports the first problem in s, naming its field.
+func (s *Settings) Validate() error {
+	if s.BackendURL != "" {
+		if !strings.HasPrefix(s.BackendURL, "http://") && !strings.HasPrefix(s.BackendURL, "https://") {
+			return fmt.Errorf("backend_url: %q: not an absolute http(s) URL", s.BackendURL)
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(s.BackendListen); err != nil {
+		return fmt.Errorf("backend_listen: %q: not a host:port", s.BackendListen)
+	}
+	if err := backendsim.CheckLatency(s.BackendLatency); err != nil {
+		return fmt.Errorf("backend_latency: %w", err)
+	}
+	return nil
+}
+
+// Flags names the command-line flag behind each address, for errors.
+type Flags struct {
+	Listen, AdminListen, BackendListen string
+}
+
+// Options are a Stack's collaborators.
+type Options struct {
+	// Logger receives the stack's logs. Default: discard.
+	Logger *slog.Logger
+	// InstanceOutput receives the login processes' output. Default:
+	// discard.
+	InstanceOutput io.Writer
+	// AdminToken guards every change through the admin API and the
+	// dashboard. Required.
+	AdminToken string
+	// Flags name the flags behind the addresses, for a busy-port error.
+	Flags Flags
+}
+
+// Stack is the running system. See the package comment.
+type Stack struct {
+	cfg   Config
+	log   *slog.Logger
+	token string
+
+	lbLn, adminLn, simLn net.Listener
+	backendURL           string
+
+	sim      *backendsim.Sim // nil with an external backend
+	fleet    *fleet.Fleet
+	balancer *lb.Balancer
+	rec      *timeline.Recorder
+	load     *loadgen.Controller
+	events   *eventLog
+	dir      string // temporary files: the instances' configuration
+
+	runCtx     context.Context // Run's, for work the admin API starts
+	restarting atomic.Bool     // a rolling restart is under way
+	bgWG       sync.WaitGroup  // goroutines the admin API started
+}
+
+// ErrAddrInUse reports a listen address that is taken.
+var ErrAddrInUse = errors.New("address already in use")
+
+func listen(addr, what, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%s %s: %w: something else listens there; choose another with %s", what, addr, ErrAddrInUse, flag)
+		}
+		return nil, fmt.Errorf("%s %s (%s): %w", what, addr, flag, err)
+	}
+	return ln, nil
+}
+
+// New binds the listeners and builds every part. cfg must have passed its
+// sections' Validate. On error nothing is left running.
+func New(cfg Config, opts Options) (_ *Stack, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.AdminToken == "" {
+		return nil, errors.New("stack: no admin token")
+	}
+	if opts.Flags == (Flags{}) {
+		opts.Flags = Flags{Listen: "--listen", AdminListen: "--admin-listen", BackendListen: "--backend-listen"}
+	}
+	s := &Stack{cfg: cfg, log: opts.Logger, token: opts.AdminToken, events: newEventLog(200)}
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+			if s.dir != "" {
+				os.RemoveAll(s.dir)
+			}
+		}
+	}()
+	if s.lbLn, err = listen(cfg.LB.Listen, "load balancer", opts.Flags.Listen); err != nil {
+		return nil, err
+	}
+	if s.adminLn, err = listen(cfg.LB.AdminListen, "admin and dashboard", opts.Flags.AdminListen); err != nil {
+		return nil, err
+	}
+
+	// The backend.
+	s.backendURL = cfg.Up.BackendURL
+	if s.backendURL == "" {
+		if s.simLn, err = listen(cfg.Up.BackendListen, "backend-sim", opts.Flags.BackendListen); err != nil {
+			return nil, err
+		}
+		s.sim, err = backendsim.New(backendsim.Config{Mode: backendsim.ModeUp, Latency: cfg.Up.BackendLatency}, opts.Logger.With("component", "backend-sim"))
+		if err != nil {
+			return nil, err
+		}
+		s.backendURL = "http://" + s.simLn.Addr().String()
+	}
+
+	// The instances' configuration: the login section with the backend
+	// filled in, in a file the fleet passes to each `spillway login`.
+	lc := cfg.Login
+	lc.Backend.URL = s.backendURL
+	lc.Backend.ProbeURL = strings.TrimSuffix(s.backendURL, "/") + "/healthz"
+	if s.dir, err = os.MkdirTemp("", "spillway-up-"); err != nil {
+		return nil, fmt.Errorf("temporary directory: %w", err)
+	}
+	loginFile := filepath.Join(s.dir, "login.yaml")
+	data, err := yaml.Marshal(map[string]any{"login": lc})
+	if err != nil {
+		return nil, fmt.Errorf("encode instance configuration: %w", err)
+	}
+	if err := os.WriteFile(loginFile, data, 0o600); err != nil {
+		return nil, fmt.Errorf("write instance configuration: %w", err)
+	}
+
+	// One ephemeral signing key for the whole fleet, so a token from one
+	// instance verifies on every other. It reaches the instances through
+	// their environment, never a command line or a file.
+	key, err := login.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	pemKey, err := login.EncodePrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	fc := cfg.Fleet
+	fc.Args = append([]string{"--config", loginFile}, fc.Args...)
+	reg := prometheus.NewRegistry()
+	s.fleet, err = fleet.New(fc, fleet.Options{
+		Logger:     opts.Logger.With("component", "fleet"),
+		Registerer: reg,
+		Output:     opts.InstanceOutput,
+		Env:        []string{lc.Token.KeyEnv + "=" + string(pemKey)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+
+	s.rec = timeline.New(330, nil)
+	lbc := cfg.LB
+	lbc.Instances = nil // the fleet supplies them
+	s.balancer, err = lb.New(&lbc, lb.Options{
+		Logger:     opts.Logger.With("component", "lb"),
+		Registry:   reg,
+		AdminToken: opts.AdminToken,
+		Discovery:  fleetDiscovery{s.fleet},
+		Event:      s.events.add,
+		Middleware: s.record,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
+	s.load, err = loadgen.NewController(loadgen.Config{
+		URL:     "http://" + s.lbLn.Addr().String() + "/v1/login",
+		Method:  http.MethodPost,
+		Header:  http.Header{"Content-Type": {"application/json"}},
+		Body:    demoTicket,
+		Timeout: 5 * time.Second,
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// demoTicket makes the load button's logins: nine valid tickets in ten,
+// so the chart shows some 401s too.
+func demoTicket(i int) []byte {
+	if i%10 == 9 {
+		return fmt.Appendf(nil, `{"ticket":"forged-%d"}`, i)
+	}
+	return fmt.Appendf(nil, `{"ticket":"valid-user-%d"}`, i%1000)
+}
+
+// LBAddr, AdminAddr and BackendURL are where the parts listen.
+func (s *Stack) LBAddr() string     { return s.lbLn.Addr().String() }
+func (s *Stack) AdminAddr() string  { return s.adminLn.Addr().String() }
+func (s *Stack) BackendURL() string { return s.backendURL }
+
+// Balancer returns the load balancer, for tests.
+func (s *Stack) Balancer() *lb.Balancer { return s.balancer }
+
+// Fleet returns the fleet, for tests.
+func (s *Stack) Fleet() *fleet.Fleet { return s.fleet }
+
+func (s *Stack) closeListeners() {
+	for _, ln := range []net.Listener{s.lbLn, s.adminLn, s.simLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// Run runs every part until ctx is done, then stops them all: the load
+// balancer drains, the fleet stops its instances, the backend stops last.
+func (s *Stack) Run(ctx context.Context) error {
+	defer os.RemoveAll(s.dir)
+
+	// The backend outlives the fleet and the balancer, so that instances
+	// finishing their last requests still reach it.
+	bctx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackend()
+	backendDone := make(chan error, 1)
+	if s.sim != nil {
+		go func() { backendDone <- s.sim.Serve(bctx, s.simLn) }()
+	} else {
+		backendDone <- nil
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	s.runCtx = gctx
+	defer s.bgWG.Wait()
+	g.Go(func() error { return s.fleet.Run(gctx) })
+	g.Go(func() error { return s.balancer.Run(gctx, s.lbLn, nil) })
+	g.Go(func() error { return s.load.Run(gctx) })
+	g.Go(func() error { return s.serveAdmin(gctx) })
+	err := g.Wait()
+	stopBackend()
+	if berr := <-backendDone; err == nil {
+		err = berr
+	}
+	return err
+}
+
+// serveAdmin serves the dashboard and the admin API on the admin address.
+func (s *Stack) serveAdmin(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           s.adminHandler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(s.adminLn) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-errc
+	return nil
+}
+
+// adminHandler joins the load balancer's admin API, the fleet's rolling
+// restart and the dashboard on one listener.
+func (s *Stack) adminHandler() http.Handler {
+	admin := s.balancer.AdminHandler(!isLoopback(s.adminLn.Addr()))
+	mux := http.NewServeMux()
+	for _, p := range []string{"/status", "/metrics", "/instances/", "/shedding/"} {
+		mux.Handle(p, admin)
+	}
+	mux.Handle("POST /fleet/restart", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="spillway"`)
+			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		s.startRollingRestart()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, `{"restart":"started"}`+"\n")
+	}))
+	mux.Handle("/", dashboard.New(s.sources(), s.controls(), s.token, s.log.With("component", "dashboard")))
+	return mux
+}
+
+func isLoopback(a net.Addr) bool {
+	t, ok := a.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
+}
+
+func (s *Stack) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && constantTimeEqual(got, s.token)
+}
+
+// startRollingRestart starts a rolling restart on a goroutine that Run
+// waits for; it ends when the restart does or Run's context is done.
+func (s *Stack) startRollingRestart() {
+	if !s.restarting.CompareAndSwap(false, true) {
+		return
+	}
+	s.events.add("rolling_restart", "rolling restart started: one instance at a time, each replacement ready before the next")
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		defer s.restarting.Store(false)
+		if err := s.fleet.RollingRestart(s.runCtx); err != nil {
+			s.events.add("rolling_restart", "rolling restart stopped: "+err.Error())
+			return
+		}
+		s.events.add("rolling_restart", "rolling restart done")
+	}()
+}
+
+// fleetDiscovery adapts the fleet to the balancer's Discovery.
+type fleetDiscovery struct{ f *fleet.Fleet }
+
+func (d fleetDiscovery) Watch(ctx context.Context, update func([]lb.Instance)) error {
+	return d.f.Watch(ctx, func(insts []fleet.Instance) {
+		out := make([]lb.Instance, len(insts))
+		for i, in := range insts {
+			out[i] = lb.Instance{Service: in.Service, Health: in.Health}
+		}
+		update(out)
+	})
+}
