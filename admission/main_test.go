@@ -1,10 +1,6 @@
 package admission
 
 import (
-	"go/parser"
-	"go/token"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,32 +82,4 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	}
 	t.Fatalf("metric %s%v not found", name, labels)
 	return 0
-}
-
-// TestPackageDoc keeps the package comment in place and in shape.
-func TestPackageDoc(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var docs int
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ParseComments|parser.PackageClauseOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Doc == nil {
-			continue
-		}
-		docs++
-		if text := f.Doc.Text(); !strings.HasPrefix(text, "Package admission ") {
-			t.Errorf("%s: package comment starts %q, want \"Package admission ...\"", name, text[:min(len(text), 30)])
-		}
-	}
-	if docs != 1 {
-		t.Errorf("%d files carry a package comment, want exactly 1", docs)
-	}
 }
