@@ -260,11 +260,16 @@ func (c *Checker) SetLoad(load func() (inFlight, limit, queue int)) {
 // of every registered dependency. Report.Ready is the shallow readiness of
 // Ready: it never calls Options.Deep.
 func (c *Checker) Report() Report {
-	p := c.Phase()
+	now := c.now()
+	c.mu.Lock()
+	p := c.readiness.Phase(now)
+	readyFor := c.readiness.ReadyFor(now)
+	c.mu.Unlock()
 	r := Report{
-		Ready:    p == PhaseReady,
-		Draining: p == PhaseDraining,
-		Phase:    p.String(),
+		Ready:           p == PhaseReady,
+		Draining:        p == PhaseDraining,
+		Phase:           p.String(),
+		ReadyForSeconds: readyFor.Seconds(),
 	}
 	if load := c.load.Load(); load != nil {
 		r.InFlight, r.Limit, r.Queue = (*load)()

@@ -19,6 +19,7 @@ func Example() {
 	reg := prometheus.NewRegistry()
 	checker := health.New(health.Options{
 		Warmup:     0, // e.g. 30 * time.Second to fill caches first
+		Now:        func() time.Time { return time.Date(2018, 3, 1, 11, 45, 0, 0, time.UTC) }, // a fixed clock keeps the output stable
 		Gatherer:   reg,
 		Registerer: reg,
 	})
@@ -67,7 +68,7 @@ func Example() {
 	// /readyz 503 starting
 	// /readyz 200 ok
 	// /livez 200 ok
-	// /health 200 {"ready":true,"draining":false,"phase":"ready","in_flight":3,"limit":20,"queue":0,"dependencies":{"backend":{"state":"down","breaker":"open","since":"2018-03-01T11:40:00Z"}}}
+	// /health 200 {"ready":true,"ready_for_s":0,"draining":false,"phase":"ready","in_flight":3,"limit":20,"queue":0,"dependencies":{"backend":{"state":"down","breaker":"open","since":"2018-03-01T11:40:00Z"}}}
 	// /readyz 503 draining
 	// stopped: <nil>
 }

@@ -333,7 +333,7 @@ func TestHealthReport(t *testing.T) {
 func TestHealthReportEmpty(t *testing.T) {
 	c := New(Options{})
 	got := get(t, serve(t, c), "/health")
-	const want = `{"ready":false,"draining":false,"phase":"starting","in_flight":0,"limit":0,"queue":0,"dependencies":{}}` + "\n"
+	const want = `{"ready":false,"ready_for_s":0,"draining":false,"phase":"starting","in_flight":0,"limit":0,"queue":0,"dependencies":{}}` + "\n"
 	if got.body != want {
 		t.Errorf("body = %s\nwant   %s", got.body, want)
 	}

@@ -83,3 +83,12 @@ func (r *Readiness) Phase(now time.Time) Phase {
 		return PhaseReady
 	}
 }
+
+// ReadyFor returns how long the instance has been in PhaseReady at now: 0
+// in any other phase.
+func (r *Readiness) ReadyFor(now time.Time) time.Duration {
+	if r.Phase(now) != PhaseReady {
+		return 0
+	}
+	return max(now.Sub(r.startedAt.Add(max(r.Warmup, 0))), 0)
+}

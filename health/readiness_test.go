@@ -103,3 +103,22 @@ func TestPhaseString(t *testing.T) {
 		}
 	}
 }
+
+func TestReadyFor(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := Readiness{Warmup: 2 * time.Second}
+	if got := r.ReadyFor(t0); got != 0 {
+		t.Errorf("before Start: %v, want 0", got)
+	}
+	r.Start(t0)
+	if got := r.ReadyFor(t0.Add(time.Second)); got != 0 {
+		t.Errorf("warming: %v, want 0", got)
+	}
+	if got := r.ReadyFor(t0.Add(5 * time.Second)); got != 3*time.Second {
+		t.Errorf("ready: %v, want 3s (5s since Start less the 2s warm-up)", got)
+	}
+	r.Drain()
+	if got := r.ReadyFor(t0.Add(6 * time.Second)); got != 0 {
+		t.Errorf("draining: %v, want 0", got)
+	}
+}

@@ -18,6 +18,12 @@ type Report struct {
 	// Ready mirrors /readyz: false while warming up, draining or not yet
 	// started. It never reflects Options.Deep, which /health does not call.
 	Ready bool `json:"ready"`
+	// ReadyForSeconds is how long the instance has been ready, in seconds
+	// (0 when not ready). A load balancer that meets an instance for the
+	// first time (after its own restart, say) uses it to skip the slow
+	// start of an instance that is already warm. A duration, not a time,
+	// so that clocks need not agree.
+	ReadyForSeconds float64 `json:"ready_for_s"`
 	// Draining is true once shutdown has begun.
 	Draining bool `json:"draining"`
 	// Phase is the readiness phase: "starting", "warming", "ready" or

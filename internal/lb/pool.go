@@ -45,6 +45,9 @@ type Pool struct {
 	list    []*instance // by id
 	picker  *Picker
 	shedder *Shedder
+	// seeded: the pool has had instances. The first set it gets is the
+	// fleet as the balancer found it at start (see instance.initial).
+	seeded bool
 
 	// scratch reused by Evaluate
 	active  []*instance
@@ -72,6 +75,12 @@ type instance struct {
 	routable  bool
 	candidate bool
 	weight    float64
+	// initial: the instance was in the first set the pool got, the fleet
+	// as the balancer found it at start. Until the pool first routes to
+	// it (everRoutable), such an instance skips the part of its slow
+	// start that its report says it has already served.
+	initial      bool
+	everRoutable bool
 }
 
 // NewPool returns an empty pool, or the validation error of cfg. routes is
@@ -164,8 +173,10 @@ func (p *Pool) Sync(ids []string, now time.Time) (added, removed int) {
 	for _, id := range ids {
 		if p.Add(id, now) {
 			added++
+			p.byID[id].initial = !p.seeded
 		}
 	}
+	p.seeded = p.seeded || len(p.list) > 0
 	return added, removed
 }
 
@@ -281,6 +292,27 @@ func (in *instance) routableSince(now time.Time) time.Time {
 	return t
 }
 
+// rampStart is when the instance's slow start began: when it became
+// routable or, for an instance of the balancer's initial set the first
+// time it is routed to, when it became ready by its own report, if that is
+// earlier. A balancer that restarts in front of a running fleet then sends
+// each warm instance its full share at once, as HAProxy does across a
+// reload, instead of capping the whole fleet at the ramp's minimum; a
+// fresh instance, whose report says it has just become ready, ramps as
+// usual, and so does any instance added later. The report gives a
+// duration, so the instance's clock does not matter.
+func (in *instance) rampStart(now time.Time, maxAge time.Duration) time.Time {
+	t := in.routableSince(now)
+	if !in.initial || in.everRoutable || !in.fresh(now, maxAge) || !in.report.Ready || in.report.ReadyForSeconds <= 0 {
+		return t
+	}
+	ready := in.reportAt.Add(-time.Duration(in.report.ReadyForSeconds * float64(time.Second)))
+	if ready.Before(t) {
+		return ready
+	}
+	return t
+}
+
 func (in *instance) fresh(now time.Time, maxAge time.Duration) bool {
 	return in.hasReport && now.Sub(in.reportAt) <= maxAge
 }
@@ -338,7 +370,8 @@ func (p *Pool) Evaluate(now time.Time) Eval {
 		ejected := in.outlier.Ejected(now)
 		r := in.health.Healthy() && !ejected
 		if r && !in.routable {
-			in.slow = p.cfg.SlowStart.Start(in.routableSince(now))
+			in.slow = p.cfg.SlowStart.Start(in.rampStart(now, maxAge))
+			in.everRoutable = true
 		}
 		in.routable = r
 		if r {

@@ -398,3 +398,58 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("NewPool accepted an invalid config")
 	}
 }
+
+// A balancer that meets a warm fleet (after its own restart, say) sends
+// each instance its full share at once; a fresh instance still ramps, so
+// does a warm instance added later, and so does an instance that comes
+// back after failing, whatever its report says.
+func TestPoolWarmInstancesSkipSlowStart(t *testing.T) {
+	p := newPool(t, DefaultConfig(), ids(2)...)
+	warm, fresh := ids(2)[0], ids(2)[1]
+	wr := readyReport(100, nil)
+	wr.ReadyForSeconds = 3600
+	fr := readyReport(100, nil)
+	fr.ReadyForSeconds = 0.2
+	p.RecordCheck(warm, t0, CheckPass)
+	p.RecordReport(warm, t0, wr)
+	p.RecordCheck(fresh, t0, CheckPass)
+	p.RecordReport(fresh, t0, fr)
+	ev := p.Evaluate(t0)
+	if got := statusOf(t, p, warm, t0).Weight; got != 1 {
+		t.Errorf("warm instance weight = %v, want 1", got)
+	}
+	if got := statusOf(t, p, fresh, t0).Weight; got >= 0.2 {
+		t.Errorf("fresh instance weight = %v, want the start of a ramp", got)
+	}
+	if ev.Capacity >= 200 || ev.Capacity < 100 {
+		t.Errorf("capacity = %d, want the warm instance's 100 plus a ramping share", ev.Capacity)
+	}
+
+	// The warm instance fails and comes back: now it ramps.
+	for i := range 3 {
+		p.RecordCheck(warm, at(time.Duration(i+1)*time.Second), CheckFail)
+	}
+	p.Evaluate(at(3 * time.Second))
+	for i := range 2 {
+		p.RecordCheck(warm, at(time.Duration(i+4)*time.Second), CheckPass)
+	}
+	p.RecordReport(warm, at(5*time.Second), wr)
+	p.Evaluate(at(5 * time.Second))
+	if got := statusOf(t, p, warm, at(5*time.Second)).Weight; got >= 0.5 {
+		t.Errorf("weight after coming back = %v, want a ramp from its return", got)
+	}
+}
+
+func TestPoolWarmInstanceAddedLaterRamps(t *testing.T) {
+	p := newPool(t, DefaultConfig(), ids(1)...)
+	p.Sync(ids(2), at(time.Second))
+	late := ids(2)[1]
+	wr := readyReport(100, nil)
+	wr.ReadyForSeconds = 3600
+	p.RecordCheck(late, at(time.Second), CheckPass)
+	p.RecordReport(late, at(time.Second), wr)
+	p.Evaluate(at(time.Second))
+	if got := statusOf(t, p, late, at(time.Second)).Weight; got >= 0.2 {
+		t.Errorf("warm instance added after start: weight %v, want the start of a ramp", got)
+	}
+}
