@@ -18,7 +18,7 @@ import (
 func Example() {
 	reg := prometheus.NewRegistry()
 	checker := health.New(health.Options{
-		Warmup:     0, // e.g. 30 * time.Second to fill caches first
+		Warmup:     0,                                                                         // e.g. 30 * time.Second to fill caches first
 		Now:        func() time.Time { return time.Date(2018, 3, 1, 11, 45, 0, 0, time.UTC) }, // a fixed clock keeps the output stable
 		Gatherer:   reg,
 		Registerer: reg,
