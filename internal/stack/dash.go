@@ -75,10 +75,25 @@ func (s *Stack) sources() dashboard.Sources {
 		Load:   func() any { return s.load.Status() },
 	}
 	if s.sim != nil {
-		src.Backend = func() any { return s.sim.Config() }
+		// backendsim.Config has yaml tags only: as JSON its fields would
+		// be "Mode", "Latency" (in ns), ... and the page reads "mode".
+		src.Backend = func() any {
+			c := s.sim.Config()
+			return backendState{Mode: string(c.Mode), LatencyMs: ms(c.Latency), SlowLatencyMs: ms(c.SlowLatency)}
+		}
 	}
 	return src
 }
+
+// backendState is the in-process backend-sim's state, as the dashboard
+// reads it.
+type backendState struct {
+	Mode          string  `json:"mode"`
+	LatencyMs     float64 `json:"latency_ms"`
+	SlowLatencyMs float64 `json:"slow_latency_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func (s *Stack) controls() dashboard.Controls {
 	c := dashboard.Controls{
