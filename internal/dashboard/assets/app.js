@@ -341,7 +341,9 @@
       pills.push(pill('capacity', fmt(cap), '', 'pill-capacity'));
     }
     const shedding = m.deps.filter((d) => d.edge && d.edge.state === 'shedding').map((d) => d.name);
-    if (m.deps.length) pills.push(pill('edge shedding', shedding.length ? shedding.join(', ') : 'none', shedding.length ? 'warn' : 'good', 'pill-shedding'));
+    const ramping = m.deps.filter((d) => d.edge && d.edge.state === 'recovering').map((d) => d.name + ' (recovering)');
+    const edge = shedding.concat(ramping);
+    if (m.deps.length) pills.push(pill('edge shedding', edge.length ? edge.join(', ') : 'none', edge.length ? 'warn' : 'good', 'pill-shedding'));
     const fd = m.fleetDoc;
     if (fd && typeof fd === 'object' && !Array.isArray(fd) && typeof fd.frozen === 'boolean') {
       pills.push(pill('fleet replacement', fd.frozen ? 'frozen' : 'active', fd.frozen ? 'warn' : '', 'pill-fleet'));
