@@ -36,6 +36,7 @@ func commands() []command {
 		{"backend-sim", "run the controllable backend stand-in", runBackendSim},
 		{"lb", "run the load balancer", runLB},
 		{"up", "run the whole system on this machine: backend-sim, 3 login instances, load balancer, dashboard", runUp},
+		{"drill", "replay the 2018 incident against both profiles and report: spillway drill [--scenario FILE]", runDrill},
 		{"check", "validate a configuration file", runCheck},
 		{"version", "print the version", runVersion},
 	}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spillway-dev/spillway/internal/drill"
+)
+
+// runDrill replays the incident end to end and writes the report:
+//
+//	spillway drill [--scenario FILE] [--profile 2018|spillway|both] [--out DIR] [--time-scale X]
+func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("drill", stderr)
+	scenario := fs.String("scenario", "", "scenario `file` (default: the built-in 2018 incident)")
+	profile := fs.String("profile", "both", "`profile` to run: 2018, spillway or both")
+	out := fs.String("out", "drill-report", "`directory` for the report (timeline.json, summary.json, report.md, timeline.svg)")
+	timeScale := fs.Float64("time-scale", 1, "multiply the scenario's schedule and tempo by `x` (0.5 runs it twice as fast)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	profiles, err := drill.ParseProfiles(*profile)
+	if err != nil {
+		fmt.Fprintf(stderr, "spillway drill: --profile: %v\n", err)
+		return errUsage
+	}
+	if !(*timeScale > 0 && *timeScale <= 10) {
+		fmt.Fprintf(stderr, "spillway drill: --time-scale: %v: must be in (0, 10]\n", *timeScale)
+		return errUsage
+	}
+	sc := drill.Default()
+	if *scenario != "" {
+		if sc, err = drill.LoadScenario(*scenario); err != nil {
+			return err
+		}
+	}
+	rep, err := drill.Run(ctx, drill.Options{
+		Scenario:  sc,
+		Profiles:  profiles,
+		OutDir:    *out,
+		TimeScale: *timeScale,
+		Progress:  stdout,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nreport: %s/%s (chart %s/%s)\n", *out, drill.ReportFile, *out, drill.ChartFile)
+	for _, pr := range rep.Profiles {
+		fmt.Fprintf(stdout, "  %-8s %s\n", pr.Profile, pr.Summary.Line())
+	}
+	return nil
+}
