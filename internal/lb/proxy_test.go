@@ -373,3 +373,67 @@ func TestHostileClients(t *testing.T) {
 		t.Logf("slow headers: connection closed after %v", took)
 	})
 }
+
+// TestProxyResponseHeaders: the instance's response headers reach the
+// client whole (several values of one header, trailers), hop-by-hop ones
+// do not, and a protocol upgrade (101, whose headers ReverseProxy reads)
+// still works.
+func TestProxyResponseHeaders(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "echo" {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			brw.Flush()
+			line, _ := brw.ReadString('\n')
+			brw.WriteString(line)
+			brw.Flush()
+			return
+		}
+		h := w.Header()
+		h.Add("Set-Cookie", "a=1")
+		h.Add("Set-Cookie", "b=2")
+		h.Set("Connection", "X-Hop")
+		h.Set("X-Hop", "must not pass")
+		h.Set("Trailer", "X-Sum")
+		io.WriteString(w, "body")
+		h.Set("X-Sum", "42")
+	}))
+	b := startLB(t, testConfig(up.lbInstance()), nil)
+	b.waitRoutable(t, 1)
+
+	resp, err := b.client.Get(b.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "a=1" || got[1] != "b=2" {
+		t.Errorf("Set-Cookie = %q, want [a=1 b=2]", got)
+	}
+	if resp.Header.Get("X-Hop") != "" || string(body) != "body" || resp.Trailer.Get("X-Sum") != "42" {
+		t.Errorf("client got %q, header %v, trailer %v", body, resp.Header, resp.Trailer)
+	}
+
+	c, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	up101, err := http.ReadResponse(br, nil)
+	if err != nil || up101.StatusCode != http.StatusSwitchingProtocols || up101.Header.Get("Upgrade") != "echo" {
+		t.Fatalf("upgrade: %v %v", up101, err)
+	}
+	io.WriteString(c, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Errorf("after the upgrade: %q %v, want the echo", line, err)
+	}
+}
