@@ -1,0 +1,53 @@
+// Package testbin builds the spillway binary for integration tests that
+// run it as real processes (fleet instances, `spillway up`, drills).
+//
+// The binary is built once per test process, on first use, with
+// CGO_ENABLED=0 and without the race detector, as it ships. A package that
+// uses it calls Cleanup when its tests end (goleak.Cleanup in TestMain),
+// which removes the build directory. Safe for concurrent use.
+package testbin
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+var (
+	once sync.Once
+	dir  string
+	path string
+	err  error
+)
+
+// Spillway returns the path of the built spillway binary, building it on
+// the first call; a build failure fails t.
+func Spillway(t testing.TB) string {
+	t.Helper()
+	once.Do(func() {
+		dir, err = os.MkdirTemp("", "spillway-testbin-")
+		if err != nil {
+			return
+		}
+		path = filepath.Join(dir, "spillway")
+		cmd := exec.Command("go", "build", "-o", path, "github.com/spillway-dev/spillway/cmd/spillway")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, berr := cmd.CombinedOutput(); berr != nil {
+			err = fmt.Errorf("go build: %w\n%s", berr, out)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Cleanup removes the build directory, if a binary was built.
+func Cleanup() {
+	if dir != "" {
+		os.RemoveAll(dir)
+	}
+}
