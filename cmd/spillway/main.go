@@ -4,8 +4,8 @@
 //	spillway login        a login instance (service port + health port)
 //	spillway backend-sim  a controllable stand-in for the backend API
 //	spillway lb           the load balancer in front of login instances
-//	spillway lb           the load balancer
 //	spillway up           the whole system on this machine, with a dashboard
+//	spillway drill        replay the 2018 incident and report the timeline
 //	spillway check        validate a configuration file
 //	spillway version      print the version
 package main
@@ -19,10 +19,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-)
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+	"github.com/spillway-dev/spillway/internal/buildinfo"
+)
 
 type command struct {
 	name    string
@@ -92,8 +91,13 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, `Run "spillway <command> -h" for a command's flags.`)
 }
 
-func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintf(stdout, "spillway %s\n", version)
+// runVersion prints the module version and VCS revision embedded in the
+// binary (see internal/buildinfo).
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if err := parseFlags(newFlagSet("version", stderr), args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "spillway %s\n", buildinfo.Get())
 	return nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/internal/buildinfo"
 )
 
 // maxEdgeLimit is the edge limiter's limit when nothing bounds it.
@@ -229,6 +230,9 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 	b.m = newMetrics(b)
 	if err := b.reg.Register(b.m); err != nil {
 		return nil, fmt.Errorf("lb: register metrics: %w", err)
+	}
+	if err := buildinfo.Register(b.reg); err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
 	}
 	return b, nil
 }

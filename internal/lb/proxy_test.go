@@ -263,7 +263,8 @@ func TestAdminAPI(t *testing.T) {
 	}
 	code, body = b.adminDo("GET", "/metrics", "", false)
 	for _, m := range []string{"spillway_lb_requests_total{outcome=\"ok\"}", "spillway_lb_panic 0", "spillway_lb_routable_instances 1",
-		"spillway_lb_capacity", "spillway_lb_ejections_total", "spillway_lb_retries_total", "spillway_lb_config_reload_total"} {
+		"spillway_lb_capacity", "spillway_lb_ejections_total", "spillway_lb_retries_total", "spillway_lb_config_reload_total",
+		"spillway_build_info{goversion="} {
 		if code != 200 || !strings.Contains(body, m) {
 			t.Errorf("metrics lack %s", m)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/guard"
 	"github.com/spillway-dev/spillway/health"
+	"github.com/spillway-dev/spillway/internal/buildinfo"
 )
 
 // BackendName is the dependency's name in /health and in metrics.
@@ -88,7 +89,7 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	in.tokens = tokens
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
 	in.registry = reg
 	in.metrics = &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

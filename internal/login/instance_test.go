@@ -220,6 +220,16 @@ func TestLoginOutcomes(t *testing.T) {
 	if r.status != 413 || r.body["error"] != "request_too_large" {
 		t.Errorf("oversized: %d %v, want 413", r.status, r.body)
 	}
+	res, err := s.client.Get(s.hURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metrics), "spillway_build_info{goversion=") {
+		t.Errorf("the health port's /metrics lacks spillway_build_info")
+	}
+
 	r = s.do(context.Background(), "GET", s.svcURL+"/v1/login", nil, nil)
 	if r.status != 405 {
 		t.Errorf("GET /v1/login = %d, want 405", r.status)
