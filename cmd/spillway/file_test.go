@@ -20,7 +20,7 @@ var wantErrors = map[string]string{
 	"bad-backend-url.bad.yaml":  `login.backend.url: "127.0.0.1:9000": not an absolute http(s) URL`,
 	"bad-duration.bad.yaml":     "line 3",
 	"bad-rate.bad.yaml":         "login.backend.failure_rate",
-	"bad-proxy.bad.yaml":        `login.rate_limit.trusted_proxies[1]: "not-an-ip"`,
+	"bad-proxy.bad.yaml":        `login.trusted_proxies[1]: "not-an-ip"`,
 	"bad-algorithm.bad.yaml":    "login.admission.algorithm",
 	"two-documents.bad.yaml":    "line 3: a second YAML document is not allowed",
 	"lb-instance.bad.yaml":      `lb.instances[2].health: "x:y": port must be a number`,

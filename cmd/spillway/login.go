@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/spillway-dev/spillway/internal/login"
 )
@@ -20,6 +21,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	backendTimeout := fs.Duration("backend-timeout", 0, "deadline of each backend call (default 1s)")
 	limit := fs.Int("limit", 0, "admission: concurrent logins (default 64)")
 	rateLimit := fs.Float64("rate-limit", 0, "login attempts per second per client; negative disables (default 5)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-For is believed; \"\" trusts nobody (default loopback and private ranges)")
 	dev := fs.Bool("dev", false, "generate an ephemeral signing key when none is configured")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -53,6 +55,8 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			c.Admission.Limit = *limit
 		case "rate-limit":
 			c.RateLimit.PerSecond = *rateLimit
+		case "trusted-proxies":
+			c.TrustedProxies = splitList(*trusted)
 		}
 	})
 	c.SetDefaults()
@@ -86,6 +90,18 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger.Info("listening", attrs...)
 	return in.Run(ctx, svc, hl)
+}
+
+// splitList splits a comma-separated flag value; "" is the empty list
+// (never nil, which would mean "the default").
+func splitList(s string) []string {
+	out := []string{}
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // runCheck validates a configuration file and prints what is wrong.

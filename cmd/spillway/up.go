@@ -88,10 +88,10 @@ Try:
 }
 
 // upLoginDefaults adjusts the login instances for a system whose clients
-// all share this machine's address: the load balancer, which sets
-// X-Forwarded-For, is a trusted proxy, and the per-client attempt limit is
-// raised so that the dashboard's load button (one client, up to 2000
-// logins/s) is not refused. Settings the file makes are kept.
+// all share this machine's address: the per-client attempt limit is raised
+// so that the dashboard's load button (one client, up to 2000 logins/s) is
+// not refused. (The load balancer is a trusted proxy by login's own
+// default, which trusts loopback.) Settings the file makes are kept.
 func upLoginDefaults(f *fileConfig) {
 	if f.Login == nil {
 		f.Login = &login.Config{}
@@ -99,8 +99,5 @@ func upLoginDefaults(f *fileConfig) {
 	rl := &f.Login.RateLimit
 	if rl.PerSecond == 0 {
 		rl.PerSecond, rl.Burst = 2500, 5000
-	}
-	if rl.TrustedProxies == nil {
-		rl.TrustedProxies = []string{"127.0.0.1", "::1"}
 	}
 }

@@ -76,7 +76,6 @@ func upConfig(p Profile, s *Scenario, backendURL string) (*upFile, error) {
 	// Every login comes from the drill's one address, through the load
 	// balancer: the per-client attempt limit would refuse the load itself.
 	lc.RateLimit.PerSecond = -1
-	lc.RateLimit.TrustedProxies = []string{"127.0.0.1", "::1"}
 
 	lbc := &lb.FileConfig{}
 	lbc.HealthCheck.Interval = t(2 * time.Second)

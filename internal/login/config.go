@@ -3,12 +3,13 @@ package login
 import (
 	"errors"
 	"fmt"
-	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/guard"
+	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/config"
 )
 
@@ -33,6 +34,17 @@ type Config struct {
 	Token TokenConfig `yaml:"token"`
 	// RateLimit bounds login attempts per client address.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	// TrustedProxies are the peers (IP addresses or CIDR prefixes) whose
+	// X-Forwarded-For is believed: the client of a request from one of
+	// them is the rightmost forwarded address that is not itself a trusted
+	// proxy (package clientip); from any other peer the header is ignored.
+	// The client address is what the rate limit counts and the logs name.
+	// Default: loopback and the private ranges (clientip.Private), so an
+	// instance behind a load balancer on the same host or private network
+	// sees its real clients. [] trusts nobody: set it so when the service
+	// port is reachable from clients without a proxy in front, since any
+	// peer in a trusted range can claim any address.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after the service listener closes. Default 10s.
@@ -97,12 +109,9 @@ type RateLimitConfig struct {
 	// Burst is each client's bucket size. Default 10.
 	Burst int `yaml:"burst"`
 	// MaxClients bounds the number of clients tracked; the least recently
-	// seen is forgotten first. Default 10000.
+	// seen is forgotten first. Default 10000. Clients are told apart by
+	// address, as trusted_proxies decides it.
 	MaxClients int `yaml:"max_clients"`
-	// TrustedProxies are the addresses (CIDR or single IP) whose
-	// X-Forwarded-For header is believed. From any other peer the header is
-	// ignored. Default none.
-	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // SetDefaults fills zero fields with their documented defaults.
@@ -141,6 +150,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.RateLimit.MaxClients == 0 {
 		c.RateLimit.MaxClients = 10000
+	}
+	if c.TrustedProxies == nil {
+		c.TrustedProxies = slices.Clone(clientip.Private)
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -184,27 +196,11 @@ func (c *Config) Validate() error {
 	if c.RateLimit.MaxClients < 1 {
 		add(fmt.Errorf("rate_limit.max_clients: %d: must be at least 1", c.RateLimit.MaxClients))
 	}
-	for i, p := range c.RateLimit.TrustedProxies {
-		if _, err := parsePrefix(p); err != nil {
-			add(fmt.Errorf("rate_limit.trusted_proxies[%d]: %q: not an IP address or CIDR prefix", i, p))
-		}
+	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
+		add(fmt.Errorf("trusted_proxies%w", err))
 	}
 	if c.ShutdownTimeout < 0 {
 		add(fmt.Errorf("shutdown_timeout: %v: must not be negative", c.ShutdownTimeout))
 	}
 	return errors.Join(errs...)
-}
-
-// parsePrefix parses a CIDR prefix or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }

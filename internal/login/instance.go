@@ -19,6 +19,7 @@ import (
 	"github.com/spillway-dev/spillway/guard"
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
+	"github.com/spillway-dev/spillway/internal/clientip"
 )
 
 // BackendName is the dependency's name in /health and in metrics.
@@ -126,7 +127,11 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
-	in.rate, err = newClientLimiter(cfg.RateLimit, opts.Now)
+	trusted, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_proxies%w", err)
+	}
+	in.rate, err = newClientLimiter(cfg.RateLimit, trusted, opts.Now)
 	if err != nil {
 		return nil, fmt.Errorf("rate_limit: %w", err)
 	}

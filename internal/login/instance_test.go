@@ -252,7 +252,8 @@ func TestRateLimit(t *testing.T) {
 	s := startStack(t, func(c *Config) {
 		c.RateLimit.PerSecond = 1
 		c.RateLimit.Burst = 3
-		c.RateLimit.TrustedProxies = []string{"127.0.0.1"}
+		// trusted_proxies left at its default: loopback and the private
+		// ranges, so the test's loopback peer is a trusted proxy.
 	})
 	fwd := func(ip string) result {
 		return s.do(context.Background(), "POST", s.svcURL+"/v1/login", []byte(`{"ticket":"valid-a"}`),
@@ -270,6 +271,21 @@ func TestRateLimit(t *testing.T) {
 	// Another client behind the same trusted proxy has its own bucket.
 	if r := fwd("203.0.113.2"); r.status != 200 {
 		t.Errorf("other client: %d", r.status)
+	}
+}
+
+func TestRateLimitTrustingNobody(t *testing.T) {
+	s := startStack(t, func(c *Config) {
+		c.RateLimit.PerSecond = 1
+		c.RateLimit.Burst = 2
+		c.TrustedProxies = []string{} // explicit: the peer is the client
+	})
+	for i, ip := range []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"} {
+		r := s.do(context.Background(), "POST", s.svcURL+"/v1/login", []byte(`{"ticket":"valid-a"}`),
+			map[string]string{"X-Forwarded-For": ip})
+		if want := map[bool]int{true: 200, false: 429}[i < 2]; r.status != want {
+			t.Errorf("attempt %d claiming %s: %d, want %d (one bucket for the one peer)", i, ip, r.status, want)
+		}
 	}
 }
 
@@ -506,7 +522,7 @@ func TestConfigValidate(t *testing.T) {
 		{"bad listen", func(c *Config) { c.Listen = "x:y" }, `listen: "x:y": `},
 		{"same ports", func(c *Config) { c.Listen, c.HealthListen = "127.0.0.1:7000", "127.0.0.1:7000" }, "health_listen: "},
 		{"bad backend", func(c *Config) { c.Backend.URL = "127.0.0.1:9000" }, "backend.url: "},
-		{"bad proxy", func(c *Config) { c.RateLimit.TrustedProxies = []string{"nope"} }, "rate_limit.trusted_proxies[0]: "},
+		{"bad proxy", func(c *Config) { c.TrustedProxies = []string{"nope"} }, `trusted_proxies[0]: "nope": `},
 		{"short ttl", func(c *Config) { c.Token.TTL = time.Millisecond }, "token.ttl: "},
 		{"bad guard", func(c *Config) { c.Backend.FailureRate = 2 }, "backend.failure_rate"},
 		{"bad admission", func(c *Config) { c.Admission.Algorithm = "magic" }, "admission.algorithm"},

@@ -44,14 +44,11 @@ func upConfig(t *testing.T, mutate func(*Config)) Config {
 	if mutate != nil {
 		mutate(&c)
 	}
-	// As upLoginDefaults in cmd/spillway: the load balancer is a trusted
-	// proxy, and one client may send a few thousand logins a second.
+	// As upLoginDefaults in cmd/spillway: one client may send a few
+	// thousand logins a second.
 	rl := &c.Login.RateLimit
 	if rl.PerSecond == 0 {
 		rl.PerSecond, rl.Burst = 2500, 5000
-	}
-	if rl.TrustedProxies == nil {
-		rl.TrustedProxies = []string{"127.0.0.1", "::1"}
 	}
 	c.Up.SetDefaults()
 	c.Login.SetDefaults()
