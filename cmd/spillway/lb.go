@@ -24,7 +24,7 @@ import (
 // runLB runs the load balancer until ctx is done:
 //
 //	spillway lb --config FILE
-//	spillway lb [--listen ADDR] [--admin-listen ADDR] --instance SERVICE_ADDR=HEALTH_ADDR [--instance ...]
+//	spillway lb [--listen ADDR] [--admin-listen ADDR] [--trusted-proxies LIST] [--proxy-protocol MODE] --instance SERVICE_ADDR=HEALTH_ADDR [--instance ...]
 //
 // Flags override the file's lb: section (--instance replaces its list).
 // SIGHUP reloads the file, all or nothing, with the same flags applied.
@@ -35,6 +35,8 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	adminListen := fs.String("admin-listen", "", "admin API `address` (default 127.0.0.1:8081)")
 	var instances instanceFlag
 	fs.Var(&instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)")
+	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-*/Forwarded headers are kept and appended to (default none: replaced)")
+	proxyProtocol := fs.String("proxy-protocol", "", "PROXY protocol on the proxy listener: `off`, optional or required (default off)")
 	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -64,6 +66,10 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				c.AdminListen = *adminListen
 			case "instance":
 				c.Instances = append([]lb.Instance(nil), instances...)
+			case "trusted-proxies":
+				c.TrustedProxies = splitList(*trusted)
+			case "proxy-protocol":
+				c.Server.ProxyProtocol = *proxyProtocol
 			}
 		})
 		c.SetDefaults()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
+	"github.com/spillway-dev/spillway/internal/clientip"
 )
 
 // maxEdgeLimit is the edge limiter's limit when nothing bounds it.
@@ -117,6 +118,7 @@ type settings struct {
 	def        routeTimeouts
 	readyPath  string
 	reportPath string
+	trusted    clientip.Trusted // trusted_proxies
 	// Retry-After values of a shed answer, [base, 2×base] seconds.
 	shedRetryAfter [][]string
 	// Retry-After of an overloaded answer.
@@ -147,9 +149,11 @@ func newSettings(c *FileConfig) *settings {
 		readyPath:  c.HealthCheck.ReadyPath,
 		reportPath: deref(c.HealthCheck.ReportPath),
 		def:        routeTimeouts{connect: c.Timeouts.Connect, header: c.Timeouts.ResponseHeader, total: c.Timeouts.Total},
+		trusted:    clientip.MustParse(c.TrustedProxies), // validated
 	}
 	s.file.Instances = slices.Clone(c.Instances)
 	s.file.Routes = slices.Clone(c.Routes)
+	s.file.TrustedProxies = slices.Clone(c.TrustedProxies)
 	s.maxHeader, s.maxConnect = s.def.header, s.def.connect
 	for _, r := range c.Routes {
 		t := c.routeTimeouts(r)
@@ -398,6 +402,7 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	srv.Protocols.SetHTTP1(true)
 	servers := []*http.Server{srv}
 	serveErr := make(chan error, 2)
+	ln = proxyProtocolListener(ln, set.file.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.file.Server.ReadHeaderTimeout)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if admin != nil {
 		asrv := &http.Server{

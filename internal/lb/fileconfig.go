@@ -42,6 +42,16 @@ type FileConfig struct {
 	// time through a Discovery). Reloaded on SIGHUP.
 	Instances []Instance `yaml:"instances"`
 
+	// TrustedProxies are the peers (IP addresses or CIDR prefixes) whose
+	// forwarding headers are kept: from one of them the balancer appends
+	// the peer to X-Forwarded-For, keeps X-Forwarded-Proto,
+	// X-Forwarded-Host and Forwarded (appending its own Forwarded element
+	// when there is one); from any other peer it replaces all four with
+	// what it sees itself. With server.proxy_protocol on, they are also
+	// the only peers whose PROXY header is accepted. Default none: the
+	// balancer is the edge. Reloaded on SIGHUP.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
 	// HealthCheck configures active health checks of each health port.
 	HealthCheck HealthCheckSection `yaml:"health_check"`
 	// Outlier configures passive outlier ejection.
@@ -256,6 +266,15 @@ type ServerSection struct {
 	// ShutdownTimeout is how long in-flight requests may take to finish
 	// on stop. Default 20s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ProxyProtocol reads a PROXY protocol header (v1 or v2, as HAProxy,
+	// AWS NLB and most L4 balancers send it) at the start of each
+	// connection and takes the client's address from it: "off" (the
+	// default), "optional" (used when a trusted peer sends one; a
+	// connection without one is plain HTTP) or "required" (a connection
+	// without one is closed, as HAProxy's accept-proxy). A header from a
+	// peer outside trusted_proxies closes the connection; with
+	// trusted_proxies empty every peer may send one. Needs a restart.
+	ProxyProtocol string `yaml:"proxy_protocol"`
 }
 
 // TransportSection configures the one transport to instances (HTTP/1.1,
@@ -388,6 +407,7 @@ func (c *FileConfig) SetDefaults() {
 	setDur(&sv.IdleTimeout, 60*time.Second)
 	setInt(&sv.MaxHeaderBytes, 32<<10)
 	setDur(&sv.ShutdownTimeout, 20*time.Second)
+	setStr(&sv.ProxyProtocol, ProxyProtocolOff)
 
 	tr := &c.Transport
 	setInt(&tr.MaxIdleConnsPerHost, 512)
@@ -416,6 +436,7 @@ func (c *FileConfig) Validate() error {
 		add(fmt.Errorf("admin_token: must be at least %d characters (value not shown)", minAdminTokenLen))
 	}
 	add(validateInstances("instances", c.Instances))
+	add(c.validateForwarding())
 
 	h := c.HealthCheck
 	if h.Interval > 0 && h.Interval < 10*time.Millisecond {

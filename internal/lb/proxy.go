@@ -460,7 +460,7 @@ func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error)
 func (b *Balancer) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			setXForwarded(pr)
+			b.set.Load().setXForwarded(pr)
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "instance" // set per attempt by the round tripper
 		},
@@ -469,28 +469,6 @@ func (b *Balancer) newReverseProxy() *httputil.ReverseProxy {
 		BufferPool:     &bufferPool{},
 		ErrorHandler:   b.proxyError,
 		ErrorLog:       log.New(slogWriter{b.log}, "", 0),
-	}
-}
-
-// setXForwarded sets what ProxyRequest.SetXForwarded sets, with one
-// allocation instead of three: X-Forwarded-For to the client's IP,
-// X-Forwarded-Host to the request's Host, X-Forwarded-Proto to "http" (or
-// "https"). ReverseProxy has already removed the client's own
-// X-Forwarded-* headers before Rewrite, so, as with SetXForwarded there,
-// a client's claim is replaced, never appended to. The Proto values are
-// shared read-only slices: nothing downstream writes into header values.
-func setXForwarded(pr *httputil.ProxyRequest) {
-	h := pr.Out.Header
-	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
-		v := []string{ip, pr.In.Host}
-		h["X-Forwarded-For"], h["X-Forwarded-Host"] = v[0:1:1], v[1:2:2]
-	} else {
-		h["X-Forwarded-Host"] = []string{pr.In.Host}
-	}
-	if pr.In.TLS == nil {
-		h["X-Forwarded-Proto"] = hdrHTTP
-	} else {
-		h["X-Forwarded-Proto"] = hdrHTTPS
 	}
 }
 

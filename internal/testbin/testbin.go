@@ -4,7 +4,9 @@
 // The binary is built once per test process, on first use, with
 // CGO_ENABLED=0 and without the race detector, as it ships. A package that
 // uses it calls Cleanup when its tests end (goleak.Cleanup in TestMain),
-// which removes the build directory. Safe for concurrent use.
+// which removes the build directory. Start runs it as a process that the
+// test owns: its output kept, stopped by PID when the test ends. Safe for
+// concurrent use.
 package testbin
 
 import (

@@ -1,0 +1,112 @@
+//go:build unix
+
+package testbin
+
+import (
+	"bytes"
+	"os/exec"
+	"regexp"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Proc is a spillway process started by Start: its combined output is
+// kept, and it is stopped (SIGTERM, then SIGKILL to its process group)
+// when the test ends, if it still runs.
+type Proc struct {
+	cmd  *exec.Cmd
+	out  lockedBuffer
+	done chan struct{}
+	err  error // Wait's, once done is closed
+}
+
+// Start runs the spillway binary with args in a process group of its own.
+func Start(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{cmd: exec.Command(Spillway(t), args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start spillway %v: %v", args, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.Stop(10 * time.Second)
+		if t.Failed() {
+			t.Logf("spillway %v (pid %d) output:\n%s", args, p.PID(), p.Output())
+		}
+	})
+	return p
+}
+
+// PID is the process id (and process group id).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Output is everything the process wrote so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+// Await waits up to timeout for re to match the output and returns the
+// match and its submatches; it fails t if the process exits first or the
+// time runs out.
+func (p *Proc) Await(t testing.TB, re *regexp.Regexp, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if m := re.FindStringSubmatch(p.Output()); m != nil {
+			return m
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("spillway exited (%v) before printing %q:\n%s", p.err, re, p.Output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spillway printed no %q within %v:\n%s", re, timeout, p.Output())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the output
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Stop sends SIGTERM and waits up to grace for the process to exit, then
+// kills its process group. It returns Wait's error (nil: exit status 0).
+func (p *Proc) Stop(grace time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
+		<-p.done
+	}
+	return p.err
+}
+
+// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
