@@ -27,6 +27,8 @@ var wantErrors = map[string]string{
 	"lb-route.bad.yaml":         "lb.routes[0].response_header_timeout: 20s: must not exceed the route's total timeout (10s)",
 	"lb-quorum.bad.yaml":        "lb.shedding.quorum: 1.5: must be in [0, 1]",
 	"lb-unknown-field.bad.yaml": "line 3: field healthcheck not found",
+	"bad-nan.bad.yaml":          "line 3: .nan: must be a finite number",
+	"up-backend-url.bad.yaml":   `up.backend_url: "http://": the URL names no host`,
 	"lb-forwarding.bad.yaml":    "lb.trusted_proxies[1]: \"10.0.0.0/33\": not an IP address or CIDR prefix\nlb.server.proxy_protocol: \"v2\": must be off, optional or required",
 }
 

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"go.yaml.in/yaml/v3"
@@ -35,11 +36,19 @@ type Validator interface {
 }
 
 // Decode strictly decodes one YAML document from data into v. An empty
-// document leaves v unchanged.
+// document leaves v unchanged. A number that is not finite (.nan, .inf,
+// -.inf) is refused wherever it appears, with its line: no setting of
+// spillway's takes one, and a NaN slips through every range check.
 func Decode(data []byte, v any) error {
 	if len(data) > MaxFileSize {
 		return fmt.Errorf("config is %d bytes, more than the %d allowed", len(data), MaxFileSize)
 	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err == nil {
+		if err := checkFinite(&doc); err != nil {
+			return fmt.Errorf("decode: %w", err)
+		}
+	} // a syntax error is reported by the strict decode below
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
@@ -54,6 +63,23 @@ func Decode(data []byte, v any) error {
 			return fmt.Errorf("decode: %w", err)
 		}
 		return fmt.Errorf("decode: line %d: a second YAML document is not allowed", extra.Line)
+	}
+	return nil
+}
+
+// checkFinite walks a document and refuses float scalars that are NaN or
+// infinite.
+func checkFinite(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+		var f float64
+		if err := n.Decode(&f); err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			return fmt.Errorf("line %d: %s: must be a finite number", n.Line, n.Value)
+		}
+	}
+	for _, c := range n.Content {
+		if err := checkFinite(c); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -91,17 +92,6 @@ func TestCheckHostPort(t *testing.T) {
 	}
 }
 
-func TestCheckHTTPURL(t *testing.T) {
-	if err := CheckHTTPURL("u", "http://127.0.0.1:9000"); err != nil {
-		t.Error(err)
-	}
-	for _, s := range []string{"127.0.0.1:9000", "ftp://x", "http://", "::"} {
-		if err := CheckHTTPURL("backend.url", s); err == nil {
-			t.Errorf("CheckHTTPURL(%q) = nil", s)
-		}
-	}
-}
-
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte("name: a\ntimeout: 1s\n"))
 	f.Add([]byte("inner: {count: 2}\n"))
@@ -110,4 +100,59 @@ func FuzzDecode(f *testing.F) {
 		var s sample
 		_ = Decode(data, &s)
 	})
+}
+
+func TestDecodeRefusesNonFiniteNumbers(t *testing.T) {
+	type floats struct {
+		A float64   `yaml:"a"`
+		B []float64 `yaml:"b"`
+		S string    `yaml:"s"`
+	}
+	for _, tt := range []struct{ doc, want string }{
+		{"a: .nan\n", "line 1: .nan: must be a finite number"},
+		{"a: 1\nb: [1, -.inf]\n", "line 2: -.inf: must be a finite number"},
+		{"a: 1\nb:\n  - .Inf\n", "line 3: .Inf: must be a finite number"},
+	} {
+		var f floats
+		if err := Decode([]byte(tt.doc), &f); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Decode(%q) = %v, want %q", tt.doc, err, tt.want)
+		}
+	}
+	// A string that says nan is a string.
+	var f floats
+	if err := Decode([]byte("a: 0.5\ns: \".nan\"\n"), &f); err != nil || f.A != 0.5 || f.S != ".nan" {
+		t.Errorf("finite document: %v %+v", err, f)
+	}
+}
+
+func TestCheckHTTPURL(t *testing.T) {
+	for _, ok := range []string{"http://127.0.0.1:9000", "https://api.example/v1", "http://[::1]:80/"} {
+		if err := CheckHTTPURL("u", ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"http://":                 "names no host",
+		"http://:9000":            "names no host",
+		"127.0.0.1:9000":          "not an absolute http(s) URL",
+		"ftp://x":                 "not an absolute http(s) URL",
+		"http://x:99999":          "port must be",
+		"http://x:":               "empty port",
+		"http://u:secret@x":       "user information",
+		"http://x/#frag":          "fragment",
+		"http:opaque":             "not an absolute",
+		"http://x:0":              "port must be",
+		"::":                      "not an absolute",
+		"http://u:secret@x:1/a#b": `"http://u:xxxxx@x:1/a#b"`,
+	} {
+		if err := CheckHTTPURL("u", bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", bad, err, want)
+		}
+	}
+}
+
+func TestCheckFinite(t *testing.T) {
+	if CheckFinite("f", 1.5) != nil || CheckFinite("f", math.NaN()) == nil || CheckFinite("f", math.Inf(1)) == nil {
+		t.Error("CheckFinite")
+	}
 }

@@ -3,6 +3,7 @@ package fleet
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strings"
 	"time"
@@ -267,7 +268,7 @@ func (c *Config) Validate() error {
 		add("budget.max: 0: must be at least 1, or negative to disable the budget")
 	}
 	positive("budget.window", c.Budget.Window)
-	if c.Freeze.Share == 0 || c.Freeze.Share > 1 {
+	if math.IsNaN(c.Freeze.Share) || c.Freeze.Share == 0 || c.Freeze.Share > 1 || math.IsInf(c.Freeze.Share, -1) {
 		add("freeze.share: %v: must be in (0, 1], or negative to disable the freeze", c.Freeze.Share)
 	}
 	positive("freeze.window", c.Freeze.Window)

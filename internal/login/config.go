@@ -190,6 +190,7 @@ func (c *Config) Validate() error {
 	if c.Token.TTL < time.Second {
 		add(fmt.Errorf("token.ttl: %v: must be at least 1s", c.Token.TTL))
 	}
+	add(config.CheckFinite("rate_limit.per_second", c.RateLimit.PerSecond))
 	if c.RateLimit.Burst < 1 {
 		add(fmt.Errorf("rate_limit.burst: %d: must be at least 1", c.RateLimit.Burst))
 	}

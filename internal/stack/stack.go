@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/dashboard"
 	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
@@ -75,10 +76,7 @@ func (s *Settings) SetDefaults() {
 // Validate reports the first problem in s, naming its field.
 func (s *Settings) Validate() error {
 	if s.BackendURL != "" {
-		if !strings.HasPrefix(s.BackendURL, "http://") && !strings.HasPrefix(s.BackendURL, "https://") {
-			return fmt.Errorf("backend_url: %q: not an absolute http(s) URL", s.BackendURL)
-		}
-		return nil
+		return config.CheckHTTPURL("backend_url", s.BackendURL)
 	}
 	if _, _, err := net.SplitHostPort(s.BackendListen); err != nil {
 		return fmt.Errorf("backend_listen: %q: not a host:port", s.BackendListen)
