@@ -43,9 +43,14 @@ func newCheckClient() *http.Client {
 }
 
 // runChecker checks one instance until ctx is done (Run stops, or
-// discovery removed the instance): the ready path for routing, then the
-// report path for the dependency report, every interval ± jitter counted
-// from the end of the previous check. The first check runs at once.
+// discovery removed the instance): the ready path for routing, then, if
+// the instance answered, the report path for the dependency report. Checks
+// start every interval ± jitter, counted from the start of the previous
+// one (HAProxy's inter), or at once after a check that overran; the first
+// runs at once. So an instance that stops answering is out after
+// unhealthy_threshold × interval + timeout at most, whatever the timeouts
+// in between: a check that timed out fetches no report (it would only
+// time out too).
 func (b *Balancer) runChecker(ctx context.Context, in Instance) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -55,10 +60,11 @@ func (b *Balancer) runChecker(ctx context.Context, in Instance) {
 			return
 		case <-t.C:
 		}
+		start := time.Now()
 		set := b.set.Load()
 		res := b.checkReady(ctx, set, in)
 		var rep *health.Report
-		if res != CheckConnectError && set.reportPath != "" && ctx.Err() == nil {
+		if (res == CheckPass || res == CheckFail) && set.reportPath != "" && ctx.Err() == nil {
 			var err error
 			if rep, err = b.fetchReport(ctx, set, in); err != nil {
 				b.log.Debug("health report fetch failed", "instance", in.Service, "error", err)
@@ -87,7 +93,7 @@ func (b *Balancer) runChecker(ctx context.Context, in Instance) {
 				b.log.Warn("instance unhealthy", "instance", in.Service, "last_check", res.String())
 			}
 		}
-		t.Reset(set.policy.Health.NextInterval(rand.Float64()))
+		t.Reset(max(set.policy.Health.NextInterval(rand.Float64())-time.Since(start), 0))
 	}
 }
 
