@@ -6,9 +6,9 @@ import (
 	"net/http"
 )
 
-// StatusClientClosedRequest is the status Middleware records when the
-// client went away while its request was queued (nginx's 499). Nothing
-// reads it but access logs and metrics wrapping the middleware.
+// StatusClientClosedRequest is nginx's 499: the client went away before
+// its answer. It is never written to the wire (Middleware aborts the
+// response instead); access logs and metrics may record it.
 const StatusClientClosedRequest = 499
 
 const overloadedBody = `{"error":"overloaded"}` + "\n"
@@ -18,8 +18,11 @@ const overloadedBody = `{"error":"overloaded"}` + "\n"
 // A rejected request gets 503 with the JSON body {"error":"overloaded"},
 // Content-Type: application/json, Retry-After (Config.RetryAfter in whole
 // seconds, at least 1) and X-Spillway-Reason: overloaded. A request whose
-// context ends while queued gets only a StatusClientClosedRequest status
-// line: its client is gone.
+// context ends while queued (its client is gone) gets no answer: the
+// middleware panics with http.ErrAbortHandler, which makes the server
+// close the connection (or reset the HTTP/2 stream) without logging, as
+// nginx closes on a client that left. A recovering middleware outside this
+// one must let that panic through.
 //
 // The slot is released when next returns (or panics). In aimd mode the
 // outcome is Success, or Ignore when next answered 503 or 504 (failing
@@ -32,10 +35,9 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 		if err != nil {
 			if errors.Is(err, ErrRejected) {
 				l.writeOverloaded(w)
-			} else {
-				w.WriteHeader(StatusClientClosedRequest)
+				return
 			}
-			return
+			panic(http.ErrAbortHandler)
 		}
 		if l.policy == nil {
 			defer t.Release(Success)

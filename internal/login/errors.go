@@ -29,7 +29,11 @@ func (e *apiError) Error() string {
 
 func (e *apiError) Unwrap() error { return e.Err }
 
-// errClientGone reports that the client went away; nothing is written.
+// errClientGone reports that the client went away (its connection closed,
+// or half-closed: Go's server cannot tell the two apart and cancels the
+// request either way, as nginx does without proxy_ignore_client_abort).
+// The adapter aborts the response: the connection is closed without an
+// answer, never with an empty 200 or a made-up status.
 var errClientGone = errors.New("client gone")
 
 // handlerFunc is a handler that returns its error for the adapter to
@@ -57,7 +61,7 @@ func (a errorAdapter) wrap(h handlerFunc) http.Handler {
 		}
 		if errors.Is(err, errClientGone) {
 			a.log.Debug("client gone", "request_id", id, "path", r.URL.Path)
-			return
+			panic(http.ErrAbortHandler) // close without an answer; not logged by net/http
 		}
 		var ae *apiError
 		if !errors.As(err, &ae) {

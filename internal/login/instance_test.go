@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -544,4 +545,41 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHalfClosedClientGetsNoFalseSuccess: a client that sends a whole
+// login and half-closes its side is, to Go's server, a client that left:
+// the login is abandoned. It must then get no answer at all (the
+// connection closes), never a 200 without a token. A client still there
+// when the backend answers in time gets the real answer.
+func TestHalfClosedClientGetsNoFalseSuccess(t *testing.T) {
+	s := startStack(t, nil)
+	if err := s.simCtl.SetMode(context.Background(), string(backendsim.ModeUp), 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"ticket":"valid-alice"}`
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.svcURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	conn.(*net.TCPConn).CloseWrite()
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read: %v (want the connection closed)", err)
+	}
+	if len(got) != 0 {
+		t.Errorf("half-closed client got %q, want the connection closed without an answer", got)
+	}
+	waitFor(t, 2*time.Second, "the abandoned login counted", func() bool {
+		res, err := s.client.Get(s.hURL + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return strings.Contains(string(b), `spillway_login_requests_total{outcome="canceled"} 1`)
+	})
 }
