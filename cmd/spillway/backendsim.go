@@ -46,6 +46,7 @@ func runBackendSim(ctx context.Context, args []string, stdout, stderr io.Writer)
 		sim.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
+	defer onHangup(logger, "backend-sim has no configuration file; change its mode with PUT /control", nil)()
 	addr := ln.Addr().String()
 	cfg := sim.Config()
 	logger.Info("listening on "+addr, "addr", addr,

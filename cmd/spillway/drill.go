@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/signal"
+	"syscall"
 
 	"github.com/spillway-dev/spillway/internal/drill"
 )
@@ -29,6 +31,10 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "spillway drill: --time-scale: %v: must be in (0, 10]\n", *timeScale)
 		return errUsage
 	}
+	// A drill runs in a terminal: a hangup ends it as Ctrl-C does, with
+	// every process it started stopped and the report written so far.
+	ctx, stopHangup := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stopHangup()
 	sc := drill.Default()
 	if *scenario != "" {
 		if sc, err = drill.LoadScenario(*scenario); err != nil {

@@ -9,10 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -98,9 +96,15 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// SIGHUP reloads; registered before "listening" is logged, so a
 	// script that waits for that line can send it safely.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	var reload func()
+	if *cfgPath != "" {
+		reload = func() {
+			logger.Info("SIGHUP: reloading", "config", *cfgPath)
+			_ = b.Reload(load) // logged and counted by Reload
+		}
+	}
+	stopHangup := onHangup(logger, "no --config file to reload", reload)
+	defer stopHangup()
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (--listen): %w", err)
@@ -118,29 +122,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}
 
-	// The reload goroutine stops with ctx, before runLB returns.
-	reloadDone := make(chan struct{})
-	runCtx, stop := context.WithCancel(ctx)
-	go func() {
-		defer close(reloadDone)
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-hup:
-				if *cfgPath == "" {
-					logger.Warn("SIGHUP: no --config file to reload")
-					continue
-				}
-				logger.Info("SIGHUP: reloading", "config", *cfgPath)
-				_ = b.Reload(load) // logged and counted by Reload
-			}
-		}
-	}()
-	err = b.Run(runCtx, ln, aln)
-	stop()
-	<-reloadDone
-	return err
+	return b.Run(ctx, ln, aln)
 }
 
 // lbGCPercent is the garbage collector's target percentage (GOGC) for

@@ -31,37 +31,46 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	f, err := decodeFile(*cfgPath)
+	// load reads the file's login: section with the flags applied: at
+	// start, and again on SIGHUP.
+	load := func() (*login.Config, error) {
+		f, err := decodeFile(*cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		c := f.Login
+		if c == nil {
+			c = &login.Config{}
+		}
+		// Flags override the file.
+		fs.Visit(func(fl *flag.Flag) {
+			switch fl.Name {
+			case "listen":
+				c.Listen = *listen
+			case "health-listen":
+				c.HealthListen = *healthListen
+			case "backend":
+				c.Backend.URL = *backend
+				c.Backend.ProbeURL = "" // the probe follows the backend named on the command line
+			case "backend-timeout":
+				c.Backend.Timeout = *backendTimeout
+			case "limit":
+				c.Admission.Limit = *limit
+			case "rate-limit":
+				c.RateLimit.PerSecond = *rateLimit
+			case "trusted-proxies":
+				c.TrustedProxies = splitList(*trusted)
+			}
+		})
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			return nil, prefixErrors("login.", err)
+		}
+		return c, nil
+	}
+	c, err := load()
 	if err != nil {
 		return err
-	}
-	if f.Login == nil {
-		f.Login = &login.Config{}
-	}
-	c := f.Login
-	// Flags override the file.
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "listen":
-			c.Listen = *listen
-		case "health-listen":
-			c.HealthListen = *healthListen
-		case "backend":
-			c.Backend.URL = *backend
-			c.Backend.ProbeURL = "" // the probe follows the backend named on the command line
-		case "backend-timeout":
-			c.Backend.Timeout = *backendTimeout
-		case "limit":
-			c.Admission.Limit = *limit
-		case "rate-limit":
-			c.RateLimit.PerSecond = *rateLimit
-		case "trusted-proxies":
-			c.TrustedProxies = splitList(*trusted)
-		}
-	})
-	c.SetDefaults()
-	if err := c.Validate(); err != nil {
-		return prefixErrors("login.", err)
 	}
 	in, err := login.New(c, login.Options{Logger: logger, Dev: *dev})
 	if err != nil {
@@ -70,6 +79,26 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *dev {
 		logger.Warn("dev mode: ephemeral signing key; tokens die with this process", "kid", in.Tokens().KeyID())
 	}
+	// SIGHUP reloads the file: keys, rate limit and trusted proxies take
+	// effect; other changes need a restart and are named in the log.
+	var reload func()
+	if *cfgPath != "" {
+		reload = func() {
+			c, err := load()
+			if err == nil {
+				var restart []string
+				if restart, err = in.Reload(c); err == nil {
+					logger.Info("SIGHUP: configuration reloaded", "config", *cfgPath, "kid", in.Tokens().KeyID())
+					if len(restart) > 0 {
+						logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
+					}
+					return
+				}
+			}
+			logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", *cfgPath, "error", err)
+		}
+	}
+	defer onHangup(logger, "no --config file to reload", reload)()
 	svc, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (--listen): %w", err)

@@ -5,7 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
+	"strings"
 
+	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
 	"github.com/spillway-dev/spillway/internal/stack"
 )
@@ -32,25 +36,34 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := decodeFile(*cfgPath)
-	if err != nil {
-		return err
-	}
-	upLoginDefaults(f)
-	f.SetDefaults() // every section, so flags below land on real values
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "listen":
-			f.LB.Listen = *listen
-		case "admin-listen":
-			f.LB.AdminListen = *adminListen
-		case "instances":
-			f.Fleet.Size = *instances
-		case "backend-listen":
-			f.Up.BackendListen = *backendListen
+	// load reads the file with the flags applied: at start, and again on
+	// SIGHUP.
+	load := func() (*fileConfig, error) {
+		f, err := decodeFile(*cfgPath)
+		if err != nil {
+			return nil, err
 		}
-	})
-	if err := f.Validate(); err != nil {
+		upLoginDefaults(f)
+		f.SetDefaults() // every section, so flags below land on real values
+		fs.Visit(func(fl *flag.Flag) {
+			switch fl.Name {
+			case "listen":
+				f.LB.Listen = *listen
+			case "admin-listen":
+				f.LB.AdminListen = *adminListen
+			case "instances":
+				f.Fleet.Size = *instances
+			case "backend-listen":
+				f.Up.BackendListen = *backendListen
+			}
+		})
+		if err := f.Validate(); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	f, err := load()
+	if err != nil {
 		return err
 	}
 	token, generated, err := adminTokenFor(*adminToken, f.LB)
@@ -84,6 +97,34 @@ Try:
 		fmt.Fprintf(stdout, "\nThe admin token was generated for this run; set SPILLWAY_ADMIN_TOKEN to choose one.\n")
 	}
 	fmt.Fprintf(stdout, "Ctrl-C stops everything.\n\n")
+	// SIGHUP reloads the file's lb: section into the load balancer, all
+	// or nothing; the other sections shape processes already running and
+	// need a restart of spillway up (login: a rolling restart would not
+	// pick them up: the instances' file is written once, at start).
+	var reload func()
+	if *cfgPath != "" {
+		reload = func() {
+			nf, err := load()
+			if err != nil {
+				logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", *cfgPath, "error", err)
+				return
+			}
+			if err := s.Balancer().Reload(func() (*lb.FileConfig, error) { c := *nf.LB; c.Instances = nil; return &c, nil }); err != nil {
+				return // logged and counted by Reload
+			}
+			var restart []string
+			for name, pair := range map[string][2]any{"login": {f.Login, nf.Login}, "fleet": {f.Fleet, nf.Fleet}, "up": {f.Up, nf.Up}} {
+				if !reflect.DeepEqual(pair[0], pair[1]) {
+					restart = append(restart, name)
+				}
+			}
+			if len(restart) > 0 {
+				slices.Sort(restart)
+				logger.Warn("SIGHUP: these sections changed but need a restart of spillway up; not applied", "sections", strings.Join(restart, ", "))
+			}
+		}
+	}
+	defer onHangup(logger, "no --config file to reload", reload)()
 	return s.Run(ctx)
 }
 

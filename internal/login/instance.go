@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,12 +44,13 @@ type Instance struct {
 	cfg      Config
 	log      *slog.Logger
 	now      func() time.Time
-	tokens   *Tokens
+	getenv   func(string) string
+	tokens   atomic.Pointer[Tokens]
 	backend  *backendClient
 	guard    *guard.Guard
 	limiter  *admission.Limiter
 	checker  *health.Checker
-	rate     *clientLimiter
+	rate     atomic.Pointer[clientLimiter] // nil: no per-client limit
 	registry *prometheus.Registry
 	metrics  *metrics
 	service  http.Handler
@@ -81,13 +84,13 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	in := &Instance{cfg: *cfg, log: opts.Logger, now: opts.Now}
+	in := &Instance{cfg: *cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv}
 
 	tokens, err := LoadTokens(cfg.Token, opts.Dev, opts.Getenv, opts.Now)
 	if err != nil {
 		return nil, err
 	}
-	in.tokens = tokens
+	in.tokens.Store(tokens)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildinfo.NewCollector())
@@ -127,14 +130,11 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
-	trusted, err := clientip.Parse(cfg.TrustedProxies)
+	rate, err := in.newRateLimiter(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("trusted_proxies%w", err)
+		return nil, err
 	}
-	in.rate, err = newClientLimiter(cfg.RateLimit, trusted, opts.Now)
-	if err != nil {
-		return nil, fmt.Errorf("rate_limit: %w", err)
-	}
+	in.rate.Store(rate)
 
 	hopts := health.Options{
 		Warmup:     cfg.Health.Warmup,
@@ -160,8 +160,9 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 // Checker returns the instance's health checker.
 func (in *Instance) Checker() *health.Checker { return in.checker }
 
-// Tokens returns the instance's token signer and verifier.
-func (in *Instance) Tokens() *Tokens { return in.tokens }
+// Tokens returns the instance's token signer and verifier (Reload may
+// replace it).
+func (in *Instance) Tokens() *Tokens { return in.tokens.Load() }
 
 // ServiceHandler returns the service port's handler.
 func (in *Instance) ServiceHandler() http.Handler { return in.service }
@@ -187,16 +188,13 @@ func (in *Instance) buildServiceHandler() http.Handler {
 // rateLimited applies the per-client attempt limit before admission, so a
 // single noisy client never takes admission slots.
 func (in *Instance) rateLimited(next http.Handler) http.Handler {
-	if in.rate == nil {
-		return next
-	}
 	a := errorAdapter{log: in.log}
 	reject := a.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		in.metrics.requests.WithLabelValues(outcomeRateLimited).Inc()
 		return &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: time.Second}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !in.rate.allow(in.rate.clientAddr(r)) {
+		if rate := in.rate.Load(); rate != nil && !rate.allow(rate.clientAddr(r)) {
 			reject.ServeHTTP(w, r)
 			return
 		}
@@ -249,7 +247,7 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 		outcome = outcomeInvalid
 		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_ticket"}
 	}
-	token, exp, err := in.tokens.Issue(v.AccountID)
+	token, exp, err := in.tokens.Load().Issue(v.AccountID)
 	if err != nil {
 		return err
 	}
@@ -284,12 +282,13 @@ func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error 
 		w.Header().Set("WWW-Authenticate", `Bearer realm="spillway"`)
 		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_token", Err: errors.New("no bearer token")}
 	}
-	c, err := in.tokens.Verify(strings.TrimSpace(raw))
+	tokens := in.tokens.Load()
+	c, err := tokens.Verify(strings.TrimSpace(raw))
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="spillway", error="invalid_token"`)
 		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_token", Err: err}
 	}
-	resp := sessionResponse{AccountID: c.AccountID, Issuer: c.Issuer, TokenID: c.ID, KeyID: in.tokens.KeyID()}
+	resp := sessionResponse{AccountID: c.AccountID, Issuer: c.Issuer, TokenID: c.ID, KeyID: tokens.KeyID()}
 	if c.IssuedAt != nil {
 		resp.IssuedAt = c.IssuedAt.UTC()
 	}
@@ -298,6 +297,55 @@ func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error 
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+func (in *Instance) newRateLimiter(cfg *Config) (*clientLimiter, error) {
+	trusted, err := clientip.Parse(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_proxies%w", err)
+	}
+	rate, err := newClientLimiter(cfg.RateLimit, trusted, in.now)
+	if err != nil {
+		return nil, fmt.Errorf("rate_limit: %w", err)
+	}
+	return rate, nil
+}
+
+// Reload applies the settings of cfg (validated) that can change while
+// the instance serves: the signing and verify keys (token:, key files read
+// again, so a rotated key takes effect), the per-client limit (rate_limit:,
+// its buckets start afresh) and trusted_proxies. It is all or nothing: on
+// error nothing changed. It returns the names of the other sections that
+// differ from the running configuration: they need a restart (a rolling
+// restart of the fleet), and are not applied.
+func (in *Instance) Reload(cfg *Config) (needRestart []string, err error) {
+	tokens, err := reloadTokens(cfg.Token, in.tokens.Load(), in.getenv, in.now)
+	if err != nil {
+		return nil, err
+	}
+	rate, err := in.newRateLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	in.tokens.Store(tokens)
+	in.rate.Store(rate)
+	old := in.cfg
+	for _, d := range []struct {
+		name     string
+		old, new any
+	}{
+		{"listen", old.Listen, cfg.Listen},
+		{"health_listen", old.HealthListen, cfg.HealthListen},
+		{"backend", old.Backend, cfg.Backend},
+		{"admission", old.Admission, cfg.Admission},
+		{"health", old.Health, cfg.Health},
+		{"shutdown_timeout", old.ShutdownTimeout, cfg.ShutdownTimeout},
+	} {
+		if !reflect.DeepEqual(d.old, d.new) {
+			needRestart = append(needRestart, d.name)
+		}
+	}
+	return needRestart, nil
 }
 
 // Run serves the service port on svc and, unless health.shared_port is

@@ -170,6 +170,39 @@ func parseAnyKey(data []byte) (ed25519.PublicKey, error) {
 // generates an ephemeral key; without dev and without a key it returns
 // ErrNoKey. getenv is os.Getenv outside tests.
 func LoadTokens(cfg TokenConfig, dev bool, getenv func(string) string, now func() time.Time) (*Tokens, error) {
+	key, err := loadSigningKey(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		if !dev {
+			return nil, ErrNoKey
+		}
+		if key, err = GenerateKey(); err != nil {
+			return nil, err
+		}
+	}
+	return newTokensFromConfig(cfg, key, now)
+}
+
+// reloadTokens is LoadTokens for a running instance: the key files are
+// read again (a rotated key, a new verify key), and when no key is
+// configured the current signing key is kept (a dev instance's ephemeral
+// key must not change under the tokens it issued).
+func reloadTokens(cfg TokenConfig, current *Tokens, getenv func(string) string, now func() time.Time) (*Tokens, error) {
+	key, err := loadSigningKey(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		key = current.signKey
+	}
+	return newTokensFromConfig(cfg, key, now)
+}
+
+// loadSigningKey reads the configured signing key: nil if none is
+// configured.
+func loadSigningKey(cfg TokenConfig, getenv func(string) string) (ed25519.PrivateKey, error) {
 	var pemData []byte
 	switch {
 	case cfg.KeyFile != "":
@@ -180,27 +213,21 @@ func LoadTokens(cfg TokenConfig, dev bool, getenv func(string) string, now func(
 		pemData = b
 	case getenv(cfg.KeyEnv) != "":
 		pemData = []byte(getenv(cfg.KeyEnv))
-	}
-	var key ed25519.PrivateKey
-	var err error
-	switch {
-	case pemData != nil:
-		key, err = ParsePrivateKey(pemData)
-		if err != nil {
-			src := "token.key_file " + cfg.KeyFile
-			if cfg.KeyFile == "" {
-				src = "$" + cfg.KeyEnv
-			}
-			return nil, fmt.Errorf("%s: %w", src, err)
-		}
-	case dev:
-		key, err = GenerateKey()
-		if err != nil {
-			return nil, err
-		}
 	default:
-		return nil, ErrNoKey
+		return nil, nil
 	}
+	key, err := ParsePrivateKey(pemData)
+	if err != nil {
+		src := "token.key_file " + cfg.KeyFile
+		if cfg.KeyFile == "" {
+			src = "$" + cfg.KeyEnv
+		}
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	return key, nil
+}
+
+func newTokensFromConfig(cfg TokenConfig, key ed25519.PrivateKey, now func() time.Time) (*Tokens, error) {
 	var prev []ed25519.PublicKey
 	for i, f := range cfg.VerifyKeyFiles {
 		b, err := os.ReadFile(f)
