@@ -331,7 +331,7 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 		return err
 	}
 	// Nothing below fails: the reload is committed.
-	b.shedder.SetRoutes(routes)
+	b.pool.SetRoutes(routes)
 	if old.policy.RetryBudget != set.policy.RetryBudget {
 		b.budget.Store(budget)
 	}

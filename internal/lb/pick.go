@@ -20,7 +20,10 @@ type Endpoint struct {
 
 	outstanding atomic.Int64
 	failing     atomic.Bool // Pool: a gateway-failure run is under way
-	_           [cacheLine - 9]byte
+	// failingFast: the instance answered a deliberate 503
+	// dependency_unavailable since its last report (Pool keeps it).
+	failingFast atomic.Bool
+	_           [cacheLine - 10]byte
 }
 
 // NewEndpoint returns an endpoint with no outstanding request. id is the
@@ -47,6 +50,10 @@ func (e *Endpoint) Release() { e.outstanding.Add(-1) }
 // the lock for Pool.ObserveResult on a success that has nothing to reset.
 func (e *Endpoint) Failing() bool { return e.failing.Load() }
 
+// FailingFast reports whether the instance failed a request fast for want
+// of a dependency since its last report (Pool.ObserveFailingFast).
+func (e *Endpoint) FailingFast() bool { return e.failingFast.Load() }
+
 // Candidate is one entry of a routing snapshot.
 type Candidate struct {
 	Endpoint *Endpoint
@@ -61,6 +68,14 @@ type Candidate struct {
 type Snapshot struct {
 	cands []Candidate
 	panic bool
+	// impaired, when not nil, holds per candidate the dependencies (bits
+	// of the snapshot's own index) it cannot reach now: its report says
+	// them down, or, all bits, it failed a request fast for want of one
+	// since. needs holds per route of routes the bits the route needs;
+	// a path that matches none needs them all.
+	impaired []uint64
+	routes   *RouteTable
+	needs    []uint64
 }
 
 // NewSnapshot returns a snapshot of a copy of cands; panicking records whether
@@ -96,10 +111,21 @@ func (s *Snapshot) Candidates() []Candidate { return append([]Candidate(nil), s.
 //     (it loses ties against idle peers), which errs on the side the ramp
 //     exists for.
 //
-// The +1 keeps an idle instance's weight meaningful. Pick takes no lock and
-// does not allocate: the snapshot is read through an atomic pointer, the
-// count is an atomic on the endpoint. Safe for concurrent use. The zero
-// Picker is empty and draws from math/rand/v2.
+// The +1 keeps an idle instance's weight meaningful.
+//
+// Impaired instances. An instance that cannot reach a dependency a
+// request needs while others can (its own network path, its own breaker)
+// is not chosen for that request: its fast 503s would keep its
+// outstanding count lowest and win every comparison, a black hole. Such
+// candidates are left out of the draw for requests whose route needs the
+// dependency, and kept for the routes that do not. If every candidate is
+// impaired for a request (the dependency is down for the whole fleet,
+// which the edge sheds), the draw is over all of them: impairment is a
+// preference, never an ejection.
+//
+// Pick takes no lock and does not allocate: the snapshot is read through
+// an atomic pointer, the count is an atomic on the endpoint. Safe for
+// concurrent use. The zero Picker is empty and draws from math/rand/v2.
 type Picker struct {
 	snap atomic.Pointer[Snapshot]
 	rand func() uint64
@@ -131,14 +157,27 @@ func (p *Picker) Load() *Snapshot {
 	return &Snapshot{}
 }
 
-// Pick chooses a candidate, counts one outstanding request on it and
-// returns it; the caller must Release it. exclude, if non-nil, is never
-// returned: it is the instance a retry must avoid. ok is false when no
-// candidate is left.
+// Pick chooses a candidate for a request that needs every dependency (see
+// PickFor).
 func (p *Picker) Pick(now time.Time, exclude *Endpoint) (e *Endpoint, ok bool) {
+	return p.PickFor(now, exclude, "")
+}
+
+// PickFor chooses a candidate for a request for path, counts one
+// outstanding request on it and returns it; the caller must Release it.
+// exclude, if non-nil, is never returned: it is the instance a retry must
+// avoid. ok is false when no candidate is left. Candidates impaired for a
+// dependency the path's route needs are avoided while others remain; ""
+// needs every dependency.
+func (p *Picker) PickFor(now time.Time, exclude *Endpoint, path string) (e *Endpoint, ok bool) {
 	s := p.snap.Load()
 	if s == nil {
 		return nil, false
+	}
+	if s.impaired != nil {
+		if e, ok := s.pickUnimpaired(now, exclude, s.need(path), p.rand); ok {
+			return e, true
+		}
 	}
 	c := s.cands
 	ex := -1
@@ -195,4 +234,84 @@ func (p *Picker) Pick(now time.Time, exclude *Endpoint) (e *Endpoint, ok bool) {
 	e = c[i].Endpoint
 	e.outstanding.Add(1)
 	return e, true
+}
+
+// need returns the dependency bits a request for path needs.
+func (s *Snapshot) need(path string) uint64 {
+	if path != "" {
+		if i := s.routes.match(path); i >= 0 && i < len(s.needs) {
+			return s.needs[i]
+		}
+	}
+	return ^uint64(0)
+}
+
+// usable reports whether candidate i may serve a request needing need.
+func (s *Snapshot) usable(i int, need uint64) bool {
+	m := s.impaired[i]
+	if s.cands[i].Endpoint.failingFast.Load() {
+		m = ^uint64(0) // which dependency is unknown until its next report
+	}
+	return m&need == 0
+}
+
+// pickUnimpaired is Pick's draw among the candidates usable for need (and
+// not exclude). ok is false when every candidate is impaired, or the only
+// usable one is exclude: the caller then draws among all.
+func (s *Snapshot) pickUnimpaired(now time.Time, exclude *Endpoint, need uint64, rnd func() uint64) (*Endpoint, bool) {
+	var r uint64
+	if rnd != nil {
+		r = rnd()
+	} else {
+		r = rand.Uint64()
+	}
+	n := len(s.cands)
+	ok := func(i int) bool { return s.cands[i].Endpoint != exclude && s.usable(i, need) }
+	// Two distinct usable candidates, drawn uniformly by rejection (a few
+	// tries: impaired instances are usually few), else found by a scan.
+	first, second := -1, -1
+	for try := 0; try < 16 && second < 0; try++ {
+		r = mix(r)
+		i := int(uint64(uint32(r)) * uint64(n) >> 32)
+		switch {
+		case !ok(i):
+		case first < 0:
+			first = i
+		case i != first:
+			second = i
+		}
+	}
+	for i := 0; i < n && second < 0; i++ {
+		switch {
+		case !ok(i):
+		case first < 0:
+			first = i
+		case i != first:
+			second = i
+		}
+	}
+	if first < 0 {
+		return nil, false
+	}
+	i := first
+	if second >= 0 {
+		ca, cb := &s.cands[first], &s.cands[second]
+		sa := float64(ca.Endpoint.outstanding.Load()+1) * cb.SlowStart.Weight(now)
+		sb := float64(cb.Endpoint.outstanding.Load()+1) * ca.SlowStart.Weight(now)
+		if sa > sb {
+			i = second
+		}
+	}
+	e := s.cands[i].Endpoint
+	e.outstanding.Add(1)
+	return e, true
+}
+
+// mix is splitmix64's step: fresh bits from the previous draw, for the
+// rejection loop, without another call to the random source.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
 }

@@ -45,6 +45,7 @@ type Pool struct {
 	list    []*instance // by id
 	picker  *Picker
 	shedder *Shedder
+	routes  *RouteTable
 	// seeded: the pool has had instances. The first set it gets is the
 	// fleet as the balancer found it at start (see instance.initial).
 	seeded bool
@@ -55,6 +56,7 @@ type Pool struct {
 	idx     []int
 	votes   []health.Report
 	caps    []CapacityInput
+	depBit  map[string]uint
 }
 
 type instance struct {
@@ -94,7 +96,14 @@ func NewPool(cfg Config, routes *RouteTable, rand func() uint64) (*Pool, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, byID: map[string]*instance{}, picker: NewPicker(rand), shedder: sh}, nil
+	return &Pool{cfg: cfg, byID: map[string]*instance{}, picker: NewPicker(rand), shedder: sh, routes: routes, depBit: map[string]uint{}}, nil
+}
+
+// SetRoutes replaces the route table (a reload) of the shedder and of the
+// picker's impairment rule. Call Evaluate afterwards.
+func (p *Pool) SetRoutes(rt *RouteTable) {
+	p.routes = rt
+	p.shedder.SetRoutes(rt)
 }
 
 // Picker returns the picker that Evaluate publishes to.
@@ -211,14 +220,30 @@ func (p *Pool) RecordCheck(id string, now time.Time, r CheckResult) (changed, ok
 
 // RecordReport stores the instance's latest /health report, received at
 // now. The pool keeps rep, its Dependencies map included: the caller must
-// not modify it afterwards.
+// not modify it afterwards. The report supersedes what ObserveFailingFast
+// inferred.
 func (p *Pool) RecordReport(id string, now time.Time, rep health.Report) bool {
 	in := p.byID[id]
 	if in == nil {
 		return false
 	}
 	in.report, in.reportAt, in.hasReport = rep, now, true
+	in.ep.failingFast.Store(false)
 	return true
+}
+
+// ObserveFailingFast records that ep answered a request with a deliberate
+// 503 dependency_unavailable: it cannot reach a dependency now. Until its
+// next report says which, the picker avoids it for every request that
+// needs a dependency, while other candidates can take them (see Picker).
+// It never ejects. It reports whether this is news: call Evaluate then.
+// The proxy may skip the call (and the lock) when ep.FailingFast().
+func (p *Pool) ObserveFailingFast(ep *Endpoint) bool {
+	in := ep.inst
+	if in == nil || in.removed {
+		return false
+	}
+	return !ep.failingFast.Swap(true)
 }
 
 // ObserveSuccess records a proxied request on ep that did not fail at the
@@ -407,7 +432,9 @@ func (p *Pool) Evaluate(now time.Time) Eval {
 		p.caps = append(p.caps, CapacityInput{Limit: limit, Weight: w})
 	}
 	ev.Candidates = len(cands)
-	p.picker.Store(&Snapshot{cands: cands, panic: ev.Panic})
+	snap := &Snapshot{cands: cands, panic: ev.Panic}
+	p.impairment(snap, now)
+	p.picker.Store(snap)
 	ev.Capacity, ev.Bounded = p.cfg.Capacity.Bound(p.caps)
 
 	p.votes = p.votes[:0]
@@ -436,6 +463,71 @@ func (p *Pool) Evaluate(now time.Time) Eval {
 	}
 	next(p.shedder.next(now))
 	return ev
+}
+
+// impairment fills snap's impaired and needs: for each candidate, the
+// dependencies it cannot reach (its fresh report says them down, or it
+// failed fast since its last report), and for each route the ones it
+// needs, over an index of the names that some candidate reports down and
+// those the routes name. snap.impaired stays nil when no candidate is
+// impaired.
+func (p *Pool) impairment(snap *Snapshot, now time.Time) {
+	clear(p.depBit)
+	var impaired []uint64
+	for j, c := range snap.cands {
+		in := c.Endpoint.inst
+		var m uint64
+		if c.Endpoint.failingFast.Load() {
+			m = ^uint64(0)
+		} else if in != nil && in.fresh(now, p.cfg.Health.ReportMaxAge) {
+			for name, d := range in.report.Dependencies {
+				if d.State != health.DepDown {
+					continue
+				}
+				b, ok := p.depBit[name]
+				if !ok {
+					if len(p.depBit) == 64 {
+						continue // beyond the index: not avoided
+					}
+					b = uint(len(p.depBit))
+					p.depBit[name] = b
+				}
+				m |= 1 << b
+			}
+		}
+		if m != 0 && impaired == nil {
+			impaired = make([]uint64, len(snap.cands))
+		}
+		if impaired != nil {
+			impaired[j] = m
+		}
+	}
+	if impaired == nil {
+		return
+	}
+	snap.impaired, snap.routes = impaired, p.routes
+	if p.routes == nil {
+		return
+	}
+	snap.needs = make([]uint64, len(p.routes.routes))
+	for i, r := range p.routes.routes {
+		if r.All {
+			snap.needs[i] = ^uint64(0)
+			continue
+		}
+		for _, name := range r.Dependencies {
+			b, ok := p.depBit[name]
+			if !ok { // reported down by nobody: a bit all the same, for fast failures
+				if len(p.depBit) == 64 {
+					snap.needs[i] = ^uint64(0)
+					continue
+				}
+				b = uint(len(p.depBit))
+				p.depBit[name] = b
+			}
+			snap.needs[i] |= 1 << b
+		}
+	}
 }
 
 // InstanceState summarises an instance for operators.

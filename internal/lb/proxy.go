@@ -145,7 +145,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer ticket.Release(admission.Success)
 
 	// (c) Pick.
-	ep, ok := b.picker.Pick(now, nil)
+	ep, ok := b.picker.PickFor(now, nil, path)
 	if !ok {
 		writeAnswer(w, ansNoInstance, hdrOne)
 		b.m.count(outNoInstance)
@@ -312,7 +312,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.m.retries[retryBudgetExhausted].Add(1)
 		return nil, err
 	}
-	ep, ok := b.picker.Pick(now, c.ep)
+	ep, ok := b.picker.PickFor(now, c.ep, req.URL.Path)
 	if !ok {
 		b.m.retries[retryNoInstance].Add(1)
 		return nil, err
@@ -338,18 +338,29 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // observe records a response's headers: a 502/503/504 without
-// ReasonHeader is a gateway failure, anything else a success.
+// ReasonHeader is a gateway failure, anything else a success. A deliberate
+// 503 dependency_unavailable says the instance cannot reach a dependency:
+// the picker avoids it for requests that need one until its next report
+// (Pool.ObserveFailingFast); it is never a failure of the instance.
 func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 	c.armTotal()
 	c.status = res.StatusCode
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		if _, deliberate := res.Header[ReasonHeader]; !deliberate {
+		reason, deliberate := res.Header[ReasonHeader]
+		if !deliberate {
 			if now.IsZero() {
 				now = time.Now()
 			}
 			b.observeFailure(c.ep, now)
 			return
+		}
+		if len(reason) > 0 && reason[0] == ReasonDependencyUnavailable && !c.ep.FailingFast() {
+			b.mu.Lock()
+			if b.pool.ObserveFailingFast(c.ep) {
+				b.evaluateLocked(time.Now())
+			}
+			b.mu.Unlock()
 		}
 	}
 	if c.ep.Failing() {

@@ -453,3 +453,64 @@ func TestIncident2018Configuration(t *testing.T) {
 		t.Errorf("2018, backend failing: %d %q, want 503 no_healthy_instance", r.status, r.reason)
 	}
 }
+
+// TestOneInstanceCutOffFromTheBackend: one instance of three loses its
+// own path to the backend (its breaker opens; the other two reach the
+// backend fine), under steady load. The fleet's quorum rightly does not
+// shed; the balancer must stop sending logins to the cut-off instance,
+// whose fast 503s would otherwise win the picker, and send them again
+// once its path returns. Nothing is ejected, nothing is unready.
+func TestOneInstanceCutOffFromTheBackend(t *testing.T) {
+	for _, mode := range []backendsim.Mode{backendsim.ModeHang, backendsim.ModeDown} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			_, shared := startSim(t)
+			own, ownURL := startSim(t)
+			a, bInst := startLogin(t, shared, nil), startLogin(t, shared, nil)
+			cut := startLogin(t, ownURL, nil)
+			b := startLB(t, testConfig(a.lbInstance(), bInst.lbInstance(), cut.lbInstance()), nil)
+			b.waitRoutable(t, 3)
+
+			stop := b.load(8)
+			time.Sleep(time.Second) // steady load before the cut
+			cutAt := time.Now()
+			if err := own.SetMode(mode); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Second) // the cut lasts 5 s
+			before := cut.handled(t)
+			restoreAt := time.Now()
+			if err := own.SetMode(backendsim.ModeUp); err != nil {
+				t.Fatal(err)
+			}
+			back := waitFor(t, 10*time.Second, "the cut-off instance serving logins again", func() bool { return cut.handled(t) > before+10 })
+			res := stop()
+
+			settled := cutAt.Add(2 * time.Second)
+			var n, ok int
+			for _, r := range res {
+				if r.start.After(settled) && r.start.Before(restoreAt) {
+					n++
+					if r.status == 200 {
+						ok++
+					}
+				}
+			}
+			share := float64(ok) / float64(max(n, 1))
+			t.Logf("%s: from 2 s after the cut to its end: %d of %d logins ok (%.2f%%); the instance served again %v after its path returned",
+				mode, ok, n, 100*share, back.Round(time.Millisecond))
+			if n < 100 || share < 0.99 {
+				t.Errorf("%d of %d logins ok from 2 s after the cut, want ≥ 99%%", ok, n)
+			}
+			if st := b.instance(cut.svc); st.Ejections != 0 || !st.Routable {
+				t.Errorf("the cut-off instance was ejected or left rotation: %+v", st)
+			}
+			if d := b.dependency("backend"); d.State != lb.ShedOK {
+				t.Errorf("one instance in three cut off made the edge shed: %+v", d)
+			}
+			if back > 3*time.Second {
+				t.Errorf("the instance took %v to serve again after its path returned, want within 3 s", back)
+			}
+		})
+	}
+}
