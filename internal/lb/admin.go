@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -256,12 +255,9 @@ func (b *Balancer) handleDrain(drain bool) adminFunc {
 	}
 }
 
-// maxDependencyName bounds a dependency name in an override.
-const maxDependencyName = 128
-
 func (b *Balancer) handleShedding(w http.ResponseWriter, r *http.Request) error {
 	dep := r.PathValue("dependency")
-	if dep == "" || len(dep) > maxDependencyName || strings.IndexFunc(dep, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0 {
+	if !ValidDependencyName(dep) {
 		return &adminError{Status: http.StatusBadRequest, Code: "bad_dependency"}
 	}
 	var body struct {

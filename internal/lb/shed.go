@@ -146,8 +146,11 @@ func NewRouteTable(routes []Route) (*RouteTable, error) {
 			continue
 		}
 		for j, d := range r.Dependencies {
-			if d == "" {
+			switch {
+			case d == "":
 				errs = append(errs, fieldErr(fmt.Sprintf("%s.dependencies[%d]", path, j), d, "must not be empty"))
+			case !ValidDependencyName(d):
+				errs = append(errs, fieldErr(fmt.Sprintf("%s.dependencies[%d]", path, j), d, dependencyNameRule))
 			}
 		}
 		t.routes = append(t.routes, Route{Prefix: r.Prefix, Dependencies: slices.Clone(r.Dependencies)})
@@ -180,6 +183,33 @@ func (t *RouteTable) Lookup(path string) (deps []string, all bool) {
 		return t.routes[i].Dependencies, false
 	}
 	return nil, true
+}
+
+// MaxDependencyName bounds a dependency's name.
+const MaxDependencyName = 64
+
+const dependencyNameRule = `must be 1 to 64 ASCII letters, digits and "_.:/-", starting with a letter or digit`
+
+// ValidDependencyName reports whether name may name a dependency: 1 to
+// MaxDependencyName bytes of ASCII letters, digits and "_.:/-", starting
+// with a letter or digit. Names come from instances' reports and from the
+// admin API: outside input that ends up in metric labels, logs and JSON,
+// so anything else is refused (an override) or ignored (a report entry)
+// rather than allowed to break the metrics exposition.
+func ValidDependencyName(name string) bool {
+	if name == "" || len(name) > MaxDependencyName {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && strings.IndexByte("_.:/-", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // maxDependencies bounds the dependencies a Shedder tracks; names beyond it
@@ -310,10 +340,14 @@ func (s *Shedder) SetRoutes(rt *RouteTable) {
 	s.publishLocked()
 }
 
-// depLocked returns name's state, creating it if there is room or force.
+// depLocked returns name's state, creating it if there is room or force;
+// nil for a name that is not ValidDependencyName.
 func (s *Shedder) depLocked(name string, now time.Time, force bool) *depState {
 	if d, ok := s.deps[name]; ok {
 		return d
+	}
+	if !ValidDependencyName(name) {
+		return nil
 	}
 	if !force && len(s.deps) >= maxDependencies {
 		return nil
@@ -336,9 +370,6 @@ func (s *Shedder) Update(now time.Time, reports []health.Report) {
 	seen := make(map[string]bool, len(s.deps))
 	for i := range reports {
 		for name, dep := range reports[i].Dependencies {
-			if name == "" {
-				continue
-			}
 			d := s.depLocked(name, now, false)
 			if d == nil {
 				continue
@@ -372,8 +403,8 @@ func (s *Shedder) SetOverride(dep string, o Override, now time.Time) error {
 	if _, err := ParseOverride(string(o)); err != nil {
 		return err
 	}
-	if dep == "" {
-		return fieldErr("dependency", dep, "must not be empty")
+	if !ValidDependencyName(dep) {
+		return fieldErr("dependency", dep, dependencyNameRule)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
