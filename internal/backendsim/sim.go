@@ -48,6 +48,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
 // Mode is how a Sim answers requests.
@@ -174,6 +176,9 @@ type Sim struct {
 
 	inFlight atomic.Int64
 	stats    counters
+	// loopbackOnly: Serve runs on a loopback listener, so /control and
+	// /stats answer only a loopback Host.
+	loopbackOnly atomic.Bool
 }
 
 var _ io.Closer = (*Sim)(nil)
@@ -283,10 +288,19 @@ func (s *Sim) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case "/control":
-		s.serveControl(w, r)
-	case "/stats":
-		s.serveStats(w, r)
+	case "/control", "/stats":
+		// Unauthenticated by design (a test double); on a loopback
+		// listener only a loopback Host may drive it, so a web page that
+		// rebinds its name to 127.0.0.1 cannot.
+		if s.loopbackOnly.Load() && !httpapi.LoopbackHost(r.Host) {
+			httpapi.WriteJSON(w, http.StatusMisdirectedRequest, map[string]string{"error": "misdirected_request"})
+			return
+		}
+		if r.URL.Path == "/control" {
+			s.serveControl(w, r)
+		} else {
+			s.serveStats(w, r)
+		}
 	default:
 		s.serveModal(w, r)
 	}
@@ -478,6 +492,7 @@ func (s *Sim) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
+	s.loopbackOnly.Store(httpapi.IsLoopback(ln.Addr()))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }() // ends when Shutdown or Close is called, or ln fails
 

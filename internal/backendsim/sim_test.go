@@ -572,3 +572,46 @@ func TestServeListenerError(t *testing.T) {
 		t.Errorf("Serve on a closed listener = %v, want net.ErrClosed", err)
 	}
 }
+
+// TestControlAnswersOnlyLoopbackHosts: served on loopback, the
+// unauthenticated /control and /stats refuse a foreign Host (a page whose
+// name was rebound to 127.0.0.1); the modal paths serve anyone.
+func TestControlAnswersOnlyLoopbackHosts(t *testing.T) {
+	sim, err := New(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sim.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	send := func(method, path, host, body string) int {
+		req, _ := http.NewRequest(method, "http://"+ln.Addr().String()+path, strings.NewReader(body))
+		req.Host = host
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if c := send("PUT", "/control", "rebound.example:9000", `{"mode":"hang"}`); c != http.StatusMisdirectedRequest || sim.Mode() != ModeUp {
+		t.Errorf("PUT /control from a foreign Host: %d, mode %s", c, sim.Mode())
+	}
+	if c := send("GET", "/stats", "rebound.example", ""); c != http.StatusMisdirectedRequest {
+		t.Errorf("GET /stats from a foreign Host: %d", c)
+	}
+	if c := send("PUT", "/control", "localhost:9000", `{"mode":"error"}`); c != 200 || sim.Mode() != ModeError {
+		t.Errorf("PUT /control from localhost: %d, mode %s", c, sim.Mode())
+	}
+	if c := send("GET", "/healthz", "backend.internal", ""); c != 500 {
+		t.Errorf("a modal path from any Host: %d, want the mode's 500", c)
+	}
+}

@@ -205,7 +205,7 @@ func kpiAbove(key string, v float64) string {
 func TestBrowserBreakAndRestore(t *testing.T) {
 	f := newFakeSystem(nil)
 	var logs syncBuffer
-	ts := httptest.NewServer(New(f.Sources(), f.Controls(), testToken, slog.New(slog.NewTextHandler(&logs, nil))))
+	ts := httptest.NewServer(New(f.Sources(), f.Controls(), Options{Token: testToken, Logger: slog.New(slog.NewTextHandler(&logs, nil))}))
 	t.Cleanup(ts.Close)
 	b := newBrowser(t)
 
@@ -254,7 +254,7 @@ func TestBrowserBreakAndRestore(t *testing.T) {
 // and ask for it; with the token typed in, drain and undrain work.
 func TestBrowserTokenAndDrain(t *testing.T) {
 	f := newFakeSystem(nil)
-	ts := httptest.NewServer(New(f.Sources(), f.Controls(), testToken, nil))
+	ts := httptest.NewServer(New(f.Sources(), f.Controls(), Options{Token: testToken}))
 	t.Cleanup(ts.Close)
 	b := newBrowser(t)
 

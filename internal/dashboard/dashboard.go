@@ -11,7 +11,7 @@
 //
 //	GET    /                the page
 //	GET    /assets/{file}   its script, style and icon
-//	GET    /api/state       everything the page shows (no token needed)
+//	GET    /api/state       everything the page shows (the token only with Options.ReadsNeedToken)
 //	POST   /api/backend     {"mode":"hang"}                         Controls.SetBackendMode
 //	POST   /api/shedding    {"dependency":"backend","mode":"on"}     Controls.SetShedding
 //	POST   /api/drain       {"instance":"…","drain":true}            Controls.Drain
@@ -20,11 +20,17 @@
 //	DELETE /api/load        (empty body or {})                       Controls.StopLoad
 //
 // Every POST and DELETE needs "Authorization: Bearer TOKEN" (compared in
-// constant time); an empty token refuses them all. Bodies are limited to
-// 4 KiB and decoded strictly: unknown fields, trailing data and missing
-// required fields are 400. The page reads the token from its URL fragment
-// (http://127.0.0.1:8081/#token=…, which never reaches the server) or an
-// input box, and keeps it in sessionStorage.
+// constant time); an empty token refuses them all. On a listener that
+// other machines can reach, reads need it too (Options.ReadsNeedToken).
+// Bodies are limited to 4 KiB and decoded strictly: unknown fields,
+// trailing data and missing required fields are 400. The page reads the
+// token from its URL fragment (http://127.0.0.1:8081/#token=…, which never
+// reaches the server) or an input box, keeps it in sessionStorage and
+// sends it with every request.
+//
+// GET /api/state is built at most once per Options.StateMaxAge and shared
+// by every request meanwhile, so open pages, or a flood, cost the Sources
+// a few calls a second, not one per request.
 //
 // Stable hooks for browser tests: #btn-break, #btn-restore, #btn-restart,
 // #btn-load-start, #btn-load-stop; rows of #instances with data-state (the
@@ -41,11 +47,7 @@ package dashboard
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,9 +57,11 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
+	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -115,7 +119,9 @@ type Sources struct {
 // context and should return within a few seconds, since the page waits
 // for the answer; a long action (a rolling restart) should be started on
 // its owner's goroutine and return. A control's error is logged; the page
-// gets "control_failed".
+// gets 502 "control_failed", unless the error is (or wraps) an
+// *httpapi.Error, which is answered as it says (404 unknown_instance,
+// 400 for a value the control refuses).
 type Controls struct {
 	// SetBackendMode switches the backend simulator: "hang" breaks it the
 	// way the incident did, "up" restores it; other modes are passed
@@ -151,25 +157,54 @@ func (c Controls) available() map[string]bool {
 //go:embed assets
 var assets embed.FS
 
+// Options configure the handler. The zero value is usable (and refuses
+// every change: it has no token).
+type Options struct {
+	// Token guards every change (and every read with ReadsNeedToken);
+	// empty refuses them all.
+	Token string
+	// ReadsNeedToken makes GET /api/state need the token too: set it when
+	// the listener is not on loopback.
+	ReadsNeedToken bool
+	// StateMaxAge is how long a built /api/state may be served again.
+	// Default 250ms (the page polls once a second).
+	StateMaxAge time.Duration
+	// Logger receives the controls operators use and failed requests.
+	// Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
 type handler struct {
-	src      Sources
-	ctl      Controls
-	token    [sha256.Size]byte
-	hasToken bool
-	log      *slog.Logger
-	mux      *http.ServeMux
+	src   Sources
+	ctl   Controls
+	opts  Options
+	token httpapi.Token
+	api   httpapi.Adapter
+	log   *slog.Logger
+	mux   *http.ServeMux
+
+	stateMu   sync.Mutex
+	stateBody []byte
+	stateAt   time.Time
 }
 
 var _ http.Handler = (*handler)(nil)
 
-// New returns the dashboard's handler. token guards every change; empty
-// refuses them all. logger may be nil (discard).
-func New(src Sources, ctl Controls, token string, logger *slog.Logger) http.Handler {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// New returns the dashboard's handler.
+func New(src Sources, ctl Controls, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{src: src, ctl: ctl, log: logger, hasToken: token != ""}
-	h.token = sha256.Sum256([]byte(token))
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.StateMaxAge <= 0 {
+		opts.StateMaxAge = 250 * time.Millisecond
+	}
+	h := &handler{src: src, ctl: ctl, opts: opts, log: opts.Logger, token: httpapi.NewToken(opts.Token),
+		api: httpapi.Adapter{Log: opts.Logger, Message: "dashboard: request failed"}}
 
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
@@ -196,7 +231,7 @@ func New(src Sources, ctl Controls, token string, logger *slog.Logger) http.Hand
 		fn           apiFunc
 		change       bool // needs the token
 	}{
-		{"GET", "/api/state", h.state, false},
+		{"GET", "/api/state", h.state, opts.ReadsNeedToken},
 		{"POST", "/api/backend", h.backend, true},
 		{"POST", "/api/shedding", h.shedding, true},
 		{"POST", "/api/drain", h.drain, true},
@@ -206,18 +241,18 @@ func New(src Sources, ctl Controls, token string, logger *slog.Logger) http.Hand
 	}
 	allow := map[string][]string{}
 	for _, rt := range routes {
-		mux.Handle(rt.method+" "+rt.path, h.api(rt.fn, rt.change))
+		mux.Handle(rt.method+" "+rt.path, h.wrap(rt.fn, rt.change))
 		allow[rt.path] = append(allow[rt.path], rt.method)
 	}
 	for path, methods := range allow {
 		allowed := strings.Join(methods, ", ")
-		mux.Handle(path, h.api(func(w http.ResponseWriter, r *http.Request) error {
+		mux.Handle(path, h.wrap(func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Allow", allowed)
-			return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+			return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
 		}, false))
 	}
-	mux.Handle("/api/", h.api(func(http.ResponseWriter, *http.Request) error {
-		return &apiError{Status: http.StatusNotFound, Code: "not_found"}
+	mux.Handle("/api/", h.wrap(func(http.ResponseWriter, *http.Request) error {
+		return &httpapi.Error{Status: http.StatusNotFound, Code: "not_found"}
 	}, false))
 	h.mux = mux
 	return h
@@ -237,77 +272,23 @@ func pageHeaders(w http.ResponseWriter) {
 
 // apiError is an API failure: the client gets Code (and Detail, which
 // describes its own input), the log gets Err.
-type apiError struct {
-	Status int
-	Code   string
-	Detail string
-	Err    error
+func badRequest(format string, args ...any) *httpapi.Error {
+	return httpapi.BadRequest(format, args...)
 }
 
-func (e *apiError) Error() string {
-	s := e.Code
-	if e.Detail != "" {
-		s += ": " + e.Detail
-	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	return s
-}
+var errUnavailable = &httpapi.Error{Status: http.StatusNotFound, Code: "control_unavailable"}
 
-func badRequest(format string, args ...any) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Code: "bad_request", Detail: fmt.Sprintf(format, args...)}
-}
+type apiFunc = httpapi.HandlerFunc
 
-var errUnavailable = &apiError{Status: http.StatusNotFound, Code: "control_unavailable"}
-
-type apiFunc func(w http.ResponseWriter, r *http.Request) error
-
-// api checks the token when needed and renders a handler's error as JSON,
+// wrap checks the token when needed and renders a handler's error as JSON,
 // joined to the log line by a request id.
-func (h *handler) api(fn apiFunc, needToken bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		var err error
-		if needToken && !h.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="spillway-dashboard"`)
-			err = &apiError{Status: http.StatusUnauthorized, Code: "unauthorized"}
-		} else {
-			err = fn(w, r)
+func (h *handler) wrap(fn apiFunc, needToken bool) http.Handler {
+	return h.api.Wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if needToken && !h.token.Authorized(r) {
+			return httpapi.Unauthorized(w, "spillway-dashboard")
 		}
-		if err == nil {
-			return
-		}
-		var ae *apiError
-		if !errors.As(err, &ae) {
-			ae = &apiError{Status: http.StatusInternalServerError, Code: "internal_error", Err: err}
-		}
-		id := requestID()
-		level := slog.LevelInfo
-		if ae.Status >= 500 {
-			level = slog.LevelWarn
-		}
-		h.log.Log(r.Context(), level, "dashboard: request failed", "request_id", id, "method", r.Method,
-			"path", r.URL.Path, "remote", r.RemoteAddr, "status", ae.Status, "error", ae.Code,
-			"detail", ae.Detail, "cause", errString(ae.Err))
-		body := map[string]string{"error": ae.Code, "request_id": id}
-		if ae.Detail != "" {
-			body["detail"] = ae.Detail
-		}
-		writeJSON(w, ae.Status, body)
+		return fn(w, r)
 	})
-}
-
-// authorized compares the bearer token in constant time (hashes of equal
-// length, so not even the length leaks).
-func (h *handler) authorized(r *http.Request) bool {
-	auth := r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if !h.hasToken || len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return false
-	}
-	got := sha256.Sum256([]byte(auth[len(prefix):]))
-	return subtle.ConstantTimeCompare(got[:], h.token[:]) == 1
 }
 
 // state is GET /api/state.
@@ -329,8 +310,28 @@ type limits struct {
 }
 
 func (h *handler) state(w http.ResponseWriter, r *http.Request) error {
+	b, err := h.stateJSON()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(b)
+	return nil
+}
+
+// stateJSON returns the state document, built anew when the last one is
+// older than StateMaxAge. Concurrent callers wait for one build.
+func (h *handler) stateJSON() ([]byte, error) {
+	h.stateMu.Lock()
+	defer h.stateMu.Unlock()
+	now := h.opts.Now()
+	if h.stateBody != nil && now.Sub(h.stateAt) < h.opts.StateMaxAge && !now.Before(h.stateAt) {
+		return h.stateBody, nil
+	}
 	st := state{
-		Time:     time.Now().UTC(),
+		Time:     now.UTC(),
 		Events:   []Event{},
 		Series:   []timeline.Point{},
 		Controls: h.ctl.available(),
@@ -360,12 +361,10 @@ func (h *handler) state(w http.ResponseWriter, r *http.Request) error {
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("marshal state: %w", err)
+		return nil, fmt.Errorf("marshal state: %w", err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write(append(b, '\n'))
-	return nil
+	h.stateBody, h.stateAt = append(b, '\n'), now
+	return h.stateBody, nil
 }
 
 func (h *handler) backend(w http.ResponseWriter, r *http.Request) error {
@@ -491,56 +490,37 @@ func (h *handler) call(w http.ResponseWriter, r *http.Request, action string, at
 	err := fn(r.Context())
 	attrs = append([]any{"action", action, "remote", r.RemoteAddr, "duration", time.Since(begin)}, attrs...)
 	if err != nil {
-		status := http.StatusBadGateway
 		if r.Context().Err() != nil {
-			status = http.StatusServiceUnavailable // the client went away
+			return httpapi.ErrClientGone
 		}
-		return &apiError{Status: status, Code: "control_failed", Err: fmt.Errorf("%s: %w", action, err)}
+		var ae *httpapi.Error
+		if errors.As(err, &ae) {
+			return ae // the control says what is wrong: 404, 400
+		}
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "control_failed", Err: fmt.Errorf("%s: %w", action, err)}
 	}
 	h.log.Info("dashboard: control", attrs...)
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	httpapi.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
 
 // decode reads a JSON object of at most maxBody bytes into v, strictly:
 // unknown fields and anything after the object are errors.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return decodeError(err)
-		}
-		return badRequest("body: data after the JSON object")
-	}
-	return nil
+	return httpapi.DecodeJSON(w, r, maxBody, v)
 }
 
 // decodeEmpty accepts an empty body or {}.
 func decodeEmpty(w http.ResponseWriter, r *http.Request) error {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
-		return decodeError(err)
+		return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Detail: fmt.Sprintf("body: over %d bytes", maxBody)}
 	}
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return nil
 	}
 	r.Body = io.NopCloser(strings.NewReader(string(b)))
 	return decode(w, r, &struct{}{})
-}
-
-func decodeError(err error) error {
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Detail: fmt.Sprintf("body: over %d bytes", maxBody)}
-	case errors.Is(err, io.EOF):
-		return badRequest("body: empty, want a JSON object")
-	}
-	return badRequest("body: %v", err)
 }
 
 // checkName accepts 1–128 printable characters.
@@ -567,24 +547,4 @@ func trunc(s string) string {
 		return s[:40] + "…"
 	}
 	return s
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func requestID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -47,7 +48,7 @@ func do(t *testing.T, h http.Handler, method, path, auth, body string) (int, map
 
 func TestState(t *testing.T) {
 	f := newFakeSystem(nil)
-	h := New(f.Sources(), f.Controls(), testToken, nil)
+	h := New(f.Sources(), f.Controls(), Options{Token: testToken})
 	code, st, hdr := do(t, h, "GET", "/api/state", "", "")
 	if code != 200 {
 		t.Fatalf("status %d", code)
@@ -78,7 +79,7 @@ func TestStateEventsBounded(t *testing.T) {
 	for i := range 250 {
 		evs = append(evs, Event{Time: time.Unix(int64(i), 0), Kind: "k", Message: "m"})
 	}
-	h := New(Sources{Events: func() []Event { return evs }}, Controls{}, testToken, nil)
+	h := New(Sources{Events: func() []Event { return evs }}, Controls{}, Options{Token: testToken})
 	_, st, _ := do(t, h, "GET", "/api/state", "", "")
 	got := st["events"].([]any)
 	if len(got) != MaxEvents {
@@ -93,7 +94,7 @@ func TestStateEventsBounded(t *testing.T) {
 // TestNilSourcesAndControls: an empty dashboard still answers, with every
 // control hidden and refused.
 func TestNilSourcesAndControls(t *testing.T) {
-	h := New(Sources{}, Controls{}, testToken, nil)
+	h := New(Sources{}, Controls{}, Options{Token: testToken})
 	code, st, _ := do(t, h, "GET", "/api/state", "", "")
 	if code != 200 {
 		t.Fatalf("status %d", code)
@@ -138,7 +139,7 @@ func TestControlsCalled(t *testing.T) {
 	for _, r := range controlRequests {
 		t.Run(r.method+" "+r.path+" "+r.body, func(t *testing.T) {
 			f := newFakeSystem(nil)
-			h := New(f.Sources(), f.Controls(), testToken, nil)
+			h := New(f.Sources(), f.Controls(), Options{Token: testToken})
 			code, body, _ := do(t, h, r.method, r.path, "Bearer "+testToken, r.body)
 			if code != 200 || body["ok"] != true {
 				t.Fatalf("status %d, body %v", code, body)
@@ -171,7 +172,7 @@ func TestAuth(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, r := range controlRequests {
 				f := newFakeSystem(nil)
-				h := New(f.Sources(), f.Controls(), tt.token, nil)
+				h := New(f.Sources(), f.Controls(), Options{Token: tt.token})
 				code, body, hdr := do(t, h, r.method, r.path, tt.auth, r.body)
 				if tt.ok {
 					if code != 200 {
@@ -189,7 +190,7 @@ func TestAuth(t *testing.T) {
 		})
 	}
 	// Reads need no token.
-	h := New(Sources{}, Controls{}, testToken, nil)
+	h := New(Sources{}, Controls{}, Options{Token: testToken})
 	if code, _, _ := do(t, h, "GET", "/api/state", "", ""); code != 200 {
 		t.Errorf("GET /api/state without a token: %d, want 200", code)
 	}
@@ -236,7 +237,7 @@ func TestBadRequests(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeSystem(nil)
-			h := New(f.Sources(), f.Controls(), testToken, nil)
+			h := New(f.Sources(), f.Controls(), Options{Token: testToken})
 			code, body, _ := do(t, h, tt.method, tt.path, "Bearer "+testToken, tt.body)
 			if code != tt.status {
 				t.Errorf("status %d %v, want %d", code, body, tt.status)
@@ -277,7 +278,7 @@ func TestControlError(t *testing.T) {
 	ctl := Controls{SetBackendMode: func(context.Context, string) error {
 		return errors.New("dial tcp 127.0.0.1:9: connection refused")
 	}}
-	h := New(Sources{}, ctl, testToken, log)
+	h := New(Sources{}, ctl, Options{Token: testToken, Logger: log})
 	code, body, _ := do(t, h, "POST", "/api/backend", "Bearer "+testToken, `{"mode":"hang"}`)
 	if code != http.StatusBadGateway || body["error"] != "control_failed" {
 		t.Fatalf("status %d %v, want 502 control_failed", code, body)
@@ -291,7 +292,7 @@ func TestControlError(t *testing.T) {
 	}
 	// A successful control is logged too: operators' actions are audited.
 	ctl.SetBackendMode = func(context.Context, string) error { return nil }
-	h = New(Sources{}, ctl, testToken, log)
+	h = New(Sources{}, ctl, Options{Token: testToken, Logger: log})
 	do(t, h, "POST", "/api/backend", "Bearer "+testToken, `{"mode":"up"}`)
 	if !strings.Contains(logs.String(), `"action":"backend_mode"`) || strings.Contains(logs.String(), testToken) {
 		t.Errorf("log %q: want the action and never the token", logs.String())
@@ -308,7 +309,7 @@ func toJSON(t *testing.T, v any) string {
 }
 
 func TestPageAndAssets(t *testing.T) {
-	h := New(Sources{}, Controls{}, testToken, nil)
+	h := New(Sources{}, Controls{}, Options{Token: testToken})
 	tests := []struct {
 		method, path string
 		status       int
@@ -378,7 +379,7 @@ func TestAssetsOffline(t *testing.T) {
 // TestStateSeriesLength: the series asked for is the last five minutes.
 func TestStateSeriesLength(t *testing.T) {
 	var asked int
-	h := New(Sources{Series: func(n int) []timeline.Point { asked = n; return nil }}, Controls{}, "", nil)
+	h := New(Sources{Series: func(n int) []timeline.Point { asked = n; return nil }}, Controls{}, Options{})
 	do(t, h, "GET", "/api/state", "", "")
 	if asked != 300 {
 		t.Errorf("Series asked for %d seconds, want 300", asked)
@@ -408,7 +409,7 @@ func FuzzControlBodies(f *testing.F) {
 				return nil
 			},
 			StopLoad: ok,
-		}, testToken, nil)
+		}, Options{Token: testToken})
 		req := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		req.URL.Path = path
 		req.Header.Set("Authorization", "Bearer "+testToken)
@@ -418,4 +419,61 @@ func FuzzControlBodies(f *testing.F) {
 			t.Errorf("POST %s %q: status %d", path, body, rec.Code)
 		}
 	})
+}
+
+// TestStateReadsNeedTokenOffLoopback: on a listener other machines reach,
+// the state document is as protected as /status and /metrics.
+func TestStateReadsNeedTokenOffLoopback(t *testing.T) {
+	h := New(Sources{LB: func() any { return map[string]any{"secret": "topology"} }}, Controls{}, Options{Token: testToken, ReadsNeedToken: true})
+	req := httptest.NewRequest("GET", "/api/state", nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 401 || strings.Contains(rec.Body.String(), "topology") {
+		t.Fatalf("without the token: %d %s", rec.Code, rec.Body)
+	}
+	req.Header.Set("Authorization", "bearer "+testToken)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "topology") {
+		t.Fatalf("with the token: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestStateIsBuiltAtMostOncePerMaxAge: a flood of GET /api/state costs the
+// sources a few calls a second, not one per request.
+func TestStateIsBuiltAtMostOncePerMaxAge(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	calls := 0
+	h := New(Sources{LB: func() any { calls++; return map[string]int{"n": calls} }}, Controls{},
+		Options{StateMaxAge: 250 * time.Millisecond, Now: func() time.Time { return now }})
+	get := func() string {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/state", nil))
+		return rec.Body.String()
+	}
+	first := get()
+	for range 1000 {
+		if get() != first {
+			t.Fatal("state rebuilt within its max age")
+		}
+	}
+	now = now.Add(250 * time.Millisecond)
+	if get() == first || calls != 2 {
+		t.Fatalf("state not rebuilt after its max age: %d builds", calls)
+	}
+}
+
+// TestControlErrorsKeepTheirStatus: a control may say what is wrong; an
+// unknown instance is 404, not a gateway error.
+func TestControlErrorsKeepTheirStatus(t *testing.T) {
+	h := New(Sources{}, Controls{Drain: func(context.Context, string, bool) error {
+		return &httpapi.Error{Status: 404, Code: "unknown_instance"}
+	}}, Options{Token: testToken})
+	req := httptest.NewRequest("POST", "/api/drain", strings.NewReader(`{"instance":"nope:1","drain":true}`))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"error":"unknown_instance"`) {
+		t.Fatalf("drain of an unknown instance: %d %s", rec.Code, rec.Body)
+	}
 }

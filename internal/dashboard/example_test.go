@@ -28,7 +28,7 @@ func ExampleNew() {
 			fmt.Println("backend mode:", mode)
 			return nil
 		},
-	}, "token", nil)
+	}, dashboard.Options{Token: "token"})
 
 	// The page's break button does this.
 	req := httptest.NewRequest("POST", "/api/backend", strings.NewReader(`{"mode":"hang"}`))

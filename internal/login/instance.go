@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"reflect"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
 	"github.com/spillway-dev/spillway/internal/clientip"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
 // BackendName is the dependency's name in /health and in metrics.
@@ -168,10 +168,10 @@ func (in *Instance) Tokens() *Tokens { return in.tokens.Load() }
 func (in *Instance) ServiceHandler() http.Handler { return in.service }
 
 func (in *Instance) buildServiceHandler() http.Handler {
-	a := errorAdapter{log: in.log}
+	a := httpapi.Adapter{Log: in.log}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/login", in.rateLimited(in.limiter.Middleware(a.wrap(in.handleLogin))))
-	mux.Handle("/v1/session", in.limiter.Middleware(a.wrap(in.handleSession)))
+	mux.Handle("/v1/login", in.rateLimited(in.limiter.Middleware(a.Wrap(in.handleLogin))))
+	mux.Handle("/v1/session", in.limiter.Middleware(a.Wrap(in.handleSession)))
 	if in.cfg.Health.SharedPort {
 		// The 2018 design: health answers queue behind logins.
 		h := in.limiter.Middleware(in.checker.Handler())
@@ -179,8 +179,8 @@ func (in *Instance) buildServiceHandler() http.Handler {
 			mux.Handle(p, h)
 		}
 	}
-	mux.Handle("/", a.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return &apiError{Status: http.StatusNotFound, Code: "not_found"}
+	mux.Handle("/", a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &httpapi.Error{Status: http.StatusNotFound, Code: "not_found"}
 	}))
 	return mux
 }
@@ -188,10 +188,10 @@ func (in *Instance) buildServiceHandler() http.Handler {
 // rateLimited applies the per-client attempt limit before admission, so a
 // single noisy client never takes admission slots.
 func (in *Instance) rateLimited(next http.Handler) http.Handler {
-	a := errorAdapter{log: in.log}
-	reject := a.wrap(func(w http.ResponseWriter, r *http.Request) error {
+	a := httpapi.Adapter{Log: in.log}
+	reject := a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
 		in.metrics.requests.WithLabelValues(outcomeRateLimited).Inc()
-		return &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: time.Second}
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: time.Second}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rate := in.rate.Load(); rate != nil && !rate.allow(rate.clientAddr(r)) {
@@ -212,16 +212,16 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		outcome = outcomeMalformed
-		return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
 	}
 	req, err := decodeLogin(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	switch {
 	case errors.Is(err, errTooLarge):
 		outcome = outcomeTooLarge
-		return &apiError{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Err: err}
+		return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Err: err}
 	case err != nil:
 		outcome = outcomeMalformed
-		return &apiError{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
+		return &httpapi.Error{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
 	}
 
 	var v validation
@@ -233,10 +233,10 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 	if err != nil {
 		if r.Context().Err() != nil {
 			outcome = outcomeCanceled
-			return errClientGone
+			return httpapi.ErrClientGone
 		}
 		outcome = outcomeUnavailable
-		return &apiError{
+		return &httpapi.Error{
 			Status:     http.StatusServiceUnavailable,
 			Code:       "dependency_unavailable",
 			RetryAfter: in.cfg.Backend.OpenInterval,
@@ -245,14 +245,14 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 	}
 	if !v.Valid {
 		outcome = outcomeInvalid
-		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_ticket"}
+		return &httpapi.Error{Status: http.StatusUnauthorized, Code: "invalid_ticket"}
 	}
 	token, exp, err := in.tokens.Load().Issue(v.AccountID)
 	if err != nil {
 		return err
 	}
 	outcome = outcomeOK
-	writeJSON(w, http.StatusOK, loginResponse{Token: token, AccountID: v.AccountID, ExpiresAt: exp.UTC()})
+	httpapi.WriteJSON(w, http.StatusOK, loginResponse{Token: token, AccountID: v.AccountID, ExpiresAt: exp.UTC()})
 	return nil
 }
 
@@ -274,19 +274,18 @@ type sessionResponse struct {
 func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		return &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
 	}
-	auth := r.Header.Get("Authorization")
-	raw, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || raw == "" {
+	raw, ok := httpapi.BearerToken(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="spillway"`)
-		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_token", Err: errors.New("no bearer token")}
+		return &httpapi.Error{Status: http.StatusUnauthorized, Code: "invalid_token", Err: errors.New("no bearer token")}
 	}
 	tokens := in.tokens.Load()
-	c, err := tokens.Verify(strings.TrimSpace(raw))
+	c, err := tokens.Verify(raw)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="spillway", error="invalid_token"`)
-		return &apiError{Status: http.StatusUnauthorized, Code: "invalid_token", Err: err}
+		return &httpapi.Error{Status: http.StatusUnauthorized, Code: "invalid_token", Err: err}
 	}
 	resp := sessionResponse{AccountID: c.AccountID, Issuer: c.Issuer, TokenID: c.ID, KeyID: tokens.KeyID()}
 	if c.IssuedAt != nil {
@@ -295,7 +294,7 @@ func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error 
 	if c.ExpiresAt != nil {
 		resp.ExpiresAt = c.ExpiresAt.UTC()
 	}
-	writeJSON(w, http.StatusOK, resp)
+	httpapi.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 

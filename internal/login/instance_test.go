@@ -195,6 +195,11 @@ func TestLoginOutcomes(t *testing.T) {
 	if r.status != 200 || r.body["account_id"] != backendsim.AccountID("valid-alice") {
 		t.Errorf("session = %d %v", r.status, r.body)
 	}
+	// One rule for the scheme everywhere: case-insensitive (RFC 7235).
+	r = s.do(context.Background(), "GET", s.svcURL+"/v1/session", nil, map[string]string{"Authorization": "bearer " + token})
+	if r.status != 200 {
+		t.Errorf("session with a lower-case scheme = %d %v", r.status, r.body)
+	}
 	for _, auth := range []string{"", "Bearer ", "Bearer " + token + "x", "Basic abc"} {
 		r = s.do(context.Background(), "GET", s.svcURL+"/v1/session", nil, map[string]string{"Authorization": auth})
 		if r.status != 401 || r.body["error"] != "invalid_token" {

@@ -2,8 +2,7 @@ package stack
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/dashboard"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
@@ -100,7 +100,10 @@ func (s *Stack) controls() dashboard.Controls {
 		SetShedding: func(_ context.Context, dep, mode string) error {
 			o, err := lb.ParseOverride(mode)
 			if err != nil {
-				return err
+				return &httpapi.Error{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
+			}
+			if !lb.ValidDependencyName(dep) {
+				return &httpapi.Error{Status: http.StatusBadRequest, Code: "bad_dependency", Detail: "dependency names are 1 to 64 of A-Z a-z 0-9 _ . : / -"}
 			}
 			_, err = s.balancer.SetShedding(dep, o)
 			if err == nil {
@@ -109,7 +112,11 @@ func (s *Stack) controls() dashboard.Controls {
 			return err
 		},
 		Drain: func(_ context.Context, id string, drain bool) error {
-			return s.balancer.SetDrained(id, drain)
+			err := s.balancer.SetDrained(id, drain)
+			if errors.Is(err, lb.ErrUnknownInstance) {
+				return &httpapi.Error{Status: http.StatusNotFound, Code: "unknown_instance", Err: err}
+			}
+			return err
 		},
 		RollingRestart: func(context.Context) error {
 			s.startRollingRestart()
@@ -122,7 +129,7 @@ func (s *Stack) controls() dashboard.Controls {
 		c.SetBackendMode = func(_ context.Context, mode string) error {
 			m, err := backendsim.ParseMode(mode)
 			if err != nil {
-				return err
+				return &httpapi.Error{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
 			}
 			if err := s.sim.SetMode(m); err != nil {
 				return err
@@ -200,9 +207,4 @@ func (l *eventLog) list() []dashboard.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]dashboard.Event(nil), l.events...)
-}
-
-func constantTimeEqual(a, b string) bool {
-	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
 }

@@ -210,7 +210,17 @@ func TestRollingRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A page on another site whose name resolves to 127.0.0.1 (DNS
+	// rebinding) is refused, whatever it sends.
+	req.Host = "rebound.example:8081"
 	req.Header.Set("Authorization", "Bearer "+testToken)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusMisdirectedRequest {
+		t.Fatalf("POST /fleet/restart with a foreign Host: %v %v, want 421", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	req.Host = ""
+	req.Header.Set("Authorization", "bearer "+testToken) // the scheme is case-insensitive everywhere
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

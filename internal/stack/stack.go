@@ -33,6 +33,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/dashboard"
 	"github.com/spillway-dev/spillway/internal/fleet"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/loadgen"
 	"github.com/spillway-dev/spillway/internal/login"
@@ -312,15 +313,7 @@ func (s *Stack) Run(ctx context.Context) error {
 
 // serveAdmin serves the dashboard and the admin API on the admin address.
 func (s *Stack) serveAdmin(ctx context.Context) error {
-	srv := &http.Server{
-		Handler:           s.adminHandler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	srv := httpapi.NewServer(s.adminHandler(), s.log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(s.adminLn) }()
 	select {
@@ -338,36 +331,30 @@ func (s *Stack) serveAdmin(ctx context.Context) error {
 }
 
 // adminHandler joins the load balancer's admin API, the fleet's rolling
-// restart and the dashboard on one listener.
+// restart and the dashboard on one listener. On loopback, reads need no
+// token and only a loopback Host is answered (DNS rebinding); elsewhere
+// reads need the token too, the dashboard's state included.
 func (s *Stack) adminHandler() http.Handler {
-	admin := s.balancer.AdminHandler(!isLoopback(s.adminLn.Addr()))
+	onLoopback := httpapi.IsLoopback(s.adminLn.Addr())
+	admin := s.balancer.AdminHandler(!onLoopback)
 	mux := http.NewServeMux()
 	for _, p := range []string{"/status", "/metrics", "/instances/", "/shedding/"} {
 		mux.Handle(p, admin)
 	}
-	mux.Handle("POST /fleet/restart", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="spillway"`)
-			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
-			return
+	token := httpapi.NewToken(s.token)
+	api := httpapi.Adapter{Log: s.log, Message: "admin request failed"}
+	mux.Handle("POST /fleet/restart", api.Wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if !token.Authorized(r) {
+			return httpapi.Unauthorized(w, "spillway")
 		}
 		s.startRollingRestart()
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusAccepted)
-		_, _ = io.WriteString(w, `{"restart":"started"}`+"\n")
+		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"restart": "started"})
+		return nil
 	}))
-	mux.Handle("/", dashboard.New(s.sources(), s.controls(), s.token, s.log.With("component", "dashboard")))
-	return mux
-}
-
-func isLoopback(a net.Addr) bool {
-	t, ok := a.(*net.TCPAddr)
-	return ok && t.IP.IsLoopback()
-}
-
-func (s *Stack) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && constantTimeEqual(got, s.token)
+	mux.Handle("/", dashboard.New(s.sources(), s.controls(), dashboard.Options{
+		Token: s.token, ReadsNeedToken: !onLoopback, Logger: s.log.With("component", "dashboard"),
+	}))
+	return httpapi.GuardLoopback(onLoopback, mux)
 }
 
 // startRollingRestart starts a rolling restart on a goroutine that Run

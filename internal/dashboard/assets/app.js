@@ -173,7 +173,14 @@
     const ctl = new AbortController();
     const abort = setTimeout(() => ctl.abort(), 4000);
     try {
-      const res = await fetch('/api/state', { cache: 'no-store', signal: ctl.signal });
+      // The token goes along when the page has one: on a listener other
+      // machines can reach, reads need it too.
+      const headers = token ? { 'Authorization': 'Bearer ' + token } : {};
+      const res = await fetch('/api/state', { cache: 'no-store', signal: ctl.signal, headers });
+      if (res.status === 401) {
+        $('auth').dataset.state = 'none';
+        throw new Error('this dashboard needs the admin token to show anything; enter it above');
+      }
       if (!res.ok) throw new Error('HTTP ' + res.status);
       const st = await res.json();
       lastState = st;
