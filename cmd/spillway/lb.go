@@ -28,6 +28,10 @@ import (
 //
 // Flags override the file's lb: section (--instance replaces its list).
 // SIGHUP reloads the file, all or nothing, with the same flags applied.
+// SIGTERM or SIGINT (or ctx) stops it: /readyz turns 503, the proxy serves
+// on for server.drain_delay, then closes its listener and gives the
+// requests in flight server.shutdown_timeout. Each further SIGTERM or
+// SIGINT moves the stop on a step (Balancer.Hurry).
 func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("lb", stderr)
 	cfgPath := fs.String("config", "", "configuration `file` (its lb: section); reloaded on SIGHUP")
@@ -90,11 +94,17 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads; registered before "listening" is logged, so a
-	// script that waits for that line can send it safely.
+	// SIGHUP reloads, SIGTERM and SIGINT stop; registered before
+	// "listening" is logged, so a script that waits for that line can
+	// send them safely. main's signal.NotifyContext also ends ctx on the
+	// first SIGTERM or SIGINT; counting them here tells a second one,
+	// which hurries the stop, from the first.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	term := make(chan os.Signal, 3)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (--listen): %w", err)
@@ -112,16 +122,30 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}
 
-	// The reload goroutine stops with ctx, before runLB returns.
-	reloadDone := make(chan struct{})
+	// The signal goroutine stops once Run has returned, before runLB does.
+	sigDone, runDone := make(chan struct{}), make(chan struct{})
 	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	go func() {
-		defer close(reloadDone)
+		defer close(sigDone)
+		signals := 0
 		for {
 			select {
-			case <-runCtx.Done():
+			case <-runDone:
 				return
+			case sig := <-term:
+				if signals++; signals == 1 {
+					logger.Info("signal received: stopping", "signal", sig.String())
+					stop()
+					continue
+				}
+				logger.Warn("signal received again: hurrying the stop", "signal", sig.String(), "count", signals)
+				b.Hurry()
 			case <-hup:
+				if runCtx.Err() != nil {
+					logger.Warn("SIGHUP: stopping; not reloading")
+					continue
+				}
 				if *cfgPath == "" {
 					logger.Warn("SIGHUP: no --config file to reload")
 					continue
@@ -132,8 +156,8 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	err = b.Run(runCtx, ln, aln)
-	stop()
-	<-reloadDone
+	close(runDone)
+	<-sigDone
 	return err
 }
 

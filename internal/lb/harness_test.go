@@ -223,7 +223,8 @@ func scrape(t *testing.T, url, name string) float64 {
 }
 
 // testConfig is a balancer config with short intervals for tests: health
-// every 100ms, thresholds 2/2, slow start off, a 1s recovery ramp.
+// every 100ms, thresholds 2/2, slow start off, a 1s recovery ramp, no
+// drain delay.
 func testConfig(insts ...lb.Instance) *lb.FileConfig {
 	zero := time.Duration(0)
 	c := &lb.FileConfig{
@@ -239,6 +240,7 @@ func testConfig(insts ...lb.Instance) *lb.FileConfig {
 	rw := time.Second
 	c.Shedding.RecoveryWindow = &rw
 	c.Server.ShutdownTimeout = 5 * time.Second
+	c.Server.DrainDelay = &zero // the drain is tested on its own
 	return c
 }
 
