@@ -250,9 +250,8 @@ type ServerSection struct {
 	// Default 5s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// ReadTimeout bounds reading a whole request, body included. Default
-	// 30s. At least every route's total timeout. Streams (see
-	// TimeoutsSection.StreamIdle) are bounded by their idle timeout
-	// instead once their headers are in.
+	// 30s. At least every route's total timeout. (It ends once the
+	// request body is read, so it never cuts a stream.)
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds writing a response (a client that stops
 	// reading). Default 30s. At least every route's total timeout. A

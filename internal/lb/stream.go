@@ -25,11 +25,11 @@ import (
 //     timeout, which closes the instance's side;
 //   - a write to the client may block for at most the idle timeout: each
 //     read from the instance moves the client connection's write deadline
-//     to now + idle, so a client that stops reading is cut off too;
-//   - the server's read deadline (read_timeout, counted from the request's
-//     start) is lifted for an event stream: when it fires, the server's
-//     background read of the connection cancels the request. Hijacking
-//     lifts both deadlines for an upgraded connection.
+//     to now + idle (replacing the server's write_timeout, counted from the
+//     request's start), so a client that stops reading is cut off too.
+//     The server's read_timeout no longer applies once the request body is
+//     read (net/http lifts it then), and hijacking lifts both deadlines of
+//     an upgraded connection.
 //
 // Any other response, with or without a Content-Length, is an ordinary
 // response under the total timeout: a chunked body is how many handlers
@@ -75,10 +75,9 @@ func (c *call) startStream(res *http.Response) {
 		}
 	} else {
 		c.rc = http.NewResponseController(c.w)
-		// Errors mean a ResponseWriter that cannot reach its connection
-		// (ServeHTTP mounted on another server without Unwrap): the
-		// server's own timeouts then stay.
-		_ = c.rc.SetReadDeadline(time.Time{})
+		// An error means a ResponseWriter that cannot reach its
+		// connection (ServeHTTP mounted elsewhere, behind a wrapper
+		// without Unwrap): the server's write timeout then stays.
 		_ = c.rc.SetWriteDeadline(time.Now().Add(c.t.idle))
 		res.Body = &streamBody{rc: res.Body, c: c}
 	}
