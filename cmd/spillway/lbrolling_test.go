@@ -267,7 +267,7 @@ func TestLBRollingReplacement(t *testing.T) {
 		loadDone <- loadResult{res, err}
 	}()
 
-	time.Sleep(2 * time.Second) // the load runs on both balancers first
+	time.Sleep(time.Second) // the load runs on both balancers first
 	for i := range lbs {
 		old := lbs[i]
 		sent := time.Now()
@@ -299,7 +299,7 @@ func TestLBRollingReplacement(t *testing.T) {
 			t.Errorf("balancer %d served nothing during its drain delay", i)
 		}
 		lbs[i] = nu
-		time.Sleep(1500 * time.Millisecond) // the load runs on the new pair before the next replacement
+		time.Sleep(time.Second) // the load runs on the new pair before the next replacement, and after the last
 	}
 	if el := time.Since(loadStart); el > loadFor-500*time.Millisecond {
 		t.Fatalf("the replacements took %s, longer than the load (%s)", el.Round(time.Millisecond), loadFor)
