@@ -132,7 +132,7 @@ func TestDrainOnStop(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	cfg := testConfig(up.lbInstance())
-	const delay = 700 * time.Millisecond
+	const delay = 1500 * time.Millisecond
 	d := delay
 	cfg.Server.DrainDelay = &d
 	b := startLB(t, cfg, nil)
