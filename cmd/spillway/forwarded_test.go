@@ -20,12 +20,6 @@ import (
 	"github.com/spillway-dev/spillway/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testbin.Cleanup()
-	os.Exit(code)
-}
-
 const fwdToken = "forwarded-test-admin-token"
 
 var (

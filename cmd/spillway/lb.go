@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +28,10 @@ import (
 //
 // Flags override the file's lb: section (--instance replaces its list).
 // SIGHUP reloads the file, all or nothing, with the same flags applied.
+// SIGTERM or SIGINT (or ctx) stops it: /readyz turns 503, the proxy serves
+// on for server.drain_delay, then closes its listener and gives the
+// requests in flight server.shutdown_timeout. Each further SIGTERM or
+// SIGINT moves the stop on a step (Balancer.Hurry).
 func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("lb", stderr)
 	cfgPath := fs.String("config", "", "configuration `file` (its lb: section); reloaded on SIGHUP")
@@ -94,17 +100,29 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// SIGHUP reloads; registered before "listening" is logged, so a
-	// script that waits for that line can send it safely.
+	// SIGHUP reloads, SIGTERM and SIGINT stop; registered before
+	// "listening" is logged, so a script that waits for that line can
+	// send them safely. main's signal.NotifyContext also ends ctx on the
+	// first SIGTERM or SIGINT; counting them here tells a second one,
+	// which hurries the stop, from the first.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	var reload func()
 	if *cfgPath != "" {
 		reload = func() {
+			if runCtx.Err() != nil {
+				logger.Warn("SIGHUP: stopping; not reloading")
+				return
+			}
 			logger.Info("SIGHUP: reloading", "config", *cfgPath)
 			_ = b.Reload(load) // logged and counted by Reload
 		}
 	}
 	stopHangup := onHangup(logger, "no --config file to reload", reload)
 	defer stopHangup()
+	term := make(chan os.Signal, 3)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	defer signal.Stop(term)
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (--listen): %w", err)
@@ -122,7 +140,30 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}
 
-	return b.Run(ctx, ln, aln)
+	// The signal goroutine stops once Run has returned, before runLB does.
+	sigDone, runDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sigDone)
+		signals := 0
+		for {
+			select {
+			case <-runDone:
+				return
+			case sig := <-term:
+				if signals++; signals == 1 {
+					logger.Info("signal received: stopping", "signal", sig.String())
+					stop()
+					continue
+				}
+				logger.Warn("signal received again: hurrying the stop", "signal", sig.String(), "count", signals)
+				b.Hurry()
+			}
+		}
+	}()
+	err = b.Run(runCtx, ln, aln)
+	close(runDone)
+	<-sigDone
+	return err
 }
 
 // lbGCPercent is the garbage collector's target percentage (GOGC) for

@@ -102,7 +102,7 @@ func TestLBReloadOnSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	base := "lb:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  health_check: {interval: 50ms, timeout: 50ms, report_path: \"\"}\n  instances:\n"
+	base := "lb:\n  listen: 127.0.0.1:0\n  admin_listen: 127.0.0.1:0\n  server: {drain_delay: 0s}\n  health_check: {interval: 50ms, timeout: 50ms, report_path: \"\"}\n  instances:\n"
 	write(base + "    - {service: " + svc1 + ", health: " + h1 + "}\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -159,11 +159,15 @@ func TestLBReloadOnSIGHUP(t *testing.T) {
 
 func TestLBGeneratesToken(t *testing.T) {
 	t.Setenv("SPILLWAY_ADMIN_TOKEN", "")
+	path := filepath.Join(t.TempDir(), "lb.yaml")
+	if err := os.WriteFile(path, []byte("lb: {server: {drain_delay: 0s}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"lb", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
+		done <- run(ctx, []string{"lb", "--config", path, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
 	}()
 	waitUntil(t, 5*time.Second, "listening", func() bool { return strings.Contains(stderr.String(), "msg=listening") })
 	cancel()

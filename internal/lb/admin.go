@@ -17,6 +17,14 @@ import (
 // Status is the admin API's GET /status document.
 type Status struct {
 	Time time.Time `json:"time"`
+	// Lifecycle is the balancer's own stage: "starting" (the first
+	// health checks, not serving yet), "serving", "draining" (stopping:
+	// /readyz answers 503, the proxy serves on for the drain delay),
+	// "stopping" (listener closed, requests in flight finishing) or
+	// "stopped".
+	Lifecycle string `json:"lifecycle"`
+	// Draining: a stop has begun (lifecycle draining or later).
+	Draining bool `json:"draining"`
 	// Panic: routing across every instance that accepts connections.
 	Panic bool `json:"panic"`
 	// Routing counts instances as of the last evaluation.
@@ -82,8 +90,10 @@ func (b *Balancer) Status() Status {
 		health[id] = h.inst.Health
 	}
 	b.mu.Unlock()
+	stage := b.stage.Load()
 	st := Status{
 		Time: now, Panic: ev.Panic,
+		Lifecycle: stageNames[stage], Draining: stage >= stageDraining,
 		Routing: RoutingStatus{Instances: ev.Instances, Members: ev.Members,
 			Routable: ev.Routable, Ejected: ev.Ejected, Candidates: ev.Candidates},
 		Dependencies: b.shedder.Status(now),
@@ -134,6 +144,8 @@ type adminFunc func(w http.ResponseWriter, r *http.Request) error
 
 // AdminHandler returns the admin API:
 //
+//	GET  /livez                       200 "ok" while the process runs (no token)
+//	GET  /readyz                      200 "ok" while serving; 503 "starting" or "draining" (no token)
 //	GET  /status                      the balancer's state (Status, JSON)
 //	GET  /metrics                     Prometheus metrics of Options.Registry
 //	POST /instances/{id}/drain        stop sending new requests to an instance
@@ -141,12 +153,17 @@ type adminFunc func(w http.ResponseWriter, r *http.Request) error
 //	PUT  /shedding/{dependency}       {"mode":"auto|on|off"}: manual shedding override
 //
 // Every change needs "Authorization: Bearer TOKEN"; reads need it too when
-// readsNeedToken (Run sets it for a non-loopback admin listener). {id} is
-// the instance's service address.
+// readsNeedToken (Run sets it for a non-loopback admin listener), except
+// /livez and /readyz, which say nothing but the balancer's own state and
+// are what a load balancer or orchestrator in front of this one polls.
+// {id} is the instance's service address.
 func (b *Balancer) AdminHandler(readsNeedToken bool) http.Handler {
 	mux := http.NewServeMux()
 	read := func(h adminFunc) http.Handler { return b.adminWrap(h, readsNeedToken) }
 	change := func(h adminFunc) http.Handler { return b.adminWrap(h, true) }
+	probes := b.health.Handler() // GET and HEAD; 405 otherwise
+	mux.Handle("/livez", probes)
+	mux.Handle("/readyz", probes)
 	mux.Handle("GET /status", read(b.handleStatus))
 	mux.Handle("GET /metrics", read(func(w http.ResponseWriter, r *http.Request) error {
 		promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelWarn)}).ServeHTTP(w, r)

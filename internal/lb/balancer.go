@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
 	"github.com/spillway-dev/spillway/internal/clientip"
 )
@@ -35,7 +36,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registry receives the balancer's metrics and is what the admin API
 	// serves at /metrics. Default: a registry of its own (never the
-	// global one).
+	// global one). It must not hold the health package's metrics
+	// already: the balancer registers its own (New panics otherwise).
 	Registry *prometheus.Registry
 	// AdminToken is the bearer token every admin change needs (and every
 	// admin read on a non-loopback admin listener). Required.
@@ -82,6 +84,13 @@ type Balancer struct {
 	static  *Static      // nil when Options.Discovery was given
 	disc    Discovery
 	wake    chan struct{} // the evaluator's next deadline moved
+	health  *health.Checker
+	hurry   chan struct{} // Hurry's steps
+	// evaluated is signalled after every evaluation, for
+	// awaitFirstChecks.
+	evaluated chan struct{}
+	stage     atomic.Int32 // stageStarting...; read per request
+	upgrades  upgradeSet
 
 	set       atomic.Pointer[settings]
 	limiter   atomic.Pointer[admission.Limiter]
@@ -98,7 +107,9 @@ type Balancer struct {
 	shedState map[string]ShedState      // as last logged
 	retired   []*http.Transport         // replaced by a reload; closed at stop
 	running   bool
-	checkWG   sync.WaitGroup
+	// discovered: discovery has given its first set.
+	discovered bool
+	checkWG    sync.WaitGroup
 
 	event      func(kind, message string)
 	middleware func(http.Handler) http.Handler
@@ -128,8 +139,8 @@ type settings struct {
 }
 
 type routeTimeouts struct {
-	prefix                 string
-	connect, header, total time.Duration
+	prefix                       string
+	connect, header, total, idle time.Duration
 }
 
 // timeouts returns the timeouts of the longest route prefix of path.
@@ -148,8 +159,9 @@ func newSettings(c *FileConfig) *settings {
 		policy:     c.Policy(),
 		readyPath:  c.HealthCheck.ReadyPath,
 		reportPath: deref(c.HealthCheck.ReportPath),
-		def:        routeTimeouts{connect: c.Timeouts.Connect, header: c.Timeouts.ResponseHeader, total: c.Timeouts.Total},
-		trusted:    clientip.MustParse(c.TrustedProxies), // validated
+		def: routeTimeouts{connect: c.Timeouts.Connect, header: c.Timeouts.ResponseHeader, total: c.Timeouts.Total,
+			idle: c.Timeouts.StreamIdle},
+		trusted: clientip.MustParse(c.TrustedProxies), // validated
 	}
 	s.file.Instances = slices.Clone(c.Instances)
 	s.file.Routes = slices.Clone(c.Routes)
@@ -157,7 +169,7 @@ func newSettings(c *FileConfig) *settings {
 	s.maxHeader, s.maxConnect = s.def.header, s.def.connect
 	for _, r := range c.Routes {
 		t := c.routeTimeouts(r)
-		s.routes = append(s.routes, routeTimeouts{prefix: r.Prefix, connect: t.Connect, header: t.ResponseHeader, total: t.Total})
+		s.routes = append(s.routes, routeTimeouts{prefix: r.Prefix, connect: t.Connect, header: t.ResponseHeader, total: t.Total, idle: t.StreamIdle})
 		s.maxHeader, s.maxConnect = max(s.maxHeader, t.ResponseHeader), max(s.maxConnect, t.Connect)
 	}
 	slices.SortStableFunc(s.routes, func(a, b routeTimeouts) int { return len(b.prefix) - len(a.prefix) })
@@ -203,6 +215,8 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 		pool:       pool,
 		disc:       opts.Discovery,
 		wake:       make(chan struct{}, 1),
+		hurry:      make(chan struct{}, 2),
+		evaluated:  make(chan struct{}, 1),
 		checkers:   map[string]*checkerHandle{},
 		shedState:  map[string]ShedState{},
 		edgeLimit:  maxEdgeLimit,
@@ -238,6 +252,11 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 	if err := buildinfo.Register(b.reg); err != nil {
 		return nil, fmt.Errorf("lb: %w", err)
 	}
+	// The balancer's own /livez and /readyz, the instances' contract:
+	// starting until Run serves, draining once it stops. Its gauges
+	// spillway_health_ready and spillway_health_draining go to the same
+	// registry.
+	b.health = health.New(health.Options{Registerer: b.reg})
 	return b, nil
 }
 
@@ -355,7 +374,7 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 	if old.file.AdminTokenEnv != cfg.AdminTokenEnv || old.file.AdminToken != cfg.AdminToken {
 		ignored = append(ignored, "admin token")
 	}
-	if old.file.Server != cfg.Server {
+	if serverChanged(old.file.Server, cfg.Server) {
 		ignored = append(ignored, "server")
 	}
 	if len(ignored) > 0 {
@@ -369,12 +388,23 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 	return nil
 }
 
+// serverChanged compares server sections by value.
+func serverChanged(a, b ServerSection) bool {
+	da, db := deref(a.DrainDelay), deref(b.DrainDelay)
+	a.DrainDelay, b.DrainDelay = nil, nil
+	return a != b || da != db
+}
+
 // Run serves the proxy on ln and the admin API on admin (nil: no admin
 // listener), runs discovery, health checks and the evaluator, and returns
-// when ctx is done and everything has stopped: the listeners close, the
-// requests in flight get server.shutdown_timeout to finish, then the
-// checkers stop. It returns early with an error if a server fails. Run may
-// be called once.
+// when ctx is done and everything has stopped. It starts serving the proxy
+// once every instance has had its first health check (see lifecycle.go).
+// When ctx is done it drains: /readyz answers 503 while the proxy serves
+// on for server.drain_delay; then the proxy's listener closes and the
+// requests in flight get server.shutdown_timeout to finish; then the admin
+// API and the checkers stop. Hurry cuts a step short. Run returns early,
+// without a drain delay, with an error if a server fails. It may be called
+// once.
 func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	b.mu.Lock()
 	if b.running {
@@ -383,12 +413,17 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	}
 	b.running = true
 	b.mu.Unlock()
+	defer b.stage.Store(stageStopped)
 
 	set := b.set.Load()
 	var handler http.Handler = b
 	if b.middleware != nil {
 		handler = b.middleware(b)
 	}
+	// Requests outlive ctx: they are cut off (reqCtx canceled) only when
+	// the shutdown timeout is over.
+	reqCtx, cutRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutRequests()
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: set.file.Server.ReadHeaderTimeout,
@@ -397,15 +432,16 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		IdleTimeout:       set.file.Server.IdleTimeout,
 		MaxHeaderBytes:    set.file.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
-	servers := []*http.Server{srv}
 	serveErr := make(chan error, 2)
 	ln = proxyProtocolListener(ln, set.file.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.file.Server.ReadHeaderTimeout)
-	go func() { serveErr <- srv.Serve(ln) }()
+	pending := 0 // servers serving
+	var asrv *http.Server
 	if admin != nil {
-		asrv := &http.Server{
+		asrv = &http.Server{
 			Handler:           b.AdminHandler(!isLoopbackAddr(admin.Addr())),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
@@ -414,7 +450,7 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		}
-		servers = append(servers, asrv)
+		pending++
 		go func() { serveErr <- asrv.Serve(admin) }()
 	}
 
@@ -432,8 +468,22 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	})
 	g.Go(func() error { return b.runEvaluator(gctx) })
 
+	b.awaitFirstChecks(ctx, gctx, 2*set.policy.Health.Timeout)
+	serving := ctx.Err() == nil && gctx.Err() == nil
+	if serving {
+		pending++
+		go func() { serveErr <- srv.Serve(ln) }()
+		b.stage.Store(stageServing)
+		b.health.Start()
+		b.mu.Lock()
+		ev := b.ev
+		b.mu.Unlock()
+		b.log.Info("serving", "instances", ev.Instances, "routable", ev.Routable)
+	} else {
+		ln.Close()
+	}
+
 	var err error
-	pending := len(servers)
 	select {
 	case err = <-serveErr:
 		pending--
@@ -442,15 +492,26 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		err = errors.New("lb: discovery or evaluator stopped early")
 	case <-ctx.Done():
 	}
-	b.log.Info("stopping", "shutdown_timeout", set.file.Server.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), set.file.Server.ShutdownTimeout)
-	for _, s := range servers {
-		if serr := s.Shutdown(sctx); serr != nil {
-			b.log.Warn("shutdown: requests in flight cut off", "error", serr)
-			_ = s.Close()
-		}
+	b.stage.Store(stageDraining)
+	b.health.Drain()
+	delay := deref(set.file.Server.DrainDelay)
+	if !serving || err != nil {
+		delay = 0 // nothing to drain, or nothing left to serve with
 	}
-	cancel()
+	b.log.Info("stopping: /readyz answers 503", "drain_delay", delay, "shutdown_timeout", set.file.Server.ShutdownTimeout)
+	b.drain(delay)
+	b.stage.Store(stageStopping)
+	if !serving {
+		srv = nil
+	}
+	b.shutdown(ctx, srv, set.file.Server.ShutdownTimeout, cutRequests)
+	if asrv != nil {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if asrv.Shutdown(actx) != nil {
+			_ = asrv.Close()
+		}
+		cancel()
+	}
 	for range pending {
 		<-serveErr // http.ErrServerClosed
 	}
@@ -472,6 +533,7 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		t.CloseIdleConnections()
 	}
 	b.checks.CloseIdleConnections()
+	b.log.Info("stopped")
 	return err
 }
 
@@ -512,6 +574,7 @@ func (b *Balancer) setInstances(ctx context.Context, insts []Instance) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	added, removed := b.pool.Sync(ids, now)
+	b.discovered = true
 	want := make(map[string]Instance, len(valid))
 	for _, in := range valid {
 		want[in.Service] = in
@@ -584,6 +647,10 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 	b.edgeLimit = limit
 	b.limiter.Load().SetLimit(limit)
 	b.m.setEval(ev, limit)
+	select {
+	case b.evaluated <- struct{}{}:
+	default:
+	}
 
 	if ev.Panic != prev.Panic {
 		if ev.Panic {

@@ -8,8 +8,12 @@
 // SetDefaults and passes Validate, and call Run once; Run owns every
 // goroutine the balancer starts (discovery, one health checker per
 // instance, the evaluator, the proxy and admin servers) and returns when
-// its context is done and they have stopped. Nothing else needs closing.
-// Balancer's exported methods are safe for concurrent use.
+// its context is done and they have stopped: it serves the proxy once the
+// first health checks are done, and on stop it drains (/readyz 503 while
+// the proxy serves on for server.drain_delay), closes the proxy listener
+// and gives the requests in flight server.shutdown_timeout (lifecycle.go);
+// Hurry shortens a stop. Nothing else needs closing. Balancer's exported
+// methods are safe for concurrent use.
 //
 // The policies: every one is a plain type driven by events and an explicit
 // now: none opens a socket, starts a goroutine or reads the clock, and

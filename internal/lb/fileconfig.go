@@ -189,8 +189,15 @@ type TimeoutsSection struct {
 	ResponseHeader time.Duration `yaml:"response_header"`
 	// Total bounds the whole proxied request, retry and response body
 	// included: past it the request is cut off, with a 504 if nothing was
-	// sent yet. Default 15s (or ResponseHeader if that is longer).
+	// sent yet. Default 15s (or ResponseHeader if that is longer). It
+	// does not apply to a stream once its headers are in (see StreamIdle).
 	Total time.Duration `yaml:"total"`
+	// StreamIdle bounds a stream's silence instead of its length: an
+	// upgraded connection (101 Switching Protocols: WebSocket) or a
+	// Server-Sent Events response (Content-Type text/event-stream) is
+	// closed once no byte has passed either way for this long, and the
+	// total timeout does not apply to it after its headers. Default 60s.
+	StreamIdle time.Duration `yaml:"stream_idle"`
 }
 
 // RouteSection maps a path prefix to the dependencies its requests need
@@ -203,13 +210,14 @@ type RouteSection struct {
 	// is. Absent: every dependency, as for paths that match no route.
 	// An empty list ([]): none, the route is never shed.
 	Dependencies []string `yaml:"dependencies"`
-	// ConnectTimeout, ResponseHeaderTimeout and TotalTimeout override
-	// `timeouts` for this route; 0 takes the value from there (a connect
-	// or response header timeout taken from there is capped at the
-	// route's total timeout).
+	// ConnectTimeout, ResponseHeaderTimeout, TotalTimeout and
+	// StreamIdleTimeout override `timeouts` for this route; 0 takes the
+	// value from there (a connect or response header timeout taken from
+	// there is capped at the route's total timeout).
 	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
 	ResponseHeaderTimeout time.Duration `yaml:"response_header_timeout"`
 	TotalTimeout          time.Duration `yaml:"total_timeout"`
+	StreamIdleTimeout     time.Duration `yaml:"stream_idle_timeout"`
 }
 
 // EdgeAdmissionSection configures the edge bound on proxied requests in
@@ -252,10 +260,12 @@ type ServerSection struct {
 	// Default 5s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// ReadTimeout bounds reading a whole request, body included. Default
-	// 30s. At least every route's total timeout.
+	// 30s. At least every route's total timeout. (It ends once the
+	// request body is read, so it never cuts a stream.)
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// WriteTimeout bounds writing a response (a client that stops
-	// reading). Default 30s. At least every route's total timeout.
+	// reading). Default 30s. At least every route's total timeout. A
+	// stream's writes are bounded by its idle timeout instead.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes a client's keep-alive connection idle this long.
 	// Default 60s.
@@ -263,8 +273,18 @@ type ServerSection struct {
 	// MaxHeaderBytes bounds a request's header block; larger gets 431.
 	// Default 32768. At least 1024.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
-	// ShutdownTimeout is how long in-flight requests may take to finish
-	// on stop. Default 20s.
+	// DrainDelay is how long the proxy keeps serving once a stop begins
+	// (SIGTERM or SIGINT) before it closes its listener: the admin API's
+	// /readyz answers 503 at once, so whatever sends traffic here (a
+	// network load balancer, DNS, a service mesh) has this long to notice
+	// and stop; new connections are still accepted and every answer
+	// carries "Connection: close" so keep-alive clients reconnect
+	// elsewhere. A second signal ends the delay early. Default 5s. 0
+	// disables: the listener closes at once.
+	DrainDelay *time.Duration `yaml:"drain_delay"`
+	// ShutdownTimeout is how long in-flight requests (streams and
+	// upgraded connections included) may take to finish once the
+	// listener is closed; what is left then is cut off. Default 20s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// ProxyProtocol reads a PROXY protocol header (v1 or v2, as HAProxy,
 	// AWS NLB and most L4 balancers send it) at the start of each
@@ -293,6 +313,11 @@ const (
 	DefaultListen        = "127.0.0.1:8080"
 	DefaultAdminListen   = "127.0.0.1:8081"
 	DefaultAdminTokenEnv = "SPILLWAY_ADMIN_TOKEN"
+	// DefaultStreamIdle is timeouts.stream_idle's default: nginx's
+	// proxy_read_timeout and ALB's idle timeout.
+	DefaultStreamIdle = 60 * time.Second
+	// DefaultDrainDelay is server.drain_delay's default.
+	DefaultDrainDelay = 5 * time.Second
 	// MaxInstances bounds the instances the balancer tracks.
 	MaxInstances = 1024
 	// MaxRoutes bounds the routes of a configuration.
@@ -383,6 +408,7 @@ func (c *FileConfig) SetDefaults() {
 	setDur(&t.Connect, time.Second)
 	setDur(&t.ResponseHeader, 10*time.Second)
 	setDur(&t.Total, max(15*time.Second, t.ResponseHeader))
+	setDur(&t.StreamIdle, DefaultStreamIdle)
 
 	a := &c.Admission
 	if a.QueueSize == nil {
@@ -406,6 +432,9 @@ func (c *FileConfig) SetDefaults() {
 	setDur(&sv.WriteTimeout, 30*time.Second)
 	setDur(&sv.IdleTimeout, 60*time.Second)
 	setInt(&sv.MaxHeaderBytes, 32<<10)
+	if sv.DrainDelay == nil {
+		sv.DrainDelay = ptr(DefaultDrainDelay)
+	}
 	setDur(&sv.ShutdownTimeout, 20*time.Second)
 	setStr(&sv.ProxyProtocol, ProxyProtocolOff)
 
@@ -525,7 +554,8 @@ func validateTimeouts(path string, t TimeoutsSection) error {
 	errs = append(errs,
 		checkPositive(path+".connect", t.Connect),
 		checkPositive(path+".response_header", t.ResponseHeader),
-		checkPositive(path+".total", t.Total))
+		checkPositive(path+".total", t.Total),
+		checkPositive(path+".stream_idle", t.StreamIdle))
 	if t.ResponseHeader > t.Total && t.Total > 0 {
 		errs = append(errs, fieldErr(path+".response_header", t.ResponseHeader, "must not exceed total ("+t.Total.String()+")"))
 	}
@@ -545,7 +575,8 @@ func (c *FileConfig) validateRoutes() error {
 		t := c.routeTimeouts(r)
 		errs = append(errs, checkNonNegative(p+".connect_timeout", r.ConnectTimeout),
 			checkNonNegative(p+".response_header_timeout", r.ResponseHeaderTimeout),
-			checkNonNegative(p+".total_timeout", r.TotalTimeout))
+			checkNonNegative(p+".total_timeout", r.TotalTimeout),
+			checkNonNegative(p+".stream_idle_timeout", r.StreamIdleTimeout))
 		if r.ConnectTimeout >= 0 && r.ResponseHeaderTimeout >= 0 && r.TotalTimeout >= 0 {
 			if t.ResponseHeader > t.Total {
 				errs = append(errs, fieldErr(p+".response_header_timeout", t.ResponseHeader, "must not exceed the route's total timeout ("+t.Total.String()+")"))
@@ -587,6 +618,9 @@ func (c *FileConfig) validateServer() error {
 		checkPositive("server.write_timeout", s.WriteTimeout),
 		checkPositive("server.idle_timeout", s.IdleTimeout),
 		checkNonNegative("server.shutdown_timeout", s.ShutdownTimeout))
+	if s.DrainDelay != nil {
+		errs = append(errs, checkNonNegative("server.drain_delay", *s.DrainDelay))
+	}
 	if s.MaxHeaderBytes < 1024 || s.MaxHeaderBytes > 1<<20 {
 		errs = append(errs, fieldErr("server.max_header_bytes", s.MaxHeaderBytes, "must be from 1024 to 1048576"))
 	}
@@ -617,6 +651,9 @@ func (c *FileConfig) routeTimeouts(r RouteSection) TimeoutsSection {
 		t.ResponseHeader = r.ResponseHeaderTimeout
 	} else {
 		t.ResponseHeader = min(t.ResponseHeader, t.Total)
+	}
+	if r.StreamIdleTimeout > 0 {
+		t.StreamIdle = r.StreamIdleTimeout
 	}
 	return t
 }

@@ -37,14 +37,39 @@ func TestFileConfigDefaults(t *testing.T) {
 	}
 	if c.Listen != "127.0.0.1:8080" || c.AdminListen != "127.0.0.1:8081" || c.AdminTokenEnv != "SPILLWAY_ADMIN_TOKEN" ||
 		c.HealthCheck.ReadyPath != "/readyz" || *c.HealthCheck.ReportPath != "/health" ||
-		c.Timeouts != (TimeoutsSection{Connect: time.Second, ResponseHeader: 10 * time.Second, Total: 15 * time.Second}) ||
-		*c.Admission.QueueSize != 128 || c.Server.MaxHeaderBytes != 32<<10 || c.Transport.MaxIdleConnsPerHost != 512 {
+		c.Timeouts != (TimeoutsSection{Connect: time.Second, ResponseHeader: 10 * time.Second, Total: 15 * time.Second, StreamIdle: time.Minute}) ||
+		*c.Admission.QueueSize != 128 || c.Server.MaxHeaderBytes != 32<<10 || c.Transport.MaxIdleConnsPerHost != 512 ||
+		*c.Server.DrainDelay != 5*time.Second || c.Server.ShutdownTimeout != 20*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
 	before := *c
 	c.SetDefaults()
 	if diff := cmp.Diff(before, *c); diff != "" {
 		t.Errorf("SetDefaults is not idempotent:\n%s", diff)
+	}
+}
+
+// An explicit 0 disables the drain delay; a route inherits the stream
+// idle timeout or sets its own.
+func TestFileConfigLifecycleAndStreams(t *testing.T) {
+	c, err := parseFile(t, `
+server: {drain_delay: 0s}
+timeouts: {stream_idle: 90s}
+routes:
+  - {prefix: /ws, stream_idle_timeout: 10m}
+  - {prefix: /api}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.Server.DrainDelay != 0 {
+		t.Errorf("drain_delay: 0s became %v", *c.Server.DrainDelay)
+	}
+	if got := c.routeTimeouts(c.Routes[0]).StreamIdle; got != 10*time.Minute {
+		t.Errorf("/ws stream idle = %v, want 10m", got)
+	}
+	if got := c.routeTimeouts(c.Routes[1]).StreamIdle; got != 90*time.Second {
+		t.Errorf("/api stream idle = %v, want the inherited 90s", got)
 	}
 }
 
@@ -97,6 +122,9 @@ func TestFileConfigValidate(t *testing.T) {
 		{"route dependency", `routes: [{prefix: /a, dependencies: [""]}]`, `routes[0].dependencies[0]: "": must not be empty`},
 		{"route timeouts", `routes: [{prefix: /a, response_header_timeout: 5s, total_timeout: 2s}]`, "routes[0].response_header_timeout: 5s: must not exceed the route's total timeout (2s)"},
 		{"route negative", `routes: [{prefix: /a, total_timeout: -1s}]`, "routes[0].total_timeout: -1s: must not be negative"},
+		{"stream idle", `timeouts: {stream_idle: -1s}`, "timeouts.stream_idle: -1s: must be positive"},
+		{"route stream idle", `routes: [{prefix: /a, stream_idle_timeout: -1s}]`, "routes[0].stream_idle_timeout: -1s: must not be negative"},
+		{"drain delay", `server: {drain_delay: -1s}`, "server.drain_delay: -1s: must not be negative"},
 		{"queue", `admission: {queue_size: -1}`, "admission.queue_size: -1: must be from 0"},
 		{"fallback", `admission: {fallback_limit: -1}`, "admission.fallback_limit: -1: must be from 0"},
 		{"unknown limit", `admission: {unknown_instance_limit: -1}`, "admission.unknown_instance_limit: -1: must not be negative"},

@@ -223,7 +223,8 @@ func scrape(t *testing.T, url, name string) float64 {
 }
 
 // testConfig is a balancer config with short intervals for tests: health
-// every 100ms, thresholds 2/2, slow start off, a 1s recovery ramp.
+// every 100ms, thresholds 2/2, slow start off, a 1s recovery ramp, no
+// drain delay.
 func testConfig(insts ...lb.Instance) *lb.FileConfig {
 	zero := time.Duration(0)
 	c := &lb.FileConfig{
@@ -239,6 +240,7 @@ func testConfig(insts ...lb.Instance) *lb.FileConfig {
 	rw := time.Second
 	c.Shedding.RecoveryWindow = &rw
 	c.Server.ShutdownTimeout = 5 * time.Second
+	c.Server.DrainDelay = &zero // the drain is tested on its own
 	return c
 }
 
@@ -247,6 +249,11 @@ type balancer struct {
 	*lb.Balancer
 	url, admin string
 	client     *http.Client
+	// stop begins the stop (cancels Run's context); done is closed when
+	// Run has returned, runErr.
+	stop   context.CancelFunc
+	done   chan struct{}
+	runErr error
 }
 
 // startLB runs a balancer built from cfg (SetDefaults is applied here)
@@ -260,16 +267,18 @@ func startLB(t testing.TB, cfg *lb.FileConfig, disc lb.Discovery) *balancer {
 	}
 	ln, aln := listen(t), listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.Run(ctx, ln, aln) }()
 	lbt := &balancer{Balancer: b, url: "http://" + ln.Addr().String(), admin: "http://" + aln.Addr().String(),
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(lbt.done)
+		lbt.runErr = b.Run(ctx, ln, aln)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+		case <-lbt.done:
+			if lbt.runErr != nil {
+				t.Errorf("Run: %v", lbt.runErr)
 			}
 		case <-time.After(15 * time.Second):
 			t.Error("Run did not return within 15s of cancel")

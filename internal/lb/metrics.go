@@ -54,6 +54,10 @@ type metrics struct {
 	retries   [numRetryResults]atomic.Uint64
 	ejections atomic.Uint64
 	reloads   [2]atomic.Uint64
+	// streams open (upgraded connections and event streams), and those
+	// closed by their idle timeout.
+	streams        atomic.Int64
+	streamIdleCuts atomic.Uint64
 
 	panicking atomic.Bool
 	routable  atomic.Int64
@@ -64,6 +68,7 @@ type metrics struct {
 	dRequests, dRetries, dEjections, dReloads          *prometheus.Desc
 	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
 	dInFlight, dQueue, dShedding                       *prometheus.Desc
+	dStreams, dStreamIdleCuts                          *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -73,19 +78,21 @@ func newMetrics(b *Balancer) *metrics {
 		return prometheus.NewDesc("spillway_lb_"+name, help, labels, nil)
 	}
 	return &metrics{
-		b:          b,
-		dRequests:  d("requests_total", "Requests answered, by outcome.", "outcome"),
-		dRetries:   d("retries_total", "Retries on another instance, by result.", "result"),
-		dEjections: d("ejections_total", "Passive outlier ejections."),
-		dReloads:   d("config_reload_total", "Configuration reloads, by result.", "result"),
-		dPanic:     d("panic", "1 while in panic mode (routing across every instance that accepts connections)."),
-		dRoutable:  d("routable_instances", "Instances that are healthy, not ejected and not drained."),
-		dMembers:   d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
-		dInstances: d("instances", "Instances known from discovery."),
-		dCapacity:  d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
-		dInFlight:  d("in_flight", "Proxied requests admitted at the edge and not finished."),
-		dQueue:     d("queue_length", "Requests waiting at the edge for a slot."),
-		dShedding:  d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
+		b:               b,
+		dRequests:       d("requests_total", "Requests answered, by outcome.", "outcome"),
+		dRetries:        d("retries_total", "Retries on another instance, by result.", "result"),
+		dEjections:      d("ejections_total", "Passive outlier ejections."),
+		dReloads:        d("config_reload_total", "Configuration reloads, by result.", "result"),
+		dPanic:          d("panic", "1 while in panic mode (routing across every instance that accepts connections)."),
+		dRoutable:       d("routable_instances", "Instances that are healthy, not ejected and not drained."),
+		dMembers:        d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
+		dInstances:      d("instances", "Instances known from discovery."),
+		dCapacity:       d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
+		dInFlight:       d("in_flight", "Proxied requests admitted at the edge and not finished."),
+		dQueue:          d("queue_length", "Requests waiting at the edge for a slot."),
+		dShedding:       d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
+		dStreams:        d("streams", "Streams open: upgraded connections (WebSocket) and event streams (SSE), bounded by their idle timeout."),
+		dStreamIdleCuts: d("stream_idle_timeouts_total", "Streams closed because nothing passed either way for their idle timeout."),
 	}
 }
 
@@ -102,7 +109,8 @@ func (m *metrics) setEval(ev Eval, limit int) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
-		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding} {
+		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding,
+		m.dStreams, m.dStreamIdleCuts} {
 		ch <- d
 	}
 }
@@ -122,6 +130,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.dRetries, m.retries[i].Load(), retryResultNames[i])
 	}
 	counter(m.dEjections, m.ejections.Load())
+	counter(m.dStreamIdleCuts, m.streamIdleCuts.Load())
+	gauge(m.dStreams, float64(m.streams.Load()))
 	for i := range m.reloads {
 		counter(m.dReloads, m.reloads[i].Load(), reloadResultNames[i])
 	}

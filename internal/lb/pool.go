@@ -352,6 +352,8 @@ type Eval struct {
 	// Instances is the number of instances in the pool; Members those not
 	// drained, draining or pending (the panic threshold's denominator).
 	Instances, Members int
+	// Unchecked counts the instances without a health check result yet.
+	Unchecked int
 	// Routable members, and Ejected ones among Members.
 	Routable, Ejected int
 	// Candidates is the size of the published snapshot.
@@ -384,6 +386,9 @@ func (p *Pool) Evaluate(now time.Time) Eval {
 	for _, in := range p.list {
 		in.outlier.Update(now)
 		in.candidate, in.weight = false, 0
+		if !in.health.Checked() {
+			ev.Unchecked++
+		}
 		if in.excluded(now, maxAge) {
 			in.routable, in.outAt = false, now
 			continue

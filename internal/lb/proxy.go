@@ -39,6 +39,7 @@ const (
 var (
 	errHeaderTimeout = errors.New("lb: response header timeout")
 	errTotalTimeout  = errors.New("lb: total timeout")
+	errStreamIdle    = errors.New("lb: stream idle timeout")
 	errBodyConsumed  = errors.New("lb: request body already sent")
 )
 
@@ -84,6 +85,7 @@ var (
 	hdrAllow   = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"}
 	hdrHTTP    = []string{"http"}
 	hdrHTTPS   = []string{"https"}
+	hdrClose   = []string{"close"}
 )
 
 func writeAnswer(w http.ResponseWriter, a *answer, retryAfter []string) {
@@ -107,6 +109,12 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, ansMethodNotAllowed, nil)
 		b.m.count(outClientError)
 		return
+	}
+	upgrade := len(r.Header["Upgrade"]) > 0
+	if !upgrade && b.stage.Load() >= stageDraining {
+		// Stopping: keep-alive clients reconnect, elsewhere once whatever
+		// sends them here has seen /readyz fail (Envoy's drain does this).
+		w.Header()["Connection"] = hdrClose
 	}
 	path := r.URL.Path
 	if path == "" || path[0] != '/' {
@@ -159,6 +167,11 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.phase.Store(phaseHeader)
 	c.timer = time.AfterFunc(min(c.t.header, c.t.total), c.fire)
 	defer c.finish()
+	if upgrade {
+		// Tracks the connection ReverseProxy hijacks if the instance
+		// agrees to switch protocols.
+		w = &upgradeWriter{ResponseWriter: w, c: c}
+	}
 	b.proxy.ServeHTTP(w, r.WithContext(c))
 }
 
@@ -177,7 +190,8 @@ type call struct {
 	parent          context.Context // the client's
 	cancel          context.CancelCauseFunc
 	// timer enforces the response header timeout of the running attempt
-	// (phaseHeader), then the total timeout (phaseTotal).
+	// (phaseHeader), then the total timeout (phaseTotal) or, for a stream,
+	// the idle timeout (phaseStream).
 	timer *time.Timer
 	phase atomic.Uint32
 	start time.Time
@@ -188,11 +202,18 @@ type call struct {
 	fail      outcome
 	attempted bool
 	retried   bool
+	// A stream's state (see stream.go), set by the handler's goroutine
+	// before the stream's bytes flow.
+	stream bool
+	last   atomic.Int64             // when a byte last passed, as time since start
+	rc     *http.ResponseController // an event stream's client side
+	client net.Conn                 // an upgraded connection's client side
 }
 
 const (
 	phaseHeader = iota
 	phaseTotal
+	phaseStream
 )
 
 // Value implements context.Context.
@@ -204,10 +225,18 @@ func (c *call) Value(key any) any {
 }
 
 func (c *call) fire() {
-	if c.phase.Load() == phaseHeader {
+	switch c.phase.Load() {
+	case phaseHeader:
 		c.cancel(errHeaderTimeout)
-	} else {
+	case phaseTotal:
 		c.cancel(errTotalTimeout)
+	default:
+		if quiet := time.Since(c.start) - time.Duration(c.last.Load()); quiet < c.t.idle {
+			c.timer.Reset(c.t.idle - quiet)
+			return
+		}
+		c.b.m.streamIdleCuts.Add(1)
+		c.cancel(errStreamIdle)
 	}
 }
 
@@ -234,6 +263,9 @@ func (c *call) finish() {
 	c.timer.Stop()
 	c.cancel(nil)
 	c.ep.Release()
+	if c.stream {
+		c.endStream()
+	}
 	o := c.fail
 	if o == outOK {
 		switch {
@@ -343,7 +375,11 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 // the picker avoids it for requests that need one until its next report
 // (Pool.ObserveFailingFast); it is never a failure of the instance.
 func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
-	c.armTotal()
+	if isStream(res) {
+		c.startStream(res)
+	} else {
+		c.armTotal()
+	}
 	c.status = res.StatusCode
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

@@ -228,6 +228,10 @@ func New(cfg Config, opts Options) (_ *Stack, err error) {
 	s.rec = timeline.New(330, nil)
 	lbc := cfg.LB
 	lbc.Instances = nil // the fleet supplies them
+	// No drain delay: nothing routes to a demo's balancer by its /readyz,
+	// so Ctrl-C stops at once; requests in flight still get
+	// server.shutdown_timeout.
+	lbc.Server.DrainDelay = new(time.Duration)
 	s.balancer, err = lb.New(&lbc, lb.Options{
 		Logger:     opts.Logger.With("component", "lb"),
 		Registry:   reg,
@@ -338,7 +342,7 @@ func (s *Stack) adminHandler() http.Handler {
 	onLoopback := httpapi.IsLoopback(s.adminLn.Addr())
 	admin := s.balancer.AdminHandler(!onLoopback)
 	mux := http.NewServeMux()
-	for _, p := range []string{"/status", "/metrics", "/instances/", "/shedding/"} {
+	for _, p := range []string{"/livez", "/readyz", "/status", "/metrics", "/instances/", "/shedding/"} {
 		mux.Handle(p, admin)
 	}
 	token := httpapi.NewToken(s.token)

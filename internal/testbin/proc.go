@@ -4,6 +4,7 @@ package testbin
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"regexp"
 	"sync"
@@ -13,8 +14,8 @@ import (
 )
 
 // Proc is a spillway process started by Start: its combined output is
-// kept, and it is stopped (SIGTERM, then SIGKILL to its process group)
-// when the test ends, if it still runs.
+// kept, and its process group is killed (SIGKILL) when the test ends, if
+// it still runs; a test that wants a graceful stop calls Stop itself.
 type Proc struct {
 	cmd  *exec.Cmd
 	out  lockedBuffer
@@ -25,7 +26,16 @@ type Proc struct {
 // Start runs the spillway binary with args in a process group of its own.
 func Start(t testing.TB, args ...string) *Proc {
 	t.Helper()
+	return StartEnv(t, nil, args...)
+}
+
+// StartEnv is Start with env added to the test's environment.
+func StartEnv(t testing.TB, env []string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{cmd: exec.Command(Spillway(t), args...), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -33,7 +43,10 @@ func Start(t testing.TB, args ...string) *Proc {
 	}
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		p.Stop(10 * time.Second)
+		if !p.Exited() {
+			_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
+			<-p.done
+		}
 		if t.Failed() {
 			t.Logf("spillway %v (pid %d) output:\n%s", args, p.PID(), p.Output())
 		}
@@ -74,6 +87,20 @@ func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(si
 
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Err is the process's exit error (nil: status 0); valid once Done is
+// closed.
+func (p *Proc) Err() error { return p.err }
 
 // Stop sends SIGTERM and waits up to grace for the process to exit, then
 // kills its process group. It returns Wait's error (nil: exit status 0).
