@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/spillway-dev/spillway/internal/procgroup"
 )
 
 // Errors callers branch on.
@@ -156,7 +158,6 @@ type Fleet struct {
 	outMu sync.Mutex
 	m     *metrics
 	probe *prober
-	spawn *spawner
 
 	results chan probeResult
 	exits   chan *proc
@@ -167,7 +168,8 @@ type Fleet struct {
 
 	mu         sync.Mutex
 	phase      int
-	baseCtx    context.Context // parent of the probers' contexts; canceled at shutdown
+	spawn      *procgroup.Spawner // set by Run
+	baseCtx    context.Context    // parent of the probers' contexts; canceled at shutdown
 	slots      []*slot
 	guard      *Guardrails
 	budgetHeld bool // a budget_exhausted event was emitted since the last replacement
@@ -207,7 +209,6 @@ func New(cfg Config, opts Options) (*Fleet, error) {
 		env:     slices.Clone(opts.Env),
 		m:       m,
 		probe:   newProber(cfg.Check.Timeout),
-		spawn:   newSpawner(),
 		results: make(chan probeResult),
 		exits:   make(chan *proc),
 		quit:    make(chan struct{}),
@@ -229,16 +230,13 @@ func (f *Fleet) Run(ctx context.Context) error {
 	if !f.started.CompareAndSwap(false, true) {
 		return errors.New("fleet: Run called more than once")
 	}
-	stopSpawner := make(chan struct{})
-	go f.spawn.run(stopSpawner)
-	defer func() {
-		close(stopSpawner)
-		<-f.spawn.done
-	}()
+	spawn := procgroup.NewSpawner()
+	defer spawn.Close() // after shutdown: every instance has exited
 	base, cancelBase := context.WithCancel(context.Background())
 
 	f.mu.Lock()
 	f.phase = phaseRunning
+	f.spawn = spawn
 	f.baseCtx = base
 	now := time.Now()
 	var bootErr error
@@ -327,7 +325,7 @@ func (f *Fleet) startLocked(s *slot, now time.Time) (*proc, error) {
 	if f.phase != phaseRunning {
 		return nil, ErrNotRunning
 	}
-	addrs, err := freePorts(f.cfg.Host, 2)
+	addrs, err := procgroup.FreeAddrs(f.cfg.Host, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -340,9 +338,8 @@ func (f *Fleet) startLocked(s *slot, now time.Time) (*proc, error) {
 	if len(f.env) > 0 {
 		cmd.Env = append(os.Environ(), f.env...)
 	}
-	cmd.SysProcAttr = sysProcAttr()
 	cmd.WaitDelay = time.Second // bounds Wait if a grandchild keeps the output pipe open
-	if err := f.spawn.start(cmd); err != nil {
+	if err := f.spawn.Start(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	p := &proc{
@@ -375,7 +372,7 @@ func (f *Fleet) startLocked(s *slot, now time.Time) (*proc, error) {
 func (f *Fleet) wait(p *proc) {
 	defer f.wg.Done()
 	err := p.cmd.Wait()
-	reapGroup(p.pid)
+	procgroup.KillGroup(p.pid)
 	p.out.flush()
 	p.exitErr, p.exitedAt = err, time.Now()
 	close(p.exited)
@@ -652,7 +649,7 @@ func (f *Fleet) stopProc(p *proc) {
 	if p.hasExited() {
 		return
 	}
-	if err := terminate(p.cmd.Process); err != nil {
+	if err := procgroup.Terminate(p.cmd.Process); err != nil {
 		f.log.Warn("SIGTERM failed", "instance", p.id, "pid", p.pid, "err", err)
 	}
 	t := time.NewTimer(f.cfg.StopTimeout)
@@ -662,7 +659,7 @@ func (f *Fleet) stopProc(p *proc) {
 	case <-f.quit: // shutdown takes over
 	case <-t.C:
 		f.log.Warn("instance did not stop in time; killing", "instance", p.id, "pid", p.pid, "stop_timeout", f.cfg.StopTimeout)
-		if err := kill(p.cmd.Process); err != nil && !p.hasExited() {
+		if err := procgroup.Kill(p.cmd.Process); err != nil && !p.hasExited() {
 			f.log.Error("SIGKILL failed", "instance", p.id, "pid", p.pid, "err", err)
 		}
 	}
@@ -698,7 +695,7 @@ func (f *Fleet) shutdown(cancelBase context.CancelFunc) {
 	}
 	for _, p := range live {
 		if !p.hasExited() {
-			if err := terminate(p.cmd.Process); err != nil {
+			if err := procgroup.Terminate(p.cmd.Process); err != nil {
 				f.log.Warn("SIGTERM failed", "instance", p.id, "pid", p.pid, "err", err)
 			}
 		}
@@ -720,7 +717,7 @@ func (f *Fleet) shutdown(cancelBase context.CancelFunc) {
 		for _, p := range live {
 			if !p.hasExited() {
 				f.log.Warn("instance did not stop in time; killing", "instance", p.id, "pid", p.pid)
-				if err := kill(p.cmd.Process); err != nil && !p.hasExited() {
+				if err := procgroup.Kill(p.cmd.Process); err != nil && !p.hasExited() {
 					f.log.Error("SIGKILL failed", "instance", p.id, "pid", p.pid, "err", err)
 				}
 			}

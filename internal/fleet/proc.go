@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -137,73 +136,6 @@ func (o *output) addrInUse() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return bytes.Contains(o.tail, []byte("address already in use"))
-}
-
-// freePorts returns n distinct free TCP addresses on host. They are free
-// when this returns; another process may take one before the instance binds
-// it, which the supervisor detects and retries.
-func freePorts(host string, n int) ([]string, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	addrs := make([]string, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("find a free port on %s: %w", host, err)
-		}
-		lns = append(lns, ln)
-		addrs = append(addrs, ln.Addr().String())
-	}
-	return addrs, nil
-}
-
-// spawner starts processes from one goroutine locked to its OS thread. On
-// Linux a child's parent-death signal fires when the thread that forked it
-// exits; the Go runtime only ends threads whose goroutine exits while
-// locked, so a dedicated locked thread that outlives every child keeps
-// Pdeathsig meaning "the fleet process died".
-type spawner struct {
-	reqs chan spawnReq
-	done chan struct{}
-}
-
-type spawnReq struct {
-	cmd *exec.Cmd
-	err chan error
-}
-
-func newSpawner() *spawner {
-	return &spawner{reqs: make(chan spawnReq), done: make(chan struct{})}
-}
-
-// run serves start requests until stop is closed.
-func (s *spawner) run(stop <-chan struct{}) {
-	defer close(s.done)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for {
-		select {
-		case r := <-s.reqs:
-			r.err <- r.cmd.Start()
-		case <-stop:
-			return
-		}
-	}
-}
-
-// start starts cmd on the spawner's thread.
-func (s *spawner) start(cmd *exec.Cmd) error {
-	r := spawnReq{cmd: cmd, err: make(chan error, 1)}
-	select {
-	case s.reqs <- r:
-		return <-r.err
-	case <-s.done:
-		return ErrNotRunning
-	}
 }
 
 // prober checks instances over HTTP. It keeps no connections: every check
