@@ -80,7 +80,7 @@ type Action struct {
 	// ActUnfrozen).
 	Failing int
 	// Check is the check that made ID unhealthy.
-	Check CheckResult
+	Check Probe
 	// Detail describes an exit.
 	Detail string
 	// Err is why a start failed, or how a rolling restart ended.

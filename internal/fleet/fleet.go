@@ -46,11 +46,11 @@ const (
 	StateReplaced State = "replaced"
 )
 
-// Instance is what the fleet announces to the load balancer: an instance's
-// stable ID and its addresses (host:port). Health is the address that
+// Announcement is what the fleet announces to the load balancer for one
+// instance process: its stable ID and its addresses (host:port). Health is the address that
 // serves /readyz and /health: the health port, or the service port when the
 // traffic check is configured there (the 2018 shared-port configuration).
-type Instance struct {
+type Announcement struct {
 	ID      string `json:"id"`
 	Service string `json:"service"`
 	Health  string `json:"health"`
@@ -60,16 +60,24 @@ type Instance struct {
 // consumes it.
 type Source interface {
 	// Instances returns the current set.
-	Instances() []Instance
+	Instances() []Announcement
 	// Watch calls fn with the current set, then again after each change,
 	// until ctx is done.
-	Watch(ctx context.Context, fn func([]Instance)) error
+	Watch(ctx context.Context, fn func([]Announcement)) error
 }
 
 var _ Source = (*Fleet)(nil)
 
-// CheckResult is the outcome of one health check.
-type CheckResult struct {
+// Instance and InstanceStatus are the former names of Announcement and
+// ProcessStatus, kept while callers move.
+type (
+	Instance       = Announcement
+	InstanceStatus = ProcessStatus
+)
+
+// Probe is one health check the fleet made of an instance, and its
+// outcome. (The load balancer's checks are its own: lb.CheckResult.)
+type Probe struct {
 	Time time.Time `json:"time"`
 	// Target is ADDRESS/PATH.
 	Target string `json:"target"`
@@ -83,8 +91,9 @@ type CheckResult struct {
 	Failures int `json:"failures"`
 }
 
-// InstanceStatus describes one instance process.
-type InstanceStatus struct {
+// ProcessStatus describes one instance process: a slot lists its serving
+// process, and for a while those it replaces.
+type ProcessStatus struct {
 	ID string `json:"id"`
 	// Slot is the place in the fleet (0 to Size-1) the process fills.
 	Slot int `json:"slot"`
@@ -98,9 +107,9 @@ type InstanceStatus struct {
 	Reason string `json:"reason,omitempty"`
 	// Restarts is how many times the slot's process had exited unasked and
 	// been started again before this process started.
-	Restarts  int         `json:"restarts"`
-	StartedAt time.Time   `json:"started_at"`
-	LastCheck CheckResult `json:"last_check"`
+	Restarts  int       `json:"restarts"`
+	StartedAt time.Time `json:"started_at"`
+	LastCheck Probe     `json:"last_check"`
 }
 
 // Options are a Fleet's dependencies.
@@ -313,17 +322,17 @@ func (f *Fleet) eventLocked(e Event) { f.events.add(e) }
 // Instances returns the announced instances: started and not told to stop,
 // ready or not (the load balancer's own checks and slow start decide when
 // one gets traffic), in slot order.
-func (f *Fleet) Instances() []Instance {
+func (f *Fleet) Instances() []Announcement {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.instancesLocked()
 }
 
-func (f *Fleet) instancesLocked() []Instance {
-	var out []Instance
+func (f *Fleet) instancesLocked() []Announcement {
+	var out []Announcement
 	for _, id := range f.plan.Announced() {
 		if p := f.procs[id]; p != nil {
-			out = append(out, Instance{ID: p.id, Service: p.service, Health: p.addr(f.cfg.Check.Traffic.Port)})
+			out = append(out, Announcement{ID: p.id, Service: p.service, Health: p.addr(f.cfg.Check.Traffic.Port)})
 		}
 	}
 	return out
@@ -333,8 +342,8 @@ func (f *Fleet) instancesLocked() []Instance {
 // change (changes in quick succession may be delivered as one), from the
 // calling goroutine. It returns ctx.Err() when ctx is done, or nil after
 // delivering the final, empty set once the fleet has stopped.
-func (f *Fleet) Watch(ctx context.Context, fn func([]Instance)) error {
-	var last []Instance
+func (f *Fleet) Watch(ctx context.Context, fn func([]Announcement)) error {
+	var last []Announcement
 	first := true
 	for {
 		f.mu.Lock()
@@ -358,7 +367,7 @@ func (f *Fleet) Watch(ctx context.Context, fn func([]Instance)) error {
 // Status describes every process the fleet owns, in slot order: for each
 // slot its last exited process while the successor is not running yet,
 // processes being stopped, the current one and a rolling restart's new one.
-func (f *Fleet) Status() []InstanceStatus {
+func (f *Fleet) Status() []ProcessStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := f.plan.Status()

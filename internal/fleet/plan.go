@@ -64,7 +64,7 @@ type member struct {
 	restarts  int    // the slot's restarts before it started
 	startedAt time.Time
 	checks    *Checks
-	last      CheckResult
+	last      Probe
 	ready     bool
 	// replaces is the unhealthy process this one was started to replace:
 	// it is stopped once this one's start is reported (either way).
@@ -188,7 +188,7 @@ func (p *Plan) Ready(id string, now time.Time) []Action {
 // liveness check, or the traffic check with replace_on: traffic) taken at
 // now. A slot's serving process that fails it threshold times in a row
 // after its grace period is replaced, if the guardrails allow.
-func (p *Plan) Checked(id string, c CheckResult, now time.Time) []Action {
+func (p *Plan) Checked(id string, c Probe, now time.Time) []Action {
 	m := p.member(id)
 	if m == nil || (m.state != StateStarting && m.state != StateRunning) {
 		return nil
@@ -485,15 +485,15 @@ func (p *Plan) Announced() []string {
 // slot its last exited process while the successor is not running yet,
 // processes being stopped, the current one and a rolling restart's new
 // one. PID and addresses are the caller's to fill in.
-func (p *Plan) Status() []InstanceStatus {
-	var out []InstanceStatus
+func (p *Plan) Status() []ProcessStatus {
+	var out []ProcessStatus
 	for _, s := range p.slots {
 		ms := append([]*member{s.prev}, s.retiring...)
 		for _, m := range append(ms, s.cur, s.surge) {
 			if m == nil {
 				continue
 			}
-			out = append(out, InstanceStatus{
+			out = append(out, ProcessStatus{
 				ID: m.id, Slot: s.index, State: m.state, Reason: m.reason,
 				Restarts: m.restarts, StartedAt: m.startedAt, LastCheck: m.last,
 			})

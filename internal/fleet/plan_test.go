@@ -75,7 +75,7 @@ func ready(id string) func(*Plan, time.Time) []Action {
 
 func check(id string, ok bool) func(*Plan, time.Time) []Action {
 	return func(p *Plan, now time.Time) []Action {
-		c := CheckResult{Time: now, Target: "127.0.0.1:1/livez", OK: ok}
+		c := Probe{Time: now, Target: "127.0.0.1:1/livez", OK: ok}
 		if !ok {
 			c.Error = "503 Service Unavailable"
 		}

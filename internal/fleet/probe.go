@@ -11,9 +11,9 @@ import (
 // probeResult is one round of checks of one instance.
 type probeResult struct {
 	p        *proc
-	hasCheck bool        // check holds a result of the replacement check
-	check    CheckResult // the check that replace_on selects
-	ready    bool        // the traffic check passed
+	hasCheck bool  // check holds a result of the replacement check
+	check    Probe // the check that replace_on selects
+	ready    bool  // the traffic check passed
 }
 
 // probeLoop checks p until ctx is done: the replacement check every
@@ -100,10 +100,10 @@ func newProber(timeout time.Duration) *prober {
 
 // check makes one GET http://addr+path and reports whether it answered 2xx
 // within the timeout.
-func (p *prober) check(ctx context.Context, addr, path string, now func() time.Time) CheckResult {
+func (p *prober) check(ctx context.Context, addr, path string, now func() time.Time) Probe {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	r := CheckResult{Target: addr + path}
+	r := Probe{Target: addr + path}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		r.Time, r.Error = now(), err.Error()
