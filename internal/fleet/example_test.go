@@ -30,7 +30,7 @@ func ExampleFleet_Watch() {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return f.Run(ctx) })
 	g.Go(func() error {
-		return f.Watch(ctx, func(set []fleet.Instance) {
+		return f.Watch(ctx, func(set []fleet.Announcement) {
 			// e.g. balancer.Sync(set): add the new, drain the withdrawn.
 			fmt.Println(len(set), "instances")
 		})

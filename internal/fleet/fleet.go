@@ -68,13 +68,6 @@ type Source interface {
 
 var _ Source = (*Fleet)(nil)
 
-// Instance and InstanceStatus are the former names of Announcement and
-// ProcessStatus, kept while callers move.
-type (
-	Instance       = Announcement
-	InstanceStatus = ProcessStatus
-)
-
 // Probe is one health check the fleet made of an instance, and its
 // outcome. (The load balancer's checks are its own: lb.CheckResult.)
 type Probe struct {
