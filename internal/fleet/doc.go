@@ -20,9 +20,16 @@
 //
 // # How it decides
 //
-// The decisions are plain, clock-free types (Checks, Budget, Freeze,
-// Guardrails, Backoff) driven with an explicit now; the supervisor around
-// them only runs processes and HTTP checks (DESIGN.md, principle 2).
+// The decisions are a Plan: a pure state machine that takes observations
+// (a start's outcome, a check result, an exit, a tick) and operator
+// commands (boot, rolling restart, shutdown) with an explicit now and
+// answers with Actions (start, stop, and what was decided: replaced,
+// frozen, crashed, ...), built from plain policies (Checks, Backoff, and
+// the Guardrails: Freeze and Budget). The Fleet around it only runs
+// processes and HTTP checks, feeds the plan and applies its actions as
+// processes, logs, events and metrics (DESIGN.md, principle 2). The
+// Guardrails are an interface: the seam where the budget and the freeze
+// become fleet-wide.
 //
 //   - Grace: for Config.Grace after a start (default 10s), failed checks
 //     are not counted. Checks still run, so readiness is seen at once.

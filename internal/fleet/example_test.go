@@ -30,7 +30,7 @@ func ExampleFleet_Watch() {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return f.Run(ctx) })
 	g.Go(func() error {
-		return f.Watch(ctx, func(set []fleet.Instance) {
+		return f.Watch(ctx, func(set []fleet.Announcement) {
 			// e.g. balancer.Sync(set): add the new, drain the withdrawn.
 			fmt.Println(len(set), "instances")
 		})
@@ -63,4 +63,37 @@ func ExampleGuardrails() {
 	// slot-1 unhealthy 10s later: budget_exhausted
 	// two of three failing, frozen: true -> frozen
 	// slot-1 passes again: replace
+}
+
+// The plan decides on an injected clock, without processes: the caller
+// starts what it is told to, reports what it sees, and applies the
+// actions. A crash is restarted after the backoff.
+func ExamplePlan() {
+	cfg := fleet.Config{Size: 2}
+	cfg.SetDefaults()
+	p, err := fleet.NewPlan(cfg, nil) // nil: this process's own guardrails
+	if err != nil {
+		panic(err)
+	}
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	show := func(acts []fleet.Action) {
+		for _, a := range acts {
+			fmt.Println(a.Kind, a.ID, a.After)
+		}
+	}
+	for _, a := range p.Boot(t0) {
+		show([]fleet.Action{a})
+		show(p.Started(a.ID, t0)) // the start succeeded
+	}
+	show(p.Ready("i-1", t0.Add(time.Second)))
+	show(p.Exited("i-1", fleet.Exit{Status: "signal: killed"}, t0.Add(time.Minute)))
+	fmt.Println("wake at", p.Next().Sub(t0))
+	show(p.Tick(p.Next()))
+	// Output:
+	// start i-1 0s
+	// start i-2 0s
+	// ready i-1 1s
+	// crashed i-1 1s
+	// wake at 1m1s
+	// start i-3 0s
 }

@@ -239,8 +239,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func (h *harness) running() []InstanceStatus {
-	var out []InstanceStatus
+func (h *harness) running() []ProcessStatus {
+	var out []ProcessStatus
 	for _, s := range h.f.Status() {
 		if s.State == StateRunning {
 			out = append(out, s)
@@ -250,7 +250,7 @@ func (h *harness) running() []InstanceStatus {
 }
 
 // waitRunning waits until n instances are running and past their grace.
-func (h *harness) waitRunning(n int) []InstanceStatus {
+func (h *harness) waitRunning(n int) []ProcessStatus {
 	h.t.Helper()
 	waitFor(h.t, 15*time.Second, fmt.Sprintf("%d running instances", n), func() bool {
 		return len(h.running()) == n
@@ -278,7 +278,7 @@ func (h *harness) replacements(reason string) float64 {
 	return testutil.ToFloat64(h.f.m.replacements.WithLabelValues(reason))
 }
 
-func ids(ss []InstanceStatus) []string {
+func ids(ss []ProcessStatus) []string {
 	var out []string
 	for _, s := range ss {
 		out = append(out, s.ID)
@@ -293,11 +293,11 @@ func TestKilledInstanceIsReplaced(t *testing.T) {
 	before := h.waitRunning(2)
 
 	var mu sync.Mutex
-	var seen [][]Instance
+	var seen [][]Announcement
 	wctx, wcancel := context.WithCancel(context.Background())
 	wdone := make(chan error, 1)
 	go func() {
-		wdone <- h.f.Watch(wctx, func(set []Instance) {
+		wdone <- h.f.Watch(wctx, func(set []Announcement) {
 			mu.Lock()
 			seen = append(seen, set)
 			mu.Unlock()
@@ -330,7 +330,7 @@ func TestKilledInstanceIsReplaced(t *testing.T) {
 	if got := testutil.ToFloat64(h.f.m.instances); got != 2 {
 		t.Errorf("instances gauge = %v, want 2", got)
 	}
-	var succ InstanceStatus
+	var succ ProcessStatus
 	for _, s := range h.f.Status() {
 		if s.Slot == victim.Slot && s.State == StateRunning {
 			succ = s
@@ -345,11 +345,11 @@ func TestKilledInstanceIsReplaced(t *testing.T) {
 		defer mu.Unlock()
 		withdrawn := false
 		for _, set := range seen {
-			has := slices.ContainsFunc(set, func(i Instance) bool { return i.ID == victim.ID })
+			has := slices.ContainsFunc(set, func(i Announcement) bool { return i.ID == victim.ID })
 			if !has {
 				withdrawn = true
 			}
-			if withdrawn && slices.ContainsFunc(set, func(i Instance) bool { return i.ID == succ.ID }) {
+			if withdrawn && slices.ContainsFunc(set, func(i Announcement) bool { return i.ID == succ.ID }) {
 				return true
 			}
 		}
@@ -606,7 +606,7 @@ func TestRunFailsWhenCommandCannotStart(t *testing.T) {
 	}
 	// Watch on a stopped fleet delivers the empty set and returns.
 	calls := 0
-	if err := f.Watch(context.Background(), func(set []Instance) { calls++ }); err != nil || calls != 1 {
+	if err := f.Watch(context.Background(), func(set []Announcement) { calls++ }); err != nil || calls != 1 {
 		t.Fatalf("Watch = %v after %d calls", err, calls)
 	}
 }
@@ -648,7 +648,7 @@ func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
 	}
 	h := startFleet(t, cfg, false)
 	rs := h.waitRunning(3)
-	setMode := func(in InstanceStatus, mode string) {
+	setMode := func(in ProcessStatus, mode string) {
 		t.Helper()
 		c := &backendsim.Client{BaseURL: "http://" + in.Service}
 		if err := c.SetMode(context.Background(), mode, 0); err != nil {

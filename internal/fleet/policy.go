@@ -2,10 +2,10 @@ package fleet
 
 import "time"
 
-// The fleet's decisions are made by the plain types in this file. None of
-// them reads the clock, opens a socket or starts a goroutine: every method
-// that depends on time takes now. None is safe for concurrent use; the
-// supervisor calls them under its lock.
+// The fleet's policies are the plain types in this file, which the Plan
+// (plan.go) combines. None of them reads the clock, opens a socket or
+// starts a goroutine: every method that depends on time takes now. None is
+// safe for concurrent use; the supervisor calls them under its lock.
 
 // Checks judges one instance from its consecutive health check results: it
 // becomes unhealthy after Threshold failures in a row once its grace period
@@ -228,16 +228,52 @@ func (d Decision) String() string {
 	return "unknown"
 }
 
-// Guardrails combine the freeze and the budget in front of every
-// health-based replacement.
-type Guardrails struct {
+// Guardrails stand in front of every health-based replacement: the
+// correlated-failure freeze and the replacement budget. They are the seam
+// where these decisions become fleet-wide (issue #12: every host's fleet
+// sharing one budget and one view of failures through etcd): the Plan
+// reports each slot's failures by key, re-evaluates the freeze, and asks
+// before each replacement; it reads nothing else of their state.
+//
+// LocalGuardrails keeps both in this process. A shared implementation
+// answers from its local view of the shared state (kept current by a
+// watch, so losing etcd leaves the last state known) and publishes its own
+// changes without blocking: every method is called with the fleet's lock
+// held. The Plan calls Update at every check result and tick, so a change
+// made elsewhere is seen within a check interval.
+type Guardrails interface {
+	// Fail records that key's instance is failing at now: a check failed
+	// after its grace period, or its process exited.
+	Fail(key string, now time.Time)
+	// Gone records that key's failed instance was replaced or exited at
+	// now; its failure keeps counting for the freeze window.
+	Gone(key string, now time.Time)
+	// Recover records that key's instance passed a check.
+	Recover(key string)
+	// Update re-evaluates the freeze at now and reports whether it is
+	// frozen and whether that changed since the last Update.
+	Update(now time.Time) (frozen, changed bool)
+	// Failing is the number of failures that count at now.
+	Failing(now time.Time) int
+	// Frozen reports the state at the last Update.
+	Frozen() bool
+	// Request asks to replace one unhealthy instance at now; Replace
+	// spends one replacement of the budget.
+	Request(now time.Time) Decision
+}
+
+var _ Guardrails = (*LocalGuardrails)(nil)
+
+// LocalGuardrails are the Guardrails of one fleet process: a Freeze over
+// its own slots and a Budget of its own.
+type LocalGuardrails struct {
 	Freeze *Freeze
 	Budget *Budget
 }
 
-// NewGuardrails builds the guardrails of a validated configuration.
-func NewGuardrails(c *Config) *Guardrails {
-	return &Guardrails{
+// NewGuardrails builds the local guardrails of a validated configuration.
+func NewGuardrails(c *Config) *LocalGuardrails {
+	return &LocalGuardrails{
 		Freeze: NewFreeze(c.Freeze.Share, c.Freeze.Window, c.Size),
 		Budget: NewBudget(c.Budget.Max, c.Budget.Window),
 	}
@@ -246,7 +282,7 @@ func NewGuardrails(c *Config) *Guardrails {
 // Request asks to replace one unhealthy instance at now. The freeze, as of
 // its last Update (the caller updates it first, to see the transition), is
 // consulted first, so a frozen fleet spends no budget.
-func (g *Guardrails) Request(now time.Time) Decision {
+func (g *LocalGuardrails) Request(now time.Time) Decision {
 	if g.Freeze.Frozen() {
 		return HoldFrozen
 	}
@@ -255,6 +291,24 @@ func (g *Guardrails) Request(now time.Time) Decision {
 	}
 	return Replace
 }
+
+// Fail calls Freeze.Fail.
+func (g *LocalGuardrails) Fail(key string, now time.Time) { g.Freeze.Fail(key, now) }
+
+// Gone calls Freeze.Gone.
+func (g *LocalGuardrails) Gone(key string, now time.Time) { g.Freeze.Gone(key, now) }
+
+// Recover calls Freeze.Recover.
+func (g *LocalGuardrails) Recover(key string) { g.Freeze.Recover(key) }
+
+// Update calls Freeze.Update.
+func (g *LocalGuardrails) Update(now time.Time) (frozen, changed bool) { return g.Freeze.Update(now) }
+
+// Failing calls Freeze.Failing.
+func (g *LocalGuardrails) Failing(now time.Time) int { return g.Freeze.Failing(now) }
+
+// Frozen calls Freeze.Frozen.
+func (g *LocalGuardrails) Frozen() bool { return g.Freeze.Frozen() }
 
 // Backoff spaces the restarts of one slot whose process keeps exiting: base,
 // doubling per consecutive exit up to max; a process that ran at least

@@ -5,41 +5,31 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
+	"os"
 	"os/exec"
-	"runtime"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/procgroup"
 )
 
-// proc is one instance process. Fields without a comment are set before
-// the process starts and never change; the rest are guarded by Fleet.mu
-// unless noted.
+// proc is one instance process, as the shell runs it; its place in the
+// fleet is the Plan's. Fields are set before the process starts and never
+// change, but for those below exited.
 type proc struct {
-	id        string
-	slot      *slot
-	cmd       *exec.Cmd
-	pid       int
-	service   string
-	health    string
-	startedAt time.Time
-	restarts  int // the slot's restarts before this process
-	out       *output
-
-	state      State
-	reason     string // why it is stopping or was replaced
-	checks     *Checks
-	last       CheckResult
-	ready      bool
-	readyCh    chan struct{} // closed when ready first becomes true
+	id         string
+	cmd        *exec.Cmd
+	pid        int
+	service    string
+	health     string
+	out        *output
 	stopProbes context.CancelFunc
 
 	// exited is closed by the waiter once cmd.Wait has returned; exitErr
-	// and exitedAt are written before and may be read after.
-	exited   chan struct{}
-	exitErr  error
-	exitedAt time.Time
+	// is written before and may be read after.
+	exited  chan struct{}
+	exitErr error
 }
 
 func (p *proc) hasExited() bool {
@@ -139,130 +129,70 @@ func (o *output) addrInUse() bool {
 	return bytes.Contains(o.tail, []byte("address already in use"))
 }
 
-// freePorts returns n distinct free TCP addresses on host. They are free
-// when this returns; another process may take one before the instance binds
-// it, which the supervisor detects and retries.
-func freePorts(host string, n int) ([]string, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	addrs := make([]string, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("find a free port on %s: %w", host, err)
-		}
-		lns = append(lns, ln)
-		addrs = append(addrs, ln.Addr().String())
+// exit describes p's exit for the plan. Call it after p.exited is closed.
+func (p *proc) exit() Exit {
+	return Exit{Status: errText(p.exitErr), Output: p.out.lastLine(), AddrInUse: p.out.addrInUse()}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "exit status 0"
 	}
-	return addrs, nil
+	return err.Error()
 }
 
-// spawner starts processes from one goroutine locked to its OS thread. On
-// Linux a child's parent-death signal fires when the thread that forked it
-// exits; the Go runtime only ends threads whose goroutine exits while
-// locked, so a dedicated locked thread that outlives every child keeps
-// Pdeathsig meaning "the fleet process died".
-type spawner struct {
-	reqs chan spawnReq
-	done chan struct{}
-}
-
-type spawnReq struct {
-	cmd *exec.Cmd
-	err chan error
-}
-
-func newSpawner() *spawner {
-	return &spawner{reqs: make(chan spawnReq), done: make(chan struct{})}
-}
-
-// run serves start requests until stop is closed.
-func (s *spawner) run(stop <-chan struct{}) {
-	defer close(s.done)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	for {
-		select {
-		case r := <-s.reqs:
-			r.err <- r.cmd.Start()
-		case <-stop:
-			return
-		}
-	}
-}
-
-// start starts cmd on the spawner's thread.
-func (s *spawner) start(cmd *exec.Cmd) error {
-	r := spawnReq{cmd: cmd, err: make(chan error, 1)}
-	select {
-	case s.reqs <- r:
-		return <-r.err
-	case <-s.done:
+// startLocked starts the process of a, with its waiter and prober, and
+// records it.
+func (f *Fleet) startLocked(a Action, now time.Time) error {
+	if f.phase != phaseRunning {
 		return ErrNotRunning
 	}
-}
-
-// prober checks instances over HTTP. It keeps no connections: every check
-// dials afresh, so a check never rides on a connection to a process that
-// has since died, and nothing lingers after the fleet stops.
-type prober struct {
-	client  *http.Client
-	timeout time.Duration
-}
-
-func newProber(timeout time.Duration) *prober {
-	tr := &http.Transport{
-		Proxy:                  nil, // checks go to the instance, never through a proxy
-		DialContext:            (&net.Dialer{Timeout: timeout}).DialContext,
-		DisableKeepAlives:      true,
-		ResponseHeaderTimeout:  timeout,
-		MaxResponseHeaderBytes: 16 << 10,
-		MaxIdleConns:           1,
-		IdleConnTimeout:        time.Second,
-		TLSHandshakeTimeout:    timeout,
-		ExpectContinueTimeout:  timeout,
-	}
-	return &prober{
-		client: &http.Client{
-			Transport: tr,
-			Timeout:   timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-		timeout: timeout,
-	}
-}
-
-// check makes one GET http://addr+path and reports whether it answered 2xx
-// within the timeout.
-func (p *prober) check(ctx context.Context, addr, path string, now func() time.Time) CheckResult {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	r := CheckResult{Target: addr + path}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	addrs, err := procgroup.FreeAddrs(f.cfg.Host, 2)
 	if err != nil {
-		r.Time, r.Error = now(), err.Error()
-		return r
+		return err
 	}
-	resp, err := p.client.Do(req)
-	r.Time = now()
-	if err != nil {
-		r.Error = err.Error()
-		return r
+	argv := slices.Concat(f.argv, []string{"--listen", addrs[0], "--health-listen", addrs[1]}, f.cfg.Args)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	out := &output{id: a.ID, dst: f.out, dstMu: &f.outMu}
+	cmd.Stdout, cmd.Stderr = out, out
+	if len(f.env) > 0 {
+		cmd.Env = append(os.Environ(), f.env...)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
-	r.Status = resp.StatusCode
-	r.OK = resp.StatusCode >= 200 && resp.StatusCode < 300
-	if !r.OK {
-		r.Error = resp.Status
+	cmd.WaitDelay = time.Second // bounds Wait if a grandchild keeps the output pipe open
+	if err := f.spawn.Start(cmd); err != nil {
+		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
-	return r
+	p := &proc{
+		id:      a.ID,
+		cmd:     cmd,
+		pid:     cmd.Process.Pid,
+		service: addrs[0],
+		health:  addrs[1],
+		out:     out,
+		exited:  make(chan struct{}),
+	}
+	f.procs[p.id] = p
+	var ctx context.Context
+	ctx, p.stopProbes = context.WithCancel(f.baseCtx)
+	f.wg.Add(2)
+	go f.wait(p)
+	go f.probeLoop(ctx, p)
+	f.eventLocked(Event{Time: now, Kind: EventStarted, Instance: p.id, PID: p.pid,
+		Detail: fmt.Sprintf("slot %d, pid %d, service %s, health %s", a.Slot, p.pid, p.service, p.health)})
+	f.log.Info("instance started", "instance", p.id, "slot", a.Slot, "pid", p.pid, "service", p.service, "health", p.health)
+	return nil
 }
 
-func (p *prober) close() { p.client.CloseIdleConnections() }
+// wait reaps p and reports its exit to the loop.
+func (f *Fleet) wait(p *proc) {
+	defer f.wg.Done()
+	err := p.cmd.Wait()
+	procgroup.KillGroup(p.pid)
+	p.out.flush()
+	p.exitErr = err
+	close(p.exited)
+	select {
+	case f.exits <- p:
+	case <-f.quit:
+	}
+}

@@ -227,8 +227,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // running returns the fleet's running instances, by slot.
-func (h *harness) running() []fleet.InstanceStatus {
-	var out []fleet.InstanceStatus
+func (h *harness) running() []fleet.ProcessStatus {
+	var out []fleet.ProcessStatus
 	for _, s := range h.s.Fleet().Status() {
 		if s.State == fleet.StateRunning {
 			out = append(out, s)
@@ -252,7 +252,7 @@ func (h *harness) routable() []string {
 
 // waitReady waits until the fleet runs exactly n instances and the load
 // balancer routes to exactly those, and returns them.
-func (h *harness) waitReady(n int, timeout time.Duration) []fleet.InstanceStatus {
+func (h *harness) waitReady(n int, timeout time.Duration) []fleet.ProcessStatus {
 	h.t.Helper()
 	waitFor(h.t, timeout, fmt.Sprintf("%d running instances, all routable", n), func() bool {
 		run := h.running()

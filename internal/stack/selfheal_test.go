@@ -37,7 +37,7 @@ func TestKillReplaced(t *testing.T) {
 	}
 	killed := time.Now()
 
-	var successor fleet.InstanceStatus
+	var successor fleet.ProcessStatus
 	waitFor(t, 15*time.Second, "a successor of the killed instance, routable", func() bool {
 		for _, s := range h.running() {
 			if s.Slot == victim.Slot && s.ID != victim.ID && slices.Contains(h.routable(), s.Service) {
@@ -143,7 +143,7 @@ func TestBackendHang(t *testing.T) {
 		if r := h.replacements(); len(r) != 0 {
 			t.Errorf("replacements during a backend outage: %v, want none", r)
 		}
-		if !slices.EqualFunc(before, after, func(a, b fleet.InstanceStatus) bool { return a.ID == b.ID && a.PID == b.PID }) {
+		if !slices.EqualFunc(before, after, func(a, b fleet.ProcessStatus) bool { return a.ID == b.ID && a.PID == b.PID }) {
 			t.Errorf("instances before the hang %v, after %v: want the same", ids(before), ids(after))
 		}
 		if shedSeen == 0 {
@@ -189,7 +189,7 @@ func TestBackendHang(t *testing.T) {
 	})
 }
 
-func ids(ss []fleet.InstanceStatus) []string {
+func ids(ss []fleet.ProcessStatus) []string {
 	var out []string
 	for _, s := range ss {
 		out = append(out, s.ID)
@@ -260,7 +260,7 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}
 	for _, a := range after {
-		if slices.ContainsFunc(before, func(b fleet.InstanceStatus) bool { return b.ID == a.ID }) {
+		if slices.ContainsFunc(before, func(b fleet.ProcessStatus) bool { return b.ID == a.ID }) {
 			t.Errorf("instance %s survived the rolling restart", a.ID)
 		}
 	}

@@ -384,7 +384,7 @@ func (s *Stack) startRollingRestart() {
 type fleetDiscovery struct{ f *fleet.Fleet }
 
 func (d fleetDiscovery) Watch(ctx context.Context, update func([]lb.Instance)) error {
-	return d.f.Watch(ctx, func(insts []fleet.Instance) {
+	return d.f.Watch(ctx, func(insts []fleet.Announcement) {
 		out := make([]lb.Instance, len(insts))
 		for i, in := range insts {
 			out[i] = lb.Instance{Service: in.Service, Health: in.Health}

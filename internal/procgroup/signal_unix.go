@@ -1,6 +1,6 @@
 //go:build unix
 
-package fleet
+package procgroup
 
 import (
 	"errors"
@@ -8,19 +8,19 @@ import (
 	"syscall"
 )
 
-// terminate asks the process group led by p to stop (SIGTERM).
-func terminate(p *os.Process) error { return signalGroup(p, syscall.SIGTERM) }
+// Terminate asks the process group led by p to stop (SIGTERM).
+func Terminate(p *os.Process) error { return signalGroup(p, syscall.SIGTERM) }
 
-// kill ends the process group led by p (SIGKILL).
-func kill(p *os.Process) error { return signalGroup(p, syscall.SIGKILL) }
+// Kill ends the process group led by p (SIGKILL).
+func Kill(p *os.Process) error { return signalGroup(p, syscall.SIGKILL) }
 
-// reapGroup kills whatever is left of the process group of pid, whose
-// leader has just been reaped: a grandchild that outlived its instance
+// KillGroup kills whatever is left of the process group of pid, whose
+// leader has just been reaped: a grandchild that outlived its parent
 // belongs to nobody else. While such a member lives the group ID cannot be
 // reused; when none is left the kill finds nothing (barring the pid being
 // reused as a new group's ID within microseconds, which Linux's sequential
 // pid allocation makes remote).
-func reapGroup(pid int) { syscall.Kill(-pid, syscall.SIGKILL) }
+func KillGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
 
 func signalGroup(p *os.Process, sig syscall.Signal) error {
 	err := syscall.Kill(-p.Pid, sig)
