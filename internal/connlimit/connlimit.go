@@ -43,11 +43,10 @@ const writeTimeout = 100 * time.Millisecond
 // Listener wraps a net.Listener, capping its open connections.
 type Listener struct {
 	net.Listener
-	max      int64
-	open     atomic.Int64
-	refused  prometheus.Counter // nil: not counted
-	openG    prometheus.GaugeFunc
-	closeOne sync.Once
+	max     int64
+	open    atomic.Int64
+	refused prometheus.Counter // nil: not counted
+	openG   prometheus.GaugeFunc
 }
 
 // Options configure a Listener.
