@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
 	"github.com/spillway-dev/spillway/internal/clientip"
+	"github.com/spillway-dev/spillway/internal/connlimit"
 )
 
 // maxEdgeLimit is the edge limiter's limit when nothing bounds it.
@@ -97,6 +99,7 @@ type Balancer struct {
 	budget    atomic.Pointer[RetryBudget]
 	transport atomic.Pointer[http.Transport]
 	answers   atomic.Pointer[map[string]*answer] // shed answers by dependency
+	buffered  atomic.Int64                       // bytes reserved by bodies being read
 
 	mu        sync.Mutex
 	pool      *Pool
@@ -130,6 +133,9 @@ type settings struct {
 	readyPath  string
 	reportPath string
 	trusted    clientip.Trusted // trusted_proxies
+	// server.max_request_body (0: stream), body_timeout, max_buffered_bytes
+	maxBody, maxBuffered int64
+	bodyTimeout          time.Duration
 	// Retry-After values of a shed answer, [base, 2×base] seconds.
 	shedRetryAfter [][]string
 	// Retry-After of an overloaded answer.
@@ -161,7 +167,10 @@ func newSettings(c *FileConfig) *settings {
 		reportPath: deref(c.HealthCheck.ReportPath),
 		def: routeTimeouts{connect: c.Timeouts.Connect, header: c.Timeouts.ResponseHeader, total: c.Timeouts.Total,
 			idle: c.Timeouts.StreamIdle},
-		trusted: clientip.MustParse(c.TrustedProxies), // validated
+		trusted:     clientip.MustParse(c.TrustedProxies), // validated
+		maxBody:     deref(c.Server.MaxRequestBody),
+		maxBuffered: c.Server.MaxBufferedBytes,
+		bodyTimeout: c.Server.BodyTimeout,
 	}
 	s.file.Instances = slices.Clone(c.Instances)
 	s.file.Routes = slices.Clone(c.Routes)
@@ -388,11 +397,13 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 	return nil
 }
 
-// serverChanged compares server sections by value.
+// serverChanged reports whether the server settings that need a restart
+// differ (by value); the body settings apply to the next request.
 func serverChanged(a, b ServerSection) bool {
-	da, db := deref(a.DrainDelay), deref(b.DrainDelay)
-	a.DrainDelay, b.DrainDelay = nil, nil
-	return a != b || da != db
+	for _, s := range []*ServerSection{&a, &b} {
+		s.MaxRequestBody, s.BodyTimeout, s.MaxBufferedBytes = nil, 0, 0
+	}
+	return !reflect.DeepEqual(a, b)
 }
 
 // Run serves the proxy on ln and the admin API on admin (nil: no admin
@@ -437,7 +448,11 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	serveErr := make(chan error, 2)
-	ln = proxyProtocolListener(ln, set.file.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.file.Server.ReadHeaderTimeout)
+	capped, err := connlimit.New(ln, deref(set.file.Server.MaxConnections), connlimit.Options{Registerer: b.reg, Name: "spillway_lb"})
+	if err != nil {
+		return fmt.Errorf("lb: %w", err)
+	}
+	ln = proxyProtocolListener(capped, set.file.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.file.Server.ReadHeaderTimeout)
 	pending := 0 // servers serving
 	var asrv *http.Server
 	if admin != nil {
@@ -483,7 +498,7 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		ln.Close()
 	}
 
-	var err error
+	err = nil
 	select {
 	case err = <-serveErr:
 		pending--

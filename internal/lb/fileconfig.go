@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/connlimit"
 )
 
 // FileConfig is the file-facing configuration of `spillway lb`: the `lb:`
@@ -295,6 +296,33 @@ type ServerSection struct {
 	// peer outside trusted_proxies closes the connection; with
 	// trusted_proxies empty every peer may send one. Needs a restart.
 	ProxyProtocol string `yaml:"proxy_protocol"`
+
+	// MaxRequestBody bounds a request body, in bytes; a larger one gets
+	// 413 request_too_large (nginx client_max_body_size). Bodies up to it
+	// are read in full, within BodyTimeout, before the request takes an
+	// admission slot or reaches an instance (nginx
+	// proxy_request_buffering), so slow or broken uploads hold nothing
+	// scarce and never count against an instance. Default 1048576 (1 MiB).
+	// 0 disables both: bodies stream to the instance as they arrive, of
+	// any size.
+	MaxRequestBody *int64 `yaml:"max_request_body"`
+	// BodyTimeout bounds receiving a request's body once its headers are
+	// in; past it the client gets 408 request_timeout and its connection
+	// is closed (nginx client_body_timeout). Default 10s; at most
+	// read_timeout.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxBufferedBytes bounds the memory that bodies being read hold at
+	// once (a body of unknown length counts as max_request_body); a
+	// request that would go over gets 503 overloaded at once. Default
+	// 67108864 (64 MiB).
+	MaxBufferedBytes int64 `yaml:"max_buffered_bytes"`
+	// MaxConnections caps the client connections open at once; one over
+	// it is answered 503 overloaded and closed at once, before it costs
+	// more than a descriptor (HAProxy maxconn). Default: half the
+	// process's open-file limit less 64, so that descriptors remain for
+	// the connections to instances and the checks. 0 disables the cap.
+	// Needs a restart.
+	MaxConnections *int `yaml:"max_connections"`
 }
 
 // TransportSection configures the one transport to instances (HTTP/1.1,
@@ -316,6 +344,8 @@ const (
 	// DefaultStreamIdle is timeouts.stream_idle's default: nginx's
 	// proxy_read_timeout and ALB's idle timeout.
 	DefaultStreamIdle = 60 * time.Second
+	// DefaultMaxRequestBody is server.max_request_body's default.
+	DefaultMaxRequestBody = 1 << 20
 	// DefaultDrainDelay is server.drain_delay's default.
 	DefaultDrainDelay = 5 * time.Second
 	// MaxInstances bounds the instances the balancer tracks.
@@ -437,6 +467,16 @@ func (c *FileConfig) SetDefaults() {
 	}
 	setDur(&sv.ShutdownTimeout, 20*time.Second)
 	setStr(&sv.ProxyProtocol, ProxyProtocolOff)
+	if sv.MaxRequestBody == nil {
+		sv.MaxRequestBody = ptr(int64(DefaultMaxRequestBody))
+	}
+	setDur(&sv.BodyTimeout, min(10*time.Second, sv.ReadTimeout))
+	if sv.MaxBufferedBytes == 0 {
+		sv.MaxBufferedBytes = 64 << 20
+	}
+	if sv.MaxConnections == nil {
+		sv.MaxConnections = ptr(connlimit.DefaultFor())
+	}
 
 	tr := &c.Transport
 	setInt(&tr.MaxIdleConnsPerHost, 512)
@@ -623,6 +663,19 @@ func (c *FileConfig) validateServer() error {
 	}
 	if s.MaxHeaderBytes < 1024 || s.MaxHeaderBytes > 1<<20 {
 		errs = append(errs, fieldErr("server.max_header_bytes", s.MaxHeaderBytes, "must be from 1024 to 1048576"))
+	}
+	if s.MaxRequestBody != nil && (*s.MaxRequestBody < 0 || *s.MaxRequestBody > 1<<30) {
+		errs = append(errs, fieldErr("server.max_request_body", *s.MaxRequestBody, "must be from 0 (stream bodies) to 1073741824"))
+	}
+	errs = append(errs, checkPositive("server.body_timeout", s.BodyTimeout))
+	if s.ReadTimeout > 0 && s.BodyTimeout > s.ReadTimeout {
+		errs = append(errs, fieldErr("server.body_timeout", s.BodyTimeout, "must not exceed read_timeout ("+s.ReadTimeout.String()+")"))
+	}
+	if s.MaxRequestBody != nil && s.MaxBufferedBytes < *s.MaxRequestBody {
+		errs = append(errs, fieldErr("server.max_buffered_bytes", s.MaxBufferedBytes, "must be at least max_request_body"))
+	}
+	if s.MaxConnections != nil && *s.MaxConnections < 0 {
+		errs = append(errs, fieldErr("server.max_connections", *s.MaxConnections, "must not be negative (0 disables the cap)"))
 	}
 	total := c.maxTotalTimeout()
 	if s.ReadTimeout > 0 && s.ReadTimeout < total {

@@ -32,7 +32,9 @@ const (
 	ReasonNoHealthyInstance     = "no_healthy_instance"    // 503: nothing to route to
 	ReasonBadGateway            = "bad_gateway"            // 502: the instance failed
 	ReasonGatewayTimeout        = "gateway_timeout"        // 504: the instance was too slow
-	ReasonBadRequest            = "bad_request"            // 400
+	ReasonBadRequest            = "bad_request"            // 400: malformed, or its body is
+	ReasonRequestTimeout        = "request_timeout"        // 408: the body did not arrive within server.body_timeout
+	ReasonRequestTooLarge       = "request_too_large"      // 413: the body is over server.max_request_body
 	ReasonMethodNotAllowed      = "method_not_allowed"     // 405: CONNECT
 )
 
@@ -101,8 +103,8 @@ func writeAnswer(w http.ResponseWriter, a *answer, retryAfter []string) {
 	_, _ = w.Write(a.body)
 }
 
-// ServeHTTP is the proxy: edge shedding, edge admission, pick, proxy (with
-// at most one retry), in that order. It is the Handler Run serves.
+// ServeHTTP is the proxy: edge shedding, the request body read in full,
+// edge admission, pick, proxy (with at most one retry), in that order. It is the Handler Run serves.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		w.Header()["Allow"] = hdrAllow
@@ -137,22 +139,40 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// (b) Edge admission: the fleet's reported capacity.
-	ticket, err := b.limiter.Load().Acquire(r.Context())
-	if err != nil {
-		if errors.Is(err, admission.ErrRejected) {
-			writeAnswer(w, ansOverloaded, set.overloadRetryAfter)
-		} else {
-			w.WriteHeader(admission.StatusClientClosedRequest) // the client is gone
+	// (b) The body, in full, before anything scarce is held (body.go).
+	if set.maxBody > 0 && !upgrade && r.ContentLength != 0 {
+		release, a, o, abort := b.bufferBody(w, r, set)
+		if abort {
 			b.m.count(outClientError)
+			panic(http.ErrAbortHandler) // the client left: no answer, no log line
+		}
+		if a != nil {
+			w.Header()["Connection"] = hdrClose // the rest of its body is not read
+			var ra []string
+			if o == outOverloaded {
+				ra = set.overloadRetryAfter
+			}
+			writeAnswer(w, a, ra)
+			b.m.count(o)
 			return
 		}
+		defer release()
+	}
+
+	// (c) Edge admission: the fleet's reported capacity.
+	ticket, err := b.limiter.Load().Acquire(r.Context())
+	if err != nil {
+		if !errors.Is(err, admission.ErrRejected) {
+			b.m.count(outClientError)
+			panic(http.ErrAbortHandler) // the client is gone: no answer, never a made-up status
+		}
+		writeAnswer(w, ansOverloaded, set.overloadRetryAfter)
 		b.m.count(outOverloaded)
 		return
 	}
 	defer ticket.Release(admission.Success)
 
-	// (c) Pick.
+	// (d) Pick.
 	ep, ok := b.picker.PickFor(now, nil, path)
 	if !ok {
 		writeAnswer(w, ansNoInstance, hdrOne)
@@ -161,7 +181,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	b.budget.Load().Request(now)
 
-	// (d) Proxy.
+	// (e) Proxy.
 	c := &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep}
 	c.Context, c.cancel = context.WithCancelCause(c.parent)
 	c.phase.Store(phaseHeader)
@@ -283,13 +303,16 @@ func (c *call) finish() {
 // again (on a fresh connection, or to another instance). Close does
 // nothing: ReverseProxy closes the real body when the handler returns.
 type trackedBody struct {
-	rc   io.ReadCloser
-	read atomic.Bool
+	rc     io.ReadCloser
+	read   atomic.Bool
+	failed bodyError // reading the client's body failed: its fault
 }
 
 func (t *trackedBody) Read(p []byte) (int, error) {
 	t.read.Store(true)
-	return t.rc.Read(p)
+	n, err := t.rc.Read(p)
+	t.failed.set(err)
+	return n, err
 }
 
 func (t *trackedBody) Close() error { return nil }
@@ -331,8 +354,8 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	now := time.Now()
 	kind := c.classify(err)
-	if kind == outClientError {
-		c.fail = kind
+	if kind == outClientError || kind == outOverloaded {
+		c.fail = kind // not the instance's failure: nothing to observe or retry
 		return nil, err
 	}
 	b.observeFailure(c.ep, now)
@@ -363,7 +386,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		return res, nil
 	}
 	b.m.retries[retryFailed].Add(1)
-	if c.fail = c.classify(err); c.fail != outClientError {
+	if c.fail = c.classify(err); c.fail != outClientError && c.fail != outOverloaded {
 		b.observeFailure(c.ep, time.Now())
 	}
 	return nil, err
@@ -421,9 +444,14 @@ func (b *Balancer) observeFailure(ep *Endpoint, now time.Time) {
 }
 
 // classify maps a transport error to the outcome it gives the client.
+// The client's own failures (it left, its streamed body broke off) and
+// this balancer's (out of descriptors or ports) are never the instance's.
 func (c *call) classify(err error) outcome {
-	if c.parent.Err() != nil {
-		return outClientError // the client went away
+	if c.parent.Err() != nil || c.body.failed.get() != nil {
+		return outClientError
+	}
+	if isLocalExhaustion(err) {
+		return outOverloaded
 	}
 	if cause := context.Cause(c.Context); cause == errHeaderTimeout || cause == errTotalTimeout {
 		return outTimeout
@@ -493,7 +521,20 @@ func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	}
 	switch kind {
 	case outClientError:
-		w.WriteHeader(admission.StatusClientClosedRequest)
+		switch berr := c.body.failed.get(); {
+		case c.parent.Err() != nil:
+			c.fail = outClientError
+			panic(http.ErrAbortHandler) // the client left: no answer at all
+		case isTimeout(berr):
+			w.Header()["Connection"] = hdrClose
+			writeAnswer(w, ansRequestTimeout, nil)
+		default:
+			w.Header()["Connection"] = hdrClose
+			writeAnswer(w, ansBadRequest, nil)
+		}
+		return
+	case outOverloaded:
+		writeAnswer(w, ansOverloaded, b.set.Load().overloadRetryAfter)
 	case outTimeout:
 		writeAnswer(w, ansGatewayTimeout, nil)
 	default:
