@@ -1,9 +1,12 @@
 // Package connlimit caps the connections a server holds open at once. A
-// connection beyond the cap is answered at once with a short HTTP 503
-// (reason "overloaded", Retry-After, Connection: close) and closed, never
-// queued and never handed to the server: a flood of connections costs the
-// server a file descriptor for a few microseconds each, not a goroutine,
-// a buffer and a slot until its timeouts fire.
+// connection beyond the cap is answered with a short HTTP 503 (reason
+// "overloaded", Retry-After, Connection: close) as soon as its request is
+// in, and closed, never handed to the server: a flood of connections costs
+// the server a file descriptor for a moment each, not a goroutine, a
+// buffer and a slot until its timeouts fire. Refusals in progress are
+// bounded too (Options.Refusing); while that many are under way, Accept
+// waits and the kernel's backlog holds the next connections, so a flood
+// can never take every descriptor.
 //
 // The cap also keeps descriptors free for what the server itself needs
 // (connections to its instances, health checks): run out of them and a
@@ -36,17 +39,23 @@ const overloaded = "HTTP/1.1 503 Service Unavailable\r\n" +
 	"\r\n" +
 	`{"error":"overloaded"}` + "\n"
 
-// writeTimeout bounds the refusal's write: a peer that does not read gets
-// its connection closed.
-const writeTimeout = 100 * time.Millisecond
+// A refusal waits up to readWait for the peer's request (an HTTP client
+// that reads an answer before it has sent its request drops it as
+// unsolicited), then has writeWait to deliver the answer.
+const (
+	readWait  = 500 * time.Millisecond
+	writeWait = 100 * time.Millisecond
+)
 
 // Listener wraps a net.Listener, capping its open connections.
 type Listener struct {
 	net.Listener
-	max     int64
-	open    atomic.Int64
-	refused prometheus.Counter // nil: not counted
-	openG   prometheus.GaugeFunc
+	max      int64
+	open     atomic.Int64
+	refusing chan struct{} // a token per refusal in progress
+	refused  prometheus.Counter // nil: not counted
+	openG    prometheus.GaugeFunc
+	wg       sync.WaitGroup // refusals in progress
 }
 
 // Options configure a Listener.
@@ -56,12 +65,21 @@ type Options struct {
 	// prefix, e.g. "spillway_lb".
 	Registerer prometheus.Registerer
 	Name       string
+	// Refusing bounds the refusals in progress, each of which holds its
+	// connection's descriptor for up to 600ms; while that many are, Accept
+	// waits (the kernel's backlog holds the next connections). Default a
+	// quarter of the cap, from 4 to 1024.
+	Refusing int
 }
 
-// New wraps ln so that at most max connections are open at once; max ≤ 0
+// New wraps ln so that at most limit connections are open at once; limit ≤ 0
 // means no cap (the connections are still counted).
-func New(ln net.Listener, max int, opts Options) (*Listener, error) {
-	l := &Listener{Listener: ln, max: int64(max)}
+func New(ln net.Listener, limit int, opts Options) (*Listener, error) {
+	refusing := opts.Refusing
+	if refusing <= 0 {
+		refusing = min(max(limit/4, 4), 1024)
+	}
+	l := &Listener{Listener: ln, max: int64(limit), refusing: make(chan struct{}, refusing)}
 	if opts.Registerer != nil {
 		l.refused = prometheus.NewCounter(prometheus.CounterOpts{
 			Name: opts.Name + "_connections_refused_total",
@@ -100,19 +118,43 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
+// refuse answers c 503 and closes it, on a goroutine of its own so that
+// Accept goes on, once fewer than Options.Refusing refusals are in
+// progress: the descriptors they hold are bounded too.
 func (l *Listener) refuse(c net.Conn) {
 	if l.refused != nil {
 		l.refused.Inc()
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
-	_, _ = c.Write([]byte(overloaded))
-	if tc, ok := c.(*net.TCPConn); ok {
-		// The request the peer sent is unread: close the write side,
-		// so the answer is delivered before the reset a close with
-		// unread data would send.
-		_ = tc.CloseWrite()
-	}
-	_ = c.Close()
+	l.refusing <- struct{}{}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer func() { <-l.refusing }()
+		// Read what the peer sends first (its request line and headers,
+		// usually in one segment), so the answer is a reply it reads.
+		var buf [4096]byte
+		_ = c.SetReadDeadline(time.Now().Add(readWait))
+		if n, _ := c.Read(buf[:]); n == 0 {
+			_ = c.Close() // nothing sent: nobody to answer
+			return
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(writeWait))
+		_, _ = c.Write([]byte(overloaded))
+		if tc, ok := c.(*net.TCPConn); ok {
+			// Close the write side first so the answer arrives before
+			// the reset that closing with unread data may send.
+			_ = tc.CloseWrite()
+		}
+		_ = c.Close()
+	}()
+}
+
+// Close closes the listener and waits for refusals in progress (each
+// takes at most readWait + writeWait).
+func (l *Listener) Close() error {
+	err := l.Listener.Close()
+	l.wg.Wait()
+	return err
 }
 
 type conn struct {
@@ -128,8 +170,8 @@ func (c *conn) Close() error {
 
 func capFor(nofile uint64) int {
 	const reserve = 64
-	if nofile < reserve+2*64 {
-		return 64
+	if nofile < reserve+2 {
+		return 1
 	}
 	return int(min((nofile-reserve)/2, 1<<20))
 }

@@ -82,7 +82,7 @@ func TestCapRefusesFastAndFrees(t *testing.T) {
 }
 
 func TestCapFor(t *testing.T) {
-	for nofile, want := range map[uint64]int{0: 64, 128: 64, 256: 96, 1024: 480, 1 << 20: (1<<20 - 64) / 2, 1 << 40: 1 << 20} {
+	for nofile, want := range map[uint64]int{0: 1, 64: 1, 128: 32, 256: 96, 1024: 480, 1 << 20: (1<<20 - 64) / 2, 1 << 40: 1 << 20} {
 		if got := capFor(nofile); got != want {
 			t.Errorf("capFor(%d) = %d, want %d", nofile, got, want)
 		}

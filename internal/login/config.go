@@ -46,6 +46,12 @@ type Config struct {
 	// peer in a trusted range can claim any address.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 
+	// MaxConnections caps the service port's open client connections; one
+	// over it is answered 503 overloaded at once and closed (see package
+	// connlimit). Default 0: half the process's open-file limit less 64.
+	// Negative disables the cap.
+	MaxConnections int `yaml:"max_connections"`
+
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after the service listener closes. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`

@@ -21,6 +21,7 @@ import (
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
 	"github.com/spillway-dev/spillway/internal/clientip"
+	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
@@ -376,10 +377,18 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	}
 	in.checker.Start()
 
+	limit := in.cfg.MaxConnections
+	if limit == 0 {
+		limit = connlimit.DefaultFor()
+	}
+	capped, err := connlimit.New(svc, limit, connlimit.Options{Registerer: in.registry, Name: "spillway_login"})
+	if err != nil {
+		return fmt.Errorf("connection cap: %w", err)
+	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(svc) }()
+	go func() { serveErr <- srv.Serve(capped) }()
 
-	var err error
+	err = nil
 	select {
 	case err = <-serveErr:
 		err = fmt.Errorf("service server: %w", err)

@@ -588,3 +588,37 @@ func TestHalfClosedClientGetsNoFalseSuccess(t *testing.T) {
 		return strings.Contains(string(b), `spillway_login_requests_total{outcome="canceled"} 1`)
 	})
 }
+
+// TestServicePortConnectionCap: past max_connections a client connection
+// gets a fast 503 overloaded instead of a goroutine and a queue slot.
+func TestServicePortConnectionCap(t *testing.T) {
+	s := startStack(t, func(c *Config) { c.MaxConnections = 2 })
+	addr := strings.TrimPrefix(s.svcURL, "http://")
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	time.Sleep(50 * time.Millisecond) // the server accepts both
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	start := time.Now()
+	res, err := (&http.Client{Transport: tr}).Post(s.svcURL+"/v1/login", "application/json", strings.NewReader(`{"ticket":"valid-a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 503 || res.Header.Get("X-Spillway-Reason") != "overloaded" {
+		t.Fatalf("over the cap: %d %v", res.StatusCode, res.Header)
+	}
+	t.Logf("refused in %v", time.Since(start))
+	held[0].Close()
+	waitFor(t, 2*time.Second, "a login once a connection freed", func() bool {
+		r := s.login("valid-a")
+		return r.status == 200
+	})
+}

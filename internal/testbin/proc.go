@@ -4,6 +4,7 @@ package testbin
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -32,7 +33,22 @@ func Start(t testing.TB, args ...string) *Proc {
 // StartEnv is Start with env added to the test's environment.
 func StartEnv(t testing.TB, env []string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{cmd: exec.Command(Spillway(t), args...), done: make(chan struct{})}
+	return start(t, env, exec.Command(Spillway(t), args...))
+}
+
+// StartLimited is Start with the process's open-file limit (soft and
+// hard) set to nofile, through the shell's ulimit: the way an operator's
+// unit file or container would lower it.
+func StartLimited(t testing.TB, nofile int, args ...string) *Proc {
+	t.Helper()
+	sh := append([]string{"-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile), Spillway(t)}, args...)
+	return start(t, nil, exec.Command("/bin/sh", sh...))
+}
+
+func start(t testing.TB, env []string, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	args := cmd.Args
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)
 	}
