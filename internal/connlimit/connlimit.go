@@ -52,7 +52,7 @@ type Listener struct {
 	net.Listener
 	max      int64
 	open     atomic.Int64
-	refusing chan struct{} // a token per refusal in progress
+	refusing chan struct{}      // a token per refusal in progress
 	refused  prometheus.Counter // nil: not counted
 	openG    prometheus.GaugeFunc
 	wg       sync.WaitGroup // refusals in progress
