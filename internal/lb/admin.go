@@ -1,17 +1,15 @@
 package lb
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
 // Status is the admin API's GET /status document.
@@ -125,22 +123,7 @@ func (b *Balancer) Status() Status {
 	return st
 }
 
-// adminError is an admin API failure: the client gets Code, the log gets
-// Err.
-type adminError struct {
-	Status int
-	Code   string
-	Err    error
-}
-
-func (e *adminError) Error() string {
-	if e.Err != nil {
-		return e.Code + ": " + e.Err.Error()
-	}
-	return e.Code
-}
-
-type adminFunc func(w http.ResponseWriter, r *http.Request) error
+type adminFunc = httpapi.HandlerFunc
 
 // AdminHandler returns the admin API:
 //
@@ -173,55 +156,20 @@ func (b *Balancer) AdminHandler(readsNeedToken bool) http.Handler {
 	mux.Handle("POST /instances/{id}/undrain", change(b.handleDrain(false)))
 	mux.Handle("PUT /shedding/{dependency}", change(b.handleShedding))
 	mux.Handle("/", read(func(http.ResponseWriter, *http.Request) error {
-		return &adminError{Status: http.StatusNotFound, Code: "not_found"}
+		return &httpapi.Error{Status: http.StatusNotFound, Code: "not_found"}
 	}))
 	return mux
 }
 
 // adminWrap checks the token when needed and renders a handler's error.
 func (b *Balancer) adminWrap(h adminFunc, needToken bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := error(nil)
-		if needToken && !b.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="spillway-lb"`)
-			err = &adminError{Status: http.StatusUnauthorized, Code: "unauthorized"}
-		} else {
-			err = h(w, r)
+	a := httpapi.Adapter{Log: b.log, Message: "admin request failed"}
+	return a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
+		if needToken && !b.token.Authorized(r) {
+			return httpapi.Unauthorized(w, "spillway-lb")
 		}
-		if err == nil {
-			return
-		}
-		var ae *adminError
-		if !errors.As(err, &ae) {
-			ae = &adminError{Status: http.StatusInternalServerError, Code: "internal_error", Err: err}
-		}
-		level := slog.LevelInfo
-		if ae.Status >= 500 {
-			level = slog.LevelError
-		}
-		b.log.Log(r.Context(), level, "admin request failed", "method", r.Method, "path", r.URL.Path,
-			"remote", r.RemoteAddr, "status", ae.Status, "error", ae.Code, "detail", errString(ae.Err))
-		writeJSON(w, ae.Status, map[string]string{"error": ae.Code})
+		return h(w, r)
 	})
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
-// authorized compares the bearer token in constant time (hashes of equal
-// length, so not even the length leaks).
-func (b *Balancer) authorized(r *http.Request) bool {
-	auth := r.Header.Get("Authorization")
-	const prefix = "Bearer "
-	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return false
-	}
-	got := sha256.Sum256([]byte(auth[len(prefix):]))
-	return subtle.ConstantTimeCompare(got[:], b.token[:]) == 1
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -257,7 +205,7 @@ func (b *Balancer) handleDrain(drain bool) adminFunc {
 		id := r.PathValue("id")
 		err := b.SetDrained(id, drain)
 		if errors.Is(err, ErrUnknownInstance) {
-			return &adminError{Status: http.StatusNotFound, Code: "unknown_instance", Err: err}
+			return &httpapi.Error{Status: http.StatusNotFound, Code: "unknown_instance", Err: err}
 		}
 		if err != nil {
 			return err
@@ -275,23 +223,21 @@ func (b *Balancer) handleDrain(drain bool) adminFunc {
 func (b *Balancer) handleShedding(w http.ResponseWriter, r *http.Request) error {
 	dep := r.PathValue("dependency")
 	if !ValidDependencyName(dep) {
-		return &adminError{Status: http.StatusBadRequest, Code: "bad_dependency"}
+		return &httpapi.Error{Status: http.StatusBadRequest, Code: "bad_dependency"}
 	}
 	var body struct {
 		Mode string `json:"mode"`
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return &adminError{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
+	if err := httpapi.DecodeJSON(w, r, 1<<10, &body); err != nil {
+		return err // strict: unknown fields and anything after the object are 400
 	}
 	o, err := ParseOverride(body.Mode)
 	if err != nil {
-		return &adminError{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
+		return &httpapi.Error{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
 	}
 	d, err := b.SetShedding(dep, o)
 	if err != nil {
-		return &adminError{Status: http.StatusConflict, Code: "too_many_dependencies", Err: err}
+		return &httpapi.Error{Status: http.StatusConflict, Code: "too_many_dependencies", Err: err}
 	}
 	b.log.Warn("admin: shedding override set", "dependency", dep, "mode", string(o), "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, d)

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,6 +24,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/buildinfo"
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
 // maxEdgeLimit is the edge limiter's limit when nothing bounds it.
@@ -77,7 +77,7 @@ type Options struct {
 type Balancer struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
-	token   [sha256.Size]byte
+	token   httpapi.Token
 	m       *metrics
 	picker  *Picker
 	shedder *Shedder
@@ -218,7 +218,7 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 	b := &Balancer{
 		log:        opts.Logger,
 		reg:        opts.Registry,
-		token:      sha256.Sum256([]byte(opts.AdminToken)),
+		token:      httpapi.NewToken(opts.AdminToken),
 		picker:     pool.Picker(),
 		shedder:    pool.Shedder(),
 		pool:       pool,
@@ -457,7 +457,7 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	var asrv *http.Server
 	if admin != nil {
 		asrv = &http.Server{
-			Handler:           b.AdminHandler(!isLoopbackAddr(admin.Addr())),
+			Handler:           httpapi.GuardLoopback(httpapi.IsLoopback(admin.Addr()), b.AdminHandler(!httpapi.IsLoopback(admin.Addr()))),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -550,13 +550,6 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	b.checks.CloseIdleConnections()
 	b.log.Info("stopped")
 	return err
-}
-
-func isLoopbackAddr(a net.Addr) bool {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.IsLoopback()
-	}
-	return false
 }
 
 // setInstances makes the balancer's instances exactly insts (a discovery
