@@ -1,10 +1,13 @@
 package lb_test
 
 import (
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spillway-dev/spillway/internal/lb"
 )
@@ -51,5 +54,35 @@ func TestAdminRules(t *testing.T) {
 	}
 	if d := b.dependency("backend"); d.State == lb.ShedShedding || d.Override == lb.OverrideOn {
 		t.Errorf("a refused body changed the override: %+v", d)
+	}
+}
+
+// TestHalfClosedClientGetsNoMadeUpStatus: a client that sends a whole
+// request and half-closes is, to Go's server, a client that left; the
+// balancer then closes the connection without an answer (nginx logs 499
+// and sends nothing), never a non-standard 499 on the wire.
+func TestHalfClosedClientGetsNoMadeUpStatus(t *testing.T) {
+	t.Parallel()
+	_, simURL := startSim(t)
+	fleet := startFleet(t, 1, simURL, steady)
+	b := startLB(t, testConfig(lbInstances(fleet)...), nil)
+	b.waitRoutable(t, 1)
+	for i := range 20 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := `{"ticket":"valid-alice"}`
+		fmt.Fprintf(conn, "POST /v1/login HTTP/1.1\r\nHost: lb\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		conn.(*net.TCPConn).CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(conn)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 200 ") {
+			t.Fatalf("half-closed client %d got %q: want a real answer or none", i, got)
+		}
 	}
 }
