@@ -425,17 +425,26 @@ func FuzzControlBodies(f *testing.F) {
 // the state document is as protected as /status and /metrics.
 func TestStateReadsNeedTokenOffLoopback(t *testing.T) {
 	h := New(Sources{LB: func() any { return map[string]any{"secret": "topology"} }}, Controls{}, Options{Token: testToken, ReadsNeedToken: true})
-	req := httptest.NewRequest("GET", "/api/state", nil)
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != 401 || strings.Contains(rec.Body.String(), "topology") {
-		t.Fatalf("without the token: %d %s", rec.Code, rec.Body)
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	get := func(auth string) (int, string) {
+		req, _ := http.NewRequest("GET", ts.URL+"/api/state", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		res, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
 	}
-	req.Header.Set("Authorization", "bearer "+testToken)
-	rec = httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "topology") {
-		t.Fatalf("with the token: %d %s", rec.Code, rec.Body)
+	if code, body := get(""); code != 401 || strings.Contains(body, "topology") {
+		t.Fatalf("without the token: %d %s", code, body)
+	}
+	if code, body := get("bearer " + testToken); code != 200 || !strings.Contains(body, "topology") {
+		t.Fatalf("with the token: %d %s", code, body)
 	}
 }
 
