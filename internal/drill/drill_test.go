@@ -30,6 +30,7 @@ func TestScenarioFiles(t *testing.T) {
 		"unknown-field.bad.yaml": {"line 4", "field limt not found"},
 		"bad-values.bad.yaml": {
 			`fleet.instances: 20: must be from 1 to 16`,
+			`fleet.queue_timeout: "-100ms": must be positive and at most 1m`,
 			`fleet.boot: "-1s": must be from 0s to 1m`,
 			`client.retry.mode: "sometimes": must be none, immediate or retry_after`,
 			`tempo: 2: must be in (0, 1]`,

@@ -70,6 +70,7 @@ func upConfig(p Profile, s *Scenario, backendURL string) (*upFile, error) {
 	lc.Backend.ProbeInterval = t(time.Second)
 	lc.Admission.Limit = s.Fleet.Limit
 	lc.Admission.QueueSize = s.Fleet.Queue
+	lc.Admission.QueueTimeout = s.Fleet.QueueTimeout
 	lc.Health.Warmup = s.Fleet.Boot
 	lc.Health.DrainDelay = t(2 * time.Second)
 	lc.ShutdownTimeout = t(10 * time.Second)
