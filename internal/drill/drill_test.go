@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/loadgen"
 	"github.com/spillway-dev/spillway/internal/timeline"
@@ -30,7 +31,6 @@ func TestScenarioFiles(t *testing.T) {
 		"unknown-field.bad.yaml": {"line 4", "field limt not found"},
 		"bad-values.bad.yaml": {
 			`fleet.instances: 20: must be from 1 to 16`,
-			`fleet.queue_timeout: "-100ms": must be positive and at most 1m`,
 			`fleet.boot: "-1s": must be from 0s to 1m`,
 			`client.retry.mode: "sometimes": must be none, immediate or retry_after`,
 			`tempo: 2: must be in (0, 1]`,
@@ -139,7 +139,7 @@ func TestSpiralByConstruction(t *testing.T) {
 			}
 			budget := fc.Check.Timeout - latency
 			drain := time.Duration(float64(sc.Fleet.Queue) / perInstance * float64(time.Second))
-			if wait := min(sc.Fleet.QueueTimeout, drain); wait < 2*budget {
+			if wait := min(f.Login.Admission.QueueTimeout, drain); wait < 2*budget {
 				t.Errorf("a check waits %s in a full backlog, want at least 2 × its budget %s (timeout %s − backend latency %s)",
 					wait, budget, fc.Check.Timeout, latency)
 			}
@@ -234,6 +234,10 @@ func TestUpConfig(t *testing.T) {
 	if !old.Login.Health.SharedPort || !old.Login.Health.Deep || cur.Login.Health.SharedPort || cur.Login.Health.Deep {
 		t.Error("health.shared_port and health.deep: want on in 2018 only")
 	}
+	if old.Login.Admission.QueueTimeout != backlogWait || cur.Login.Admission.QueueTimeout != 0 {
+		t.Errorf("admission.queue_timeout: 2018 %s, spillway %s; want %s (a backlog without timeout) and the default",
+			old.Login.Admission.QueueTimeout, cur.Login.Admission.QueueTimeout, backlogWait)
+	}
 	if old.Login.Backend.Timeout != 5*cur.Login.Backend.Timeout {
 		t.Errorf("backend timeout: 2018 %s, spillway %s; want five times as long", old.Login.Backend.Timeout, cur.Login.Backend.Timeout)
 	}
@@ -254,7 +258,7 @@ func TestUpConfig(t *testing.T) {
 		name string
 		a, b any
 	}{
-		{"admission", old.Login.Admission, cur.Login.Admission},
+		{"admission but its queue timeout", withQueueTimeout(old.Login.Admission, 0), cur.Login.Admission},
 		{"warmup", old.Login.Health.Warmup, cur.Login.Health.Warmup},
 		{"open_interval", old.Login.Backend.OpenInterval, cur.Login.Backend.OpenInterval},
 		{"lb interval", old.LB.HealthCheck.Interval, cur.LB.HealthCheck.Interval},
@@ -267,6 +271,12 @@ func TestUpConfig(t *testing.T) {
 			t.Errorf("%s differs between the profiles (-2018 +spillway):\n%s", s.name, diff)
 		}
 	}
+}
+
+// withQueueTimeout returns c with its queue timeout set to d.
+func withQueueTimeout(c admission.Config, d time.Duration) admission.Config {
+	c.QueueTimeout = d
+	return c
 }
 
 func TestParseFleetMetrics(t *testing.T) {

@@ -20,8 +20,9 @@ type Profile string
 // The profiles.
 const (
 	// Profile2018 is the incident's design: health on the service port,
-	// behind the admission limit, and deep (it calls the backend); a long
-	// backend timeout; the load balancer checks the service port and has
+	// behind the admission limit, and deep (it calls the backend); a
+	// backlog that holds a request until it is served, with no queue
+	// timeout; a long backend timeout; the load balancer checks the service port and has
 	// no slow start, no panic threshold, no edge shedding and no edge
 	// capacity bound; the fleet replaces instances on that traffic check,
 	// with no budget and no freeze.
@@ -56,6 +57,10 @@ type upFile struct {
 // ptr returns a pointer to v.
 func ptr[T any](v T) *T { return &v }
 
+// backlogWait is the 2018 profile's admission queue timeout: in effect
+// none, as the 2018 service had none (see docs/DRILL.md).
+const backlogWait = time.Minute
+
 // upConfig returns the configuration of `spillway up` for profile p: the
 // scenario's fleet and capacity, the system's defaults with their timers
 // scaled by the tempo, and, for Profile2018, the incident's settings.
@@ -70,7 +75,6 @@ func upConfig(p Profile, s *Scenario, backendURL string) (*upFile, error) {
 	lc.Backend.ProbeInterval = t(time.Second)
 	lc.Admission.Limit = s.Fleet.Limit
 	lc.Admission.QueueSize = s.Fleet.Queue
-	lc.Admission.QueueTimeout = s.Fleet.QueueTimeout
 	lc.Health.Warmup = s.Fleet.Boot
 	lc.Health.DrainDelay = t(2 * time.Second)
 	lc.ShutdownTimeout = t(10 * time.Second)
@@ -105,6 +109,13 @@ func upConfig(p Profile, s *Scenario, backendURL string) (*upFile, error) {
 		lc.Health.SharedPort = true
 		lc.Health.Deep = true
 		lc.Backend.Timeout = t(5 * time.Second)
+		// Its worker pool's backlog holds a request until a worker takes
+		// it or the caller gives up, as a server without admission
+		// control does: no queue timeout (a minute is longer than any
+		// caller of the drill waits). A health check queued behind a
+		// flooded backlog waits, and times out: it "stops answering",
+		// as the incident's did.
+		lc.Admission.QueueTimeout = backlogWait
 		// The load balancer: an HTTP check of the service port, no
 		// dependency reports (so no shedding votes and no edge capacity
 		// bound), no panic threshold, no slow start, no shedding.

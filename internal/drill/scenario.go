@@ -7,7 +7,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/loadgen"
@@ -56,12 +55,8 @@ type FleetSpec struct {
 	// instance completes about limit / backend latency logins per second.
 	Limit int `yaml:"limit"`
 	// Queue is each instance's admission queue (login admission.queue_size):
-	// logins that may wait up to QueueTimeout for a slot. Default 0.
+	// logins that may wait up to 100ms for a slot. Default 0.
 	Queue int `yaml:"queue"`
-	// QueueTimeout is the longest wait in that queue (login
-	// admission.queue_timeout). Default 100ms, the admission default; at
-	// most 1m.
-	QueueTimeout time.Duration `yaml:"queue_timeout"`
 	// Boot is how long a new instance takes before it can serve (login
 	// health.warmup: its /readyz answers 503 meanwhile), as a virtual
 	// machine takes time to boot. The fleet's grace covers it in both
@@ -179,9 +174,6 @@ func (s *Scenario) SetDefaults() {
 	if f.Limit == 0 {
 		f.Limit = 8
 	}
-	if f.QueueTimeout == 0 {
-		f.QueueTimeout = admission.DefaultQueueTimeout
-	}
 	if s.Backend.Latency == 0 {
 		s.Backend.Latency = 50 * time.Millisecond
 	}
@@ -228,9 +220,6 @@ func (s *Scenario) Validate() error {
 	}
 	if f.Queue < 0 || f.Queue > 4096 {
 		add("fleet.queue: %d: must be from 0 to 4096", f.Queue)
-	}
-	if f.QueueTimeout <= 0 || f.QueueTimeout > time.Minute {
-		add("fleet.queue_timeout: %q: must be positive and at most 1m", f.QueueTimeout)
 	}
 	if f.Boot < 0 || f.Boot > time.Minute {
 		add("fleet.boot: %q: must be from 0s to 1m", f.Boot)
