@@ -543,6 +543,8 @@ func TestIncident(t *testing.T) {
 		fail("2018: %d replacements after the backend returned, want the replacements to go on", oldD.ReplacementsAfter)
 	}
 	cur, curD := sum.Profiles[ProfileSpillway], sum.Details[ProfileSpillway]
+	t.Logf("2018: %d replacements during the outage, %d after; spillway: %d of %d failed attempts of the outage took 50ms or more (p99 needs under 1%%)",
+		oldD.ReplacementsDuring, oldD.ReplacementsAfter, curD.FailedSlowDuring, curD.FailedDuring)
 	if cur.Replacements != 0 {
 		fail("spillway: %d replacements, want 0", cur.Replacements)
 	}
