@@ -21,11 +21,11 @@ type Profile string
 const (
 	// Profile2018 is the incident's design: health on the service port,
 	// behind the admission limit, and deep (it calls the backend); a
-	// backlog that holds a request until it is served, with no queue
-	// timeout; a long backend timeout; the load balancer checks the service port and has
-	// no slow start, no panic threshold, no edge shedding and no edge
-	// capacity bound; the fleet replaces instances on that traffic check,
-	// with no budget and no freeze.
+	// backlog that holds a request until it is served (no queue timeout);
+	// a long backend timeout; the load balancer checks the service port
+	// and has no slow start, no panic threshold, no edge shedding and no
+	// edge capacity bound; the fleet replaces instances on that traffic
+	// check, with no budget and no freeze.
 	Profile2018 Profile = "2018"
 	// ProfileSpillway is spillway's defaults.
 	ProfileSpillway Profile = "spillway"
