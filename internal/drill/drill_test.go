@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/loadgen"
 	"github.com/spillway-dev/spillway/internal/timeline"
@@ -70,9 +71,10 @@ func TestScenarioFiles(t *testing.T) {
 	}
 }
 
-// TestDefaultScenario pins the numbers the drill's dynamics rest on (see
-// docs/DRILL.md): a peak the full fleet carries comfortably but two
-// instances cannot, and an observation of at least 3 recovery ramps.
+// TestDefaultScenario pins the schedule of the default scenario: the
+// outage, and an observation of at least 3 recovery ramps. The numbers its
+// outcome rests on are pinned, for it and for the short scenario of
+// TestIncident, by TestSpiralByConstruction.
 func TestDefaultScenario(t *testing.T) {
 	sc := Default()
 	w := sc.Window()
@@ -82,19 +84,97 @@ func TestDefaultScenario(t *testing.T) {
 	if d := sc.Duration(); d != 60*time.Second {
 		t.Errorf("duration = %s, want 1m", d)
 	}
-	perInstance := float64(sc.Fleet.Limit) / sc.Backend.Latency.Seconds()
-	share := sc.peakRPS() / (perInstance * float64(sc.Fleet.Instances))
-	if share < 0.5 || share > 0.7 {
-		t.Errorf("peak is %.0f%% of the fleet's capacity, want 50-70%%", 100*share)
-	}
-	if sc.peakRPS() <= 2*perInstance {
-		t.Errorf("peak %v logins/s: two instances (%v/s) would carry it", sc.peakRPS(), 2*perInstance)
-	}
 	if after := sc.Duration() - w.End; after < 3*recoveryRamp {
 		t.Errorf("observation after recovery %s < 3 × the %s ramp", after, recoveryRamp)
 	}
-	if g := sc.grace(); g <= sc.Fleet.Boot {
-		t.Errorf("grace %s does not cover the boot %s", g, sc.Fleet.Boot)
+}
+
+// retryAfterFloor is the Retry-After of the load balancer's 503s while no
+// instance is routable (no_healthy_instance) and of an instance's overload
+// 503s: the drill's clients retry 1 to 2 seconds after such a failure.
+const retryAfterFloor = time.Second
+
+// TestSpiralByConstruction pins, for the default scenario and the short one
+// TestIncident runs, the inequalities that make the 2018 profile's spiral
+// certain rather than likely (docs/DRILL.md, "why the spiral is certain"),
+// on the configuration the drill actually writes. Capacity is the nominal
+// limit ÷ backend latency, which is more than an instance achieves: the
+// inequalities that need overload hold a fortiori.
+func TestSpiralByConstruction(t *testing.T) {
+	short, err := LoadScenario("testdata/incident-short.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, sc := range map[string]*Scenario{"default": Default(), "short": short} {
+		t.Run(name, func(t *testing.T) {
+			f, err := upConfig(Profile2018, sc, "http://127.0.0.1:9")
+			if err != nil {
+				t.Fatal(err)
+			}
+			fc, lbc := *f.Fleet, *f.LB
+			fc.SetDefaults()
+			lbc.SetDefaults()
+			latency := sc.Backend.Latency
+			perInstance := float64(sc.Fleet.Limit) / latency.Seconds() // logins/s
+			fleet := perInstance * float64(sc.Fleet.Instances)
+			peak := sc.peakRPS()
+
+			// The fleet carries the peak with room to spare: before the
+			// outage, and for spillway's recovery, whose retry echo must
+			// fit in the room left.
+			if share := peak / fleet; share < 0.5 || share > 0.7 {
+				t.Errorf("peak is %.0f%% of the fleet's capacity, want 50-70%%", 100*share)
+			}
+			if peak <= 2*perInstance {
+				t.Errorf("peak %v logins/s: two instances (%v/s) would carry it", peak, 2*perInstance)
+			}
+
+			// (1) Overloaded means failing: a check that waits in a full
+			// backlog, as long as the backlog holds a login (its timeout, or
+			// the time to work through it), then calls the backend, takes
+			// twice the checks' budget at least. Both checkers time out
+			// after the same time.
+			if fc.Check.Timeout != lbc.HealthCheck.Timeout {
+				t.Fatalf("fleet check timeout %s, load balancer's %s: the argument assumes one", fc.Check.Timeout, lbc.HealthCheck.Timeout)
+			}
+			budget := fc.Check.Timeout - latency
+			drain := time.Duration(float64(sc.Fleet.Queue) / perInstance * float64(time.Second))
+			if wait := min(f.Login.Admission.QueueTimeout, drain); wait < 2*budget {
+				t.Errorf("a check waits %s in a full backlog, want at least 2 × its budget %s (timeout %s − backend latency %s)",
+					wait, budget, fc.Check.Timeout, latency)
+			}
+
+			// (2) The fleet judges a new instance soon after its warm-up:
+			// its grace covers the boot and one check interval, then
+			// unhealthy_threshold checks decide. decide is from the end of
+			// the warm-up to the last check that decides.
+			grace := sc.grace()
+			if grace < sc.Fleet.Boot || fc.Grace != grace {
+				t.Fatalf("grace %s (fleet %s) does not cover the boot %s", grace, fc.Grace, sc.Fleet.Boot)
+			}
+			decide := grace - sc.Fleet.Boot + time.Duration(fc.Check.UnhealthyThreshold)*fc.Check.Interval
+			if decide > 2*retryAfterFloor {
+				t.Fatalf("the fleet decides %s after the warm-up, past the retry echo", decide)
+			}
+
+			// (3) When instances come back, nothing has been served for
+			// seconds: every login failed and is retried 1-2s later. Until
+			// the fleet's last deciding check, the retries of failures from
+			// before the return alone keep the offered load above what the
+			// whole fleet serves, by 10% at the nominal capacity, so every
+			// set of instances that comes back is overloaded when it is
+			// judged.
+			if sc.Client.Retry.Mode != "retry_after" || sc.Client.Retry.Max < 1 {
+				t.Fatalf("client retry %+v: the argument assumes retry_after, at least once", sc.Client.Retry)
+			}
+			echo := min(1, (2*retryAfterFloor-decide).Seconds()/retryAfterFloor.Seconds())
+			if offered := peak * (1 + echo); offered < 1.1*fleet {
+				t.Errorf("offered %.0f/s at the last deciding check (%s after the warm-up), want ≥ 1.1 × the fleet's %.0f/s", offered, decide, fleet)
+			}
+			if flood := 2 * peak; flood < 1.2*fleet {
+				t.Errorf("retrying peak %.0f/s, want ≥ 1.2 × the fleet's %.0f/s", flood, fleet)
+			}
+		})
 	}
 }
 
@@ -154,6 +234,10 @@ func TestUpConfig(t *testing.T) {
 	if !old.Login.Health.SharedPort || !old.Login.Health.Deep || cur.Login.Health.SharedPort || cur.Login.Health.Deep {
 		t.Error("health.shared_port and health.deep: want on in 2018 only")
 	}
+	if old.Login.Admission.QueueTimeout != backlogWait || cur.Login.Admission.QueueTimeout != 0 {
+		t.Errorf("admission.queue_timeout: 2018 %s, spillway %s; want %s (a backlog without timeout) and the default",
+			old.Login.Admission.QueueTimeout, cur.Login.Admission.QueueTimeout, backlogWait)
+	}
 	if old.Login.Backend.Timeout != 5*cur.Login.Backend.Timeout {
 		t.Errorf("backend timeout: 2018 %s, spillway %s; want five times as long", old.Login.Backend.Timeout, cur.Login.Backend.Timeout)
 	}
@@ -174,7 +258,7 @@ func TestUpConfig(t *testing.T) {
 		name string
 		a, b any
 	}{
-		{"admission", old.Login.Admission, cur.Login.Admission},
+		{"admission but its queue timeout", withQueueTimeout(old.Login.Admission, 0), cur.Login.Admission},
 		{"warmup", old.Login.Health.Warmup, cur.Login.Health.Warmup},
 		{"open_interval", old.Login.Backend.OpenInterval, cur.Login.Backend.OpenInterval},
 		{"lb interval", old.LB.HealthCheck.Interval, cur.LB.HealthCheck.Interval},
@@ -187,6 +271,12 @@ func TestUpConfig(t *testing.T) {
 			t.Errorf("%s differs between the profiles (-2018 +spillway):\n%s", s.name, diff)
 		}
 	}
+}
+
+// withQueueTimeout returns c with its queue timeout set to d.
+func withQueueTimeout(c admission.Config, d time.Duration) admission.Config {
+	c.QueueTimeout = d
+	return c
 }
 
 func TestParseFleetMetrics(t *testing.T) {
@@ -422,6 +512,11 @@ func TestIncident(t *testing.T) {
 		t.Fatalf("spillway drill: %v\n%s", err, log.String())
 	}
 	t.Logf("drill took %s", time.Since(start).Round(time.Second))
+	for _, l := range strings.Split(log.String(), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "2018 ") || strings.HasPrefix(strings.TrimSpace(l), "spillway ") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
 	data, err := os.ReadFile(filepath.Join(out, SummaryFile))
 	if err != nil {
 		t.Fatal(err)
@@ -448,6 +543,8 @@ func TestIncident(t *testing.T) {
 		fail("2018: %d replacements after the backend returned, want the replacements to go on", oldD.ReplacementsAfter)
 	}
 	cur, curD := sum.Profiles[ProfileSpillway], sum.Details[ProfileSpillway]
+	t.Logf("2018: %d replacements during the outage, %d after; spillway: %d of %d failed attempts of the outage took 50ms or more (p99 needs under 1%%)",
+		oldD.ReplacementsDuring, oldD.ReplacementsAfter, curD.FailedSlowDuring, curD.FailedDuring)
 	if cur.Replacements != 0 {
 		fail("spillway: %d replacements, want 0", cur.Replacements)
 	}

@@ -20,11 +20,12 @@ type Profile string
 // The profiles.
 const (
 	// Profile2018 is the incident's design: health on the service port,
-	// behind the admission limit, and deep (it calls the backend); a long
-	// backend timeout; the load balancer checks the service port and has
-	// no slow start, no panic threshold, no edge shedding and no edge
-	// capacity bound; the fleet replaces instances on that traffic check,
-	// with no budget and no freeze.
+	// behind the admission limit, and deep (it calls the backend); a
+	// backlog that holds a request until it is served (no queue timeout);
+	// a long backend timeout; the load balancer checks the service port
+	// and has no slow start, no panic threshold, no edge shedding and no
+	// edge capacity bound; the fleet replaces instances on that traffic
+	// check, with no budget and no freeze.
 	Profile2018 Profile = "2018"
 	// ProfileSpillway is spillway's defaults.
 	ProfileSpillway Profile = "spillway"
@@ -55,6 +56,10 @@ type upFile struct {
 
 // ptr returns a pointer to v.
 func ptr[T any](v T) *T { return &v }
+
+// backlogWait is the 2018 profile's admission queue timeout: in effect
+// none, as the 2018 service had none (see docs/DRILL.md).
+const backlogWait = time.Minute
 
 // upConfig returns the configuration of `spillway up` for profile p: the
 // scenario's fleet and capacity, the system's defaults with their timers
@@ -103,6 +108,13 @@ func upConfig(p Profile, s *Scenario, backendURL string) (*upFile, error) {
 		lc.Health.SharedPort = true
 		lc.Health.Deep = true
 		lc.Backend.Timeout = t(5 * time.Second)
+		// Its worker pool's backlog holds a request until a worker takes
+		// it or the caller gives up, as a server without admission
+		// control does: no queue timeout (a minute is longer than any
+		// caller of the drill waits). A health check queued behind a
+		// flooded backlog waits, and times out: it "stops answering",
+		// as the incident's did.
+		lc.Admission.QueueTimeout = backlogWait
 		// The load balancer: an HTTP check of the service port, no
 		// dependency reports (so no shedding votes and no edge capacity
 		// bound), no panic threshold, no slow start, no shedding.

@@ -55,7 +55,8 @@ type FleetSpec struct {
 	// instance completes about limit / backend latency logins per second.
 	Limit int `yaml:"limit"`
 	// Queue is each instance's admission queue (login admission.queue_size):
-	// logins that may wait up to 100ms for a slot. Default 0.
+	// logins that may wait for a slot, up to 100ms in the spillway profile
+	// (the admission default) and until served in the 2018 one. Default 0.
 	Queue int `yaml:"queue"`
 	// Boot is how long a new instance takes before it can serve (login
 	// health.warmup: its /readyz answers 503 meanwhile), as a virtual
