@@ -20,6 +20,7 @@ import (
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/loadgen"
+	"github.com/spillway-dev/spillway/internal/procgroup"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -87,8 +88,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("drill: %w", err)
 	}
 	rep := &Report{Scenario: sc, TimeScale: opts.TimeScale, Started: time.Now()}
-	sp := newSpawner()
-	defer sp.close()
+	sp := procgroup.NewSpawner()
+	defer sp.Close()
 	w := opts.Progress
 	fmt.Fprintf(w, "drill %q: %d instances × limit %d, backend %s, peak %s logins/s, %s per profile\n",
 		sc.Name, sc.Fleet.Instances, sc.Fleet.Limit, sc.Backend.Latency, fmtRate(sc.peakRPS()), sc.Duration())
@@ -112,7 +113,7 @@ type runner struct {
 	sc      *Scenario
 	profile Profile
 	opts    Options
-	sp      *spawner
+	sp      *procgroup.Spawner
 	w       io.Writer
 	dir     string
 
@@ -145,7 +146,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return nil, err
 	}
-	addrs, err := freeAddrs(3)
+	addrs, err := procgroup.FreeAddrs("127.0.0.1", 3)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +173,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 		return nil, err
 	}
 	defer blog.Close()
-	backend, err := r.sp.start("backend-sim", r.opts.Binary, []string{"backend-sim",
+	backend, err := startChild(r.sp, "backend-sim", r.opts.Binary, []string{"backend-sim",
 		"--listen", backendAddr, "--latency", r.sc.Backend.Latency.String(),
 		"--slow-latency", r.sc.Backend.SlowLatency.String()}, blog)
 	if err != nil {
@@ -196,7 +197,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	defer ulog.Close()
 	token := randomToken()
 	r.logf("starting: backend-sim on %s, spillway up (%d instances) on %s; configuration %s", backendAddr, r.sc.Fleet.Instances, lbAddr, cfgPath)
-	up, err := r.sp.start("spillway up", r.opts.Binary, []string{"up",
+	up, err := startChild(r.sp, "spillway up", r.opts.Binary, []string{"up",
 		"--config", cfgPath, "--listen", lbAddr, "--admin-listen", adminAddr,
 		"--admin-token", token, "--log-level", "info"}, ulog)
 	if err != nil {
@@ -468,27 +469,6 @@ func sleepUntil(ctx context.Context, at time.Time) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-// freeAddrs returns n distinct free loopback addresses. Another process
-// may take one before it is bound; a drill then fails to start, loudly.
-func freeAddrs(n int) ([]string, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out, nil
 }
 
 func randomToken() string {
