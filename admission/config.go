@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // Algorithms accepted in Config.Algorithm.
@@ -63,6 +65,13 @@ type Config struct {
 	RetryAfter time.Duration `yaml:"retry_after"`
 }
 
+// DefaultConfig returns the documented defaults (QueueSize 0: no queue).
+func DefaultConfig() Config {
+	c := Config{}
+	c.SetDefaults()
+	return c
+}
+
 // SetDefaults fills the fields left at their zero value with the documented
 // defaults. QueueSize stays as it is: 0 means no queue.
 func (c *Config) SetDefaults() {
@@ -97,13 +106,13 @@ func (c *Config) SetDefaults() {
 // are checked only when Algorithm is "aimd".
 func (c Config) Validate() error {
 	var errs []error
-	bad := func(field string, value any, rule string) {
-		errs = append(errs, fmt.Errorf("%s: %v: %s", field, value, rule))
+	bad := func(path string, value any, rule string) {
+		errs = append(errs, field.New(path, value, rule))
 	}
 	switch c.Algorithm {
 	case AlgorithmStatic, AlgorithmAIMD:
 	default:
-		bad("algorithm", fmt.Sprintf("%q", c.Algorithm), `must be "static" or "aimd"`)
+		bad("algorithm", c.Algorithm, `must be "static" or "aimd"`)
 	}
 	if c.Limit < 1 {
 		bad("limit", c.Limit, "must be at least 1")

@@ -1,15 +1,20 @@
 package guard
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
-// Config is the file-facing configuration of one Guard. The zero Config
-// means "all defaults": SetDefaults fills every zero field and New applies
-// it before Validate.
+// Config is the configuration of one Guard. DefaultConfig has every
+// default; the zero Config means the same, since no field may be 0
+// (SetDefaults fills every zero field, and New applies it before
+// Validate), except ProbeURL, whose "" disables probing.
 type Config struct {
 	// Timeout bounds each call: fn runs with a deadline of the smaller of
 	// Timeout and the caller's remaining deadline. A call cut short by
@@ -87,6 +92,22 @@ const (
 // windowBuckets is the number of buckets of the rolling Window.
 const windowBuckets = 10
 
+// DefaultConfig returns the documented defaults; ProbeTimeout, which
+// derives from Timeout, stays 0 until SetDefaults.
+func DefaultConfig() Config {
+	return Config{
+		Timeout:             DefaultTimeout,
+		MaxConcurrent:       DefaultMaxConcurrent,
+		ConsecutiveFailures: DefaultConsecutiveFailures,
+		FailureRate:         DefaultFailureRate,
+		MinRequests:         DefaultMinRequests,
+		Window:              DefaultWindow,
+		OpenInterval:        DefaultOpenInterval,
+		HalfOpenRequests:    DefaultHalfOpenRequests,
+		ProbeInterval:       DefaultProbeInterval,
+	}
+}
+
 // SetDefaults replaces every zero field with its default. Negative values
 // are left for Validate to reject.
 func (c *Config) SetDefaults() {
@@ -122,12 +143,13 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate reports the first invalid field, naming it by its yaml key,
-// quoting its value and stating the rule, e.g.
-// `probe_url: "x": not an absolute http(s) URL`. It expects SetDefaults to
-// have run: zero values are invalid.
+// Validate reports every invalid field at once, each a *field.Error
+// naming the field by its yaml key, quoting its value and stating the
+// rule, e.g. `probe_url: "x": not an absolute http(s) URL`. It expects
+// SetDefaults to have run: zero values are invalid.
 func (c Config) Validate() error {
-	positive := []struct {
+	var errs []error
+	for _, p := range []struct {
 		field string
 		d     time.Duration
 	}{
@@ -136,13 +158,12 @@ func (c Config) Validate() error {
 		{"open_interval", c.OpenInterval},
 		{"probe_interval", c.ProbeInterval},
 		{"probe_timeout", c.ProbeTimeout},
-	}
-	for _, p := range positive {
+	} {
 		if p.d <= 0 {
-			return fmt.Errorf("%s: %q: must be a positive duration", p.field, p.d.String())
+			errs = append(errs, field.New(p.field, p.d.String(), "must be a positive duration"))
 		}
 	}
-	counts := []struct {
+	for _, n := range []struct {
 		field string
 		n     int
 	}{
@@ -150,14 +171,13 @@ func (c Config) Validate() error {
 		{"consecutive_failures", c.ConsecutiveFailures},
 		{"min_requests", c.MinRequests},
 		{"half_open_requests", c.HalfOpenRequests},
-	}
-	for _, n := range counts {
+	} {
 		if n.n < 1 || int64(n.n) > math.MaxUint32 {
-			return fmt.Errorf("%s: \"%d\": must be between 1 and %d", n.field, n.n, uint32(math.MaxUint32))
+			errs = append(errs, field.New(n.field, strconv.Itoa(n.n), fmt.Sprintf("must be between 1 and %d", uint32(math.MaxUint32))))
 		}
 	}
 	if !(c.FailureRate > 0 && c.FailureRate <= 1) {
-		return fmt.Errorf("failure_rate: \"%g\": must be in (0, 1]", c.FailureRate)
+		errs = append(errs, field.New("failure_rate", strconv.FormatFloat(c.FailureRate, 'g', -1, 64), "must be in (0, 1]"))
 	}
 	if c.ProbeURL != "" {
 		u, err := url.Parse(c.ProbeURL)
@@ -166,8 +186,8 @@ func (c Config) Validate() error {
 			if err == nil {
 				shown = u.Redacted()
 			}
-			return fmt.Errorf("probe_url: %q: not an absolute http(s) URL", shown)
+			errs = append(errs, field.New("probe_url", shown, "not an absolute http(s) URL"))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

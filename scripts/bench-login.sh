@@ -119,7 +119,7 @@ run_one() { # repeat latency conns
 	taskset -c "$LOGIN_CPU" "$BIN" backend-sim --listen "$BACKEND_ADDR" --latency "$lat" \
 		2>"$OUT/$tag.backend.log" &
 	pids+=($!)
-	taskset -c "$LOGIN_CPU" "$BIN" login --dev --rate-limit -1 --limit "$LIMIT" --log-level warn \
+	taskset -c "$LOGIN_CPU" "$BIN" login --dev --rate-limit 0 --limit "$LIMIT" --log-level warn \
 		--listen "$LOGIN_ADDR" --health-listen "$HEALTH_ADDR" --backend "http://$BACKEND_ADDR" \
 		2>"$OUT/$tag.login.log" &
 	local login=$!

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
-	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // runBackendSim serves a backendsim.Sim until ctx is done:
@@ -60,7 +60,7 @@ type hostPortFlag string
 func (f *hostPortFlag) String() string { return string(*f) }
 
 func (f *hostPortFlag) Set(s string) error {
-	if err := config.CheckHostPort("address", s); err != nil {
+	if err := field.HostPort("address", s); err != nil {
 		return err
 	}
 	*f = hostPortFlag(s)

@@ -9,7 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/strictyaml"
 )
 
 // wantErrors maps each testdata/*.bad.yaml to a part of the error `spillway
@@ -104,8 +107,9 @@ func TestVersion(t *testing.T) {
 }
 
 // FuzzLoadFile feeds arbitrary bytes through the whole loader: strict
-// decode, defaults, validation. It must never panic, and a file it accepts
-// must validate again after a second SetDefaults (defaults are idempotent).
+// decode onto the defaults, Resolve, validation. It must never panic, and
+// a file it accepts must validate again after a second Resolve (Resolve is
+// idempotent).
 func FuzzLoadFile(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.yaml")
 	for _, p := range files {
@@ -114,17 +118,34 @@ func FuzzLoadFile(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var fc fileConfig
-		if err := config.Decode(data, &fc); err != nil {
+		fc := config.Default()
+		if err := strictyaml.Decode(data, &fc); err != nil {
 			return
 		}
-		fc.SetDefaults()
+		fc.Resolve()
 		if err := fc.Validate(); err != nil {
 			return
 		}
-		fc.SetDefaults()
+		fc.Resolve()
 		if err := fc.Validate(); err != nil {
-			t.Fatalf("valid config invalid after a second SetDefaults: %v", err)
+			t.Fatalf("valid config invalid after a second Resolve: %v", err)
 		}
 	})
+}
+
+// TestIncident2018File: testdata/incident2018.good.yaml is the 2018
+// configuration that the drill and the tests use (config.File.Apply2018),
+// written out for readers: decoded onto the defaults it is the defaults
+// with Apply2018, but for the static instance list it adds.
+func TestIncident2018File(t *testing.T) {
+	got, err := config.Load("testdata/incident2018.good.yaml", config.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.LB.Instances = nil
+	want := config.Default()
+	want.Apply2018()
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("incident2018.good.yaml differs from Apply2018 (-want +got):\n%s", diff)
+	}
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/field"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/lb"
 )
 
@@ -53,34 +55,31 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(lbGCPercent))
 	}
-	load := func() (*lb.FileConfig, error) {
-		f, err := decodeFile(*cfgPath)
+	load := func() (*lb.Config, error) {
+		f, err := loadFile(*cfgPath, config.Default(), func(f *config.File) {
+			c := &f.LB
+			fs.Visit(func(fl *flag.Flag) {
+				switch fl.Name {
+				case "listen":
+					c.Listen = *listen
+				case "admin-listen":
+					c.AdminListen = *adminListen
+				case "instance":
+					c.Instances = append([]lb.Instance(nil), instances...)
+				case "trusted-proxies":
+					c.TrustedProxies = splitList(*trusted)
+				case "proxy-protocol":
+					c.Server.ProxyProtocol = *proxyProtocol
+				}
+			})
+		})
 		if err != nil {
 			return nil, err
 		}
-		c := f.LB
-		if c == nil {
-			c = &lb.FileConfig{}
+		if err := field.Prefix("lb", f.LB.Validate()); err != nil {
+			return nil, err
 		}
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "listen":
-				c.Listen = *listen
-			case "admin-listen":
-				c.AdminListen = *adminListen
-			case "instance":
-				c.Instances = append([]lb.Instance(nil), instances...)
-			case "trusted-proxies":
-				c.TrustedProxies = splitList(*trusted)
-			case "proxy-protocol":
-				c.Server.ProxyProtocol = *proxyProtocol
-			}
-		})
-		c.SetDefaults()
-		if err := c.Validate(); err != nil {
-			return nil, prefixErrors("lb.", err)
-		}
-		return c, nil
+		return &f.LB, nil
 	}
 	c, err := load()
 	if err != nil {
@@ -96,7 +95,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := lb.New(c, lb.Options{Logger: logger, Registry: reg, AdminToken: token})
+	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token})
 	if err != nil {
 		return err
 	}
@@ -136,7 +135,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "spillway lb: admin token (generated; set SPILLWAY_ADMIN_TOKEN to choose one): %s\n", token)
 	}
 	logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "instances", len(c.Instances))
-	if !config.IsLoopback(aln.Addr().String()) {
+	if !httpapi.IsLoopback(aln.Addr()) {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}
 
@@ -181,7 +180,7 @@ const lbGCPercent = 200
 // adminTokenFor picks the admin token: the flag, else the environment
 // variable named by admin_token_env, else the file's admin_token, else a
 // generated one (generated is then true).
-func adminTokenFor(flagValue string, c *lb.FileConfig) (token string, generated bool, err error) {
+func adminTokenFor(flagValue string, c *lb.Config) (token string, generated bool, err error) {
 	const minLen = 16
 	check := func(src, tok string) (string, bool, error) {
 		if len(tok) < minLen {

@@ -34,7 +34,7 @@ func TestLBOutOfDescriptors(t *testing.T) {
 			var insts []string
 			for range 2 {
 				in := testbin.Start(t, "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
-					"--backend", "http://"+simAddr, "--limit", "500", "--rate-limit", "-1", "--backend-timeout", "5s")
+					"--backend", "http://"+simAddr, "--limit", "500", "--rate-limit", "0", "--backend-timeout", "5s")
 				m := in.Await(t, reLoginListening, 10*time.Second)
 				insts = append(insts, fmt.Sprintf("{service: %q, health: %q}", m[1], m[2]))
 			}

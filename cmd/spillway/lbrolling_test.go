@@ -193,7 +193,7 @@ func TestLBRollingReplacement(t *testing.T) {
 	var instances []string
 	for i := range 2 {
 		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
-			"--backend", "http://"+simAddr, "--rate-limit", "-1")
+			"--backend", "http://"+simAddr, "--rate-limit", "0")
 		m := p.await(t, `msg=listening service=(\S+) .*health=(\S+)`, 10*time.Second)
 		instances = append(instances, m[1]+"="+m[2])
 	}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/login"
 )
 
@@ -20,7 +22,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	backend := fs.String("backend", "", "backend API base `URL` (default http://127.0.0.1:9000)")
 	backendTimeout := fs.Duration("backend-timeout", 0, "deadline of each backend call (default 1s)")
 	limit := fs.Int("limit", 0, "admission: concurrent logins (default 64)")
-	rateLimit := fs.Float64("rate-limit", 0, "login attempts per second per client; negative disables (default 5)")
+	rateLimit := fs.Float64("rate-limit", 0, "login attempts per second per client; 0 disables (default 5)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-For is believed; \"\" trusts nobody (default loopback and private ranges)")
 	dev := fs.Bool("dev", false, "generate an ephemeral signing key when none is configured")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
@@ -34,39 +36,36 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// load reads the file's login: section with the flags applied: at
 	// start, and again on SIGHUP.
 	load := func() (*login.Config, error) {
-		f, err := decodeFile(*cfgPath)
+		f, err := loadFile(*cfgPath, config.Default(), func(f *config.File) {
+			c := &f.Login
+			// Flags override the file.
+			fs.Visit(func(fl *flag.Flag) {
+				switch fl.Name {
+				case "listen":
+					c.Listen = *listen
+				case "health-listen":
+					c.HealthListen = *healthListen
+				case "backend":
+					c.Backend.URL = *backend
+					c.Backend.ProbeURL = "" // the probe follows the backend named on the command line
+				case "backend-timeout":
+					c.Backend.Timeout = *backendTimeout
+				case "limit":
+					c.Admission.Limit = *limit
+				case "rate-limit":
+					c.RateLimit.PerSecond = *rateLimit
+				case "trusted-proxies":
+					c.TrustedProxies = splitList(*trusted)
+				}
+			})
+		})
 		if err != nil {
 			return nil, err
 		}
-		c := f.Login
-		if c == nil {
-			c = &login.Config{}
+		if err := field.Prefix("login", f.Login.Validate()); err != nil {
+			return nil, err
 		}
-		// Flags override the file.
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "listen":
-				c.Listen = *listen
-			case "health-listen":
-				c.HealthListen = *healthListen
-			case "backend":
-				c.Backend.URL = *backend
-				c.Backend.ProbeURL = "" // the probe follows the backend named on the command line
-			case "backend-timeout":
-				c.Backend.Timeout = *backendTimeout
-			case "limit":
-				c.Admission.Limit = *limit
-			case "rate-limit":
-				c.RateLimit.PerSecond = *rateLimit
-			case "trusted-proxies":
-				c.TrustedProxies = splitList(*trusted)
-			}
-		})
-		c.SetDefaults()
-		if err := c.Validate(); err != nil {
-			return nil, prefixErrors("login.", err)
-		}
-		return c, nil
+		return &f.Login, nil
 	}
 	c, err := load()
 	if err != nil {
@@ -144,11 +143,10 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "spillway check: --config is required")
 		return errUsage
 	}
-	f, err := decodeFile(*cfgPath)
+	f, err := loadFile(*cfgPath, config.Default(), nil)
 	if err != nil {
 		return err
 	}
-	f.SetDefaults()
 	if err := f.Validate(); err != nil {
 		return fmt.Errorf("%s:\n%w", *cfgPath, err)
 	}

@@ -9,8 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/lb"
-	"github.com/spillway-dev/spillway/internal/login"
 	"github.com/spillway-dev/spillway/internal/stack"
 )
 
@@ -38,35 +38,34 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// load reads the file with the flags applied: at start, and again on
 	// SIGHUP.
-	load := func() (*fileConfig, error) {
-		f, err := decodeFile(*cfgPath)
+	load := func() (*config.File, error) {
+		f, err := loadFile(*cfgPath, config.ForUp(), func(f *config.File) {
+			fs.Visit(func(fl *flag.Flag) {
+				switch fl.Name {
+				case "listen":
+					f.LB.Listen = *listen
+				case "admin-listen":
+					f.LB.AdminListen = *adminListen
+				case "instances":
+					f.Fleet.Size = *instances
+				case "backend-listen":
+					f.Up.BackendListen = *backendListen
+				}
+			})
+		})
 		if err != nil {
 			return nil, err
 		}
-		upLoginDefaults(f)
-		f.SetDefaults() // every section, so flags below land on real values
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "listen":
-				f.LB.Listen = *listen
-			case "admin-listen":
-				f.LB.AdminListen = *adminListen
-			case "instances":
-				f.Fleet.Size = *instances
-			case "backend-listen":
-				f.Up.BackendListen = *backendListen
-			}
-		})
 		if err := f.Validate(); err != nil {
 			return nil, err
 		}
-		return f, nil
+		return &f, nil
 	}
 	f, err := load()
 	if err != nil {
 		return err
 	}
-	token, generated, err := adminTokenFor(*adminToken, f.LB)
+	token, generated, err := adminTokenFor(*adminToken, &f.LB)
 	if err != nil {
 		return err
 	}
@@ -74,7 +73,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !*quiet {
 		out = stderr
 	}
-	s, err := stack.New(stack.Config{Up: *f.Up, Login: *f.Login, LB: *f.LB, Fleet: *f.Fleet}, stack.Options{
+	s, err := stack.New(*f, stack.Options{
 		Logger:         logger,
 		InstanceOutput: out,
 		AdminToken:     token,
@@ -109,7 +108,7 @@ Try:
 				logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", *cfgPath, "error", err)
 				return
 			}
-			if err := s.Balancer().Reload(func() (*lb.FileConfig, error) { c := *nf.LB; c.Instances = nil; return &c, nil }); err != nil {
+			if err := s.Balancer().Reload(func() (*lb.Config, error) { c := nf.LB; c.Instances = nil; return &c, nil }); err != nil {
 				return // logged and counted by Reload
 			}
 			var restart []string
@@ -126,19 +125,4 @@ Try:
 	}
 	defer onHangup(logger, "no --config file to reload", reload)()
 	return s.Run(ctx)
-}
-
-// upLoginDefaults adjusts the login instances for a system whose clients
-// all share this machine's address: the per-client attempt limit is raised
-// so that the dashboard's load button (one client, up to 2000 logins/s) is
-// not refused. (The load balancer is a trusted proxy by login's own
-// default, which trusts loopback.) Settings the file makes are kept.
-func upLoginDefaults(f *fileConfig) {
-	if f.Login == nil {
-		f.Login = &login.Config{}
-	}
-	rl := &f.Login.RateLimit
-	if rl.PerSecond == 0 {
-		rl.PerSecond, rl.Burst = 2500, 5000
-	}
 }

@@ -19,6 +19,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // Trusted is a list of proxies, as address prefixes, whose forwarding
@@ -41,14 +43,14 @@ var Private = []string{
 }
 
 // Parse builds a Trusted list from IP addresses and CIDR prefixes
-// ("10.0.0.0/8", "192.0.2.7", "::1"). The error of a bad entry names its
-// index and quotes it.
+// ("10.0.0.0/8", "192.0.2.7", "::1"). The error of a bad entry is a
+// *field.Error whose path is its index ("[1]").
 func Parse(list []string) (Trusted, error) {
 	var t Trusted
 	for i, s := range list {
 		p, err := ParsePrefix(s)
 		if err != nil {
-			return Trusted{}, fmt.Errorf("[%d]: %q: not an IP address or CIDR prefix", i, s)
+			return Trusted{}, field.New(fmt.Sprintf("[%d]", i), s, "not an IP address or CIDR prefix")
 		}
 		t.prefixes = append(t.prefixes, p)
 	}

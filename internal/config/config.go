@@ -1,121 +1,169 @@
-// Package config loads spillway's YAML configuration files strictly.
+// Package config is the schema of a spillway file: one YAML document with a
+// section per component — `login:` (login.Config), `lb:` (lb.Config),
+// `fleet:` (fleet.Config) and `up:` (Up) — and the one way to load it:
+// read, decode strictly onto the defaults (Default, or ForUp for `spillway
+// up`), apply flags, Resolve the defaults that derive from other fields,
+// Validate every section. Each command reads its own section; `spillway
+// check` validates them all; the drill writes a File for the systems it
+// runs. The 2018 incident's configuration is defined here once (Apply2018).
 //
-// Loading is read → strict decode → defaults → validate. Strict means an
-// unknown field, a duplicate key, a value of the wrong type or a second YAML
-// document is an error that names the line. Types that take part implement
-// Defaulter and Validator; runtime types are built only from a value that
-// has passed Validate.
-//
-// The functions here hold no state and are safe for concurrent use.
+// A File is a plain value: copy it freely. Nothing here holds state.
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"math"
-	"os"
+	"net"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/field"
+	"github.com/spillway-dev/spillway/internal/fleet"
+	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/strictyaml"
 )
 
-// MaxFileSize bounds a configuration file. Larger files are refused before
-// they are parsed.
-const MaxFileSize = 1 << 20
-
-// Defaulter fills zero fields with their documented defaults.
-type Defaulter interface {
-	SetDefaults()
+// File is a spillway configuration file.
+type File struct {
+	// Login configures `spillway login`, and the instances of `spillway up`.
+	Login login.Config `yaml:"login"`
+	// LB configures `spillway lb`, and the load balancer of `spillway up`.
+	LB lb.Config `yaml:"lb"`
+	// Fleet configures the instance group of `spillway up`.
+	Fleet fleet.Config `yaml:"fleet"`
+	// Up configures what only `spillway up` needs.
+	Up Up `yaml:"up"`
 }
 
-// Validator reports the first problem in a configuration. Errors name the
-// field's path, quote the value and state the rule.
-type Validator interface {
-	Validate() error
+// Up is the `up:` section: what only `spillway up` needs.
+type Up struct {
+	// BackendURL is an external backend API to use. Default "": run a
+	// backend-sim in the same process on BackendListen, which the
+	// dashboard can break and restore.
+	BackendURL string `yaml:"backend_url"`
+	// BackendListen is the in-process backend-sim's address. Default
+	// "127.0.0.1:9000".
+	BackendListen string `yaml:"backend_listen"`
+	// BackendLatency is the in-process backend-sim's answer latency.
+	// Default 20ms.
+	BackendLatency time.Duration `yaml:"backend_latency"`
 }
 
-// Decode strictly decodes one YAML document from data into v. An empty
-// document leaves v unchanged. A number that is not finite (.nan, .inf,
-// -.inf) is refused wherever it appears, with its line: no setting of
-// spillway's takes one, and a NaN slips through every range check.
-func Decode(data []byte, v any) error {
-	if len(data) > MaxFileSize {
-		return fmt.Errorf("config is %d bytes, more than the %d allowed", len(data), MaxFileSize)
+// Default returns every section's defaults.
+func Default() File {
+	return File{
+		Login: login.DefaultConfig(),
+		LB:    lb.DefaultConfig(),
+		Fleet: fleet.DefaultConfig(),
+		Up:    Up{BackendListen: "127.0.0.1:9000", BackendLatency: 20 * time.Millisecond},
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err == nil {
-		if err := checkFinite(&doc); err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
-	} // a syntax error is reported by the strict decode below
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // empty document
-		}
-		return fmt.Errorf("decode: %w", err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return fmt.Errorf("decode: %w", err)
-		}
-		return fmt.Errorf("decode: line %d: a second YAML document is not allowed", extra.Line)
-	}
-	return nil
 }
 
-// checkFinite walks a document and refuses float scalars that are NaN or
-// infinite.
-func checkFinite(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
-		var f float64
-		if err := n.Decode(&f); err == nil && (math.IsNaN(f) || math.IsInf(f, 0)) {
-			return fmt.Errorf("line %d: %s: must be a finite number", n.Line, n.Value)
-		}
-	}
-	for _, c := range n.Content {
-		if err := checkFinite(c); err != nil {
-			return err
-		}
-	}
-	return nil
+// ForUp returns the defaults of `spillway up`, a system whose clients all
+// share this machine's address: the per-client attempt limit is raised
+// (2500 a second, bursts of 5000) so that the dashboard's load button, one
+// client at up to 2000 logins a second, is not refused. A file decoded
+// onto it can set another.
+func ForUp() File {
+	f := Default()
+	f.Login.RateLimit.PerSecond, f.Login.RateLimit.Burst = 2500, 5000
+	return f
 }
 
-// Parse decodes data into v strictly, then sets defaults and validates, in
-// that order. v must implement Defaulter and Validator.
-func Parse[T any, PT interface {
-	*T
-	Defaulter
-	Validator
-}](data []byte) (*T, error) {
-	var v T
-	if err := Decode(data, &v); err != nil {
-		return nil, err
+// Load reads path and decodes it strictly onto def: absent sections and
+// fields keep def's values. An empty path returns def. Flags are applied
+// to the result, then Resolve and Validate.
+func Load(path string, def File) (File, error) {
+	if path == "" {
+		return def, nil
 	}
-	PT(&v).SetDefaults()
-	if err := PT(&v).Validate(); err != nil {
-		return nil, err
-	}
-	return &v, nil
-}
-
-// ReadFile reads a configuration file, refusing one larger than
-// MaxFileSize.
-func ReadFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	data, err := strictyaml.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return File{}, err
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read config %s: %w", path, err)
+	f := def
+	if err := strictyaml.Decode(data, &f); err != nil {
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("read config %s: larger than %d bytes", path, MaxFileSize)
+	return f, nil
+}
+
+// Resolve fills, in every section, the fields whose default derives from
+// another field. It is idempotent.
+func (f *File) Resolve() {
+	f.Login.Resolve()
+	f.LB.Resolve()
+	f.Fleet.Resolve()
+}
+
+// Validate validates every section and reports every problem at once,
+// each a *field.Error whose path starts with its section: `lb.instances[2].
+// health: "x:y": port must be a number from 0 to 65535`. Resolve first.
+func (f *File) Validate() error {
+	return errors.Join(
+		field.Prefix("login", f.Login.Validate()),
+		field.Prefix("lb", f.LB.Validate()),
+		field.Prefix("fleet", f.Fleet.Validate()),
+		field.Prefix("up", f.Up.Validate()),
+	)
+}
+
+// Validate reports every problem in the up section.
+func (u *Up) Validate() error {
+	if u.BackendURL != "" {
+		return field.HTTPURL("backend_url", u.BackendURL)
 	}
-	return data, nil
+	var errs []error
+	if _, _, err := net.SplitHostPort(u.BackendListen); err != nil {
+		errs = append(errs, field.New("backend_listen", u.BackendListen, "not a host:port"))
+	}
+	if err := backendsim.CheckLatency(u.BackendLatency); err != nil {
+		errs = append(errs, field.New("backend_latency", u.BackendLatency, err.Error()))
+	}
+	return errors.Join(errs...)
+}
+
+// Marshal returns the file as YAML, every field written out.
+func (f File) Marshal() ([]byte, error) { return yaml.Marshal(f) }
+
+// Backlog2018 is the 2018 instances' admission queue timeout: in effect
+// none, as the 2018 service's worker pool held a request until a worker
+// took it or the caller gave up (docs/DRILL.md).
+const Backlog2018 = time.Minute
+
+// Apply2018 turns f into the 2018 incident's configuration, and changes
+// nothing else: every setting of the incident, none of spillway's.
+//
+//   - login: health on the service port, behind the admission limit
+//     (shared_port), and deep (/livez and /readyz call the backend); calls
+//     to the backend wait five times as long; a backlog that holds a login
+//     until it is served (queue timeout Backlog2018).
+//   - lb: an HTTP check of the service port, no dependency reports (so no
+//     shedding votes and no edge capacity bound), no panic threshold, no
+//     slow start, no shedding.
+//   - fleet: replace on the traffic check (on the service port, which the
+//     load balancer is told is the instance's health address), with no
+//     replacement budget and no freeze; two failed checks (the load
+//     balancer's three) make it act no later than the load balancer, as
+//     the 2018 group terminated every instance the load balancer took out.
+func (f *File) Apply2018() {
+	f.Login.Health.SharedPort = true
+	f.Login.Health.Deep = true
+	f.Login.Backend.Timeout *= 5
+	f.Login.Admission.QueueTimeout = Backlog2018
+
+	f.LB.HealthCheck.ReportPath = ""
+	f.LB.Panic.Threshold = 0
+	f.LB.SlowStart.Window = 0
+	f.LB.Shedding.Quorum = 0
+
+	f.Fleet.ReplaceOn = fleet.ReplaceOnTraffic
+	f.Fleet.Check.Traffic = fleet.ProbeConfig{Path: "/readyz", Port: fleet.PortService}
+	f.Fleet.Check.Liveness = fleet.ProbeConfig{Path: "/livez", Port: fleet.PortService}
+	f.Fleet.Budget.Max = fleet.Count(0)
+	f.Fleet.Freeze.Share = 0
+	f.Fleet.Check.UnhealthyThreshold = 2
 }

@@ -307,7 +307,7 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 		}
 		if good {
 			sum.Recovered = true
-			sum.TimeToRecoverS = ptr(float64(j))
+			sum.TimeToRecoverS = new(float64(j))
 			break
 		}
 	}

@@ -111,9 +111,9 @@ func TestSpiralByConstruction(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fc, lbc := *f.Fleet, *f.LB
-			fc.SetDefaults()
-			lbc.SetDefaults()
+			fc, lbc := f.Fleet, f.LB
+			fc.Resolve()
+			lbc.Resolve()
 			latency := sc.Backend.Latency
 			perInstance := float64(sc.Fleet.Limit) / latency.Seconds() // logins/s
 			fleet := perInstance * float64(sc.Fleet.Instances)
@@ -211,46 +211,54 @@ func TestParseProfiles(t *testing.T) {
 // strictly.
 func TestUpConfig(t *testing.T) {
 	sc := Default()
-	cfg := map[Profile]*upFile{}
+	cfg := map[Profile]*config.File{}
 	for _, p := range Profiles {
 		f, err := upConfig(p, sc, "http://127.0.0.1:9")
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		data, err := f.marshal()
+		data, err := f.Marshal()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var back upFile
-		if err := config.Decode(data, &back); err != nil {
+		// As `spillway up --config` reads it: strictly, onto up's defaults.
+		path := filepath.Join(t.TempDir(), "up.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		back, err := config.Load(path, config.ForUp())
+		if err != nil {
 			t.Fatalf("%s: decode the file back: %v\n%s", p, err, data)
 		}
-		if err := back.check(); err != nil {
+		back.Resolve()
+		if err := back.Validate(); err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
 		cfg[p] = &back
 	}
 	old, cur := cfg[Profile2018], cfg[ProfileSpillway]
+	def := config.Default()
+	def.Resolve()
 	if !old.Login.Health.SharedPort || !old.Login.Health.Deep || cur.Login.Health.SharedPort || cur.Login.Health.Deep {
 		t.Error("health.shared_port and health.deep: want on in 2018 only")
 	}
-	if old.Login.Admission.QueueTimeout != backlogWait || cur.Login.Admission.QueueTimeout != 0 {
+	if old.Login.Admission.QueueTimeout != config.Backlog2018 || cur.Login.Admission.QueueTimeout != def.Login.Admission.QueueTimeout {
 		t.Errorf("admission.queue_timeout: 2018 %s, spillway %s; want %s (a backlog without timeout) and the default",
-			old.Login.Admission.QueueTimeout, cur.Login.Admission.QueueTimeout, backlogWait)
+			old.Login.Admission.QueueTimeout, cur.Login.Admission.QueueTimeout, config.Backlog2018)
 	}
 	if old.Login.Backend.Timeout != 5*cur.Login.Backend.Timeout {
 		t.Errorf("backend timeout: 2018 %s, spillway %s; want five times as long", old.Login.Backend.Timeout, cur.Login.Backend.Timeout)
 	}
-	if *old.LB.Panic.Threshold != 0 || *old.LB.SlowStart.Window != 0 || *old.LB.Shedding.Quorum != 0 || *old.LB.HealthCheck.ReportPath != "" {
+	if old.LB.Panic.Threshold != 0 || old.LB.SlowStart.Window != 0 || old.LB.Shedding.Quorum != 0 || old.LB.HealthCheck.ReportPath != "" {
 		t.Error("2018 load balancer: want panic 0, slow start 0, quorum 0, no report")
 	}
-	if cur.LB.Panic.Threshold != nil || cur.LB.Shedding.Quorum != nil || cur.LB.HealthCheck.ReportPath != nil {
+	if cur.LB.Panic != def.LB.Panic || cur.LB.Shedding.Quorum != def.LB.Shedding.Quorum || cur.LB.HealthCheck.ReportPath != def.LB.HealthCheck.ReportPath {
 		t.Error("spillway load balancer: want the defaults")
 	}
-	if old.Fleet.ReplaceOn != "traffic" || old.Fleet.Check.Traffic.Port != "service" || old.Fleet.Budget.Max != -1 || old.Fleet.Freeze.Share != -1 {
+	if old.Fleet.ReplaceOn != "traffic" || old.Fleet.Check.Traffic.Port != "service" || !old.Fleet.Budget.Max.IsZero() || old.Fleet.Freeze.Share != 0 {
 		t.Errorf("2018 fleet: %+v", old.Fleet)
 	}
-	if cur.Fleet.ReplaceOn != "" || cur.Fleet.Budget.Max != 0 || cur.Fleet.Freeze.Share != 0 {
+	if cur.Fleet.ReplaceOn != def.Fleet.ReplaceOn || cur.Fleet.Budget.Max != def.Fleet.Budget.Max || cur.Fleet.Freeze.Share != def.Fleet.Freeze.Share {
 		t.Errorf("spillway fleet: want the defaults, got %+v", cur.Fleet)
 	}
 	// Everything else is the same: capacity, timers, the fleet's size.
@@ -258,7 +266,7 @@ func TestUpConfig(t *testing.T) {
 		name string
 		a, b any
 	}{
-		{"admission but its queue timeout", withQueueTimeout(old.Login.Admission, 0), cur.Login.Admission},
+		{"admission but its queue timeout", withQueueTimeout(old.Login.Admission, cur.Login.Admission.QueueTimeout), cur.Login.Admission},
 		{"warmup", old.Login.Health.Warmup, cur.Login.Health.Warmup},
 		{"open_interval", old.Login.Backend.OpenInterval, cur.Login.Backend.OpenInterval},
 		{"lb interval", old.LB.HealthCheck.Interval, cur.LB.HealthCheck.Interval},

@@ -157,7 +157,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := cfg.marshal()
+	data, err := cfg.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("encode the configuration: %w", err)
 	}

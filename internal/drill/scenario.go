@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
-	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/loadgen"
+	"github.com/spillway-dev/spillway/internal/strictyaml"
 )
 
 // Scenario is a drill's script: the fleet under test, the backend, the
@@ -140,7 +140,7 @@ func Default() *Scenario {
 // naming its line), applies the defaults and validates it.
 func ParseScenario(data []byte) (*Scenario, error) {
 	var s Scenario
-	if err := config.Decode(data, &s); err != nil {
+	if err := strictyaml.Decode(data, &s); err != nil {
 		return nil, err
 	}
 	s.SetDefaults()
@@ -152,7 +152,7 @@ func ParseScenario(data []byte) (*Scenario, error) {
 
 // LoadScenario reads and parses a scenario file.
 func LoadScenario(path string) (*Scenario, error) {
-	data, err := config.ReadFile(path)
+	data, err := strictyaml.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

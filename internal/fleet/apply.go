@@ -85,9 +85,9 @@ func (f *Fleet) doLocked(a Action, now time.Time) []Action {
 		f.log.Warn("instance replaced", "instance", a.ID, "reason", a.Reason, "detail", detail)
 	case ActBudgetExhausted:
 		f.eventLocked(Event{Time: now, Kind: EventBudgetExhausted, Instance: a.ID, PID: pid,
-			Detail: fmt.Sprintf("%d replacements per %s spent; keeping the unhealthy instance", f.cfg.Budget.Max, f.cfg.Budget.Window)})
+			Detail: fmt.Sprintf("%d replacements per %s spent; keeping the unhealthy instance", f.cfg.Budget.Max.Of(f.cfg.Size), f.cfg.Budget.Window)})
 		f.log.Warn("replacement budget exhausted; keeping unhealthy instance", "instance", a.ID,
-			"budget_max", f.cfg.Budget.Max, "budget_window", f.cfg.Budget.Window)
+			"budget_max", f.cfg.Budget.Max.Of(f.cfg.Size), "budget_window", f.cfg.Budget.Window)
 	case ActFrozen:
 		f.m.frozen.Set(1)
 		f.eventLocked(Event{Time: now, Kind: EventFrozen,

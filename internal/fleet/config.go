@@ -3,10 +3,11 @@ package fleet
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // ReplaceOn values: which health answer can get an instance replaced.
@@ -36,9 +37,11 @@ const (
 // MaxSize bounds Config.Size.
 const MaxSize = 256
 
-// Config is the file-facing configuration of a fleet (the `fleet:` part of
-// a spillway file). Zero values take the documented defaults; call
-// SetDefaults, then Validate.
+// Config is the configuration of a fleet (the `fleet:` section of a
+// spillway file). Start from DefaultConfig (a file is decoded onto it:
+// absent fields keep their defaults, an explicit 0 is 0, which disables
+// the features that say so); New resolves the defaults that derive from
+// other fields (Resolve) and validates.
 type Config struct {
 	// Size is the number of instances the fleet keeps: it starts that many
 	// and replaces each one that fails. Default 3; at most MaxSize.
@@ -93,7 +96,8 @@ type CheckConfig struct {
 	// Interval between two checks of one instance. Default 2s.
 	Interval time.Duration `yaml:"interval"`
 	// Timeout of one check; a check that takes longer fails. At most
-	// Interval. Default 1s.
+	// Interval. Default 1s, or Interval if that is shorter (0 derives it
+	// so).
 	Timeout time.Duration `yaml:"timeout"`
 	// UnhealthyThreshold is the number of consecutive failed checks (after
 	// Grace) that make an instance unhealthy. Default 3. With the defaults
@@ -126,9 +130,11 @@ type ProbeConfig struct {
 // Window. Exits (crash restarts, governed by Backoff) and rolling restarts
 // (which never lower capacity) are not charged.
 type BudgetConfig struct {
-	// Max replacements per Window. Default: a quarter of Size, at least 1.
-	// A negative value disables the budget (the 2018 configuration).
-	Max int `yaml:"max"`
+	// Max replacements per Window: a count (2) or a share of Size written
+	// as a percentage ("25%", at least one instance), as Kubernetes writes
+	// maxUnavailable. Default "25%". 0 disables the budget (the 2018
+	// configuration).
+	Max Amount `yaml:"max"`
 	// Window is the sliding window. Default 1m.
 	Window time.Duration `yaml:"window"`
 }
@@ -140,8 +146,8 @@ type BudgetConfig struct {
 // Probing goes on. An instance is failing from its first failed check after
 // grace until it passes one; an exit is a failure too.
 type FreezeConfig struct {
-	// Share of Size, in (0, 1]. Default 0.5. A negative value disables the
-	// freeze (the 2018 configuration).
+	// Share of Size, in [0, 1]. Default 0.5. 0 disables the freeze (the
+	// 2018 configuration).
 	Share float64 `yaml:"share"`
 	// Window is how long a failure still counts after its instance is gone
 	// (replaced or exited). A failing instance that is still running counts
@@ -154,140 +160,104 @@ type FreezeConfig struct {
 type BackoffConfig struct {
 	// Base is the delay before the first restart. Default 1s.
 	Base time.Duration `yaml:"base"`
-	// Max caps the delay. Default 30s.
+	// Max caps the delay. Default 30s, or Base if that is longer (0
+	// derives it so).
 	Max time.Duration `yaml:"max"`
 	// Reset: a process that ran at least this long before it exited is
 	// restarted after Base again. Default 1m.
 	Reset time.Duration `yaml:"reset"`
 }
 
-// SetDefaults fills zero fields with their documented defaults.
-func (c *Config) SetDefaults() {
-	if c.Size == 0 {
-		c.Size = 3
-	}
-	if c.Host == "" {
-		c.Host = "127.0.0.1"
-	}
-	if c.Grace == 0 {
-		c.Grace = 10 * time.Second
-	}
-	if c.ReadyTimeout == 0 {
-		c.ReadyTimeout = 30 * time.Second
-	}
-	if c.Check.Interval == 0 {
-		c.Check.Interval = 2 * time.Second
-	}
-	if c.Check.Timeout == 0 {
-		c.Check.Timeout = min(time.Second, c.Check.Interval)
-	}
-	if c.Check.UnhealthyThreshold == 0 {
-		c.Check.UnhealthyThreshold = 3
-	}
-	c.Check.Liveness.setDefaults("/livez")
-	c.Check.Traffic.setDefaults("/readyz")
-	if c.ReplaceOn == "" {
-		c.ReplaceOn = ReplaceOnLiveness
-	}
-	if c.Budget.Max == 0 {
-		c.Budget.Max = max(1, c.Size/4)
-	}
-	if c.Budget.Window == 0 {
-		c.Budget.Window = time.Minute
-	}
-	if c.Freeze.Share == 0 {
-		c.Freeze.Share = 0.5
-	}
-	if c.Freeze.Window == 0 {
-		c.Freeze.Window = time.Minute
-	}
-	if c.Backoff.Base == 0 {
-		c.Backoff.Base = time.Second
-	}
-	if c.Backoff.Max == 0 {
-		c.Backoff.Max = max(30*time.Second, c.Backoff.Base)
-	}
-	if c.Backoff.Reset == 0 {
-		c.Backoff.Reset = time.Minute
-	}
-	if c.StopTimeout == 0 {
-		c.StopTimeout = 15 * time.Second
+// DefaultConfig returns the documented defaults. check.timeout and
+// backoff.max derive from other fields: they are 0 here and filled by
+// Resolve.
+func DefaultConfig() Config {
+	return Config{
+		Size:         3,
+		Host:         "127.0.0.1",
+		Grace:        10 * time.Second,
+		ReadyTimeout: 30 * time.Second,
+		Check: CheckConfig{
+			Interval:           2 * time.Second,
+			UnhealthyThreshold: 3,
+			Liveness:           ProbeConfig{Path: "/livez", Port: PortHealth},
+			Traffic:            ProbeConfig{Path: "/readyz", Port: PortHealth},
+		},
+		ReplaceOn:   ReplaceOnLiveness,
+		Budget:      BudgetConfig{Max: Percent(25), Window: time.Minute},
+		Freeze:      FreezeConfig{Share: 0.5, Window: time.Minute},
+		Backoff:     BackoffConfig{Base: time.Second, Reset: time.Minute},
+		StopTimeout: 15 * time.Second,
 	}
 }
 
-func (p *ProbeConfig) setDefaults(path string) {
-	if p.Path == "" {
-		p.Path = path
+// Resolve fills the fields whose default derives from another, when they
+// are 0: check.timeout (1s, or the interval if shorter) and backoff.max
+// (30s, or the base if longer). It is idempotent; New calls it.
+func (c *Config) Resolve() {
+	if c.Check.Timeout == 0 {
+		c.Check.Timeout = min(time.Second, c.Check.Interval)
 	}
-	if p.Port == "" {
-		p.Port = PortHealth
+	if c.Backoff.Max == 0 {
+		c.Backoff.Max = max(30*time.Second, c.Backoff.Base)
 	}
 }
 
 // Validate reports every problem in c, each naming its field.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	if c.Size < 1 || c.Size > MaxSize {
-		add("size: %d: must be from 1 to %d", c.Size, MaxSize)
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
+	add(field.Between("size", c.Size, 1, MaxSize))
 	if len(c.Command) > 0 && strings.TrimSpace(c.Command[0]) == "" {
-		add("command[0]: %q: must name a program", c.Command[0])
+		add(field.New("command[0]", c.Command[0], "must name a program"))
 	}
 	for i, a := range c.Args {
 		if a == "--listen" || a == "--health-listen" || strings.HasPrefix(a, "--listen=") || strings.HasPrefix(a, "--health-listen=") {
-			add("args[%d]: %q: the fleet chooses the ports itself", i, a)
+			add(field.New(fmt.Sprintf("args[%d]", i), a, "the fleet chooses the ports itself"))
 		}
 	}
 	if c.Host != "localhost" && net.ParseIP(c.Host) == nil {
-		add("host: %q: not an IP address", c.Host)
+		add(field.New("host", c.Host, "not an IP address"))
 	}
-	positive := func(field string, d time.Duration) {
-		if d <= 0 {
-			add("%s: %q: must be positive", field, d)
-		}
-	}
-	if c.Grace < 0 {
-		add("grace: %q: must not be negative", c.Grace)
-	}
-	positive("ready_timeout", c.ReadyTimeout)
-	positive("check.interval", c.Check.Interval)
-	positive("check.timeout", c.Check.Timeout)
+	add(field.NonNegative("grace", c.Grace))
+	add(field.Positive("ready_timeout", c.ReadyTimeout))
+	add(field.Positive("check.interval", c.Check.Interval))
+	add(field.Positive("check.timeout", c.Check.Timeout))
 	if c.Check.Timeout > c.Check.Interval && c.Check.Interval > 0 {
-		add("check.timeout: %q: must be at most check.interval (%s)", c.Check.Timeout, c.Check.Interval)
+		add(field.New("check.timeout", c.Check.Timeout, "must be at most check.interval ("+c.Check.Interval.String()+")"))
 	}
 	if c.Check.UnhealthyThreshold < 1 {
-		add("check.unhealthy_threshold: %d: must be at least 1", c.Check.UnhealthyThreshold)
+		add(field.New("check.unhealthy_threshold", c.Check.UnhealthyThreshold, "must be at least 1"))
 	}
-	errs = append(errs, c.Check.Liveness.validate("check.liveness")...)
-	errs = append(errs, c.Check.Traffic.validate("check.traffic")...)
+	add(c.Check.Liveness.validate("check.liveness"))
+	add(c.Check.Traffic.validate("check.traffic"))
 	if c.ReplaceOn != ReplaceOnLiveness && c.ReplaceOn != ReplaceOnTraffic {
-		add("replace_on: %q: must be %q or %q", c.ReplaceOn, ReplaceOnLiveness, ReplaceOnTraffic)
+		add(field.New("replace_on", c.ReplaceOn, fmt.Sprintf("must be %q or %q", ReplaceOnLiveness, ReplaceOnTraffic)))
 	}
-	if c.Budget.Max == 0 {
-		add("budget.max: 0: must be at least 1, or negative to disable the budget")
-	}
-	positive("budget.window", c.Budget.Window)
-	if math.IsNaN(c.Freeze.Share) || c.Freeze.Share == 0 || c.Freeze.Share > 1 || math.IsInf(c.Freeze.Share, -1) {
-		add("freeze.share: %v: must be in (0, 1], or negative to disable the freeze", c.Freeze.Share)
-	}
-	positive("freeze.window", c.Freeze.Window)
-	positive("backoff.base", c.Backoff.Base)
+	add(c.Budget.Max.validate("budget.max"))
+	add(field.Positive("budget.window", c.Budget.Window))
+	add(field.Fraction("freeze.share", c.Freeze.Share, 0, 1))
+	add(field.Positive("freeze.window", c.Freeze.Window))
+	add(field.Positive("backoff.base", c.Backoff.Base))
 	if c.Backoff.Max < c.Backoff.Base {
-		add("backoff.max: %q: must be at least backoff.base (%s)", c.Backoff.Max, c.Backoff.Base)
+		add(field.New("backoff.max", c.Backoff.Max, "must be at least backoff.base ("+c.Backoff.Base.String()+")"))
 	}
-	positive("backoff.reset", c.Backoff.Reset)
-	positive("stop_timeout", c.StopTimeout)
+	add(field.Positive("backoff.reset", c.Backoff.Reset))
+	add(field.Positive("stop_timeout", c.StopTimeout))
 	return errors.Join(errs...)
 }
 
-func (p ProbeConfig) validate(field string) []error {
+func (p ProbeConfig) validate(path string) error {
 	var errs []error
 	if !strings.HasPrefix(p.Path, "/") || strings.ContainsAny(p.Path, " \t\r\n#") {
-		errs = append(errs, fmt.Errorf("%s.path: %q: must be a path starting with \"/\"", field, p.Path))
+		errs = append(errs, field.New(path+".path", p.Path, `must be a path starting with "/"`))
 	}
 	if p.Port != PortHealth && p.Port != PortService {
-		errs = append(errs, fmt.Errorf("%s.port: %q: must be %q or %q", field, p.Port, PortHealth, PortService))
+		errs = append(errs, field.New(path+".port", p.Port, fmt.Sprintf("must be %q or %q", PortHealth, PortService)))
 	}
-	return errs
+	return errors.Join(errs...)
 }

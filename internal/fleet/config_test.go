@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/strictyaml"
 )
 
 func TestDefaults(t *testing.T) {
-	var c Config
-	c.SetDefaults()
+	c := DefaultConfig()
+	c.Resolve()
 	want := Config{
 		Size:         3,
 		Host:         "127.0.0.1",
@@ -27,7 +27,7 @@ func TestDefaults(t *testing.T) {
 			Traffic:            ProbeConfig{Path: "/readyz", Port: PortHealth},
 		},
 		ReplaceOn:   ReplaceOnLiveness,
-		Budget:      BudgetConfig{Max: 1, Window: time.Minute},
+		Budget:      BudgetConfig{Max: Percent(25), Window: time.Minute},
 		Freeze:      FreezeConfig{Share: 0.5, Window: time.Minute},
 		Backoff:     BackoffConfig{Base: time.Second, Max: 30 * time.Second, Reset: time.Minute},
 		StopTimeout: 15 * time.Second,
@@ -42,10 +42,10 @@ func TestDefaults(t *testing.T) {
 
 func TestBudgetDefaultIsAQuarter(t *testing.T) {
 	for size, want := range map[int]int{1: 1, 3: 1, 4: 1, 8: 2, 12: 3} {
-		c := Config{Size: size}
-		c.SetDefaults()
-		if c.Budget.Max != want {
-			t.Errorf("size %d: budget.max %d, want %d", size, c.Budget.Max, want)
+		c := DefaultConfig()
+		c.Size = size
+		if got := c.Budget.Max.Of(c.Size); got != want {
+			t.Errorf("size %d: budget.max %d, want %d", size, got, want)
 		}
 	}
 }
@@ -58,13 +58,13 @@ func TestConfigFiles(t *testing.T) {
 			`size: 1000: must be from 1 to 256`,
 			`args[0]: "--listen": the fleet chooses the ports itself`,
 			`host: "not-an-ip": not an IP address`,
-			`check.timeout: "2s": must be at most check.interval (1s)`,
+			`check.timeout: 2s: must be at most check.interval (1s)`,
 			`check.unhealthy_threshold: -1: must be at least 1`,
 			`check.liveness.path: "livez": must be a path starting with "/"`,
 			`check.liveness.port: "admin": must be "health" or "service"`,
 			`replace_on: "lb": must be "liveness" or "traffic"`,
-			`freeze.share: 1.5: must be in (0, 1]`,
-			`backoff.max: "1s": must be at least backoff.base (10s)`,
+			`freeze.share: 1.5: must be in [0, 1]`,
+			`backoff.max: 1s: must be at least backoff.base (10s)`,
 		},
 	}
 	files, err := filepath.Glob("testdata/*.yaml")
@@ -78,7 +78,7 @@ func TestConfigFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := config.Parse[Config](data)
+			c, err := strictyaml.Parse(data, DefaultConfig())
 			if strings.HasSuffix(name, ".good.yaml") {
 				if err != nil {
 					t.Fatalf("want valid: %v", err)
@@ -108,11 +108,11 @@ func TestConfigFiles(t *testing.T) {
 }
 
 func TestValidateRejectsZeroes(t *testing.T) {
-	// Zeroes that SetDefaults would fill are errors when Validate runs
-	// alone, each naming its field.
+	// Zeroes where 0 means nothing are errors, each naming its field
+	// (budget.max and freeze.share may be 0: that disables them).
 	err := (&Config{Freeze: FreezeConfig{Share: 0.5}}).Validate()
 	for _, w := range []string{"size: 0", "ready_timeout", "check.interval", "check.timeout",
-		"replace_on", "budget.max: 0", "budget.window", "freeze.window", "backoff.base", "backoff.reset", "stop_timeout"} {
+		"replace_on", "budget.window", "freeze.window", "backoff.base", "backoff.reset", "stop_timeout"} {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q: %v", w, err)
 		}
@@ -127,7 +127,7 @@ func FuzzConfig(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := config.Parse[Config](data)
+		c, err := strictyaml.Parse(data, DefaultConfig())
 		if err != nil {
 			return
 		}

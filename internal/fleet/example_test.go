@@ -15,10 +15,9 @@ import (
 // Wiring a fleet to a load balancer's discovery: Run owns the processes,
 // Watch feeds every change of the instance set to the balancer.
 func ExampleFleet_Watch() {
-	f, err := fleet.New(fleet.Config{
-		Size: 3,
-		Args: []string{"--backend", "http://127.0.0.1:9000", "--dev"},
-	}, fleet.Options{
+	cfg := fleet.DefaultConfig()
+	cfg.Args = []string{"--backend", "http://127.0.0.1:9000", "--dev"}
+	f, err := fleet.New(cfg, fleet.Options{
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		Registerer: prometheus.NewRegistry(),
 	})
@@ -42,8 +41,7 @@ func ExampleFleet_Watch() {
 // one instance per minute, and replaces nothing while two of them fail
 // together.
 func ExampleGuardrails() {
-	cfg := fleet.Config{}
-	cfg.SetDefaults()
+	cfg := fleet.DefaultConfig() // three instances
 	g := fleet.NewGuardrails(&cfg)
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -69,8 +67,8 @@ func ExampleGuardrails() {
 // starts what it is told to, reports what it sees, and applies the
 // actions. A crash is restarted after the backoff.
 func ExamplePlan() {
-	cfg := fleet.Config{Size: 2}
-	cfg.SetDefaults()
+	cfg := fleet.DefaultConfig()
+	cfg.Size = 2
 	p, err := fleet.NewPlan(cfg, nil) // nil: this process's own guardrails
 	if err != nil {
 		panic(err)

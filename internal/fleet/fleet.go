@@ -160,10 +160,11 @@ type Fleet struct {
 	changed  chan struct{} // closed and replaced at each change
 }
 
-// New builds a Fleet from cfg: defaults are applied, then cfg is validated.
-// It starts nothing.
+// New builds a Fleet from cfg (start it from DefaultConfig): the derived
+// defaults are resolved (Resolve), then cfg is validated. It starts
+// nothing.
 func New(cfg Config, opts Options) (*Fleet, error) {
-	cfg.SetDefaults()
+	cfg.Resolve()
 	plan, err := NewPlan(cfg, nil)
 	if err != nil {
 		return nil, err

@@ -45,7 +45,7 @@ func loginFile(t *testing.T, incident2018 bool) string {
 	}
 	y += `  shutdown_timeout: 1s
   rate_limit:
-    per_second: -1
+    per_second: 0
 `
 	path := filepath.Join(t.TempDir(), "login.yaml")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
@@ -108,26 +108,14 @@ type harness struct {
 }
 
 // fastConfig is cfg with test timings where cfg leaves them zero.
-func fastConfig(cfg Config) Config {
-	if cfg.Size == 0 {
-		cfg.Size = 2
+func fastConfig(edit func(*Config)) Config {
+	c := DefaultConfig()
+	c.Size, c.Grace, c.ReadyTimeout = 2, time.Second, 10*time.Second
+	c.Check.Interval, c.Backoff.Base, c.StopTimeout = 200*time.Millisecond, 200*time.Millisecond, 3*time.Second
+	if edit != nil {
+		edit(&c)
 	}
-	if cfg.Grace == 0 {
-		cfg.Grace = time.Second
-	}
-	if cfg.ReadyTimeout == 0 {
-		cfg.ReadyTimeout = 10 * time.Second
-	}
-	if cfg.Check.Interval == 0 {
-		cfg.Check.Interval = 200 * time.Millisecond
-	}
-	if cfg.Backoff.Base == 0 {
-		cfg.Backoff.Base = 200 * time.Millisecond
-	}
-	if cfg.StopTimeout == 0 {
-		cfg.StopTimeout = 3 * time.Second
-	}
-	return cfg
+	return c
 }
 
 // startFleet runs a fleet of login instances (unless cfg.Command is set)
@@ -142,7 +130,6 @@ func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
 		cfg.Command = []string{spillwayBinary(t), "login"}
 		cfg.Args = append(cfg.Args, "--backend", url, "--dev", "--config", loginFile(t, incident2018))
 	}
-	cfg = fastConfig(cfg)
 	f, err := New(cfg, Options{Output: h.out, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +276,7 @@ func ids(ss []ProcessStatus) []string {
 // (i) An instance killed with SIGKILL is restarted within seconds, and the
 // watchers see it go and its successor come.
 func TestKilledInstanceIsReplaced(t *testing.T) {
-	h := startFleet(t, Config{Size: 2}, false)
+	h := startFleet(t, fastConfig(nil), false)
 	before := h.waitRunning(2)
 
 	var mu sync.Mutex
@@ -360,7 +347,7 @@ func TestKilledInstanceIsReplaced(t *testing.T) {
 // (ii) The backend hangs. With the default (liveness) replacement nothing is
 // replaced: the instances are alive, their dependency is not.
 func TestBackendHangReplacesNothingByDefault(t *testing.T) {
-	h := startFleet(t, Config{Size: 3}, false)
+	h := startFleet(t, fastConfig(func(c *Config) { c.Size = 3 }), false)
 	h.waitRunning(3)
 	if err := h.sim.SetMode(backendsim.ModeHang); err != nil {
 		t.Fatal(err)
@@ -390,12 +377,12 @@ func TestBackendHangReplacesNothingByDefault(t *testing.T) {
 // incident2018 is the incident's fleet: replace on the traffic check, which
 // the 2018 login serves on its service port and checks deep.
 func incident2018(guardrails bool) Config {
-	c := Config{Size: 3, ReplaceOn: ReplaceOnTraffic}
+	c := fastConfig(func(c *Config) { c.Size, c.ReplaceOn = 3, ReplaceOnTraffic })
 	c.Check.Liveness = ProbeConfig{Path: "/livez", Port: PortService}
 	c.Check.Traffic = ProbeConfig{Path: "/readyz", Port: PortService}
 	if !guardrails {
-		c.Budget.Max = -1
-		c.Freeze.Share = -1
+		c.Budget.Max = Count(0) // 0 disables
+		c.Freeze.Share = 0
 	}
 	return c
 }
@@ -458,7 +445,7 @@ func TestBackendHangFreezesWithGuardrails(t *testing.T) {
 // before its predecessor is stopped; the number of running instances never
 // drops and the surge is one.
 func TestRollingRestart(t *testing.T) {
-	h := startFleet(t, Config{Size: 3}, false)
+	h := startFleet(t, fastConfig(func(c *Config) { c.Size = 3 }), false)
 	before := h.waitRunning(3)
 
 	stop := make(chan struct{})
@@ -540,8 +527,9 @@ func canceled() context.Context {
 // A rolling restart whose new instance never becomes ready keeps the old
 // one and says so.
 func TestRollingRestartKeepsOldWhenNewNeverReady(t *testing.T) {
-	h := startFleet(t, Config{Size: 1, ReadyTimeout: 700 * time.Millisecond,
-		Check: CheckConfig{Traffic: ProbeConfig{Path: "/nonexistent"}}}, false)
+	h := startFleet(t, fastConfig(func(c *Config) {
+		c.Size, c.ReadyTimeout, c.Check.Traffic.Path = 1, 700*time.Millisecond, "/nonexistent"
+	}), false)
 	// Nothing is ever ready on /nonexistent: wait for the process to serve.
 	waitFor(t, 10*time.Second, "the instance to serve", func() bool {
 		st := h.f.Status()
@@ -562,8 +550,9 @@ func TestRollingRestartKeepsOldWhenNewNeverReady(t *testing.T) {
 // stop_timeout when the fleet stops.
 func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	script := `trap "" TERM; while :; do sleep 0.05; done`
-	h := startFleet(t, Config{Size: 2, StopTimeout: 300 * time.Millisecond,
-		Command: []string{"/bin/sh", "-c", script, "sh"}}, false)
+	h := startFleet(t, fastConfig(func(c *Config) {
+		c.StopTimeout, c.Command = 300*time.Millisecond, []string{"/bin/sh", "-c", script, "sh"}
+	}), false)
 	waitFor(t, 5*time.Second, "two processes", func() bool { return len(h.f.Status()) == 2 })
 	start := time.Now()
 	h.stop() // checks that every process group is gone
@@ -580,9 +569,11 @@ func TestAddressInUseRetriesAtOnce(t *testing.T) {
 	sh := fmt.Sprintf(`if [ ! -e %q ]; then : > %q; echo "listen tcp: bind: address already in use" >&2; exit 1; fi; exec %q login "$@"`,
 		marker, marker, spillwayBinary(t))
 	_, url := startSim(t)
-	cfg := Config{Size: 1, Command: []string{"/bin/sh", "-c", sh, "sh"},
-		Args:    []string{"--backend", url, "--dev", "--config", loginFile(t, false)},
-		Backoff: BackoffConfig{Base: 10 * time.Second, Max: 10 * time.Second}}
+	cfg := fastConfig(func(c *Config) {
+		c.Size, c.Command = 1, []string{"/bin/sh", "-c", sh, "sh"}
+		c.Args = []string{"--backend", url, "--dev", "--config", loginFile(t, false)}
+		c.Backoff.Base, c.Backoff.Max = 10*time.Second, 10*time.Second
+	})
 	h := startFleet(t, cfg, false)
 	waitFor(t, 5*time.Second, "a running instance despite the taken port", func() bool { return len(h.running()) == 1 })
 	if got := h.count(EventStarted); got != 2 {
@@ -591,7 +582,7 @@ func TestAddressInUseRetriesAtOnce(t *testing.T) {
 }
 
 func TestRunFailsWhenCommandCannotStart(t *testing.T) {
-	f, err := New(Config{Command: []string{filepath.Join(t.TempDir(), "missing")}}, Options{})
+	f, err := New(fastConfig(func(c *Config) { c.Command = []string{filepath.Join(t.TempDir(), "missing")} }), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,8 +607,10 @@ func TestRunFailsWhenCommandCannotStart(t *testing.T) {
 func TestExitReapsTheProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	sh := fmt.Sprintf(`sleep 60 >/dev/null 2>&1 & echo $! > %q; exit 3`, pidFile)
-	h := startFleet(t, Config{Size: 1, Command: []string{"/bin/sh", "-c", sh, "sh"},
-		Backoff: BackoffConfig{Base: time.Minute, Max: time.Minute}}, false)
+	h := startFleet(t, fastConfig(func(c *Config) {
+		c.Size, c.Command = 1, []string{"/bin/sh", "-c", sh, "sh"}
+		c.Backoff.Base, c.Backoff.Max = time.Minute, time.Minute
+	}), false)
 	waitFor(t, 5*time.Second, "the crash", func() bool { return h.count(EventCrashed) == 1 })
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
@@ -638,14 +631,13 @@ func TestExitReapsTheProcessGroup(t *testing.T) {
 // replaced; a second one within the minute finds the budget spent and is
 // kept.
 func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
-	cfg := Config{Size: 3,
+	cfg := fastConfig(func(c *Config) {
+		c.Size = 3
 		// The fleet appends --listen A --health-listen B: $2 is A.
-		Command: []string{"/bin/sh", "-c", `exec "$0" backend-sim --listen "$2"`, spillwayBinary(t)},
-		Check: CheckConfig{
-			Liveness: ProbeConfig{Path: "/healthz", Port: PortService},
-			Traffic:  ProbeConfig{Path: "/healthz", Port: PortService},
-		},
-	}
+		c.Command = []string{"/bin/sh", "-c", `exec "$0" backend-sim --listen "$2"`, spillwayBinary(t)}
+		c.Check.Liveness = ProbeConfig{Path: "/healthz", Port: PortService}
+		c.Check.Traffic = ProbeConfig{Path: "/healthz", Port: PortService}
+	})
 	h := startFleet(t, cfg, false)
 	rs := h.waitRunning(3)
 	setMode := func(in ProcessStatus, mode string) {

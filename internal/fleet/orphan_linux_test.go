@@ -24,7 +24,9 @@ func init() {
 // orphanChild runs in a re-executed test binary: a fleet of two sleeping
 // processes that prints their pids and waits to be killed.
 func orphanChild() {
-	f, err := New(Config{Size: 2, Command: []string{"/bin/sh", "-c", "exec sleep 60", "sh"}}, Options{})
+	cfg := DefaultConfig()
+	cfg.Size, cfg.Command = 2, []string{"/bin/sh", "-c", "exec sleep 60", "sh"}
+	f, err := New(cfg, Options{})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

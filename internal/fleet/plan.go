@@ -80,6 +80,7 @@ const maxAddrRetries = 3
 // set), deciding replacements through rails; nil rails are
 // NewGuardrails(&cfg). It fails if cfg does not validate.
 func NewPlan(cfg Config, rails Guardrails) (*Plan, error) {
+	cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -108,11 +108,12 @@ var (
 // a quarter of size per minute, freeze above half, backoff 1s to 30s) with
 // size instances, changed by edit.
 func testConfig(size int, edit func(*Config)) Config {
-	c := Config{Size: size}
+	c := DefaultConfig()
+	c.Size = size
 	if edit != nil {
 		edit(&c)
 	}
-	c.SetDefaults()
+	c.Resolve()
 	return c
 }
 
@@ -397,7 +398,7 @@ func TestPlanStartFailed(t *testing.T) {
 // A rolling restart: one slot at a time, new instance first, the old one
 // stopped once the new one is ready, the next slot once it has exited.
 func TestPlanRollingRestart(t *testing.T) {
-	rails := &recordingRails{Guardrails: NewGuardrails(&Config{Size: 3, Freeze: FreezeConfig{Share: 0.5, Window: time.Minute}, Budget: BudgetConfig{Max: 1, Window: time.Minute}})}
+	rails := &recordingRails{Guardrails: NewGuardrails(&Config{Size: 3, Freeze: FreezeConfig{Share: 0.5, Window: time.Minute}, Budget: BudgetConfig{Max: Count(1), Window: time.Minute}})}
 	p := newPlan(t, testConfig(3, nil), rails)
 	rolling := "reason=" + ReasonRolling
 	run(t, p, append(up(3), []step{

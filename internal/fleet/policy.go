@@ -274,8 +274,8 @@ type LocalGuardrails struct {
 // NewGuardrails builds the local guardrails of a validated configuration.
 func NewGuardrails(c *Config) *LocalGuardrails {
 	return &LocalGuardrails{
-		Freeze: NewFreeze(c.Freeze.Share, c.Freeze.Window, c.Size),
-		Budget: NewBudget(c.Budget.Max, c.Budget.Window),
+		Freeze: NewFreeze(disabledBelowZero(c.Freeze.Share), c.Freeze.Window, c.Size),
+		Budget: NewBudget(int(disabledBelowZero(float64(c.Budget.Max.Of(c.Size)))), c.Budget.Window),
 	}
 }
 
@@ -343,3 +343,12 @@ func (b *Backoff) Exited(startedAt, now time.Time) time.Duration {
 
 // Exits is the number of consecutive exits counted.
 func (b *Backoff) Exits() int { return b.exits }
+
+// disabledBelowZero maps the file's "0 disables" onto the policies', which
+// take a negative value for "disabled".
+func disabledBelowZero(v float64) float64 {
+	if v == 0 {
+		return -1
+	}
+	return v
+}

@@ -195,8 +195,8 @@ func TestFreeze(t *testing.T) {
 }
 
 func TestGuardrails(t *testing.T) {
-	c := &Config{}
-	c.SetDefaults() // size 3: budget 1 per minute, freeze above 50%
+	d := DefaultConfig() // size 3: budget 1 per minute, freeze above 50%
+	c := &d
 	g := NewGuardrails(c)
 	if d := g.Request(t0); d != Replace {
 		t.Fatalf("first request: %v", d)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,11 +122,10 @@ type checkerHandle struct {
 	cancel context.CancelFunc
 }
 
-// settings is the runtime form of a validated FileConfig, swapped whole by
-// a reload and read per request without a lock.
+// settings is the runtime form of a resolved, validated Config, swapped
+// whole by a reload and read per request without a lock.
 type settings struct {
-	file       FileConfig
-	policy     Config
+	cfg        Config
 	routes     []routeTimeouts // longest prefix first
 	def        routeTimeouts
 	readyPath  string
@@ -159,22 +157,21 @@ func (s *settings) timeouts(path string) *routeTimeouts {
 	return &s.def
 }
 
-func newSettings(c *FileConfig) *settings {
+func newSettings(c *Config) *settings {
 	s := &settings{
-		file:       *c,
-		policy:     c.Policy(),
+		cfg:        *c,
 		readyPath:  c.HealthCheck.ReadyPath,
-		reportPath: deref(c.HealthCheck.ReportPath),
+		reportPath: c.HealthCheck.ReportPath,
 		def: routeTimeouts{connect: c.Timeouts.Connect, header: c.Timeouts.ResponseHeader, total: c.Timeouts.Total,
 			idle: c.Timeouts.StreamIdle},
 		trusted:     clientip.MustParse(c.TrustedProxies), // validated
-		maxBody:     deref(c.Server.MaxRequestBody),
+		maxBody:     c.Server.MaxRequestBody,
 		maxBuffered: c.Server.MaxBufferedBytes,
 		bodyTimeout: c.Server.BodyTimeout,
 	}
-	s.file.Instances = slices.Clone(c.Instances)
-	s.file.Routes = slices.Clone(c.Routes)
-	s.file.TrustedProxies = slices.Clone(c.TrustedProxies)
+	s.cfg.Instances = slices.Clone(c.Instances)
+	s.cfg.Routes = slices.Clone(c.Routes)
+	s.cfg.TrustedProxies = slices.Clone(c.TrustedProxies)
 	s.maxHeader, s.maxConnect = s.def.header, s.def.connect
 	for _, r := range c.Routes {
 		t := c.routeTimeouts(r)
@@ -190,10 +187,11 @@ func newSettings(c *FileConfig) *settings {
 	return s
 }
 
-// New builds a Balancer from cfg, on which SetDefaults must have been
-// called; it fails if cfg does not pass Validate or opts lacks the admin
-// token.
-func New(cfg *FileConfig, opts Options) (*Balancer, error) {
+// New builds a Balancer from cfg: it resolves the derived defaults of a
+// copy (Resolve) and fails if that does not pass Validate, or opts lacks
+// the admin token. Start cfg from DefaultConfig.
+func New(cfg Config, opts Options) (*Balancer, error) {
+	cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -206,12 +204,12 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	set := newSettings(cfg)
+	set := newSettings(&cfg)
 	routes, err := NewRouteTable(cfg.shedRoutes())
 	if err != nil {
 		return nil, err
 	}
-	pool, err := NewPool(set.policy, routes, nil)
+	pool, err := NewPool(set.cfg, routes, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -240,17 +238,17 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 		b.disc = b.static
 	}
 	b.set.Store(set)
-	lim, err := newEdgeLimiter(cfg, maxEdgeLimit)
+	lim, err := newEdgeLimiter(&cfg, maxEdgeLimit)
 	if err != nil {
 		return nil, err
 	}
 	b.limiter.Store(lim)
-	budget, err := NewRetryBudget(set.policy.RetryBudget)
+	budget, err := NewRetryBudget(set.cfg.RetryBudget)
 	if err != nil {
 		return nil, err
 	}
 	b.budget.Store(budget)
-	b.transport.Store(newTransport(cfg, set))
+	b.transport.Store(newTransport(&cfg, set))
 	b.proxy = b.newReverseProxy()
 	b.checks = newCheckClient()
 	b.answers.Store(&map[string]*answer{})
@@ -269,11 +267,11 @@ func New(cfg *FileConfig, opts Options) (*Balancer, error) {
 	return b, nil
 }
 
-func newEdgeLimiter(c *FileConfig, limit int) (*admission.Limiter, error) {
+func newEdgeLimiter(c *Config, limit int) (*admission.Limiter, error) {
 	l, err := admission.New(admission.Config{
 		Algorithm:    admission.AlgorithmStatic,
 		Limit:        limit,
-		QueueSize:    deref(c.Admission.QueueSize),
+		QueueSize:    c.Admission.QueueSize,
 		QueueTimeout: c.Admission.QueueTimeout,
 		RetryAfter:   c.Admission.RetryAfter,
 	}, admission.Options{Name: "lb"})
@@ -288,7 +286,7 @@ func newEdgeLimiter(c *FileConfig, limit int) (*admission.Limiter, error) {
 // request's route's (read from the dial context), the response header
 // timeout a backstop at the longest route's; each attempt's own header
 // timeout is enforced per request.
-func newTransport(c *FileConfig, set *settings) *http.Transport {
+func newTransport(c *Config, set *settings) *http.Transport {
 	fallback := set.maxConnect
 	t := &http.Transport{
 		Proxy: nil,
@@ -319,7 +317,7 @@ func newTransport(c *FileConfig, set *settings) *http.Transport {
 // stays and the error is returned. Requests in flight finish under the
 // settings they started with. Listen addresses, the admin token and the
 // server section need a restart; a change to them is logged and ignored.
-func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
+func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	defer func() {
 		if err != nil {
 			b.m.reloads[reloadFailure].Add(1)
@@ -332,6 +330,7 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 	if err != nil {
 		return err
 	}
+	cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -339,14 +338,14 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 	if err != nil {
 		return err
 	}
-	budget, err := NewRetryBudget(cfg.retryBudgetConfig())
+	budget, err := NewRetryBudget(cfg.RetryBudget)
 	if err != nil {
 		return err
 	}
 	old := b.set.Load()
 	set := newSettings(cfg)
 	var lim *admission.Limiter
-	if oa, na := old.file.Admission, cfg.Admission; deref(oa.QueueSize) != deref(na.QueueSize) ||
+	if oa, na := old.cfg.Admission, cfg.Admission; oa.QueueSize != na.QueueSize ||
 		oa.QueueTimeout != na.QueueTimeout || oa.RetryAfter != na.RetryAfter {
 		if lim, err = newEdgeLimiter(cfg, maxEdgeLimit); err != nil {
 			return err
@@ -355,35 +354,35 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.pool.Reconfigure(set.policy); err != nil {
+	if err := b.pool.Reconfigure(set.cfg); err != nil {
 		return err
 	}
 	// Nothing below fails: the reload is committed.
 	b.pool.SetRoutes(routes)
-	if old.policy.RetryBudget != set.policy.RetryBudget {
+	if old.cfg.RetryBudget != set.cfg.RetryBudget {
 		b.budget.Store(budget)
 	}
 	if lim != nil {
 		lim.SetLimit(b.edgeLimit)
 		b.limiter.Store(lim)
 	}
-	if tr := b.transport.Load(); set.maxHeader > tr.ResponseHeaderTimeout || old.file.Transport != cfg.Transport {
+	if tr := b.transport.Load(); set.maxHeader > tr.ResponseHeaderTimeout || old.cfg.Transport != cfg.Transport {
 		b.transport.Store(newTransport(cfg, set))
 		tr.CloseIdleConnections()
 		b.retired = append(b.retired, tr)
 	}
 	b.set.Store(set)
 	var ignored []string
-	if old.file.Listen != cfg.Listen {
+	if old.cfg.Listen != cfg.Listen {
 		ignored = append(ignored, "listen")
 	}
-	if old.file.AdminListen != cfg.AdminListen {
+	if old.cfg.AdminListen != cfg.AdminListen {
 		ignored = append(ignored, "admin_listen")
 	}
-	if old.file.AdminTokenEnv != cfg.AdminTokenEnv || old.file.AdminToken != cfg.AdminToken {
+	if old.cfg.AdminTokenEnv != cfg.AdminTokenEnv || old.cfg.AdminToken != cfg.AdminToken {
 		ignored = append(ignored, "admin token")
 	}
-	if serverChanged(old.file.Server, cfg.Server) {
+	if serverChanged(old.cfg.Server, cfg.Server) {
 		ignored = append(ignored, "server")
 	}
 	if len(ignored) > 0 {
@@ -399,11 +398,11 @@ func (b *Balancer) Reload(load func() (*FileConfig, error)) (err error) {
 
 // serverChanged reports whether the server settings that need a restart
 // differ (by value); the body settings apply to the next request.
-func serverChanged(a, b ServerSection) bool {
-	for _, s := range []*ServerSection{&a, &b} {
-		s.MaxRequestBody, s.BodyTimeout, s.MaxBufferedBytes = nil, 0, 0
+func serverChanged(a, b ServerConfig) bool {
+	for _, s := range []*ServerConfig{&a, &b} {
+		s.MaxRequestBody, s.BodyTimeout, s.MaxBufferedBytes = 0, 0, 0
 	}
-	return !reflect.DeepEqual(a, b)
+	return a != b
 }
 
 // Run serves the proxy on ln and the admin API on admin (nil: no admin
@@ -437,22 +436,22 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	defer cutRequests()
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: set.file.Server.ReadHeaderTimeout,
-		ReadTimeout:       set.file.Server.ReadTimeout,
-		WriteTimeout:      set.file.Server.WriteTimeout,
-		IdleTimeout:       set.file.Server.IdleTimeout,
-		MaxHeaderBytes:    set.file.Server.MaxHeaderBytes,
+		ReadHeaderTimeout: set.cfg.Server.ReadHeaderTimeout,
+		ReadTimeout:       set.cfg.Server.ReadTimeout,
+		WriteTimeout:      set.cfg.Server.WriteTimeout,
+		IdleTimeout:       set.cfg.Server.IdleTimeout,
+		MaxHeaderBytes:    set.cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	serveErr := make(chan error, 2)
-	capped, err := connlimit.New(ln, deref(set.file.Server.MaxConnections), connlimit.Options{Registerer: b.reg, Name: "spillway_lb"})
+	capped, err := connlimit.New(ln, set.cfg.Server.MaxConnections, connlimit.Options{Registerer: b.reg, Name: "spillway_lb"})
 	if err != nil {
 		return fmt.Errorf("lb: %w", err)
 	}
-	ln = proxyProtocolListener(capped, set.file.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.file.Server.ReadHeaderTimeout)
+	ln = proxyProtocolListener(capped, set.cfg.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.cfg.Server.ReadHeaderTimeout)
 	pending := 0 // servers serving
 	var asrv *http.Server
 	if admin != nil {
@@ -483,7 +482,7 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	})
 	g.Go(func() error { return b.runEvaluator(gctx) })
 
-	b.awaitFirstChecks(ctx, gctx, 2*set.policy.Health.Timeout)
+	b.awaitFirstChecks(ctx, gctx, 2*set.cfg.HealthCheck.Timeout)
 	serving := ctx.Err() == nil && gctx.Err() == nil
 	if serving {
 		pending++
@@ -509,17 +508,17 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	}
 	b.stage.Store(stageDraining)
 	b.health.Drain()
-	delay := deref(set.file.Server.DrainDelay)
+	delay := set.cfg.Server.DrainDelay
 	if !serving || err != nil {
 		delay = 0 // nothing to drain, or nothing left to serve with
 	}
-	b.log.Info("stopping: /readyz answers 503", "drain_delay", delay, "shutdown_timeout", set.file.Server.ShutdownTimeout)
+	b.log.Info("stopping: /readyz answers 503", "drain_delay", delay, "shutdown_timeout", set.cfg.Server.ShutdownTimeout)
 	b.drain(delay)
 	b.stage.Store(stageStopping)
 	if !serving {
 		srv = nil
 	}
-	b.shutdown(ctx, srv, set.file.Server.ShutdownTimeout, cutRequests)
+	b.shutdown(ctx, srv, set.cfg.Server.ShutdownTimeout, cutRequests)
 	if asrv != nil {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if asrv.Shutdown(actx) != nil {
@@ -649,8 +648,8 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 		// No limit: requests reach the picker and get no_healthy_instance.
 	case ev.Bounded:
 		limit = ev.Capacity
-	case set.file.Admission.FallbackLimit > 0:
-		limit = set.file.Admission.FallbackLimit
+	case set.cfg.Admission.FallbackLimit > 0:
+		limit = set.cfg.Admission.FallbackLimit
 	}
 	b.edgeLimit = limit
 	b.limiter.Load().SetLimit(limit)

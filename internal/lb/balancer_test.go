@@ -56,15 +56,14 @@ func TestReload(t *testing.T) {
 	waitFor(t, 2*time.Second, "request in flight", func() bool { return b.instance(slow.svc).Outstanding == 1 })
 
 	// A bad file: kept, counted, reported.
-	err := b.Reload(func() (*lb.FileConfig, error) {
+	err := b.Reload(func() (*lb.Config, error) {
 		c := testConfig(lb.Instance{Service: "x:y", Health: "127.0.0.1:1"})
-		c.SetDefaults()
 		return c, nil
 	})
 	if err == nil || !strings.Contains(err.Error(), `instances[0].service: "x:y"`) {
 		t.Errorf("bad reload: %v", err)
 	}
-	if err := b.Reload(func() (*lb.FileConfig, error) { return nil, errors.New("read: no such file") }); err == nil {
+	if err := b.Reload(func() (*lb.Config, error) { return nil, errors.New("read: no such file") }); err == nil {
 		t.Error("a failed load reloaded")
 	}
 	if c := b.Status().Counters.Reloads; c["failure"] != 2 || c["success"] != 0 {
@@ -73,12 +72,11 @@ func TestReload(t *testing.T) {
 
 	// A good file: the slow instance is replaced by the other one, and a
 	// route now needs no dependency.
-	err = b.Reload(func() (*lb.FileConfig, error) {
+	err = b.Reload(func() (*lb.Config, error) {
 		c := testConfig(other.lbInstance())
-		c.Routes = []lb.RouteSection{{Prefix: "/free", Dependencies: []string{}}}
+		c.Routes = []lb.RouteConfig{{Prefix: "/free", Dependencies: []string{}}}
 		q := 5
-		c.Admission.QueueSize = &q
-		c.SetDefaults()
+		c.Admission.QueueSize = q
 		return c, nil
 	})
 	if err != nil {
@@ -110,12 +108,11 @@ func TestReload(t *testing.T) {
 func TestNewNeedsToken(t *testing.T) {
 	t.Parallel()
 	c := testConfig()
-	c.SetDefaults()
-	if _, err := lb.New(c, lb.Options{}); err == nil {
+	if _, err := lb.New(*c, lb.Options{}); err == nil {
 		t.Error("New without an admin token succeeded")
 	}
 	c.HealthCheck.Interval = -1
-	if _, err := lb.New(c, lb.Options{AdminToken: testToken}); err == nil {
+	if _, err := lb.New(*c, lb.Options{AdminToken: testToken}); err == nil {
 		t.Error("New with an invalid config succeeded")
 	}
 }

@@ -151,7 +151,7 @@ func TestClientFailuresNeverEject(t *testing.T) {
 			cfg.Server.BodyTimeout = 300 * time.Millisecond
 			if streamed {
 				zero := int64(0)
-				cfg.Server.MaxRequestBody = &zero
+				cfg.Server.MaxRequestBody = zero
 			}
 			b := startLB(t, cfg, nil)
 			b.waitRoutable(t, 2)

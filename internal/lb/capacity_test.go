@@ -21,13 +21,15 @@ func TestCapacityBound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, ok := CapacityConfig{UnknownLimit: tt.unknown}.Bound(tt.in)
+			b, ok := AdmissionConfig{UnknownInstanceLimit: tt.unknown}.Bound(tt.in)
 			if b != tt.bound || ok != tt.bounded {
 				t.Errorf("Bound = %d, %v; want %d, %v", b, ok, tt.bound, tt.bounded)
 			}
 		})
 	}
-	if (CapacityConfig{UnknownLimit: -1}).Validate() == nil {
-		t.Error("negative unknown_limit must not validate")
+	bad := DefaultAdmissionConfig()
+	bad.UnknownInstanceLimit = -1
+	if bad.Validate() == nil {
+		t.Error("negative unknown_instance_limit must not validate")
 	}
 }

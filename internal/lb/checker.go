@@ -93,13 +93,13 @@ func (b *Balancer) runChecker(ctx context.Context, in Instance) {
 				b.log.Warn("instance unhealthy", "instance", in.Service, "last_check", res.String())
 			}
 		}
-		t.Reset(max(set.policy.Health.NextInterval(rand.Float64())-time.Since(start), 0))
+		t.Reset(max(set.cfg.HealthCheck.NextInterval(rand.Float64())-time.Since(start), 0))
 	}
 }
 
 // checkReady GETs the ready path and classifies the outcome.
 func (b *Balancer) checkReady(ctx context.Context, set *settings, in Instance) CheckResult {
-	ctx, cancel := context.WithTimeout(ctx, set.policy.Health.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, set.cfg.HealthCheck.Timeout)
 	defer cancel()
 	var connected atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -131,7 +131,7 @@ func (b *Balancer) checkReady(ctx context.Context, set *settings, in Instance) C
 
 // fetchReport GETs the report path and decodes the health.Report.
 func (b *Balancer) fetchReport(ctx context.Context, set *settings, in Instance) (*health.Report, error) {
-	ctx, cancel := context.WithTimeout(ctx, set.policy.Health.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, set.cfg.HealthCheck.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.Health+set.reportPath, nil)
 	if err != nil {

@@ -53,7 +53,7 @@ func TestFrozenInstanceLeavesWithinDocumentedBound(t *testing.T) {
 	cfg.HealthCheck.Interval, cfg.HealthCheck.Timeout = interval, timeout
 	cfg.HealthCheck.UnhealthyThreshold = threshold
 	zero := 0.0
-	cfg.HealthCheck.Jitter = &zero
+	cfg.HealthCheck.Jitter = zero
 	b := startLB(t, cfg, nil)
 	waitFor(t, 5*time.Second, "both instances routable", func() bool { return b.Status().Routing.Routable == 2 })
 

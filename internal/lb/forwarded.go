@@ -1,7 +1,6 @@
 package lb
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http/httputil"
@@ -20,19 +19,6 @@ const (
 	ProxyProtocolOptional = "optional"
 	ProxyProtocolRequired = "required"
 )
-
-func (c *FileConfig) validateForwarding() error {
-	var errs []error
-	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
-		errs = append(errs, fmt.Errorf("trusted_proxies%w", err))
-	}
-	switch c.Server.ProxyProtocol {
-	case ProxyProtocolOff, ProxyProtocolOptional, ProxyProtocolRequired:
-	default:
-		errs = append(errs, fieldErr("server.proxy_protocol", c.Server.ProxyProtocol, "must be off, optional or required"))
-	}
-	return errors.Join(errs...)
-}
 
 // setXForwarded writes the forwarding headers of an outgoing request.
 // ReverseProxy has removed the client's X-Forwarded-*/Forwarded from

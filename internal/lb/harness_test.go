@@ -130,14 +130,15 @@ type instance struct {
 
 // loginConfig is a login config with short timeouts for tests.
 func loginConfig(simURL string) *login.Config {
-	c := &login.Config{}
+	d := login.DefaultConfig()
+	c := &d
 	c.Backend.URL = simURL
 	c.Backend.Timeout = 250 * time.Millisecond
 	c.Backend.ConsecutiveFailures = 3
 	c.Backend.OpenInterval = 500 * time.Millisecond
 	c.Backend.ProbeInterval = 100 * time.Millisecond
 	c.Health.DrainDelay = 50 * time.Millisecond
-	c.RateLimit.PerSecond = -1
+	c.RateLimit.PerSecond = 0 // disabled
 	c.ShutdownTimeout = 2 * time.Second
 	return c
 }
@@ -147,10 +148,6 @@ func startLogin(t *testing.T, simURL string, mutate func(*login.Config)) *instan
 	cfg := loginConfig(simURL)
 	if mutate != nil {
 		mutate(cfg)
-	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
 	}
 	in, err := login.New(cfg, login.Options{Dev: true})
 	if err != nil {
@@ -225,22 +222,20 @@ func scrape(t *testing.T, url, name string) float64 {
 // testConfig is a balancer config with short intervals for tests: health
 // every 100ms, thresholds 2/2, slow start off, a 1s recovery ramp, no
 // drain delay.
-func testConfig(insts ...lb.Instance) *lb.FileConfig {
+func testConfig(insts ...lb.Instance) *lb.Config {
 	zero := time.Duration(0)
-	c := &lb.FileConfig{
-		Listen:      "127.0.0.1:0",
-		AdminListen: "127.0.0.1:0",
-		Instances:   insts,
-	}
+	d := lb.DefaultConfig()
+	c := &d
+	c.Listen, c.AdminListen, c.Instances = "127.0.0.1:0", "127.0.0.1:0", insts
 	c.HealthCheck.Interval = 100 * time.Millisecond
 	c.HealthCheck.Timeout = 100 * time.Millisecond
 	c.HealthCheck.HealthyThreshold = 2
 	c.HealthCheck.UnhealthyThreshold = 2
-	c.SlowStart.Window = &zero
+	c.SlowStart.Window = zero
 	rw := time.Second
-	c.Shedding.RecoveryWindow = &rw
+	c.Shedding.RecoveryWindow = rw
 	c.Server.ShutdownTimeout = 5 * time.Second
-	c.Server.DrainDelay = &zero // the drain is tested on its own
+	c.Server.DrainDelay = zero // the drain is tested on its own
 	return c
 }
 
@@ -256,19 +251,19 @@ type balancer struct {
 	runErr error
 }
 
-// startLB runs a balancer built from cfg (SetDefaults is applied here)
+// startLB runs a balancer built from cfg (New resolves its derived
+// defaults)
 // until the test ends. disc may be nil (the config's static list).
-func startLB(t testing.TB, cfg *lb.FileConfig, disc lb.Discovery) *balancer {
+func startLB(t testing.TB, cfg *lb.Config, disc lb.Discovery) *balancer {
 	t.Helper()
 	return startLBWith(t, cfg, lb.Options{Discovery: disc})
 }
 
 // startLBWith is startLB with Options (the admin token is the test's).
-func startLBWith(t testing.TB, cfg *lb.FileConfig, opts lb.Options) *balancer {
+func startLBWith(t testing.TB, cfg *lb.Config, opts lb.Options) *balancer {
 	t.Helper()
-	cfg.SetDefaults()
 	opts.AdminToken = testToken
-	b, err := lb.New(cfg, opts)
+	b, err := lb.New(*cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

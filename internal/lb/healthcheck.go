@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"github.com/spillway-dev/spillway/internal/field"
 	"time"
 )
 
@@ -11,30 +12,40 @@ import (
 type HealthConfig struct {
 	// Interval between two checks of one instance, before jitter.
 	// Default 2s (HAProxy inter 2s).
-	Interval time.Duration
-	// Timeout for one check; a check that takes longer is a failure
-	// (CheckTimeout). Default 1s. Must not exceed Interval.
-	Timeout time.Duration
+	Interval time.Duration `yaml:"interval"`
+	// Timeout for one check (and one report fetch); a check that takes
+	// longer is a failure (CheckTimeout). Default 1s, or Interval if that
+	// is shorter. Must not exceed Interval.
+	Timeout time.Duration `yaml:"timeout"`
 	// Jitter spreads checks so instances are not probed in lockstep: each
 	// wait is Interval × (1 ± Jitter), see JitteredInterval. A fraction in
 	// [0, 0.5]. Default 0.1 (Envoy interval_jitter_percent, HAProxy
 	// spread-checks; both default to 0).
-	Jitter float64
+	Jitter float64 `yaml:"jitter"`
 	// HealthyThreshold is the number of consecutive passes that return an
 	// instance that went unhealthy to service. Default 2 (Envoy
 	// healthy_threshold, HAProxy rise 2). An instance that has never been
 	// healthy needs one pass: see HealthState.
-	HealthyThreshold int
+	HealthyThreshold int `yaml:"healthy_threshold"`
 	// UnhealthyThreshold is the number of consecutive failures (answers
 	// other than 2xx, timeouts, connect errors) that take a healthy
 	// instance out of service. Default 3 (Envoy unhealthy_threshold,
 	// HAProxy fall 3). Worst-case detection is Interval × UnhealthyThreshold
 	// + Timeout: 7s with the defaults.
-	UnhealthyThreshold int
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+	// ReadyPath is GET on the health address for routing: 2xx passes.
+	// Default "/readyz". Any path works (the 2018 configuration checks the
+	// service port).
+	ReadyPath string `yaml:"ready_path"`
+	// ReportPath is GET on the health address for the JSON dependency
+	// report (health.Report), fetched after each check that the instance
+	// answered. Default "/health". "" fetches none: no shedding votes and
+	// no reported capacity (the 2018 configuration).
+	ReportPath string `yaml:"report_path"`
 	// ReportMaxAge is how old an instance's last /health report may be and
 	// still count: older reports give no shedding vote and no concurrency
-	// limit. Default 10s (5 intervals).
-	ReportMaxAge time.Duration
+	// limit. Default 5 × Interval (10s).
+	ReportMaxAge time.Duration `yaml:"report_max_age"`
 }
 
 // DefaultHealthConfig returns the defaults documented on HealthConfig.
@@ -45,6 +56,8 @@ func DefaultHealthConfig() HealthConfig {
 		Jitter:             0.1,
 		HealthyThreshold:   2,
 		UnhealthyThreshold: 3,
+		ReadyPath:          "/readyz",
+		ReportPath:         "/health",
 		ReportMaxAge:       10 * time.Second,
 	}
 }
@@ -52,18 +65,19 @@ func DefaultHealthConfig() HealthConfig {
 // Validate reports every invalid field.
 func (c HealthConfig) Validate() error {
 	var errs []error
-	errs = append(errs, checkPositive("interval", c.Interval), checkPositive("timeout", c.Timeout))
+	errs = append(errs, field.Positive("interval", c.Interval), field.Positive("timeout", c.Timeout))
 	if c.Timeout > c.Interval && c.Interval > 0 {
-		errs = append(errs, fieldErr("timeout", c.Timeout, "must not exceed interval ("+c.Interval.String()+")"))
+		errs = append(errs, field.New("timeout", c.Timeout, "must not exceed interval ("+c.Interval.String()+")"))
 	}
-	errs = append(errs, checkFraction("jitter", c.Jitter, 0, 0.5))
+	errs = append(errs, field.Fraction("jitter", c.Jitter, 0, 0.5))
 	if c.HealthyThreshold < 1 {
-		errs = append(errs, fieldErr("healthy_threshold", c.HealthyThreshold, "must be at least 1"))
+		errs = append(errs, field.New("healthy_threshold", c.HealthyThreshold, "must be at least 1"))
 	}
 	if c.UnhealthyThreshold < 1 {
-		errs = append(errs, fieldErr("unhealthy_threshold", c.UnhealthyThreshold, "must be at least 1"))
+		errs = append(errs, field.New("unhealthy_threshold", c.UnhealthyThreshold, "must be at least 1"))
 	}
-	errs = append(errs, checkPositive("report_max_age", c.ReportMaxAge))
+	errs = append(errs, field.Positive("report_max_age", c.ReportMaxAge),
+		checkPath("ready_path", c.ReadyPath, false), checkPath("report_path", c.ReportPath, true))
 	return errors.Join(errs...)
 }
 

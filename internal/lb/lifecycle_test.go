@@ -37,8 +37,7 @@ func (b *balancer) refused() bool {
 // they are what a load balancer in front of this one polls.
 func TestAdminProbesNeedNoToken(t *testing.T) {
 	cfg := testConfig()
-	cfg.SetDefaults()
-	b, err := lb.New(cfg, lb.Options{AdminToken: testToken})
+	b, err := lb.New(*cfg, lb.Options{AdminToken: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +85,7 @@ func TestServesAfterFirstChecks(t *testing.T) {
 	cfg := testConfig(lb.Instance{Service: up.svc, Health: hl.Addr().String()})
 	cfg.HealthCheck.Interval, cfg.HealthCheck.Timeout = 10*time.Second, 5*time.Second
 	empty := ""
-	cfg.HealthCheck.ReportPath = &empty
+	cfg.HealthCheck.ReportPath = empty
 	b := startLB(t, cfg, nil)
 
 	waitFor(t, 5*time.Second, "admin API up", func() bool { code, _ := b.probe("/livez"); return code == 200 })
@@ -134,7 +133,7 @@ func TestDrainOnStop(t *testing.T) {
 	cfg := testConfig(up.lbInstance())
 	const delay = 1500 * time.Millisecond
 	d := delay
-	cfg.Server.DrainDelay = &d
+	cfg.Server.DrainDelay = d
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 1)
 	if code, body := b.probe("/readyz"); code != 200 || body != "ok" {
@@ -215,7 +214,7 @@ func TestHurry(t *testing.T) {
 	}))
 	cfg := testConfig(up.lbInstance())
 	long := time.Minute
-	cfg.Server.DrainDelay = &long
+	cfg.Server.DrainDelay = long
 	cfg.Server.ShutdownTimeout = time.Minute
 	cfg.Timeouts.ResponseHeader, cfg.Timeouts.Total = time.Minute, time.Minute
 	cfg.Server.ReadTimeout, cfg.Server.WriteTimeout = time.Minute, time.Minute

@@ -10,20 +10,20 @@ import (
 // unbounded).
 func TestValidateRefusesNonFinite(t *testing.T) {
 	nan := math.NaN()
-	for name, set := range map[string]func(c *FileConfig){
-		"jitter":       func(c *FileConfig) { c.HealthCheck.Jitter = &nan },
-		"ejected":      func(c *FileConfig) { c.Outlier.MaxEjectedShare = &nan },
-		"aggression":   func(c *FileConfig) { c.SlowStart.Aggression = nan },
-		"minweight":    func(c *FileConfig) { c.SlowStart.MinWeight = nan },
-		"panic":        func(c *FileConfig) { c.Panic.Threshold = &nan },
-		"quorum":       func(c *FileConfig) { c.Shedding.Quorum = &nan },
-		"ratio":        func(c *FileConfig) { c.RetryBudget.Ratio = &nan },
-		"minretry":     func(c *FileConfig) { c.RetryBudget.MinRetriesPerSecond = &nan },
-		"inf-minretry": func(c *FileConfig) { inf := math.Inf(1); c.RetryBudget.MinRetriesPerSecond = &inf },
+	for name, set := range map[string]func(c *Config){
+		"jitter":       func(c *Config) { c.HealthCheck.Jitter = nan },
+		"ejected":      func(c *Config) { c.Outlier.MaxEjectedShare = nan },
+		"aggression":   func(c *Config) { c.SlowStart.Aggression = nan },
+		"minweight":    func(c *Config) { c.SlowStart.MinWeight = nan },
+		"panic":        func(c *Config) { c.Panic.Threshold = nan },
+		"quorum":       func(c *Config) { c.Shedding.Quorum = nan },
+		"ratio":        func(c *Config) { c.RetryBudget.Ratio = nan },
+		"minretry":     func(c *Config) { c.RetryBudget.MinRetriesPerSecond = nan },
+		"inf-minretry": func(c *Config) { c.RetryBudget.MinRetriesPerSecond = math.Inf(1) },
 	} {
-		c := &FileConfig{}
-		set(c)
-		c.SetDefaults()
+		c := DefaultConfig()
+		set(&c)
+		c.Resolve()
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: a non-finite value accepted", name)
 		}

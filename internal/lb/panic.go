@@ -1,6 +1,10 @@
 package lb
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/spillway-dev/spillway/internal/field"
+)
 
 // PanicConfig configures the panic threshold: when too few instances are
 // routable, routing only to them would pile the whole load on the few left
@@ -10,7 +14,7 @@ type PanicConfig struct {
 	// panics and routes across every instance that accepts connections.
 	// Default 0.5 (Envoy healthy_panic_threshold 50%). 0 disables panic
 	// mode (the 2018 configuration).
-	Threshold float64
+	Threshold float64 `yaml:"threshold"`
 }
 
 // DefaultPanicConfig returns the defaults documented on PanicConfig.
@@ -18,7 +22,7 @@ func DefaultPanicConfig() PanicConfig { return PanicConfig{Threshold: 0.5} }
 
 // Validate reports every invalid field.
 func (c PanicConfig) Validate() error {
-	return errors.Join(checkFraction("threshold", c.Threshold, 0, 1))
+	return errors.Join(field.Fraction("threshold", c.Threshold, 0, 1))
 }
 
 // InPanic reports whether routable out of total instances is below the

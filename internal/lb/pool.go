@@ -85,14 +85,16 @@ type instance struct {
 	everRoutable bool
 }
 
-// NewPool returns an empty pool, or the validation error of cfg. routes is
+// NewPool returns an empty pool for cfg (derived defaults resolved), or
+// its validation error. routes is
 // the shedding route table (nil: every path needs every dependency); rand
 // feeds the Picker (nil: math/rand/v2).
 func NewPool(cfg Config, routes *RouteTable, rand func() uint64) (*Pool, error) {
+	cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	sh, err := NewShedder(cfg.Shed, routes)
+	sh, err := NewShedder(cfg.Shedding, routes)
 	if err != nil {
 		return nil, err
 	}
@@ -119,15 +121,16 @@ func (p *Pool) Config() Config { return p.cfg }
 // instance's state: counts are judged against the new thresholds from the
 // next event on; ramps under way keep their length.
 func (p *Pool) Reconfigure(cfg Config) error {
+	cfg.Resolve()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := p.shedder.SetConfig(cfg.Shed); err != nil {
+	if err := p.shedder.SetConfig(cfg.Shedding); err != nil {
 		return err
 	}
 	p.cfg = cfg
 	for _, in := range p.list {
-		in.health.setThresholds(cfg.Health)
+		in.health.setThresholds(cfg.HealthCheck)
 		in.outlier.cfg = cfg.Outlier
 	}
 	return nil
@@ -142,7 +145,7 @@ func (p *Pool) Add(id string, now time.Time) bool {
 	in := &instance{
 		id:      id,
 		ep:      NewEndpoint(id),
-		health:  NewHealthState(p.cfg.Health),
+		health:  NewHealthState(p.cfg.HealthCheck),
 		outlier: NewOutlierState(p.cfg.Outlier),
 		added:   now,
 	}
@@ -268,7 +271,7 @@ func (p *Pool) ObserveFailure(ep *Endpoint, now time.Time) OutlierEvent {
 	}
 	ejected, total := 0, 0
 	for _, x := range p.list {
-		if x.excluded(now, p.cfg.Health.ReportMaxAge) {
+		if x.excluded(now, p.cfg.HealthCheck.ReportMaxAge) {
 			continue
 		}
 		total++
@@ -380,7 +383,7 @@ func capacityTick(w time.Duration) time.Duration {
 // snapshot to the Picker, feeds the shedding votes to the Shedder and
 // returns the outcome.
 func (p *Pool) Evaluate(now time.Time) Eval {
-	maxAge := p.cfg.Health.ReportMaxAge
+	maxAge := p.cfg.HealthCheck.ReportMaxAge
 	ev := Eval{Instances: len(p.list)}
 	p.active, p.members = p.active[:0], p.members[:0]
 	for _, in := range p.list {
@@ -440,7 +443,7 @@ func (p *Pool) Evaluate(now time.Time) Eval {
 	snap := &Snapshot{cands: cands, panic: ev.Panic}
 	p.impairment(snap, now)
 	p.picker.Store(snap)
-	ev.Capacity, ev.Bounded = p.cfg.Capacity.Bound(p.caps)
+	ev.Capacity, ev.Bounded = p.cfg.Admission.Bound(p.caps)
 
 	p.votes = p.votes[:0]
 	for _, in := range p.list {
@@ -484,7 +487,7 @@ func (p *Pool) impairment(snap *Snapshot, now time.Time) {
 		var m uint64
 		if c.Endpoint.failingFast.Load() {
 			m = ^uint64(0)
-		} else if in != nil && in.fresh(now, p.cfg.Health.ReportMaxAge) {
+		} else if in != nil && in.fresh(now, p.cfg.HealthCheck.ReportMaxAge) {
 			for name, d := range in.report.Dependencies {
 				if d.State != health.DepDown {
 					continue
@@ -595,7 +598,7 @@ func (p *Pool) Status(now time.Time) []InstanceStatus {
 		switch {
 		case in.drained:
 			st.State = InstanceDrained
-		case in.excluded(now, p.cfg.Health.ReportMaxAge):
+		case in.excluded(now, p.cfg.HealthCheck.ReportMaxAge):
 			st.State = InstanceDraining
 		case in.outlier.Ejected(now):
 			st.State = InstanceEjected

@@ -366,7 +366,7 @@ func TestPoolReconfigure(t *testing.T) {
 	id := ids(2)[0]
 	p.RecordCheck(id, t0, CheckPass)
 	cfg := DefaultConfig()
-	cfg.Health.UnhealthyThreshold = 1
+	cfg.HealthCheck.UnhealthyThreshold = 1
 	cfg.Panic.Threshold = 0
 	if err := p.Reconfigure(cfg); err != nil {
 		t.Fatal(err)
@@ -382,14 +382,16 @@ func TestPoolReconfigure(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
+	def := DefaultConfig()
+	def.Resolve()
+	if err := def.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	cfg.Health.HealthyThreshold = 0
-	cfg.Shed.Quorum = -1
+	cfg := def
+	cfg.HealthCheck.HealthyThreshold = 0
+	cfg.Shedding.Quorum = -1
 	err := cfg.Validate()
-	for _, want := range []string{"health.healthy_threshold: 0: must be at least 1", "shed.quorum: -1: must be in [0, 1]"} {
+	for _, want := range []string{"health_check.healthy_threshold: 0: must be at least 1", "shedding.quorum: -1: must be in [0, 1]"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want %q", err, want)
 		}

@@ -100,7 +100,7 @@ func TestTimeouts(t *testing.T) {
 	}))
 	defer close(release)
 	cfg := testConfig(up.lbInstance())
-	cfg.Routes = []lb.RouteSection{
+	cfg.Routes = []lb.RouteConfig{
 		{Prefix: "/slow-header", ResponseHeaderTimeout: 150 * time.Millisecond, TotalTimeout: time.Second},
 		{Prefix: "/slow-body", ResponseHeaderTimeout: 150 * time.Millisecond, TotalTimeout: 300 * time.Millisecond},
 	}
@@ -135,7 +135,7 @@ func TestRetryOnConnectFailure(t *testing.T) {
 	dead := deadInstance(t)
 	cfg := testConfig(up.lbInstance(), dead)
 	never := 1000
-	cfg.Outlier.ConsecutiveGatewayFailures = &never
+	cfg.Outlier.ConsecutiveGatewayFailures = never
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 2) // the dead one's health port says ready
 
@@ -158,8 +158,8 @@ func TestRetryBudgetExhausted(t *testing.T) {
 	cfg := testConfig(dead, dead2)
 	zero := 0.0
 	never := 1000
-	cfg.RetryBudget.Ratio, cfg.RetryBudget.MinRetriesPerSecond = &zero, &zero
-	cfg.Outlier.ConsecutiveGatewayFailures = &never
+	cfg.RetryBudget.Ratio, cfg.RetryBudget.MinRetriesPerSecond = zero, zero
+	cfg.Outlier.ConsecutiveGatewayFailures = never
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 2)
 	r := b.get("/")
@@ -213,7 +213,7 @@ func TestShedOverrideAndRoutes(t *testing.T) {
 	t.Parallel()
 	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	cfg := testConfig(up.lbInstance())
-	cfg.Routes = []lb.RouteSection{
+	cfg.Routes = []lb.RouteConfig{
 		{Prefix: "/static/", Dependencies: []string{}},       // needs nothing
 		{Prefix: "/pay", Dependencies: []string{"payments"}}, // needs payments only
 		{Prefix: "/timeouts-only", TotalTimeout: 5 * time.Second},

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"github.com/spillway-dev/spillway/internal/field"
 	"math"
 	"sync/atomic"
 	"time"
@@ -14,16 +15,16 @@ type RetryBudgetConfig struct {
 	// Ratio is the number of retries allowed per original request over
 	// Window. Default 0.2 (Finagle RetryBudget percentCanRetry, Linkerd
 	// retryBudget.retryRatio).
-	Ratio float64
+	Ratio float64 `yaml:"ratio"`
 	// MinRetriesPerSecond is a floor that lets a quiet balancer retry at
 	// all: the budget holds MinRetriesPerSecond × Window retries on top of
 	// the ratio. Default 10 (Finagle minRetriesPerSec, Linkerd
 	// minRetriesPerSecond).
-	MinRetriesPerSecond float64
+	MinRetriesPerSecond float64 `yaml:"min_retries_per_second"`
 	// Window is how long a request's deposit counts. Default 10s (Finagle
 	// ttl, Linkerd ttl). Counted in 10 buckets, so the effective window
 	// slides between 0.9 × Window and Window.
-	Window time.Duration
+	Window time.Duration `yaml:"window"`
 }
 
 // DefaultRetryBudgetConfig returns the defaults documented on
@@ -36,13 +37,13 @@ func DefaultRetryBudgetConfig() RetryBudgetConfig {
 func (c RetryBudgetConfig) Validate() error {
 	var errs []error
 	if !(c.Ratio >= 0) || math.IsInf(c.Ratio, 0) {
-		errs = append(errs, fieldErr("ratio", c.Ratio, "must be a non-negative number"))
+		errs = append(errs, field.New("ratio", c.Ratio, "must be a non-negative number"))
 	}
 	if !(c.MinRetriesPerSecond >= 0) || math.IsInf(c.MinRetriesPerSecond, 0) {
-		errs = append(errs, fieldErr("min_retries_per_second", c.MinRetriesPerSecond, "must be a non-negative number"))
+		errs = append(errs, field.New("min_retries_per_second", c.MinRetriesPerSecond, "must be a non-negative number"))
 	}
 	if c.Window < 100*time.Millisecond {
-		errs = append(errs, fieldErr("window", c.Window, "must be at least 100ms"))
+		errs = append(errs, field.New("window", c.Window, "must be at least 100ms"))
 	}
 	return errors.Join(errs...)
 }

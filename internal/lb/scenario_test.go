@@ -297,7 +297,7 @@ func TestSlowStartNewInstance(t *testing.T) {
 	fleet := startFleet(t, 4, simURL, steady)
 	cfg := testConfig()
 	window := 2 * time.Second
-	cfg.SlowStart.Window = &window
+	cfg.SlowStart.Window = window
 	static := lb.NewStatic(lbInstances(fleet[:3]))
 	b := startLB(t, cfg, static)
 	b.waitRoutable(t, 3)
@@ -418,7 +418,7 @@ func TestEdgeAdmissionFollowsCapacity(t *testing.T) {
 	fleet := startFleet(t, 2, simURL, func(c *login.Config) { c.Admission.Limit = 2; c.Backend.Timeout = time.Second })
 	cfg := testConfig(lbInstances(fleet)...)
 	q := 0
-	cfg.Admission.QueueSize = &q
+	cfg.Admission.QueueSize = q
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 2)
 	waitFor(t, 2*time.Second, "capacity from reports", func() bool { return b.Status().Capacity.Limit == 4 })
@@ -458,9 +458,9 @@ func TestIncident2018Configuration(t *testing.T) {
 	fleet := startFleet(t, 2, simURL, func(c *login.Config) { c.Health.SharedPort = true; c.Health.Deep = true })
 	cfg := testConfig(lbInstances(fleet)...)
 	zero, none := 0.0, ""
-	cfg.Panic.Threshold = &zero
-	cfg.Shedding.Quorum = &zero
-	cfg.HealthCheck.ReportPath = &none
+	cfg.Panic.Threshold = zero
+	cfg.Shedding.Quorum = zero
+	cfg.HealthCheck.ReportPath = none
 	cfg.HealthCheck.ReadyPath = "/livez"
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 2)

@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"github.com/spillway-dev/spillway/internal/field"
 	"slices"
 	"strings"
 	"sync"
@@ -24,28 +25,38 @@ type ShedConfig struct {
 	// half"; with 2 ready instances one vote is enough). 0 disables
 	// automatic shedding; manual overrides still work (the 2018
 	// configuration).
-	Quorum float64
+	Quorum float64 `yaml:"quorum"`
 	// RecoveryWindow is how long the admitted share takes to ramp from 0 to
 	// 1 once the votes fall below the quorum. Default 5s. 0 reopens at once.
-	RecoveryWindow time.Duration
+	RecoveryWindow time.Duration `yaml:"recovery_window"`
 	// MaxRecoveryWindow caps the recovery window's doubling: each time
 	// shedding resumes before a ramp completed, the next ramp is twice as
 	// long, back to RecoveryWindow once a ramp completes. Default 40s
-	// (three doublings). Must be at least RecoveryWindow.
-	MaxRecoveryWindow time.Duration
+	// (three doublings: 8 × RecoveryWindow). Must be at least
+	// RecoveryWindow.
+	MaxRecoveryWindow time.Duration `yaml:"max_recovery_window"`
+	// RetryAfter is the base of a shed answer's Retry-After header: each
+	// answer carries a whole number of seconds drawn uniformly from
+	// [RetryAfter, 2 × RetryAfter], so shed clients do not come back in
+	// lockstep. Default 1s; at most 1h.
+	RetryAfter time.Duration `yaml:"retry_after"`
 }
 
 // DefaultShedConfig returns the defaults documented on ShedConfig.
 func DefaultShedConfig() ShedConfig {
-	return ShedConfig{Quorum: 0.5, RecoveryWindow: 5 * time.Second, MaxRecoveryWindow: 40 * time.Second}
+	return ShedConfig{Quorum: 0.5, RecoveryWindow: 5 * time.Second, MaxRecoveryWindow: 40 * time.Second, RetryAfter: time.Second}
 }
 
 // Validate reports every invalid field.
 func (c ShedConfig) Validate() error {
 	var errs []error
-	errs = append(errs, checkFraction("quorum", c.Quorum, 0, 1), checkNonNegative("recovery_window", c.RecoveryWindow))
+	errs = append(errs, field.Fraction("quorum", c.Quorum, 0, 1), field.NonNegative("recovery_window", c.RecoveryWindow))
 	if c.MaxRecoveryWindow < c.RecoveryWindow {
-		errs = append(errs, fieldErr("max_recovery_window", c.MaxRecoveryWindow, "must be at least recovery_window ("+c.RecoveryWindow.String()+")"))
+		errs = append(errs, field.New("max_recovery_window", c.MaxRecoveryWindow, "must be at least recovery_window ("+c.RecoveryWindow.String()+")"))
+	}
+	errs = append(errs, field.Positive("retry_after", c.RetryAfter))
+	if c.RetryAfter > time.Hour {
+		errs = append(errs, field.New("retry_after", c.RetryAfter, "must be at most 1h"))
 	}
 	return errors.Join(errs...)
 }
@@ -136,9 +147,9 @@ func NewRouteTable(routes []Route) (*RouteTable, error) {
 		path := fmt.Sprintf("routes[%d]", i)
 		switch {
 		case !strings.HasPrefix(r.Prefix, "/"):
-			errs = append(errs, fieldErr(path+".prefix", r.Prefix, `must start with "/"`))
+			errs = append(errs, field.New(path+".prefix", r.Prefix, `must start with "/"`))
 		case seen[r.Prefix]:
-			errs = append(errs, fieldErr(path+".prefix", r.Prefix, "duplicate prefix"))
+			errs = append(errs, field.New(path+".prefix", r.Prefix, "duplicate prefix"))
 		}
 		seen[r.Prefix] = true
 		if r.All {
@@ -148,9 +159,9 @@ func NewRouteTable(routes []Route) (*RouteTable, error) {
 		for j, d := range r.Dependencies {
 			switch {
 			case d == "":
-				errs = append(errs, fieldErr(fmt.Sprintf("%s.dependencies[%d]", path, j), d, "must not be empty"))
+				errs = append(errs, field.New(fmt.Sprintf("%s.dependencies[%d]", path, j), d, "must not be empty"))
 			case !ValidDependencyName(d):
-				errs = append(errs, fieldErr(fmt.Sprintf("%s.dependencies[%d]", path, j), d, dependencyNameRule))
+				errs = append(errs, field.New(fmt.Sprintf("%s.dependencies[%d]", path, j), d, dependencyNameRule))
 			}
 		}
 		t.routes = append(t.routes, Route{Prefix: r.Prefix, Dependencies: slices.Clone(r.Dependencies)})
@@ -404,7 +415,7 @@ func (s *Shedder) SetOverride(dep string, o Override, now time.Time) error {
 		return err
 	}
 	if !ValidDependencyName(dep) {
-		return fieldErr("dependency", dep, dependencyNameRule)
+		return field.New("dependency", dep, dependencyNameRule)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

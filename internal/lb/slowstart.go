@@ -2,6 +2,7 @@ package lb
 
 import (
 	"errors"
+	"github.com/spillway-dev/spillway/internal/field"
 	"math"
 	"time"
 )
@@ -12,14 +13,14 @@ import (
 type SlowStartConfig struct {
 	// Window is the ramp's length. Default 10s (Envoy slow_start_window,
 	// which has no default; HAProxy slowstart). 0 disables slow start.
-	Window time.Duration
+	Window time.Duration `yaml:"window"`
 	// Aggression shapes the ramp: weight = max(MinWeight, f^(1/Aggression))
 	// with f the elapsed share of Window. 1 is linear, above 1 ramps faster
 	// early. Default 1.0 (Envoy aggression). Must be positive.
-	Aggression float64
+	Aggression float64 `yaml:"aggression"`
 	// MinWeight is the weight at the start of the ramp, in (0,1].
 	// Default 0.1 (Envoy min_weight_percent 10).
-	MinWeight float64
+	MinWeight float64 `yaml:"min_weight"`
 }
 
 // DefaultSlowStartConfig returns the defaults documented on
@@ -31,12 +32,12 @@ func DefaultSlowStartConfig() SlowStartConfig {
 // Validate reports every invalid field.
 func (c SlowStartConfig) Validate() error {
 	var errs []error
-	errs = append(errs, checkNonNegative("window", c.Window))
+	errs = append(errs, field.NonNegative("window", c.Window))
 	if !(c.Aggression > 0) || math.IsInf(c.Aggression, 0) {
-		errs = append(errs, fieldErr("aggression", c.Aggression, "must be positive"))
+		errs = append(errs, field.New("aggression", c.Aggression, "must be positive"))
 	}
 	if !(c.MinWeight > 0 && c.MinWeight <= 1) {
-		errs = append(errs, fieldErr("min_weight", c.MinWeight, "must be in (0, 1]"))
+		errs = append(errs, field.New("min_weight", c.MinWeight, "must be in (0, 1]"))
 	}
 	return errors.Join(errs...)
 }

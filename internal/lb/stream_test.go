@@ -42,10 +42,9 @@ func streamTimes() streamScale {
 // streamConfig returns a balancer config for stream tests, and its scale:
 // the defaults under -lb.stream-acceptance, else every timeout that could
 // cut a stream scaled down so that the stream outlives each of them.
-func streamConfig(up *upstream) (*lb.FileConfig, streamScale) {
+func streamConfig(up *upstream) (*lb.Config, streamScale) {
 	cfg, sc := testConfig(up.lbInstance()), streamTimes()
 	if *streamAcceptance {
-		cfg.SetDefaults()
 		return cfg, sc
 	}
 	cfg.Timeouts.ResponseHeader = time.Second

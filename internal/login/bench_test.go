@@ -23,10 +23,10 @@ func benchInstance(b *testing.B) *Instance {
 	}
 	srv := httptest.NewServer(sim.Handler())
 
-	cfg := &Config{}
+	d := DefaultConfig()
+	cfg := &d
 	cfg.Backend.URL = srv.URL
-	cfg.RateLimit.PerSecond = -1
-	cfg.SetDefaults()
+	cfg.RateLimit.PerSecond = 0 // disabled
 	if err := cfg.Validate(); err != nil {
 		b.Fatal(err)
 	}

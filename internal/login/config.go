@@ -2,7 +2,6 @@ package login
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -10,12 +9,15 @@ import (
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/guard"
 	"github.com/spillway-dev/spillway/internal/clientip"
-	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/connlimit"
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
-// Config is the file-facing configuration of one login instance (the
-// `login:` part of a spillway file, or the whole of a file given to
-// `spillway login --config`). Zero values take the documented defaults.
+// Config is the configuration of one login instance (the `login:` section
+// of a spillway file). Start from DefaultConfig (a file is decoded onto it:
+// absent fields keep their defaults, an explicit 0 is 0, which disables
+// the features that say so); New resolves the defaults that derive from
+// other fields (Resolve) and validates.
 type Config struct {
 	// Listen is the service port's address. Default "127.0.0.1:8001".
 	Listen string `yaml:"listen"`
@@ -48,8 +50,8 @@ type Config struct {
 
 	// MaxConnections caps the service port's open client connections; one
 	// over it is answered 503 overloaded at once and closed (see package
-	// connlimit). Default 0: half the process's open-file limit less 64.
-	// Negative disables the cap.
+	// connlimit). Default half the process's open-file limit less 64. 0
+	// disables the cap.
 	MaxConnections int `yaml:"max_connections"`
 
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
@@ -64,7 +66,7 @@ type BackendConfig struct {
 	// Default "http://127.0.0.1:9000".
 	URL string `yaml:"url"`
 	// Guard wraps every call: deadline, breaker, bulkhead, recovery probe.
-	// Its probe_url defaults to URL + "/healthz".
+	// Its probe_url defaults to URL + "/healthz" (empty derives it so).
 	guard.Config `yaml:",inline"`
 }
 
@@ -77,7 +79,7 @@ type HealthConfig struct {
 	Warmup time.Duration `yaml:"warmup"`
 	// DrainDelay is how long /readyz answers 503 before the service
 	// listener closes on shutdown, so load balancers stop sending first.
-	// Default 2s.
+	// Default 2s. 0 disables.
 	DrainDelay time.Duration `yaml:"drain_delay"`
 	// SharedPort serves the health endpoints on the service port, behind
 	// the same admission limit as logins. The 2018 incident's design: a
@@ -110,7 +112,7 @@ type TokenConfig struct {
 // RateLimitConfig bounds login attempts per client with a token bucket.
 type RateLimitConfig struct {
 	// PerSecond is each client's sustained login attempts per second.
-	// Default 5. A negative value disables the limit.
+	// Default 5. 0 disables the limit.
 	PerSecond float64 `yaml:"per_second"`
 	// Burst is each client's bucket size. Default 10.
 	Burst int `yaml:"burst"`
@@ -120,49 +122,32 @@ type RateLimitConfig struct {
 	MaxClients int `yaml:"max_clients"`
 }
 
-// SetDefaults fills zero fields with their documented defaults.
-func (c *Config) SetDefaults() {
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8001"
+// DefaultConfig returns the documented defaults. backend.probe_url and
+// the guard's probe_timeout derive from other fields: they are empty here
+// and filled by Resolve.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:8001",
+		HealthListen:    "127.0.0.1:9001",
+		Backend:         BackendConfig{URL: "http://127.0.0.1:9000", Config: guard.DefaultConfig()},
+		Admission:       admission.DefaultConfig(),
+		Health:          HealthConfig{DrainDelay: 2 * time.Second},
+		Token:           TokenConfig{KeyEnv: "SPILLWAY_SIGNING_KEY", TTL: time.Hour, Issuer: "spillway"},
+		RateLimit:       RateLimitConfig{PerSecond: 5, Burst: 10, MaxClients: 10000},
+		TrustedProxies:  slices.Clone(clientip.Private),
+		MaxConnections:  connlimit.DefaultFor(),
+		ShutdownTimeout: 10 * time.Second,
 	}
-	if c.HealthListen == "" {
-		c.HealthListen = "127.0.0.1:9001"
-	}
-	if c.Backend.URL == "" {
-		c.Backend.URL = "http://127.0.0.1:9000"
-	}
+}
+
+// Resolve fills the fields whose default derives from another, when they
+// are empty: backend.probe_url (backend.url + "/healthz") and the guard's
+// own derived defaults. It is idempotent; New calls it.
+func (c *Config) Resolve() {
 	if c.Backend.ProbeURL == "" {
 		c.Backend.ProbeURL = strings.TrimSuffix(c.Backend.URL, "/") + "/healthz"
 	}
 	c.Backend.Config.SetDefaults()
-	c.Admission.SetDefaults()
-	if c.Health.DrainDelay == 0 {
-		c.Health.DrainDelay = 2 * time.Second
-	}
-	if c.Token.KeyEnv == "" {
-		c.Token.KeyEnv = "SPILLWAY_SIGNING_KEY"
-	}
-	if c.Token.TTL == 0 {
-		c.Token.TTL = time.Hour
-	}
-	if c.Token.Issuer == "" {
-		c.Token.Issuer = "spillway"
-	}
-	if c.RateLimit.PerSecond == 0 {
-		c.RateLimit.PerSecond = 5
-	}
-	if c.RateLimit.Burst == 0 {
-		c.RateLimit.Burst = 10
-	}
-	if c.RateLimit.MaxClients == 0 {
-		c.RateLimit.MaxClients = 10000
-	}
-	if c.TrustedProxies == nil {
-		c.TrustedProxies = slices.Clone(clientip.Private)
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
 }
 
 // Validate reports every problem in c, each naming its field.
@@ -173,41 +158,37 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(config.CheckHostPort("listen", c.Listen))
+	add(field.HostPort("listen", c.Listen))
 	if !c.Health.SharedPort {
-		add(config.CheckHostPort("health_listen", c.HealthListen))
+		add(field.HostPort("health_listen", c.HealthListen))
 		if c.Listen == c.HealthListen && !strings.HasSuffix(c.Listen, ":0") {
-			add(fmt.Errorf("health_listen: %q: must differ from listen (or set health.shared_port)", c.HealthListen))
+			add(field.New("health_listen", c.HealthListen, "must differ from listen (or set health.shared_port)"))
 		}
 	}
-	add(config.CheckHTTPURL("backend.url", c.Backend.URL))
-	if err := c.Backend.Config.Validate(); err != nil {
-		add(fmt.Errorf("backend.%w", err))
-	}
-	if err := c.Admission.Validate(); err != nil {
-		add(fmt.Errorf("admission.%w", err))
-	}
-	if c.Health.Warmup < 0 {
-		add(fmt.Errorf("health.warmup: %v: must not be negative", c.Health.Warmup))
-	}
-	if c.Health.DrainDelay < 0 {
-		add(fmt.Errorf("health.drain_delay: %v: must not be negative", c.Health.DrainDelay))
-	}
+	add(field.HTTPURL("backend.url", c.Backend.URL))
+	add(field.Prefix("backend", c.Backend.Config.Validate()))
+	add(field.Prefix("admission", c.Admission.Validate()))
+	add(field.NonNegative("health.warmup", c.Health.Warmup))
+	add(field.NonNegative("health.drain_delay", c.Health.DrainDelay))
 	if c.Token.TTL < time.Second {
-		add(fmt.Errorf("token.ttl: %v: must be at least 1s", c.Token.TTL))
+		add(field.New("token.ttl", c.Token.TTL, "must be at least 1s"))
 	}
-	add(config.CheckFinite("rate_limit.per_second", c.RateLimit.PerSecond))
+	add(field.Finite("rate_limit.per_second", c.RateLimit.PerSecond))
+	if c.RateLimit.PerSecond < 0 {
+		add(field.New("rate_limit.per_second", c.RateLimit.PerSecond, "must not be negative (0 disables the limit)"))
+	}
 	if c.RateLimit.Burst < 1 {
-		add(fmt.Errorf("rate_limit.burst: %d: must be at least 1", c.RateLimit.Burst))
+		add(field.New("rate_limit.burst", c.RateLimit.Burst, "must be at least 1"))
 	}
 	if c.RateLimit.MaxClients < 1 {
-		add(fmt.Errorf("rate_limit.max_clients: %d: must be at least 1", c.RateLimit.MaxClients))
+		add(field.New("rate_limit.max_clients", c.RateLimit.MaxClients, "must be at least 1"))
 	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
-		add(fmt.Errorf("trusted_proxies%w", err))
+		add(field.Prefix("trusted_proxies", err))
 	}
-	if c.ShutdownTimeout < 0 {
-		add(fmt.Errorf("shutdown_timeout: %v: must not be negative", c.ShutdownTimeout))
+	if c.MaxConnections < 0 {
+		add(field.New("max_connections", c.MaxConnections, "must not be negative (0 disables the cap)"))
 	}
+	add(field.NonNegative("shutdown_timeout", c.ShutdownTimeout))
 	return errors.Join(errs...)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/buildinfo"
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
+	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
@@ -74,8 +75,15 @@ const (
 	outcomeError       = "error"
 )
 
-// New builds an Instance from a validated cfg.
-func New(cfg *Config, opts Options) (*Instance, error) {
+// New builds an Instance from cfg (start it from DefaultConfig): the
+// derived defaults of a copy are resolved (Resolve), then it is
+// validated.
+func New(c *Config, opts Options) (*Instance, error) {
+	cfg := *c
+	cfg.Resolve()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -85,7 +93,7 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	in := &Instance{cfg: *cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv}
+	in := &Instance{cfg: cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv}
 
 	tokens, err := LoadTokens(cfg.Token, opts.Dev, opts.Getenv, opts.Now)
 	if err != nil {
@@ -131,7 +139,7 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admission: %w", err)
 	}
-	rate, err := in.newRateLimiter(cfg)
+	rate, err := in.newRateLimiter(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +310,7 @@ func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error 
 func (in *Instance) newRateLimiter(cfg *Config) (*clientLimiter, error) {
 	trusted, err := clientip.Parse(cfg.TrustedProxies)
 	if err != nil {
-		return nil, fmt.Errorf("trusted_proxies%w", err)
+		return nil, field.Prefix("trusted_proxies", err)
 	}
 	rate, err := newClientLimiter(cfg.RateLimit, trusted, in.now)
 	if err != nil {
@@ -377,11 +385,7 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	}
 	in.checker.Start()
 
-	limit := in.cfg.MaxConnections
-	if limit == 0 {
-		limit = connlimit.DefaultFor()
-	}
-	capped, err := connlimit.New(svc, limit, connlimit.Options{Registerer: in.registry, Name: "spillway_login"})
+	capped, err := connlimit.New(svc, in.cfg.MaxConnections, connlimit.Options{Registerer: in.registry, Name: "spillway_login"})
 	if err != nil {
 		return fmt.Errorf("connection cap: %w", err)
 	}

@@ -43,14 +43,15 @@ func listen(t *testing.T) net.Listener {
 
 // testConfig is a login config with short intervals for tests.
 func testConfig(simURL string) *Config {
-	c := &Config{}
+	d := DefaultConfig()
+	c := &d
 	c.Backend.URL = simURL
 	c.Backend.Timeout = 300 * time.Millisecond
 	c.Backend.ConsecutiveFailures = 3
 	c.Backend.OpenInterval = 500 * time.Millisecond
 	c.Backend.ProbeInterval = 100 * time.Millisecond
 	c.Health.DrainDelay = 200 * time.Millisecond
-	c.RateLimit.PerSecond = -1
+	c.RateLimit.PerSecond = 0 // disabled
 	c.ShutdownTimeout = 2 * time.Second
 	return c
 }
@@ -72,10 +73,6 @@ func startStack(t *testing.T, mutate func(*Config)) *stack {
 	cfg := testConfig(s.simURL)
 	if mutate != nil {
 		mutate(cfg)
-	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
 	}
 	in, err := New(cfg, Options{Dev: true})
 	if err != nil {
@@ -460,7 +457,6 @@ func TestGracefulShutdown(t *testing.T) {
 	cfg := testConfig("http://" + simLn.Addr().String())
 	cfg.Backend.Timeout = 2 * time.Second
 	cfg.Health.DrainDelay = 300 * time.Millisecond
-	cfg.SetDefaults()
 	in, err := New(cfg, Options{Dev: true})
 	if err != nil {
 		t.Fatal(err)
@@ -535,9 +531,10 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Config{}
+			d := DefaultConfig()
+			c := &d
 			tt.mutate(c)
-			c.SetDefaults()
+			c.Resolve()
 			err := c.Validate()
 			if tt.wantErr == "" {
 				if err != nil {

@@ -25,7 +25,7 @@ type clientLimiter struct {
 }
 
 func newClientLimiter(cfg RateLimitConfig, trusted clientip.Trusted, now func() time.Time) (*clientLimiter, error) {
-	if cfg.PerSecond < 0 {
+	if cfg.PerSecond == 0 {
 		return nil, nil // disabled
 	}
 	cache, err := lru.New[netip.Addr, *rate.Limiter](cfg.MaxClients)

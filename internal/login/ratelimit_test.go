@@ -10,8 +10,8 @@ import (
 )
 
 func TestDefaultTrustsLoopbackAndPrivateProxies(t *testing.T) {
-	c := &Config{}
-	c.SetDefaults()
+	d := DefaultConfig()
+	c := &d
 	tr, err := clientip.Parse(c.TrustedProxies)
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestClientLimiterBoundedAndRefills(t *testing.T) {
 }
 
 func TestClientLimiterDisabled(t *testing.T) {
-	l, err := newClientLimiter(RateLimitConfig{PerSecond: -1}, clientip.Trusted{}, time.Now)
+	l, err := newClientLimiter(RateLimitConfig{PerSecond: 0}, clientip.Trusted{}, time.Now) // 0 disables
 	if err != nil || l != nil {
 		t.Fatalf("disabled limiter = %v, %v; want nil, nil", l, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/loadgen"
@@ -36,50 +37,24 @@ const testToken = "test-admin-token-0123456789"
 // free loopback port and the fleet runs the built spillway binary (the
 // test binary is not spillway). mutate, when set, changes the sections
 // before defaults and validation, as a configuration file would.
-func upConfig(t *testing.T, mutate func(*Config)) Config {
+func upConfig(t *testing.T, mutate func(*config.File)) config.File {
 	t.Helper()
-	var c Config
+	c := config.ForUp()
 	c.LB.Listen, c.LB.AdminListen, c.Up.BackendListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	c.Fleet.Command = []string{spillwayBinary(t), "login"}
 	if mutate != nil {
 		mutate(&c)
 	}
-	// As upLoginDefaults in cmd/spillway: one client may send a few
-	// thousand logins a second.
-	rl := &c.Login.RateLimit
-	if rl.PerSecond == 0 {
-		rl.PerSecond, rl.Burst = 2500, 5000
-	}
-	c.Up.SetDefaults()
-	c.Login.SetDefaults()
-	c.LB.SetDefaults()
-	c.Fleet.SetDefaults()
-	err := errors.Join(c.Up.Validate(), c.Login.Validate(), c.LB.Validate(), c.Fleet.Validate())
-	if err != nil {
+	c.Resolve()
+	if err := c.Validate(); err != nil {
 		t.Fatalf("configuration: %v", err)
 	}
 	return c
 }
 
-// incident2018 is the 2018 incident's configuration: the login instances
-// serve their health on the service port and check it deep (through the
-// backend); the fleet replaces on the traffic check, on the service port,
-// with neither budget nor freeze; the load balancer checks the service
-// port, fetches no dependency report, and has no panic mode, no slow start
-// and no shedding.
-func incident2018(c *Config) {
-	c.Login.Health.SharedPort = true
-	c.Login.Health.Deep = true
-	c.Fleet.ReplaceOn = fleet.ReplaceOnTraffic
-	c.Fleet.Check.Traffic.Port = fleet.PortService
-	c.Fleet.Check.Liveness.Port = fleet.PortService
-	c.Fleet.Budget.Max = -1
-	c.Fleet.Freeze.Share = -1
-	c.LB.HealthCheck.ReportPath = new(string)
-	c.LB.Panic.Threshold = new(float64)
-	c.LB.SlowStart.Window = new(time.Duration)
-	c.LB.Shedding.Quorum = new(float64)
-}
+// incident2018 is the 2018 incident's configuration, as the drill runs
+// it (config.File.Apply2018).
+func incident2018(c *config.File) { c.Apply2018() }
 
 // syncBuffer is a bytes.Buffer safe for concurrent use.
 type syncBuffer struct {
@@ -113,7 +88,7 @@ type harness struct {
 // startStack builds and runs a Stack from cfg. When the test ends it is
 // stopped, and every process its fleet started is checked to be gone; on
 // failure its logs and the fleet's events are printed.
-func startStack(t *testing.T, cfg Config) *harness {
+func startStack(t *testing.T, cfg config.File) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -3,7 +3,7 @@
 // dashboard and admin API on the admin address. It is what `spillway up`
 // runs.
 //
-// Build a Stack with New from a validated Config and call Run once. Run
+// Build a Stack with New from a validated config.File and call Run once. Run
 // owns every goroutine and process it starts (the fleet's login processes
 // included) and stops them all when its context is done. Listeners are
 // bound in New, so a busy port is reported before anything starts.
@@ -40,54 +40,6 @@ import (
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
-// Config is everything `spillway up` runs. Its sections are those of a
-// spillway file (`login:`, `lb:`, `fleet:`, `up:`); each is validated by
-// its own package.
-type Config struct {
-	Up    Settings
-	Login login.Config
-	LB    lb.FileConfig
-	Fleet fleet.Config
-}
-
-// Settings is the `up:` section: what only `spillway up` needs.
-type Settings struct {
-	// BackendURL is an external backend API to use. Default "": run a
-	// backend-sim in this process on BackendListen, which the dashboard
-	// can break and restore.
-	BackendURL string `yaml:"backend_url"`
-	// BackendListen is the in-process backend-sim's address. Default
-	// "127.0.0.1:9000".
-	BackendListen string `yaml:"backend_listen"`
-	// BackendLatency is the in-process backend-sim's answer latency.
-	// Default 20ms.
-	BackendLatency time.Duration `yaml:"backend_latency"`
-}
-
-// SetDefaults fills the zero fields of s.
-func (s *Settings) SetDefaults() {
-	if s.BackendListen == "" {
-		s.BackendListen = "127.0.0.1:9000"
-	}
-	if s.BackendLatency == 0 {
-		s.BackendLatency = 20 * time.Millisecond
-	}
-}
-
-// Validate reports the first problem in s, naming its field.
-func (s *Settings) Validate() error {
-	if s.BackendURL != "" {
-		return config.CheckHTTPURL("backend_url", s.BackendURL)
-	}
-	if _, _, err := net.SplitHostPort(s.BackendListen); err != nil {
-		return fmt.Errorf("backend_listen: %q: not a host:port", s.BackendListen)
-	}
-	if err := backendsim.CheckLatency(s.BackendLatency); err != nil {
-		return fmt.Errorf("backend_latency: %w", err)
-	}
-	return nil
-}
-
 // Flags names the command-line flag behind each address, for errors.
 type Flags struct {
 	Listen, AdminListen, BackendListen string
@@ -109,7 +61,7 @@ type Options struct {
 
 // Stack is the running system. See the package comment.
 type Stack struct {
-	cfg   Config
+	cfg   config.File
 	log   *slog.Logger
 	token string
 
@@ -143,9 +95,10 @@ func listen(addr, what, flag string) (net.Listener, error) {
 	return ln, nil
 }
 
-// New binds the listeners and builds every part. cfg must have passed its
-// sections' Validate. On error nothing is left running.
-func New(cfg Config, opts Options) (_ *Stack, err error) {
+// New binds the listeners and builds every part from cfg, a spillway file
+// (its login:, lb:, fleet: and up: sections) that has passed Validate. On
+// error nothing is left running.
+func New(cfg config.File, opts Options) (_ *Stack, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -231,8 +184,8 @@ func New(cfg Config, opts Options) (_ *Stack, err error) {
 	// No drain delay: nothing routes to a demo's balancer by its /readyz,
 	// so Ctrl-C stops at once; requests in flight still get
 	// server.shutdown_timeout.
-	lbc.Server.DrainDelay = new(time.Duration)
-	s.balancer, err = lb.New(&lbc, lb.Options{
+	lbc.Server.DrainDelay = 0
+	s.balancer, err = lb.New(lbc, lb.Options{
 		Logger:     opts.Logger.With("component", "lb"),
 		Registry:   reg,
 		AdminToken: opts.AdminToken,

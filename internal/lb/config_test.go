@@ -3,7 +3,9 @@ package lb
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -13,16 +15,20 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/spillway-dev/spillway/health"
-	"github.com/spillway-dev/spillway/internal/config"
 )
 
-func parseFile(t *testing.T, src string) (*FileConfig, error) {
+// parseFile loads src as the lb section is loaded: strict decode onto
+// DefaultConfig, Resolve, Validate. (config.Decode does the same strict
+// decode; it imports this package, so the test cannot.)
+func parseFile(t *testing.T, src string) (*Config, error) {
 	t.Helper()
-	var c FileConfig
-	if err := config.Decode([]byte(src), &c); err != nil {
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	c.SetDefaults()
+	c.Resolve()
 	return &c, c.Validate()
 }
 
@@ -32,20 +38,30 @@ func TestFileConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(DefaultConfig(), c.Policy()); diff != "" {
-		t.Errorf("policy defaults differ from DefaultConfig (-want +got):\n%s", diff)
+	for name, d := range map[string][2]any{
+		"health_check": {DefaultHealthConfig(), c.HealthCheck},
+		"outlier":      {DefaultOutlierConfig(), c.Outlier},
+		"slow_start":   {DefaultSlowStartConfig(), c.SlowStart},
+		"panic":        {DefaultPanicConfig(), c.Panic},
+		"shedding":     {DefaultShedConfig(), c.Shedding},
+		"retry_budget": {DefaultRetryBudgetConfig(), c.RetryBudget},
+		"admission":    {DefaultAdmissionConfig(), c.Admission},
+	} {
+		if diff := cmp.Diff(d[0], d[1]); diff != "" {
+			t.Errorf("%s: defaults differ from the policy's (-want +got):\n%s", name, diff)
+		}
 	}
 	if c.Listen != "127.0.0.1:8080" || c.AdminListen != "127.0.0.1:8081" || c.AdminTokenEnv != "SPILLWAY_ADMIN_TOKEN" ||
-		c.HealthCheck.ReadyPath != "/readyz" || *c.HealthCheck.ReportPath != "/health" ||
-		c.Timeouts != (TimeoutsSection{Connect: time.Second, ResponseHeader: 10 * time.Second, Total: 15 * time.Second, StreamIdle: time.Minute}) ||
-		*c.Admission.QueueSize != 128 || c.Server.MaxHeaderBytes != 32<<10 || c.Transport.MaxIdleConnsPerHost != 512 ||
-		*c.Server.DrainDelay != 5*time.Second || c.Server.ShutdownTimeout != 20*time.Second {
+		c.HealthCheck.ReadyPath != "/readyz" || c.HealthCheck.ReportPath != "/health" ||
+		c.Timeouts != (TimeoutsConfig{Connect: time.Second, ResponseHeader: 10 * time.Second, Total: 15 * time.Second, StreamIdle: time.Minute}) ||
+		c.Admission.QueueSize != 128 || c.Server.MaxHeaderBytes != 32<<10 || c.Transport.MaxIdleConnsPerHost != 512 ||
+		c.Server.DrainDelay != 5*time.Second || c.Server.ShutdownTimeout != 20*time.Second {
 		t.Errorf("defaults: %+v", c)
 	}
 	before := *c
-	c.SetDefaults()
+	c.Resolve()
 	if diff := cmp.Diff(before, *c); diff != "" {
-		t.Errorf("SetDefaults is not idempotent:\n%s", diff)
+		t.Errorf("Resolve is not idempotent:\n%s", diff)
 	}
 }
 
@@ -62,8 +78,8 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *c.Server.DrainDelay != 0 {
-		t.Errorf("drain_delay: 0s became %v", *c.Server.DrainDelay)
+	if c.Server.DrainDelay != 0 {
+		t.Errorf("drain_delay: 0s became %v", c.Server.DrainDelay)
 	}
 	if got := c.routeTimeouts(c.Routes[0]).StreamIdle; got != 10*time.Minute {
 		t.Errorf("/ws stream idle = %v, want 10m", got)
@@ -87,9 +103,8 @@ shedding: {quorum: 0}
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := c.Policy()
-	if p.Panic.Threshold != 0 || p.SlowStart.Window != 0 || p.Shed.Quorum != 0 || *c.HealthCheck.ReportPath != "" {
-		t.Errorf("2018 settings lost: %+v", p)
+	if c.Panic.Threshold != 0 || c.SlowStart.Window != 0 || c.Shedding.Quorum != 0 || c.HealthCheck.ReportPath != "" {
+		t.Errorf("2018 settings lost: %+v", c)
 	}
 }
 
@@ -231,8 +246,9 @@ func TestRouteTableAll(t *testing.T) {
 }
 
 // FuzzFileConfig feeds arbitrary bytes through the lb loader: strict
-// decode, defaults, validation. It must never panic; a file it accepts
-// stays valid after a second SetDefaults and builds a Balancer.
+// decode onto the defaults, Resolve, validation. It must never panic; a
+// file it accepts stays valid after a second Resolve and builds a
+// Balancer.
 func FuzzFileConfig(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte("instances: [{service: \"127.0.0.1:8001\", health: \"127.0.0.1:9001\"}]\nroutes: [{prefix: /v1/login, dependencies: [backend], total_timeout: 5s}]\n"))
@@ -240,19 +256,21 @@ func FuzzFileConfig(f *testing.F) {
 	f.Add([]byte("health_check: {interval: 10ms, timeout: 10ms, jitter: 0.5}\nadmission: {queue_size: 0, fallback_limit: 100}\n"))
 	f.Add([]byte("timeouts: {connect: 1ns, response_header: 1ns, total: 1ns}\nserver: {read_timeout: 1ns, write_timeout: 1ns}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var c FileConfig
-		if err := config.Decode(data, &c); err != nil {
+		c := DefaultConfig()
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return
 		}
-		c.SetDefaults()
+		c.Resolve()
 		if err := c.Validate(); err != nil {
 			return
 		}
-		c.SetDefaults()
+		c.Resolve()
 		if err := c.Validate(); err != nil {
-			t.Fatalf("valid config invalid after a second SetDefaults: %v", err)
+			t.Fatalf("valid config invalid after a second Resolve: %v", err)
 		}
-		b, err := New(&c, Options{AdminToken: "fuzz-token-0123456789"})
+		b, err := New(c, Options{AdminToken: "fuzz-token-0123456789"})
 		if err != nil {
 			t.Fatalf("a valid config does not build a Balancer: %v", err)
 		}

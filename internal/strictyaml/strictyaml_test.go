@@ -1,7 +1,6 @@
-package config
+package strictyaml
 
 import (
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +14,13 @@ type sample struct {
 	} `yaml:"inner"`
 }
 
-func (s *sample) SetDefaults() {
-	if s.Timeout == 0 {
-		s.Timeout = time.Second
+func (s *sample) Resolve() {
+	if s.Name == "" {
+		s.Name = "derived"
 	}
 }
+
+var defaultSample = sample{Timeout: time.Second}
 
 func (s *sample) Validate() error {
 	if s.Inner.Count < 0 {
@@ -52,7 +53,7 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse[sample]([]byte(tt.in))
+			got, err := Parse([]byte(tt.in), defaultSample)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("Parse: %v", err)
@@ -70,25 +71,12 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseDefaultsAfterDecode(t *testing.T) {
-	got, err := Parse[sample]([]byte("timeout: 3s\n"))
+	got, err := Parse([]byte("timeout: 3s\n"), defaultSample)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Timeout != 3*time.Second {
 		t.Errorf("Timeout = %v, want 3s (defaults must not override the file)", got.Timeout)
-	}
-}
-
-func TestCheckHostPort(t *testing.T) {
-	for _, s := range []string{"127.0.0.1:80", ":0", "localhost:8080", "[::1]:9"} {
-		if err := CheckHostPort("x", s); err != nil {
-			t.Errorf("CheckHostPort(%q) = %v", s, err)
-		}
-	}
-	for _, s := range []string{"x:y", "nohost", "1.2.3.4:99999", ""} {
-		if err := CheckHostPort("lb.listen", s); err == nil || !strings.HasPrefix(err.Error(), "lb.listen: ") {
-			t.Errorf("CheckHostPort(%q) = %v, want an error naming the field", s, err)
-		}
 	}
 }
 
@@ -125,34 +113,3 @@ func TestDecodeRefusesNonFiniteNumbers(t *testing.T) {
 	}
 }
 
-func TestCheckHTTPURL(t *testing.T) {
-	for _, ok := range []string{"http://127.0.0.1:9000", "https://api.example/v1", "http://[::1]:80/"} {
-		if err := CheckHTTPURL("u", ok); err != nil {
-			t.Errorf("%s: %v", ok, err)
-		}
-	}
-	for bad, want := range map[string]string{
-		"http://":                 "names no host",
-		"http://:9000":            "names no host",
-		"127.0.0.1:9000":          "not an absolute http(s) URL",
-		"ftp://x":                 "not an absolute http(s) URL",
-		"http://x:99999":          "port must be",
-		"http://x:":               "empty port",
-		"http://u:secret@x":       "user information",
-		"http://x/#frag":          "fragment",
-		"http:opaque":             "not an absolute",
-		"http://x:0":              "port must be",
-		"::":                      "not an absolute",
-		"http://u:secret@x:1/a#b": `"http://u:xxxxx@x:1/a#b"`,
-	} {
-		if err := CheckHTTPURL("u", bad); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v, want %q", bad, err, want)
-		}
-	}
-}
-
-func TestCheckFinite(t *testing.T) {
-	if CheckFinite("f", 1.5) != nil || CheckFinite("f", math.NaN()) == nil || CheckFinite("f", math.Inf(1)) == nil {
-		t.Error("CheckFinite")
-	}
-}
