@@ -112,4 +112,3 @@ func TestDecodeRefusesNonFiniteNumbers(t *testing.T) {
 		t.Errorf("finite document: %v %+v", err, f)
 	}
 }
-
