@@ -47,6 +47,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 // response is a request's result: the status and body, or the error.
 type response struct {
 	status int
+	header http.Header
 	body   string
 	err    error
 }
@@ -66,7 +67,7 @@ func (h *harness) do(ctx context.Context, method, path, body string) response {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, body: strings.TrimSpace(string(b)), err: err}
+	return response{status: resp.StatusCode, header: resp.Header, body: strings.TrimSpace(string(b)), err: err}
 }
 
 func (h *harness) outcomes(t *testing.T, path string) Outcomes {
