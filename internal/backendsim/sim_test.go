@@ -411,6 +411,21 @@ func TestClient(t *testing.T) {
 	if diff := cmp.Diff(Config{Mode: ModeSlow, Latency: 7 * time.Millisecond, SlowLatency: 5 * time.Millisecond}, cfg); diff != "" {
 		t.Errorf("Control (-want +got):\n%s", diff)
 	}
+	if err := h.client.SetCapacity(ctx, 3, 750*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.SetQueueSize(ctx, 32); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = h.client.Control(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := [3]any{cfg.Capacity, cfg.QueueSize, cfg.QueueTimeout}, [3]any{3, 32, 750 * time.Millisecond}; got != want {
+		t.Errorf("capacity, queue size, queue timeout = %v, want %v", got, want)
+	}
+	if err := h.client.SetCapacity(ctx, -2, 0); err == nil {
+		t.Error("SetCapacity(-2): no error")
+	}
 	res, err := h.client.Validate(ctx, "valid-bob")
 	if err != nil || !res.Valid || res.AccountID != AccountID("valid-bob") {
 		t.Errorf("Validate = %+v, %v", res, err)
