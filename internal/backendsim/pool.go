@@ -121,7 +121,7 @@ func (p *pool) acquire(ctx context.Context) (release func(), err error) {
 	p.queue.Remove(w.elem)
 	w.elem = nil
 	if errors.Is(err, errQueueTimeout) {
-		p.seconds.cur().QueueTimeouts++
+		p.seconds.cur().QueueTimeout++
 	} else {
 		p.seconds.cur().Abandoned++
 	}

@@ -129,9 +129,9 @@ func TestPoolQueueTimeout(t *testing.T) {
 		st := p.snapshot(false)
 		var timeouts uint64
 		for _, s := range st.Seconds {
-			timeouts += s.QueueTimeouts
+			timeouts += s.QueueTimeout
 		}
-		if timeouts != 2 || st.Seconds[1].QueueTimeouts != 1 || st.Seconds[3].QueueTimeouts != 1 {
+		if timeouts != 2 || st.Seconds[1].QueueTimeout != 1 || st.Seconds[3].QueueTimeout != 1 {
 			t.Errorf("timeouts by second: %+v", st.Seconds)
 		}
 	})

@@ -46,7 +46,7 @@ type PoolStats struct {
 }
 
 // Second is one second of the worker pool. Over any span,
-// Arrived = Started + QueueFull + QueueTimeouts + Abandoned + the change
+// Arrived = Started + QueueFull + QueueTimeout + Abandoned + the change
 // in Queued.
 type Second struct {
 	// Start is the second's beginning, in UTC.
@@ -60,12 +60,12 @@ type Second struct {
 	Arrived uint64 `json:"arrived"`
 	Started uint64 `json:"started"`
 	// QueueFull counts the calls turned away at once because the queue
-	// was full, QueueTimeouts those that waited Config.QueueTimeout in
+	// was full, QueueTimeout those that waited Config.QueueTimeout in
 	// vain, Abandoned those that left the queue because their caller gave
 	// up or the Sim was closed.
-	QueueFull     uint64 `json:"queue_full"`
-	QueueTimeouts uint64 `json:"queue_timeouts"`
-	Abandoned     uint64 `json:"abandoned"`
+	QueueFull    uint64 `json:"queue_full"`
+	QueueTimeout uint64 `json:"queue_timeout"`
+	Abandoned    uint64 `json:"abandoned"`
 }
 
 // Outcomes counts one path's requests by outcome. Each request is counted
