@@ -2,6 +2,7 @@ package backendsim
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -48,39 +49,56 @@ func newSim(t *testing.T, cfg Config) *Sim {
 	return sim
 }
 
-// TestCapacitySurge is the model's worked example: two workers, 50 ms of
-// work per call, 20 calls at once. They are served two at a time in arrival
-// order, so the n-th (from 0) is answered after (n/2 + 1) × 50 ms and the
-// last two wait 450 ms for a worker.
+// TestCapacitySurge is the model's worked example (docs/BACKEND-SIM.md):
+// two workers, 50 ms of work per call, 20 calls at once. They are served two
+// at a time in arrival order, so the n-th (from 0) is answered after
+// (n/2 + 1) × 50 ms and the last two wait 450 ms for a worker. With a queue
+// timeout of 275 ms the calls that would wait 300 ms or more get a 503 at
+// 275 ms instead.
 func TestCapacitySurge(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const work = 50 * time.Millisecond
-		sim := newSim(t, Config{Latency: work, Capacity: 2})
-		var calls []<-chan call
-		for range 20 {
-			calls = append(calls, serve(t.Context(), sim, "valid-alice"))
-		}
-		if p := sim.Stats().Pool; p.Busy != 2 || p.Queued != 18 {
-			t.Fatalf("busy %d, queued %d; want 2, 18", p.Busy, p.Queued)
-		}
-		for n, c := range calls {
-			r := <-c
-			if want := time.Duration(n/2+1) * work; r.code != 200 || r.at != want {
-				t.Errorf("call %d: %d at %v, want 200 at %v", n, r.code, r.at, want)
-			}
-		}
-		st := sim.Stats()
-		if v := st.Paths[PathValidate]; v.Valid != 20 {
-			t.Errorf("validate outcomes %+v, want 20 valid", v)
-		}
-		p := st.Pool
-		if p.PeakBusy != 2 || p.PeakQueued != 18 || p.Busy != 0 || p.Queued != 0 {
-			t.Errorf("pool %+v, want peaks 2 and 18, now idle", p)
-		}
-		if s := p.Seconds[0]; s.Arrived != 20 || s.Started != 20 || s.PeakBusy != 2 || s.PeakQueued != 18 {
-			t.Errorf("second 0: %+v", s)
-		}
-	})
+	const work = 50 * time.Millisecond
+	for _, queueTimeout := range []time.Duration{0, 275 * time.Millisecond} {
+		t.Run(fmt.Sprintf("queue timeout %v", queueTimeout), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sim := newSim(t, Config{Latency: work, Capacity: 2, QueueTimeout: queueTimeout})
+				var calls []<-chan call
+				for range 20 {
+					calls = append(calls, serve(t.Context(), sim, "valid-alice"))
+				}
+				if p := sim.Stats().Pool; p.Busy != 2 || p.Queued != 18 {
+					t.Fatalf("busy %d, queued %d; want 2, 18", p.Busy, p.Queued)
+				}
+				var served, timedOut uint64
+				for n, c := range calls {
+					r := <-c
+					wait := time.Duration(n/2) * work
+					if queueTimeout > 0 && wait > queueTimeout {
+						timedOut++
+						if r.code != 503 || r.at != queueTimeout {
+							t.Errorf("call %d: %d at %v, want 503 at %v", n, r.code, r.at, queueTimeout)
+						}
+						continue
+					}
+					served++
+					if want := wait + work; r.code != 200 || r.at != want {
+						t.Errorf("call %d: %d at %v, want 200 at %v", n, r.code, r.at, want)
+					}
+				}
+				st := sim.Stats()
+				if v := st.Paths[PathValidate]; v != (Outcomes{Valid: served, QueueTimeout: timedOut}) {
+					t.Errorf("validate outcomes %+v, want %d valid, %d queue timeouts", v, served, timedOut)
+				}
+				p := st.Pool
+				if p.PeakBusy != 2 || p.PeakQueued != 18 || p.Busy != 0 || p.Queued != 0 {
+					t.Errorf("pool %+v, want peaks 2 and 18, now idle", p)
+				}
+				if s := p.Seconds[0]; s.Arrived != 20 || s.Started != served || s.QueueTimeout != timedOut {
+					t.Errorf("second 0: %+v", s)
+				}
+				t.Logf("%d served, %d queue timeouts", served, timedOut)
+			})
+		})
+	}
 }
 
 // TestCapacityQueueTimeout: a call that waits QueueTimeout for a worker is
