@@ -38,19 +38,19 @@
 // Requests are counted once, under one outcome, when their handling starts
 // (on arrival, or when a worker takes a queued call) or when they leave the
 // queue without a worker, so hanging requests show up in Stats while they
-// hang. Only three path keys exist
-// (PathValidate, PathHealthz and PathOther for everything else), so the
-// counts stay bounded whatever paths clients send. /control and /stats are
-// not counted. DELETE /stats resets, rather than GET /stats?reset=1, so that
-// GET stays free of side effects: a probe or a browser cannot wipe a drill's
-// counts.
+// hang. Only three path keys exist (PathValidate, PathHealthz and PathOther
+// for everything else), so the counts stay bounded whatever paths clients
+// send. /control and /stats are not counted. DELETE /stats resets, rather
+// than GET /stats?reset=1, so that GET stays free of side effects: a probe
+// or a browser cannot wipe a drill's counts. docs/BACKEND-SIM.md describes
+// the wire format for users.
 //
 // A Sim is safe for concurrent use. Its handler starts no goroutines: the
 // HTTP server that runs it owns the request goroutines, which also wait in
 // the queue, and Close ends their waits. Queue timeouts are runtime timers
 // and the per-second figures follow time.Now, so tests run a Sim in
-// testing/synctest. Serve runs its server in one goroutine and waits for it before
-// returning. Close a Sim when done with it.
+// testing/synctest. Serve runs its server in one goroutine and waits for it
+// before returning. Close a Sim when done with it.
 //
 // The control endpoints have no authentication: a Sim is a test tool and
 // should listen on loopback only.
