@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
@@ -15,8 +16,9 @@ import (
 // runBackendSim serves a backendsim.Sim until ctx is done:
 //
 //	spillway backend-sim [--listen ADDR] [--mode MODE] [--latency D] [--slow-latency D]
+//	                     [--capacity N] [--queue-size N] [--queue-timeout D]
 //
-// It logs "listening on ADDR" to stderr once it accepts connections, so
+// The capacity flags set its worker pool (docs/BACKEND-SIM.md). It logs "listening on ADDR" to stderr once it accepts connections, so
 // scripts can wait for that line.
 func runBackendSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backend-sim", stderr)
@@ -28,6 +30,12 @@ func runBackendSim(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var(&latency, "latency", "`duration` mode up waits before answering")
 	slow := latencyFlag(backendsim.DefaultSlowLatency)
 	fs.Var(&slow, "slow-latency", "`duration` mode slow waits before answering")
+	capacity := poolSizeFlag{max: backendsim.MaxCapacity}
+	fs.Var(&capacity, "capacity", "at most `n` validate calls worked on at once; the others wait in a FIFO queue. 0: no limit")
+	queueSize := poolSizeFlag{max: backendsim.MaxQueueSize}
+	fs.Var(&queueSize, "queue-size", "at most `n` calls wait for a worker; one more is answered 503 at once. 0: no bound")
+	var queueTimeout latencyFlag
+	fs.Var(&queueTimeout, "queue-timeout", "`duration` a call may wait for a worker before it is answered 503. 0: as long as its caller waits")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -37,6 +45,10 @@ func runBackendSim(ctx context.Context, args []string, stdout, stderr io.Writer)
 		Mode:        mode,
 		Latency:     time.Duration(latency),
 		SlowLatency: time.Duration(slow),
+
+		Capacity:     capacity.n,
+		QueueSize:    queueSize.n,
+		QueueTimeout: time.Duration(queueTimeout),
 	}, logger)
 	if err != nil {
 		return err
@@ -50,7 +62,8 @@ func runBackendSim(ctx context.Context, args []string, stdout, stderr io.Writer)
 	addr := ln.Addr().String()
 	cfg := sim.Config()
 	logger.Info("listening on "+addr, "addr", addr,
-		"mode", cfg.Mode, "latency", cfg.Latency, "slow_latency", cfg.SlowLatency)
+		"mode", cfg.Mode, "latency", cfg.Latency, "slow_latency", cfg.SlowLatency,
+		"capacity", cfg.Capacity, "queue_size", cfg.QueueSize, "queue_timeout", cfg.QueueTimeout)
 	return sim.Serve(ctx, ln)
 }
 
@@ -81,5 +94,24 @@ func (f *latencyFlag) Set(s string) error {
 		return err
 	}
 	*f = latencyFlag(d)
+	return nil
+}
+
+// poolSizeFlag is a whole number from 0 to max: a capacity or a queue size.
+type poolSizeFlag struct {
+	n, max int
+}
+
+func (f *poolSizeFlag) String() string { return strconv.Itoa(f.n) }
+
+func (f *poolSizeFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("%q: not a whole number", s)
+	}
+	if err := backendsim.CheckCount(n, f.max); err != nil {
+		return err
+	}
+	f.n = n
 	return nil
 }

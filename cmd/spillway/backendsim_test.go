@@ -28,6 +28,12 @@ func TestBackendSimFlagErrors(t *testing.T) {
 		{"bad latency", []string{"--latency", "soon"}, `invalid value "soon" for flag -latency: "soon": not a Go duration`},
 		{"negative latency", []string{"--latency=-1s"}, `flag -latency: "-1s": must not be negative`},
 		{"bad slow latency", []string{"--slow-latency", "2h"}, `flag -slow-latency: "2h0m0s": must be at most`},
+		{"negative capacity", []string{"--capacity=-1"}, `invalid value "-1" for flag -capacity: -1: must not be negative`},
+		{"huge capacity", []string{"--capacity", "100000"}, `flag -capacity: 100000: must be at most 65536`},
+		{"fractional capacity", []string{"--capacity", "1.5"}, `flag -capacity: "1.5": not a whole number`},
+		{"huge queue size", []string{"--queue-size", "99999999999999999999"}, `flag -queue-size: "99999999999999999999": not a whole number`},
+		{"bad queue timeout", []string{"--queue-timeout", "soon"}, `flag -queue-timeout: "soon": not a Go duration`},
+		{"negative queue timeout", []string{"--queue-timeout=-1s"}, `flag -queue-timeout: "-1s": must not be negative`},
 		{"bad listen", []string{"--listen", "9000"}, `invalid value "9000" for flag -listen: address: "9000": not a host:port`},
 		{"unknown flag", []string{"--speed", "1"}, `flag provided but not defined: -speed`},
 		{"extra argument", []string{"now"}, `unexpected argument "now"`},
@@ -99,7 +105,8 @@ func TestBackendSimRun(t *testing.T) {
 	var stdout bytes.Buffer
 	done := make(chan error, 1)
 	go func() { // ends on cancel
-		done <- runBackendSim(ctx, []string{"--listen", "127.0.0.1:0", "--mode", "hang", "--latency", "0s"}, &stdout, stderr)
+		done <- runBackendSim(ctx, []string{"--listen", "127.0.0.1:0", "--mode", "hang", "--latency", "0s",
+			"--capacity", "2", "--queue-size", "8", "--queue-timeout", "250ms"}, &stdout, stderr)
 	}()
 
 	var addr string
@@ -120,6 +127,9 @@ func TestBackendSimRun(t *testing.T) {
 	}
 	if cfg.Mode != backendsim.ModeHang || cfg.SlowLatency != backendsim.DefaultSlowLatency {
 		t.Errorf("Control = %+v, want mode hang from the flag and the default slow latency", cfg)
+	}
+	if cfg.Capacity != 2 || cfg.QueueSize != 8 || cfg.QueueTimeout != 250*time.Millisecond {
+		t.Errorf("Control = %+v, want capacity 2, queue size 8, queue timeout 250ms from the flags", cfg)
 	}
 	// A hung call gives up on its own deadline.
 	vctx, vcancel := context.WithTimeout(t.Context(), 50*time.Millisecond)

@@ -65,18 +65,33 @@ func (c *Client) SetSlowLatency(ctx context.Context, d time.Duration) error {
 	return c.put(ctx, controlJSON{SlowLatency: &s})
 }
 
+// SetCapacity sets how many validate calls the Sim works on at once (0: no
+// limit) and how long a call that arrives from now on may wait for a worker
+// (0: as long as its caller waits), in one step.
+func (c *Client) SetCapacity(ctx context.Context, capacity int, queueTimeout time.Duration) error {
+	qt := queueTimeout.String()
+	return c.put(ctx, controlJSON{Capacity: &capacity, QueueTimeout: &qt})
+}
+
+// SetQueueSize bounds the queue of calls waiting for a worker (0: no
+// bound), for calls that arrive from now on.
+func (c *Client) SetQueueSize(ctx context.Context, n int) error {
+	return c.put(ctx, controlJSON{QueueSize: &n})
+}
+
 func (c *Client) put(ctx context.Context, body controlJSON) error {
 	return c.do(ctx, http.MethodPut, "/control", body, nil)
 }
 
-// Stats returns the Sim's request counts.
+// Stats returns the Sim's request counts and its worker pool's figures.
 func (c *Client) Stats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := c.do(ctx, http.MethodGet, "/stats", nil, &st)
 	return st, err
 }
 
-// ResetStats returns the Sim's request counts and zeroes them.
+// ResetStats returns the Sim's request counts and worker pool figures, and
+// starts them afresh.
 func (c *Client) ResetStats(ctx context.Context) (Stats, error) {
 	var st Stats
 	err := c.do(ctx, http.MethodDelete, "/stats", nil, &st)

@@ -50,6 +50,13 @@ func FuzzDecodeControl(f *testing.F) {
 		`{"mode":null}`,
 		`{"speed":1}`,
 		`{}`,
+		`{"capacity":2,"queue_size":64,"queue_timeout":"500ms"}`,
+		`{"capacity":-1}`,
+		`{"capacity":1e3}`,
+		`{"capacity":2.5}`,
+		`{"queue_size":99999999999999999999}`,
+		`{"queue_timeout":"1e400s"}`,
+		`{"capacity":null,"queue_timeout":null}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -73,6 +80,15 @@ func FuzzDecodeControl(f *testing.F) {
 		}
 		if u.slowLatency != nil {
 			cfg.SlowLatency = *u.slowLatency
+		}
+		if u.capacity != nil {
+			cfg.Capacity = *u.capacity
+		}
+		if u.queueSize != nil {
+			cfg.QueueSize = *u.queueSize
+		}
+		if u.queueTimeout != nil {
+			cfg.QueueTimeout = *u.queueTimeout
 		}
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("decoded %s into an invalid config: %v", data, err)

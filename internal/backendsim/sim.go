@@ -7,36 +7,57 @@
 //	POST   /v1/validate  {"ticket": "..."} → {"valid": true, "account_id": "..."} or {"valid": false}
 //	GET    /healthz      {"status": "ok"}
 //	GET    /control      the current Config as JSON
-//	PUT    /control      change mode, latency or slow_latency at run time
-//	GET    /stats        request counts by path and outcome
-//	DELETE /stats        the same counts, reset to zero in the same step
+//	PUT    /control      change mode, latencies or the capacity model at run time
+//	GET    /stats        request counts by path and outcome, the worker pool per second
+//	DELETE /stats        the same figures, reset in the same step
 //
 // The mode (see Mode) applies to every path except /control and /stats, so a
 // health probe sees what a login sees. A request takes the mode and latencies
-// in force when it arrives; changing the mode later does not release or
-// re-route it. In particular requests already hanging stay hung after a
-// switch from hang to up, as calls to a real backend that recovers are not
-// answered after the fact: a caller's own deadline must end them. Close (or
-// the end of Serve) releases every waiting request with a 503.
+// in force when its handling starts; changing the mode later does not
+// release or re-route it. In particular requests already hanging stay hung
+// after a switch from hang to up, as calls to a real backend that recovers
+// are not answered after the fact: a caller's own deadline must end them.
+// Close (or the end of Serve) releases every waiting request with a 503.
 //
-// Requests are counted once, on arrival, under one outcome, so hanging
-// requests show up in Stats while they hang. Only three path keys exist
-// (PathValidate, PathHealthz and PathOther for everything else), so the
-// counts stay bounded whatever paths clients send. /control and /stats are
-// not counted. DELETE /stats resets, rather than GET /stats?reset=1, so that
-// GET stays free of side effects: a probe or a browser cannot wipe a drill's
-// counts.
+// # Capacity
+//
+// Validate calls are served by a pool of Config.Capacity workers, as in a
+// thread-pool server (0, the default, is no limit). A call that finds every
+// worker busy waits in a FIFO queue, so latency grows with a surge; it is
+// answered 503 at once when Config.QueueSize calls already wait, and 503
+// after Config.QueueTimeout without a worker. Its handling starts when a
+// worker takes it: only then are the mode and latencies read. A worker is
+// held for the whole of the call: the latency of up or slow, and a hang until
+// the caller gives up (the Sim stops work whose caller has gone, as a Go
+// server that passes the request's context down does, so a caller that gives
+// up also frees its place in the queue). Mode down drops calls on arrival,
+// without queueing: a crashed backend has no pool. Health checks and other
+// paths take no worker, as a backend's health endpoint usually does not. A
+// call whose body cannot be read (too large, broken) takes none either.
+//
+// Requests are counted once, under one outcome, when their handling starts
+// (on arrival, or when a worker takes a queued call) or when they leave the
+// queue without a worker, so hanging requests show up in Stats while they
+// hang. Only three path keys exist (PathValidate, PathHealthz and PathOther
+// for everything else), so the counts stay bounded whatever paths clients
+// send. /control and /stats are not counted. DELETE /stats resets, rather
+// than GET /stats?reset=1, so that GET stays free of side effects: a probe
+// or a browser cannot wipe a drill's counts. docs/BACKEND-SIM.md describes
+// the wire format for users.
 //
 // A Sim is safe for concurrent use. Its handler starts no goroutines: the
-// HTTP server that runs it owns the request goroutines, and Close ends their
-// waits. Serve runs its server in one goroutine and waits for it before
-// returning. Close a Sim when done with it.
+// HTTP server that runs it owns the request goroutines, which also wait in
+// the queue, and Close ends their waits. Queue timeouts are runtime timers
+// and the per-second figures follow time.Now, so tests run a Sim in
+// testing/synctest. Serve runs its server in one goroutine and waits for it
+// before returning. Close a Sim when done with it.
 //
 // The control endpoints have no authentication: a Sim is a test tool and
 // should listen on loopback only.
 package backendsim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +131,10 @@ const (
 	MaxBodyBytes = 8 << 10
 	// ValidPrefix starts every ticket the Sim accepts.
 	ValidPrefix = "valid-"
+	// MaxCapacity bounds Config.Capacity.
+	MaxCapacity = 1 << 16
+	// MaxQueueSize bounds Config.QueueSize.
+	MaxQueueSize = 1 << 20
 )
 
 // Config is a Sim's behaviour. It is both the start-up configuration and
@@ -124,6 +149,19 @@ type Config struct {
 	// DefaultSlowLatency (a zero value takes the default). At most
 	// MaxLatency.
 	SlowLatency time.Duration `yaml:"slow_latency"`
+
+	// Capacity is how many validate calls are worked on at once; the
+	// others wait for a worker in a FIFO queue. Default 0: no limit. At
+	// most MaxCapacity.
+	Capacity int `yaml:"capacity"`
+	// QueueSize bounds the queue: a call that finds every worker busy and
+	// QueueSize calls waiting is answered 503 at once. Default 0: no
+	// bound. At most MaxQueueSize. Without Capacity nobody waits.
+	QueueSize int `yaml:"queue_size"`
+	// QueueTimeout is how long a call may wait for a worker before it is
+	// answered 503; the value in force when the call arrives applies.
+	// Default 0: as long as its caller waits. At most MaxLatency.
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
 }
 
 // SetDefaults fills zero fields with their documented defaults.
@@ -149,6 +187,27 @@ func (c Config) Validate() error {
 	}
 	if err := CheckLatency(c.SlowLatency); err != nil {
 		return fmt.Errorf("slow_latency: %w", err)
+	}
+	if err := CheckCount(c.Capacity, MaxCapacity); err != nil {
+		return fmt.Errorf("capacity: %w", err)
+	}
+	if err := CheckCount(c.QueueSize, MaxQueueSize); err != nil {
+		return fmt.Errorf("queue_size: %w", err)
+	}
+	if err := CheckLatency(c.QueueTimeout); err != nil {
+		return fmt.Errorf("queue_timeout: %w", err)
+	}
+	return nil
+}
+
+// CheckCount reports whether n is a usable Capacity or QueueSize: from 0
+// to limit.
+func CheckCount(n, limit int) error {
+	switch {
+	case n < 0:
+		return fmt.Errorf("%d: must not be negative", n)
+	case n > limit:
+		return fmt.Errorf("%d: must be at most %d", n, limit)
 	}
 	return nil
 }
@@ -176,6 +235,7 @@ type Sim struct {
 
 	inFlight atomic.Int64
 	stats    counters
+	pool     pool // its limits follow cfg
 	// loopbackOnly: Serve runs on a loopback listener, so /control and
 	// /stats answer only a loopback Host.
 	loopbackOnly atomic.Bool
@@ -193,11 +253,13 @@ func New(cfg Config, logger *slog.Logger) (*Sim, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Sim{
+	s := &Sim{
 		logger: logger,
 		cfg:    cfg,
 		closed: make(chan struct{}),
-	}, nil
+	}
+	s.pool.setLimits(cfg.Capacity, cfg.QueueSize, cfg.QueueTimeout)
+	return s, nil
 }
 
 // Config returns the current behaviour.
@@ -229,11 +291,36 @@ func (s *Sim) SetSlowLatency(d time.Duration) error {
 	return err
 }
 
+// SetCapacity sets how many validate calls are worked on at once (0: no
+// limit). Raising it hands free workers to the oldest waiting calls at
+// once; lowering it takes no worker away, it only makes new calls wait.
+func (s *Sim) SetCapacity(n int) error {
+	_, err := s.update(update{capacity: &n})
+	return err
+}
+
+// SetQueueSize bounds the queue of calls waiting for a worker (0: no
+// bound), for calls that arrive from now on.
+func (s *Sim) SetQueueSize(n int) error {
+	_, err := s.update(update{queueSize: &n})
+	return err
+}
+
+// SetQueueTimeout sets how long a call that arrives from now on may wait
+// for a worker (0: as long as its caller waits).
+func (s *Sim) SetQueueTimeout(d time.Duration) error {
+	_, err := s.update(update{queueTimeout: &d})
+	return err
+}
+
 // update is a change to Config; nil fields stay as they are.
 type update struct {
-	mode        *Mode
-	latency     *time.Duration
-	slowLatency *time.Duration
+	mode         *Mode
+	latency      *time.Duration
+	slowLatency  *time.Duration
+	capacity     *int
+	queueSize    *int
+	queueTimeout *time.Duration
 }
 
 // update applies u all or nothing and returns the resulting Config.
@@ -250,6 +337,15 @@ func (s *Sim) update(u update) (Config, error) {
 	if u.slowLatency != nil {
 		next.SlowLatency = *u.slowLatency
 	}
+	if u.capacity != nil {
+		next.Capacity = *u.capacity
+	}
+	if u.queueSize != nil {
+		next.QueueSize = *u.queueSize
+	}
+	if u.queueTimeout != nil {
+		next.QueueTimeout = *u.queueTimeout
+	}
 	// Unlike New, take values as given: no defaults at run time, and an
 	// empty mode is an error, not ModeUp.
 	err := next.Validate()
@@ -262,22 +358,27 @@ func (s *Sim) update(u update) (Config, error) {
 		return prev, err
 	}
 	s.cfg = next
+	// Under mu, so that concurrent updates reach the pool in the order
+	// they reached cfg.
+	s.pool.setLimits(next.Capacity, next.QueueSize, next.QueueTimeout)
 	s.mu.Unlock()
 	if next != prev {
 		s.logger.Info("backend-sim behaviour changed",
 			"mode", next.Mode, "latency", next.Latency, "slow_latency", next.SlowLatency,
+			"capacity", next.Capacity, "queue_size", next.QueueSize, "queue_timeout", next.QueueTimeout,
 			"prev_mode", prev.Mode)
 	}
 	return next, nil
 }
 
-// Close releases every request that is waiting (hanging, or waiting out a
-// latency) with a 503, and makes requests that arrive later answer 503
-// instead of waiting. It does not close any listener or server. Close is
-// idempotent and always returns nil.
+// Close releases every request that is waiting (hanging, waiting out a
+// latency, or waiting for a worker) with a 503, and makes requests that
+// arrive later answer 503 instead of waiting. It does not close any listener
+// or server. Close is idempotent and always returns nil.
 func (s *Sim) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
+		s.pool.close()
 		s.logger.Info("backend-sim closed: waiting requests released", "in_flight", s.inFlight.Load())
 	})
 	return nil
@@ -313,40 +414,95 @@ func (s *Sim) serveModal(w http.ResponseWriter, r *http.Request) {
 
 	path := pathIndexOf(r.URL.Path)
 	cfg := s.Config()
-	log := s.logger.With("path", r.URL.Path, "method", r.Method, "mode", cfg.Mode)
+	log := s.logger.With("path", r.URL.Path, "method", r.Method)
 
-	switch cfg.Mode {
-	case ModeDown:
-		s.stats.add(path, outDropped)
-		log.Debug("dropping connection")
-		drop(w)
+	// A crashed backend has no pool to wait in; a failing one answers the
+	// other paths without reading a body.
+	if cfg.Mode == ModeDown || (cfg.Mode == ModeError && path != pathValidate) {
+		s.carryOut(w, r, log, path, planFor(cfg, path, r.Method, nil, nil))
 		return
-	case ModeError:
-		s.stats.add(path, outError)
-		writeError(w, http.StatusInternalServerError, "backend-sim: mode error")
-		return
-	case ModeHang:
-		// Read the body to its end first: only then does net/http watch
-		// the connection and cancel the request's context when the client
-		// gives up.
-		if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
-			s.stats.add(path, outBadRequest)
-			bodyError(err).write(w)
+	}
+	// Read the body to its end first: only then does net/http watch the
+	// connection and cancel the request's context when the client gives
+	// up, which ends a hang or a wait in the queue.
+	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if path == pathValidate && readErr == nil {
+		release, err := s.pool.acquire(r.Context())
+		if err != nil {
+			s.turnAway(w, log, err)
 			return
 		}
-		s.stats.add(path, outHung)
+		defer release()
+		cfg = s.Config() // the mode in force when the worker takes the call
+	}
+	s.carryOut(w, r, log, path, planFor(cfg, path, r.Method, body, readErr))
+}
+
+// plan is what a request gets: decided by planFor from the mode and the
+// request alone, then carried out.
+type plan struct {
+	answer
+	mode  Mode
+	delay time.Duration // before the answer is written
+	hang  bool          // no answer: wait until released
+	drop  bool          // no answer: close the connection
+}
+
+// planFor decides how cfg's mode answers a request to path with method and
+// body (or the error that reading the body ended with).
+func planFor(cfg Config, path pathIndex, method string, body []byte, readErr error) plan {
+	switch cfg.Mode {
+	case ModeDown:
+		return plan{mode: cfg.Mode, drop: true, answer: answer{outcome: outDropped}}
+	case ModeError:
+		return plan{mode: cfg.Mode, answer: answer{status: http.StatusInternalServerError, body: errorBody{"backend-sim: mode error"}, outcome: outError}}
+	case ModeHang:
+		if readErr != nil {
+			return plan{mode: cfg.Mode, answer: bodyError(readErr)}
+		}
+		return plan{mode: cfg.Mode, hang: true, answer: answer{outcome: outHung}}
+	case ModeSlow:
+		a := judge(path, method, body, readErr)
+		a.outcome = outSlow
+		return plan{mode: cfg.Mode, answer: a, delay: cfg.SlowLatency}
+	}
+	return plan{mode: cfg.Mode, answer: judge(path, method, body, readErr), delay: cfg.Latency}
+}
+
+// carryOut counts p and carries it out.
+func (s *Sim) carryOut(w http.ResponseWriter, r *http.Request, log *slog.Logger, path pathIndex, p plan) {
+	s.stats.add(path, p.outcome)
+	log = log.With("mode", p.mode)
+	switch {
+	case p.drop:
+		log.Debug("dropping connection")
+		drop(w)
+	case p.hang:
 		log.Debug("hanging")
 		s.finish(w, r, log, answer{}, 0, true)
-		return
+	default:
+		s.finish(w, r, log, p.answer, p.delay, false)
 	}
+}
 
-	a := s.answerFor(path, w, r)
-	delay, outcome := cfg.Latency, a.outcome
-	if cfg.Mode == ModeSlow {
-		delay, outcome = cfg.SlowLatency, outSlow
+// turnAway counts and answers a validate call that got no worker. A plain
+// 503 without Retry-After: a backend is not spillway.
+func (s *Sim) turnAway(w http.ResponseWriter, log *slog.Logger, err error) {
+	switch {
+	case errors.Is(err, errQueueFull):
+		s.stats.add(pathValidate, outQueueFull)
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, errQueueTimeout):
+		s.stats.add(pathValidate, outQueueTimeout)
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, errPoolClosed):
+		s.stats.add(pathValidate, outAbandoned)
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		s.stats.add(pathValidate, outAbandoned)
+		log.Debug("client gave up while queued", "err", err)
 	}
-	s.stats.add(path, outcome)
-	s.finish(w, r, log, a, delay, false)
 }
 
 // finish waits delay (or, with forever, until released) and then writes a.
@@ -399,14 +555,17 @@ func (a answer) write(w http.ResponseWriter) {
 	writeJSON(w, a.status, a.body)
 }
 
-// answerFor reads and judges the request as a healthy backend would.
-func (s *Sim) answerFor(path pathIndex, w http.ResponseWriter, r *http.Request) answer {
+// judge answers a request as a healthy backend would.
+func judge(path pathIndex, method string, body []byte, readErr error) answer {
 	switch path {
 	case pathValidate:
-		if r.Method != http.MethodPost {
+		if method != http.MethodPost {
 			return answer{status: http.StatusMethodNotAllowed, body: errorBody{"use POST"}, allow: http.MethodPost, outcome: outBadRequest}
 		}
-		ticket, err := decodeValidate(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		if readErr != nil {
+			return bodyError(readErr)
+		}
+		ticket, err := decodeValidate(bytes.NewReader(body))
 		if err != nil {
 			return bodyError(err)
 		}
@@ -415,7 +574,7 @@ func (s *Sim) answerFor(path pathIndex, w http.ResponseWriter, r *http.Request) 
 		}
 		return answer{status: http.StatusOK, body: ValidateResponse{Valid: false}, outcome: outInvalid}
 	case pathHealthz:
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if method != http.MethodGet && method != http.MethodHead {
 			return answer{status: http.StatusMethodNotAllowed, body: errorBody{"use GET"}, allow: "GET, HEAD", outcome: outBadRequest}
 		}
 		return answer{status: http.StatusOK, body: healthBody{Status: "ok"}, outcome: outOK}

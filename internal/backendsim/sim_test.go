@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // harness is a Sim behind a real loopback server.
@@ -46,6 +47,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 // response is a request's result: the status and body, or the error.
 type response struct {
 	status int
+	header http.Header
 	body   string
 	err    error
 }
@@ -65,7 +67,7 @@ func (h *harness) do(ctx context.Context, method, path, body string) response {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, body: strings.TrimSpace(string(b)), err: err}
+	return response{status: resp.StatusCode, header: resp.Header, body: strings.TrimSpace(string(b)), err: err}
 }
 
 func (h *harness) outcomes(t *testing.T, path string) Outcomes {
@@ -310,19 +312,24 @@ func TestControl(t *testing.T) {
 	h := newHarness(t, Config{Latency: 20 * time.Millisecond})
 	ctx := t.Context()
 
+	const pool0 = `"capacity":0,"queue_size":0,"queue_timeout":"0s"`
 	got := h.do(ctx, "GET", "/control", "")
-	if want := `{"mode":"up","latency":"20ms","slow_latency":"10s"}`; got.status != 200 || got.body != want {
+	if want := `{"mode":"up","latency":"20ms","slow_latency":"10s",` + pool0 + `}`; got.status != 200 || got.body != want {
 		t.Fatalf("GET /control = %d %s, want 200 %s", got.status, got.body, want)
 	}
 
 	// Fields are optional: a PUT changes only those given.
 	got = h.do(ctx, "PUT", "/control", `{"slow_latency":"2s"}`)
-	if want := `{"mode":"up","latency":"20ms","slow_latency":"2s"}`; got.status != 200 || got.body != want {
+	if want := `{"mode":"up","latency":"20ms","slow_latency":"2s",` + pool0 + `}`; got.status != 200 || got.body != want {
 		t.Fatalf("PUT slow_latency = %d %s, want 200 %s", got.status, got.body, want)
 	}
 	got = h.do(ctx, "PUT", "/control", `{"mode":"hang","latency":"5ms"}`)
-	if want := `{"mode":"hang","latency":"5ms","slow_latency":"2s"}`; got.status != 200 || got.body != want {
+	if want := `{"mode":"hang","latency":"5ms","slow_latency":"2s",` + pool0 + `}`; got.status != 200 || got.body != want {
 		t.Fatalf("PUT mode = %d %s, want 200 %s", got.status, got.body, want)
+	}
+	got = h.do(ctx, "PUT", "/control", `{"capacity":4,"queue_size":16,"queue_timeout":"250ms"}`)
+	if want := `{"mode":"hang","latency":"5ms","slow_latency":"2s","capacity":4,"queue_size":16,"queue_timeout":"250ms"}`; got.status != 200 || got.body != want {
+		t.Fatalf("PUT capacity = %d %s, want 200 %s", got.status, got.body, want)
 	}
 	if m := h.sim.Mode(); m != ModeHang {
 		t.Errorf("Mode = %s, want hang", m)
@@ -340,6 +347,15 @@ func TestControl(t *testing.T) {
 		{"numeric latency", "PUT", `{"latency":20}`, 400, `latency`},
 		{"negative slow latency", "PUT", `{"slow_latency":"-1s"}`, 400, `slow_latency: \"-1s\": must not be negative`},
 		{"too long", "PUT", `{"latency":"2h"}`, 400, `must be at most`},
+		{"negative capacity", "PUT", `{"capacity":-1}`, 400, `capacity: -1: must not be negative`},
+		{"huge capacity", "PUT", `{"capacity":65537}`, 400, `capacity: 65537: must be at most 65536`},
+		{"fractional capacity", "PUT", `{"capacity":1.5}`, 400, `decode body`},
+		{"exponent capacity", "PUT", `{"capacity":1e3}`, 400, `decode body`},
+		{"overflowing queue size", "PUT", `{"queue_size":99999999999999999999}`, 400, `decode body`},
+		{"string queue size", "PUT", `{"queue_size":"8"}`, 400, `decode body`},
+		{"huge queue size", "PUT", `{"queue_size":1048577}`, 400, `queue_size: 1048577: must be at most 1048576`},
+		{"negative queue timeout", "PUT", `{"queue_timeout":"-1ms"}`, 400, `queue_timeout: \"-1ms\": must not be negative`},
+		{"bad queue timeout", "PUT", `{"queue_timeout":"soon"}`, 400, `queue_timeout: \"soon\": not a Go duration`},
 		{"empty body", "PUT", ``, 400, `empty body`},
 		{"not an object", "PUT", `[]`, 400, `decode body`},
 		{"too large", "PUT", `{"mode":"` + strings.Repeat("u", MaxBodyBytes) + `"}`, 413, `larger than`},
@@ -361,7 +377,12 @@ func TestControl(t *testing.T) {
 	if got.status != 400 {
 		t.Errorf("partly bad PUT: got %d", got.status)
 	}
-	want := Config{Mode: ModeHang, Latency: 5 * time.Millisecond, SlowLatency: 2 * time.Second}
+	got = h.do(ctx, "PUT", "/control", `{"capacity":1,"queue_size":-1}`)
+	if got.status != 400 {
+		t.Errorf("partly bad PUT: got %d", got.status)
+	}
+	want := Config{Mode: ModeHang, Latency: 5 * time.Millisecond, SlowLatency: 2 * time.Second,
+		Capacity: 4, QueueSize: 16, QueueTimeout: 250 * time.Millisecond}
 	cfg, err := h.client.Control(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -389,6 +410,21 @@ func TestClient(t *testing.T) {
 	}
 	if diff := cmp.Diff(Config{Mode: ModeSlow, Latency: 7 * time.Millisecond, SlowLatency: 5 * time.Millisecond}, cfg); diff != "" {
 		t.Errorf("Control (-want +got):\n%s", diff)
+	}
+	if err := h.client.SetCapacity(ctx, 3, 750*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.SetQueueSize(ctx, 32); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = h.client.Control(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := [3]any{cfg.Capacity, cfg.QueueSize, cfg.QueueTimeout}, [3]any{3, 32, 750 * time.Millisecond}; got != want {
+		t.Errorf("capacity, queue size, queue timeout = %v, want %v", got, want)
+	}
+	if err := h.client.SetCapacity(ctx, -2, 0); err == nil {
+		t.Error("SetCapacity(-2): no error")
 	}
 	res, err := h.client.Validate(ctx, "valid-bob")
 	if err != nil || !res.Valid || res.AccountID != AccountID("valid-bob") {
@@ -431,11 +467,13 @@ func TestStats(t *testing.T) {
 		},
 		Total: 5,
 	}
+	// The pool's figures have tests of their own.
+	noPool := cmpopts.IgnoreFields(Stats{}, "Pool")
 	got, err := h.client.ResetStats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, noPool); diff != "" {
 		t.Errorf("ResetStats (-want +got):\n%s", diff)
 	}
 	got, err = h.client.Stats(ctx)
@@ -443,7 +481,7 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	want = Stats{Paths: map[string]Outcomes{PathValidate: {}, PathHealthz: {}, PathOther: {}}}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, noPool); diff != "" {
 		t.Errorf("Stats after reset (-want +got):\n%s", diff)
 	}
 	// The wire form uses the documented keys.
@@ -451,13 +489,19 @@ func TestStats(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]uint64 `json:"paths"`
 		Total *uint64                      `json:"total"`
+		Pool  map[string]json.RawMessage   `json:"pool"`
 	}
 	if err := json.Unmarshal([]byte(r.body), &doc); err != nil {
 		t.Fatalf("stats JSON %s: %v", r.body, err)
 	}
-	for _, k := range []string{"valid", "invalid", "hung", "error", "dropped", "slow", "bad_request"} {
+	for _, k := range []string{"valid", "invalid", "hung", "error", "dropped", "slow", "bad_request", "queue_full", "queue_timeout", "abandoned"} {
 		if _, ok := doc.Paths[PathValidate][k]; !ok || doc.Total == nil {
 			t.Errorf("stats JSON %s lacks total or paths[%q][%q]", r.body, PathValidate, k)
+		}
+	}
+	for _, k := range []string{"busy", "queued", "peak_busy", "peak_queued", "seconds"} {
+		if _, ok := doc.Pool[k]; !ok {
+			t.Errorf("stats JSON %s lacks pool.%s", r.body, k)
 		}
 	}
 	if got := h.do(ctx, "PUT", "/stats", "{}"); got.status != 405 {

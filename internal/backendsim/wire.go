@@ -44,20 +44,28 @@ func decodeValidate(r io.Reader) (string, error) {
 }
 
 // controlJSON is the wire form of Config at /control. Durations are Go
-// duration strings such as "20ms". In a PUT every field is optional.
+// duration strings such as "20ms", counts are JSON integers. In a PUT every
+// field is optional.
 type controlJSON struct {
-	Mode        *string `json:"mode,omitempty"`
-	Latency     *string `json:"latency,omitempty"`
-	SlowLatency *string `json:"slow_latency,omitempty"`
+	Mode         *string `json:"mode,omitempty"`
+	Latency      *string `json:"latency,omitempty"`
+	SlowLatency  *string `json:"slow_latency,omitempty"`
+	Capacity     *int    `json:"capacity,omitempty"`
+	QueueSize    *int    `json:"queue_size,omitempty"`
+	QueueTimeout *string `json:"queue_timeout,omitempty"`
 }
 
 func controlOf(c Config) controlJSON {
-	mode, lat, slow := string(c.Mode), c.Latency.String(), c.SlowLatency.String()
-	return controlJSON{Mode: &mode, Latency: &lat, SlowLatency: &slow}
+	mode, lat, slow, qt := string(c.Mode), c.Latency.String(), c.SlowLatency.String(), c.QueueTimeout.String()
+	return controlJSON{
+		Mode: &mode, Latency: &lat, SlowLatency: &slow,
+		Capacity: &c.Capacity, QueueSize: &c.QueueSize, QueueTimeout: &qt,
+	}
 }
 
 // config converts a complete controlJSON (as GET /control returns) back to
-// a Config.
+// a Config. The capacity fields may be absent, as from a Sim that predates
+// them: they are zero then.
 func (c controlJSON) config() (Config, error) {
 	u, err := c.update()
 	if err != nil {
@@ -66,7 +74,17 @@ func (c controlJSON) config() (Config, error) {
 	if u.mode == nil || u.latency == nil || u.slowLatency == nil {
 		return Config{}, errors.New("incomplete control document")
 	}
-	return Config{Mode: *u.mode, Latency: *u.latency, SlowLatency: *u.slowLatency}, nil
+	cfg := Config{Mode: *u.mode, Latency: *u.latency, SlowLatency: *u.slowLatency}
+	if u.capacity != nil {
+		cfg.Capacity = *u.capacity
+	}
+	if u.queueSize != nil {
+		cfg.QueueSize = *u.queueSize
+	}
+	if u.queueTimeout != nil {
+		cfg.QueueTimeout = *u.queueTimeout
+	}
+	return cfg, nil
 }
 
 func (c controlJSON) update() (update, error) {
@@ -85,7 +103,26 @@ func (c controlJSON) update() (update, error) {
 	if u.slowLatency, err = parseLatency("slow_latency", c.SlowLatency); err != nil {
 		return update{}, err
 	}
+	if u.capacity, err = checkCount("capacity", c.Capacity, MaxCapacity); err != nil {
+		return update{}, err
+	}
+	if u.queueSize, err = checkCount("queue_size", c.QueueSize, MaxQueueSize); err != nil {
+		return update{}, err
+	}
+	if u.queueTimeout, err = parseLatency("queue_timeout", c.QueueTimeout); err != nil {
+		return update{}, err
+	}
 	return u, nil
+}
+
+func checkCount(field string, n *int, limit int) (*int, error) {
+	if n == nil {
+		return nil, nil
+	}
+	if err := CheckCount(*n, limit); err != nil {
+		return nil, fmt.Errorf("%s: %w", field, err)
+	}
+	return n, nil
 }
 
 func parseLatency(field string, s *string) (*time.Duration, error) {
