@@ -6,7 +6,7 @@
 //
 // Contract:
 //
-//   - Build a Checker with New; the zero Checker is not usable. All its
+//   - Build a Server with New; the zero Server is not usable. All its
 //     methods are safe for concurrent use, including registering
 //     dependencies and checks while it serves.
 //   - /livez answers 200 "ok" unless a liveness check registered with

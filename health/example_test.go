@@ -17,21 +17,21 @@ import (
 // load and its backend's state in /health, and drains before it stops.
 func Example() {
 	reg := prometheus.NewRegistry()
-	checker := health.New(health.Options{
+	hs := health.New(health.Options{
 		Warmup:     0,                                                                         // e.g. 30 * time.Second to fill caches first
 		Now:        func() time.Time { return time.Date(2018, 3, 1, 11, 45, 0, 0, time.UTC) }, // a fixed clock keeps the output stable
 		Gatherer:   reg,
 		Registerer: reg,
 	})
 	// In a real service: the guard's Status and the admission limiter.
-	checker.AddDependency("backend", func() health.Dependency {
+	hs.AddDependency("backend", func() health.Dependency {
 		return health.Dependency{
 			State:   health.DepDown,
 			Breaker: "open",
 			Since:   time.Date(2018, 3, 1, 11, 40, 0, 0, time.UTC),
 		}
 	})
-	checker.SetLoad(func() (inFlight, limit, queue int) { return 3, 20, 0 })
+	hs.SetLoad(func() (inFlight, limit, queue int) { return 3, 20, 0 })
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // the health port
 	if err != nil {
@@ -40,7 +40,7 @@ func Example() {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- checker.Serve(ctx, ln) }()
+	go func() { served <- hs.Serve(ctx, ln) }()
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func(path string) {
@@ -55,11 +55,11 @@ func Example() {
 	}
 
 	get("/readyz") // not started yet
-	checker.Start()
+	hs.Start()
 	get("/readyz")
 	get("/livez") // the backend is down, yet the instance is alive and ready
 	get("/health")
-	checker.Drain() // before stopping: the LB stops sending traffic
+	hs.Drain() // before stopping: the LB stops sending traffic
 	get("/readyz")
 
 	stop()

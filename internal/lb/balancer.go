@@ -86,7 +86,7 @@ type Balancer struct {
 	static  *Static      // nil when Options.Discovery was given
 	disc    Discovery
 	wake    chan struct{} // the evaluator's next deadline moved
-	health  *health.Checker
+	health  *health.Server
 	hurry   chan struct{} // Hurry's steps
 	// evaluated is signalled after every evaluation, for
 	// awaitFirstChecks.
@@ -599,7 +599,7 @@ func (b *Balancer) setInstances(ctx context.Context, insts []Instance) {
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		b.checkers[in.Service] = &checkerHandle{inst: in, cancel: cancel}
-		b.checkWG.Go(func() { b.runChecker(cctx, in) })
+		b.checkWG.Go(func() { b.runCheckLoop(cctx, in) })
 	}
 	b.evaluateLocked(now)
 	if added > 0 || removed > 0 {

@@ -50,7 +50,7 @@ type Instance struct {
 	backend  *backendClient
 	guard    *guard.Guard
 	limiter  *admission.Limiter
-	checker  *health.Checker
+	health   *health.Server
 	rate     atomic.Pointer[clientLimiter] // nil: no per-client limit
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -148,9 +148,9 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 		hopts.Deep = in.backend.probe
 		hopts.DeepTimeout = cfg.Backend.Timeout
 	}
-	in.checker = health.New(hopts)
-	in.checker.AddDependency(BackendName, in.guard.Status)
-	in.checker.SetLoad(func() (int, int, int) {
+	in.health = health.New(hopts)
+	in.health.AddDependency(BackendName, in.guard.Status)
+	in.health.SetLoad(func() (int, int, int) {
 		return in.limiter.InFlight(), in.limiter.Limit(), in.limiter.QueueLen()
 	})
 
@@ -158,8 +158,8 @@ func New(cfg *Config, opts Options) (*Instance, error) {
 	return in, nil
 }
 
-// Checker returns the instance's health checker.
-func (in *Instance) Checker() *health.Checker { return in.checker }
+// Health returns the instance's health server.
+func (in *Instance) Health() *health.Server { return in.health }
 
 // Tokens returns the instance's token signer and verifier (Reload may
 // replace it).
@@ -175,7 +175,7 @@ func (in *Instance) buildServiceHandler() http.Handler {
 	mux.Handle("/v1/session", in.limiter.Middleware(a.Wrap(in.handleSession)))
 	if in.cfg.Health.SharedPort {
 		// The 2018 design: health answers queue behind logins.
-		h := in.limiter.Middleware(in.checker.Handler())
+		h := in.limiter.Middleware(in.health.Handler())
 		for _, p := range []string{"/livez", "/readyz", "/health", "/metrics"} {
 			mux.Handle(p, h)
 		}
@@ -373,9 +373,9 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		if hl == nil {
 			return errors.New("health listener is nil")
 		}
-		g.Go(func() error { return in.checker.Serve(gctx, hl) })
+		g.Go(func() error { return in.health.Serve(gctx, hl) })
 	}
-	in.checker.Start()
+	in.health.Start()
 
 	limit := in.cfg.MaxConnections
 	if limit == 0 {
@@ -396,7 +396,7 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		err = errors.New("health server or guard stopped early")
 	case <-ctx.Done():
 		in.log.Info("draining", "drain_delay", in.cfg.Health.DrainDelay)
-		in.checker.Drain()
+		in.health.Drain()
 		t := time.NewTimer(in.cfg.Health.DrainDelay)
 		select {
 		case <-t.C:
