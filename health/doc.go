@@ -28,6 +28,13 @@
 //     the listener. Handler returns the same endpoints for mounting on
 //     another server; do that only to reproduce the 2018 incident.
 //
+// The package is also the home of the instance's wire contract: Report,
+// the /health document the load balancer reads, and the answer reasons
+// (ReasonHeader and the Reason codes) that mark a deliberate 502, 503 or
+// 504 as not a failure, with the one rule that counts answers by them
+// (Classify, Outcome), which the load generator, the drill and the
+// dashboard share.
+//
 // Options.Deep is the 2018 incident's configuration, kept so the drill can
 // reproduce it: a deep check of dependencies behind /livez and /readyz. See
 // its documentation before setting it; spillway never sets it by default.

@@ -17,9 +17,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/loadgen"
-	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
 func TestScenarioFiles(t *testing.T) {
@@ -343,7 +343,7 @@ func TestLedgerAgreesWithLoadgen(t *testing.T) {
 			t.Errorf("attempt started at %s", a.start)
 		}
 	}
-	for _, o := range timeline.Outcomes {
+	for _, o := range health.Outcomes {
 		if got[o.String()] != res.Outcomes[o.String()] {
 			t.Errorf("%s: ledger %d, loadgen %d", o, got[o.String()], res.Outcomes[o.String()])
 		}
@@ -367,15 +367,15 @@ func TestAnalyze(t *testing.T) {
 	pr := &ProfileRun{Profile: ProfileSpillway}
 	for s := range 40 {
 		for i := range 100 {
-			o := timeline.OK
+			o := health.OutcomeOK
 			switch {
 			case s >= 10 && s < 20:
-				o = timeline.Shed
+				o = health.OutcomeShed
 			case s == 20 && i < 50, s == 22 && i < 2:
-				o = timeline.Overloaded
+				o = health.OutcomeOverloaded
 			}
 			lat := 50 * time.Millisecond
-			if o != timeline.OK {
+			if o != health.OutcomeOK {
 				lat = time.Duration(i%10+1) * time.Millisecond
 			}
 			pr.attempts = append(pr.attempts, attempt{start: time.Duration(s)*time.Second + time.Duration(i)*10*time.Millisecond, latency: lat, outcome: o})
@@ -415,9 +415,9 @@ func TestReportWrite(t *testing.T) {
 		pr := &ProfileRun{Profile: p, Load: LoadResult{Outcomes: map[string]int64{}}}
 		for s := range 60 {
 			for i := range 20 {
-				o := timeline.OK
+				o := health.OutcomeOK
 				if s >= 15 && s < 35 {
-					o = timeline.Shed
+					o = health.OutcomeShed
 				}
 				pr.attempts = append(pr.attempts, attempt{start: time.Duration(s)*time.Second + time.Duration(i)*50*time.Millisecond, latency: time.Millisecond, outcome: o})
 			}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
@@ -342,7 +343,7 @@ func do(client *http.Client, req *http.Request) result {
 	resp.Body.Close()
 	r.end = time.Now()
 	r.status, r.body, r.err = resp.StatusCode, string(body), err
-	r.reason, r.retryAfter = resp.Header.Get(lb.ReasonHeader), resp.Header.Get("Retry-After")
+	r.reason, r.retryAfter = resp.Header.Get(health.ReasonHeader), resp.Header.Get("Retry-After")
 	return r
 }
 

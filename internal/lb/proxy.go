@@ -17,26 +17,14 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/health"
 )
 
-// ReasonHeader names spillway's own answers: every 502, 503 and 504 the
-// balancer writes itself carries it, with the same code as the JSON body's
-// "error". An instance's 502/503/504 that carries it is a deliberate answer
-// (shed, overloaded), not a gateway failure.
-const ReasonHeader = "X-Spillway-Reason"
-
-// Error codes of the balancer's own answers (JSON "error" and ReasonHeader).
-const (
-	ReasonDependencyUnavailable = "dependency_unavailable" // 503: edge shedding
-	ReasonOverloaded            = "overloaded"             // 503: edge admission
-	ReasonNoHealthyInstance     = "no_healthy_instance"    // 503: nothing to route to
-	ReasonBadGateway            = "bad_gateway"            // 502: the instance failed
-	ReasonGatewayTimeout        = "gateway_timeout"        // 504: the instance was too slow
-	ReasonBadRequest            = "bad_request"            // 400: malformed, or its body is
-	ReasonRequestTimeout        = "request_timeout"        // 408: the body did not arrive within server.body_timeout
-	ReasonRequestTooLarge       = "request_too_large"      // 413: the body is over server.max_request_body
-	ReasonMethodNotAllowed      = "method_not_allowed"     // 405: CONNECT
-)
+// ReasonHeader is health.ReasonHeader, the header of every answer of the
+// balancer's own (health's Reason codes, the same as the JSON body's
+// "error"). An instance's 502/503/504 that carries it is a deliberate
+// answer (shed, overloaded), not a gateway failure.
+const ReasonHeader = health.ReasonHeader
 
 var (
 	errHeaderTimeout = errors.New("lb: response header timeout")
@@ -70,16 +58,16 @@ func shedAnswer(dep string) *answer {
 		struct {
 			Error      string `json:"error"`
 			Dependency string `json:"dependency"`
-		}{ReasonDependencyUnavailable, dep}, ReasonDependencyUnavailable)
+		}{health.ReasonDependencyUnavailable, dep}, health.ReasonDependencyUnavailable)
 }
 
 var (
-	ansOverloaded       = errorAnswer(http.StatusServiceUnavailable, ReasonOverloaded)
-	ansNoInstance       = errorAnswer(http.StatusServiceUnavailable, ReasonNoHealthyInstance)
-	ansBadGateway       = errorAnswer(http.StatusBadGateway, ReasonBadGateway)
-	ansGatewayTimeout   = errorAnswer(http.StatusGatewayTimeout, ReasonGatewayTimeout)
-	ansBadRequest       = errorAnswer(http.StatusBadRequest, ReasonBadRequest)
-	ansMethodNotAllowed = errorAnswer(http.StatusMethodNotAllowed, ReasonMethodNotAllowed)
+	ansOverloaded       = errorAnswer(http.StatusServiceUnavailable, health.ReasonOverloaded)
+	ansNoInstance       = errorAnswer(http.StatusServiceUnavailable, health.ReasonNoHealthyInstance)
+	ansBadGateway       = errorAnswer(http.StatusBadGateway, health.ReasonBadGateway)
+	ansGatewayTimeout   = errorAnswer(http.StatusGatewayTimeout, health.ReasonGatewayTimeout)
+	ansBadRequest       = errorAnswer(http.StatusBadRequest, health.ReasonBadRequest)
+	ansMethodNotAllowed = errorAnswer(http.StatusMethodNotAllowed, health.ReasonMethodNotAllowed)
 
 	hdrJSON    = []string{"application/json"}
 	hdrNoStore = []string{"no-store"}
@@ -94,7 +82,7 @@ func writeAnswer(w http.ResponseWriter, a *answer, retryAfter []string) {
 	h := w.Header()
 	h["Content-Type"] = hdrJSON
 	h["Cache-Control"] = hdrNoStore
-	h[ReasonHeader] = a.reason
+	h[health.ReasonHeader] = a.reason
 	h["Content-Length"] = a.length
 	if retryAfter != nil {
 		h["Retry-After"] = retryAfter
@@ -406,7 +394,7 @@ func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 	c.status = res.StatusCode
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		reason, deliberate := res.Header[ReasonHeader]
+		reason, deliberate := res.Header[health.ReasonHeader]
 		if !deliberate {
 			if now.IsZero() {
 				now = time.Now()
@@ -414,7 +402,7 @@ func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 			b.observeFailure(c.ep, now)
 			return
 		}
-		if len(reason) > 0 && reason[0] == ReasonDependencyUnavailable && !c.ep.FailingFast() {
+		if len(reason) > 0 && reason[0] == health.ReasonDependencyUnavailable && !c.ep.FailingFast() {
 			b.mu.Lock()
 			if b.pool.ObserveFailingFast(c.ep) {
 				b.evaluateLocked(time.Now())

@@ -192,7 +192,7 @@ func (in *Instance) rateLimited(next http.Handler) http.Handler {
 	a := httpapi.Adapter{Log: in.log}
 	reject := a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
 		in.metrics.requests.WithLabelValues(outcomeRateLimited).Inc()
-		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: time.Second}
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: health.ReasonRateLimited, RetryAfter: time.Second}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rate := in.rate.Load(); rate != nil && !rate.allow(rate.clientAddr(r)) {
@@ -213,13 +213,13 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		outcome = outcomeMalformed
-		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: health.ReasonMethodNotAllowed}
 	}
 	req, err := decodeLogin(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	switch {
 	case errors.Is(err, errTooLarge):
 		outcome = outcomeTooLarge
-		return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Err: err}
+		return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: health.ReasonRequestTooLarge, Err: err}
 	case err != nil:
 		outcome = outcomeMalformed
 		return &httpapi.Error{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
@@ -239,7 +239,7 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 		outcome = outcomeUnavailable
 		return &httpapi.Error{
 			Status:     http.StatusServiceUnavailable,
-			Code:       "dependency_unavailable",
+			Code:       health.ReasonDependencyUnavailable,
 			RetryAfter: in.cfg.Backend.OpenInterval,
 			Err:        err,
 		}
@@ -275,7 +275,7 @@ type sessionResponse struct {
 func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: health.ReasonMethodNotAllowed}
 	}
 	raw, ok := httpapi.BearerToken(r)
 	if !ok {
