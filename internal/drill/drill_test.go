@@ -289,8 +289,9 @@ spillway_fleet_replacements_total{reason="traffic"} 12
 spillway_fleet_restarts_total 2
 spillway_lb_requests_total{outcome="ok"} 99
 `
-	if got, want := parseFleetMetrics(text), (fleetMetrics{instances: 4, replacements: 13, restarts: 2}); got != want {
-		t.Errorf("parseFleetMetrics = %+v, want %+v", got, want)
+	got, err := parseFleetMetrics(text)
+	if want := (fleetMetrics{instances: 4, replacements: 13, restarts: 2}); err != nil || got != want {
+		t.Errorf("parseFleetMetrics = %+v, %v, want %+v", got, err, want)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/loadgen"
 	"github.com/spillway-dev/spillway/internal/procgroup"
 )
@@ -207,7 +208,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	adm := newAdmin(adminAddr)
 	defer adm.close()
 	ready := func(ctx context.Context) error {
-		var st lbStatus
+		var st lb.Status
 		if err := adm.get(ctx, "/status", &st); err != nil {
 			return err
 		}
