@@ -64,7 +64,7 @@ type Options struct {
 // to answer 503 itself, and the goroutines that keep the policies fed.
 //
 // Build it with New and call Run once. Run owns every goroutine the
-// balancer starts: the discovery watch, one health checker per instance,
+// balancer starts: the discovery watch, one health-check loop per instance,
 // the evaluator that re-evaluates the pool when time alone changes it, and
 // the two HTTP servers. Handler, AdminHandler, Reload and Status are safe
 // for concurrent use at any time.
