@@ -90,35 +90,37 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) livez(w http.ResponseWriter, r *http.Request) {
 	s := h.s
+	var failBody []byte
 	if p := s.checks.Load(); p != nil && len(*p) > 0 {
 		if failed := s.runLivenessChecks(r.Context(), *p); failed != nil {
-			s.metrics.livezFail.Inc()
-			writeText(w, http.StatusServiceUnavailable, failed.failBody)
-			return
+			failBody = failed.failBody
 		}
 	}
-	if s.deep != nil && !s.deepOK(r.Context()) {
-		s.metrics.livezFail.Inc()
-		writeText(w, http.StatusServiceUnavailable, bodyDeepFailed)
-		return
-	}
-	s.metrics.livezOK.Inc()
-	writeText(w, http.StatusOK, bodyOK)
+	s.answerProbe(w, r, failBody, s.metrics.livezOK, s.metrics.livezFail)
 }
 
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	s := h.s
+	var failBody []byte
 	if p := s.Phase(); p != PhaseReady {
-		s.metrics.readyzFail.Inc()
-		writeText(w, http.StatusServiceUnavailable, phaseBodies[p])
+		failBody = phaseBodies[p]
+	}
+	s.answerProbe(w, r, failBody, s.metrics.readyzOK, s.metrics.readyzFail)
+}
+
+// answerProbe answers /livez or /readyz: 503 with failBody when the
+// endpoint's own checks failed (failBody is not nil), else 503 when
+// Options.Deep is set and fails, else 200 "ok"; ok or fail counts it.
+func (s *Server) answerProbe(w http.ResponseWriter, r *http.Request, failBody []byte, ok, fail prometheus.Counter) {
+	if failBody == nil && s.deep != nil && !s.deepOK(r.Context()) {
+		failBody = bodyDeepFailed
+	}
+	if failBody != nil {
+		fail.Inc()
+		writeText(w, http.StatusServiceUnavailable, failBody)
 		return
 	}
-	if s.deep != nil && !s.deepOK(r.Context()) {
-		s.metrics.readyzFail.Inc()
-		writeText(w, http.StatusServiceUnavailable, bodyDeepFailed)
-		return
-	}
-	s.metrics.readyzOK.Inc()
+	ok.Inc()
 	writeText(w, http.StatusOK, bodyOK)
 }
 

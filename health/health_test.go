@@ -601,6 +601,18 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
+// serveOn runs s.Serve on ln until stop, which cancels its context and
+// returns what Serve returned.
+func serveOn(t *testing.T, s *Server, ln net.Listener) (stop func() error) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 // client returns a client with its own transport, whose idle connections
 // are closed when the test ends.
 func client(t *testing.T) *http.Client {
@@ -614,9 +626,7 @@ func TestServe(t *testing.T) {
 	c.Start()
 	ln := listen(t)
 	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
+	stop := serveOn(t, c, ln)
 
 	cl := client(t)
 	for _, path := range []string{"/livez", "/readyz", "/health"} {
@@ -631,8 +641,7 @@ func TestServe(t *testing.T) {
 		}
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Serve = %v, want nil", err)
 	}
 	if conn, err := net.Dial("tcp", addr); err == nil {
@@ -678,9 +687,7 @@ func TestServeShutdownEndsSlowCheck(t *testing.T) {
 	})
 	ln := listen(t)
 	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
+	stop := serveOn(t, c, ln)
 
 	cl := client(t)
 	code := make(chan int, 1)
@@ -696,8 +703,7 @@ func TestServeShutdownEndsSlowCheck(t *testing.T) {
 		code <- resp.StatusCode
 	}()
 	<-entered
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Serve = %v, want nil", err)
 	}
 	if got := <-code; got != http.StatusServiceUnavailable {

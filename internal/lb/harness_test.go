@@ -436,15 +436,19 @@ func startUpstream(t testing.TB, h http.Handler) *upstream {
 			u.conns.Add(1)
 		}
 	}}, ln)
-	serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" {
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"ready":true,"limit":0,"dependencies":{}}`)
-			return
-		}
-		io.WriteString(w, "ok")
-	}), ReadHeaderTimeout: time.Second}, hl)
+	serve(t, &http.Server{Handler: http.HandlerFunc(answerHealthPort), ReadHeaderTimeout: time.Second}, hl)
 	return u
+}
+
+// answerHealthPort answers as a healthy instance's health port does: a
+// ready report without dependencies at /health, "ok" anywhere else.
+func answerHealthPort(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/health" {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ready":true,"limit":0,"dependencies":{}}`)
+		return
+	}
+	io.WriteString(w, "ok")
 }
 
 func (u *upstream) lbInstance() lb.Instance { return lb.Instance{Service: u.svc, Health: u.health} }
