@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -71,4 +72,42 @@ func Example() {
 	// /health 200 {"ready":true,"ready_for_s":0,"draining":false,"phase":"ready","in_flight":3,"limit":20,"queue":0,"dependencies":{"backend":{"state":"down","breaker":"open","since":"2018-03-01T11:40:00Z"}}}
 	// /readyz 503 draining
 	// stopped: <nil>
+}
+
+// A service that refuses work names the reason in ReasonHeader and in its
+// JSON body; whoever counts the answers, a load generator, the drill or
+// the dashboard, files them by the one rule of Classify.
+func ExampleClassify() {
+	shed := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set(health.ReasonHeader, health.ReasonDependencyUnavailable)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"`+health.ReasonDependencyUnavailable+`"}`+"\n")
+	}
+	rec := httptest.NewRecorder()
+	shed(rec, httptest.NewRequest(http.MethodPost, "/v1/login", nil))
+	fmt.Println(health.ClassifyAnswer(rec.Code, rec.Header(), rec.Body.Bytes()))
+
+	for _, a := range []struct {
+		status int
+		reason string
+	}{
+		{200, ""},
+		{302, ""}, // a redirect is an answer, not a failure
+		{429, health.ReasonRateLimited},
+		{503, health.ReasonOverloaded},
+		{503, ""}, // no reason: an instance failing
+		{502, health.ReasonBadGateway},
+	} {
+		fmt.Printf("%d %q: %s\n", a.status, a.reason, health.Classify(a.status, a.reason))
+	}
+	// Output:
+	// shed
+	// 200 "": ok
+	// 302 "": ok
+	// 429 "rate_limited": client_error
+	// 503 "overloaded": overloaded
+	// 503 "": failed
+	// 502 "bad_gateway": failed
 }
