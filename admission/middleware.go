@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+
+	"github.com/spillway-dev/spillway/health"
 )
 
 // StatusClientClosedRequest is nginx's 499: the client went away before
@@ -11,7 +13,7 @@ import (
 // response instead); access logs and metrics may record it.
 const StatusClientClosedRequest = 499
 
-const overloadedBody = `{"error":"overloaded"}` + "\n"
+const overloadedBody = `{"error":"` + health.ReasonOverloaded + `"}` + "\n"
 
 // Middleware admits each request through l before calling next.
 //
@@ -60,7 +62,7 @@ func (l *Limiter) writeOverloaded(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Retry-After", l.retryAfter)
-	h.Set("X-Spillway-Reason", "overloaded")
+	h.Set(health.ReasonHeader, health.ReasonOverloaded)
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = io.WriteString(w, overloadedBody)

@@ -6,7 +6,7 @@
 //
 // Contract:
 //
-//   - Build a Checker with New; the zero Checker is not usable. All its
+//   - Build a Server with New; the zero Server is not usable. All its
 //     methods are safe for concurrent use, including registering
 //     dependencies and checks while it serves.
 //   - /livez answers 200 "ok" unless a liveness check registered with
@@ -27,6 +27,13 @@
 //     context is done, then shuts down and returns nil. It owns and closes
 //     the listener. Handler returns the same endpoints for mounting on
 //     another server; do that only to reproduce the 2018 incident.
+//
+// The package is also the home of the instance's wire contract: Report,
+// the /health document the load balancer reads, and the answer reasons
+// (ReasonHeader and the Reason codes) that mark a deliberate 502, 503 or
+// 504 as not a failure, with the one rule that counts answers by them
+// (Classify, Outcome), which the load generator, the drill and the
+// dashboard share.
 //
 // Options.Deep is the 2018 incident's configuration, kept so the drill can
 // reproduce it: a deep check of dependencies behind /livez and /readyz. See

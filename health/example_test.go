@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 
@@ -17,21 +18,21 @@ import (
 // load and its backend's state in /health, and drains before it stops.
 func Example() {
 	reg := prometheus.NewRegistry()
-	checker := health.New(health.Options{
+	hs := health.New(health.Options{
 		Warmup:     0,                                                                         // e.g. 30 * time.Second to fill caches first
 		Now:        func() time.Time { return time.Date(2018, 3, 1, 11, 45, 0, 0, time.UTC) }, // a fixed clock keeps the output stable
 		Gatherer:   reg,
 		Registerer: reg,
 	})
 	// In a real service: the guard's Status and the admission limiter.
-	checker.AddDependency("backend", func() health.Dependency {
+	hs.AddDependency("backend", func() health.Dependency {
 		return health.Dependency{
 			State:   health.DepDown,
 			Breaker: "open",
 			Since:   time.Date(2018, 3, 1, 11, 40, 0, 0, time.UTC),
 		}
 	})
-	checker.SetLoad(func() (inFlight, limit, queue int) { return 3, 20, 0 })
+	hs.SetLoad(func() (inFlight, limit, queue int) { return 3, 20, 0 })
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0") // the health port
 	if err != nil {
@@ -40,7 +41,7 @@ func Example() {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- checker.Serve(ctx, ln) }()
+	go func() { served <- hs.Serve(ctx, ln) }()
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func(path string) {
@@ -55,11 +56,11 @@ func Example() {
 	}
 
 	get("/readyz") // not started yet
-	checker.Start()
+	hs.Start()
 	get("/readyz")
 	get("/livez") // the backend is down, yet the instance is alive and ready
 	get("/health")
-	checker.Drain() // before stopping: the LB stops sending traffic
+	hs.Drain() // before stopping: the LB stops sending traffic
 	get("/readyz")
 
 	stop()
@@ -71,4 +72,42 @@ func Example() {
 	// /health 200 {"ready":true,"ready_for_s":0,"draining":false,"phase":"ready","in_flight":3,"limit":20,"queue":0,"dependencies":{"backend":{"state":"down","breaker":"open","since":"2018-03-01T11:40:00Z"}}}
 	// /readyz 503 draining
 	// stopped: <nil>
+}
+
+// A service that refuses work names the reason in ReasonHeader and in its
+// JSON body; whoever counts the answers, a load generator, the drill or
+// the dashboard, files them by the one rule of Classify.
+func ExampleClassify() {
+	shed := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Retry-After", "1")
+		w.Header().Set(health.ReasonHeader, health.ReasonDependencyUnavailable)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":"`+health.ReasonDependencyUnavailable+`"}`+"\n")
+	}
+	rec := httptest.NewRecorder()
+	shed(rec, httptest.NewRequest(http.MethodPost, "/v1/login", nil))
+	fmt.Println(health.ClassifyAnswer(rec.Code, rec.Header(), rec.Body.Bytes()))
+
+	for _, a := range []struct {
+		status int
+		reason string
+	}{
+		{200, ""},
+		{302, ""}, // a redirect is an answer, not a failure
+		{429, health.ReasonRateLimited},
+		{503, health.ReasonOverloaded},
+		{503, ""}, // no reason: an instance failing
+		{502, health.ReasonBadGateway},
+	} {
+		fmt.Printf("%d %q: %s\n", a.status, a.reason, health.Classify(a.status, a.reason))
+	}
+	// Output:
+	// shed
+	// 200 "": ok
+	// 302 "": ok
+	// 429 "rate_limited": client_error
+	// 503 "overloaded": overloaded
+	// 503 "": failed
+	// 502 "bad_gateway": failed
 }

@@ -34,17 +34,17 @@ var (
 // http.StripPrefix to mount it under a prefix) and checks the method itself
 // so that routing allocates nothing.
 type handler struct {
-	c       *Checker
+	s       *Server
 	metrics http.Handler // nil: /metrics is 404
 }
 
 var _ http.Handler = (*handler)(nil)
 
-func newHandler(c *Checker, g prometheus.Gatherer) *handler {
-	h := &handler{c: c}
+func newHandler(s *Server, g prometheus.Gatherer) *handler {
+	h := &handler{s: s}
 	if g != nil {
 		h.metrics = promhttp.HandlerFor(g, promhttp.HandlerOpts{
-			ErrorLog:      slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+			ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 			ErrorHandling: promhttp.ContinueOnError,
 			// Scrapes must not pile up on the health port.
 			MaxRequestsInFlight: 2,
@@ -59,7 +59,7 @@ func newHandler(c *Checker, g prometheus.Gatherer) *handler {
 // admission control, is the 2018 "shared port" configuration: under load
 // the health answers queue behind business requests and the instance looks
 // dead. Use that only to reproduce the incident.
-func (c *Checker) Handler() http.Handler { return c.handler }
+func (s *Server) Handler() http.Handler { return s.handler }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var serve func(*handler, http.ResponseWriter, *http.Request)
@@ -89,51 +89,53 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) livez(w http.ResponseWriter, r *http.Request) {
-	c := h.c
-	if p := c.checks.Load(); p != nil && len(*p) > 0 {
-		if failed := c.runLivenessChecks(r.Context(), *p); failed != nil {
-			c.metrics.livezFail.Inc()
-			writeText(w, http.StatusServiceUnavailable, failed.failBody)
-			return
+	s := h.s
+	var failBody []byte
+	if p := s.checks.Load(); p != nil && len(*p) > 0 {
+		if failed := s.runLivenessChecks(r.Context(), *p); failed != nil {
+			failBody = failed.failBody
 		}
 	}
-	if c.deep != nil && !c.deepOK(r.Context()) {
-		c.metrics.livezFail.Inc()
-		writeText(w, http.StatusServiceUnavailable, bodyDeepFailed)
-		return
-	}
-	c.metrics.livezOK.Inc()
-	writeText(w, http.StatusOK, bodyOK)
+	s.answerProbe(w, r, failBody, s.metrics.livezOK, s.metrics.livezFail)
 }
 
 func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
-	c := h.c
-	if p := c.Phase(); p != PhaseReady {
-		c.metrics.readyzFail.Inc()
-		writeText(w, http.StatusServiceUnavailable, phaseBodies[p])
+	s := h.s
+	var failBody []byte
+	if p := s.Phase(); p != PhaseReady {
+		failBody = phaseBodies[p]
+	}
+	s.answerProbe(w, r, failBody, s.metrics.readyzOK, s.metrics.readyzFail)
+}
+
+// answerProbe answers /livez or /readyz: 503 with failBody when the
+// endpoint's own checks failed (failBody is not nil), else 503 when
+// Options.Deep is set and fails, else 200 "ok"; ok or fail counts it.
+func (s *Server) answerProbe(w http.ResponseWriter, r *http.Request, failBody []byte, ok, fail prometheus.Counter) {
+	if failBody == nil && s.deep != nil && !s.deepOK(r.Context()) {
+		failBody = bodyDeepFailed
+	}
+	if failBody != nil {
+		fail.Inc()
+		writeText(w, http.StatusServiceUnavailable, failBody)
 		return
 	}
-	if c.deep != nil && !c.deepOK(r.Context()) {
-		c.metrics.readyzFail.Inc()
-		writeText(w, http.StatusServiceUnavailable, bodyDeepFailed)
-		return
-	}
-	c.metrics.readyzOK.Inc()
+	ok.Inc()
 	writeText(w, http.StatusOK, bodyOK)
 }
 
 // health serves the Report. It answers 200 whatever the report says: the
 // load balancer acts on its content, not on its status.
 func (h *handler) health(w http.ResponseWriter, _ *http.Request) {
-	c := h.c
-	body, err := json.Marshal(c.Report())
+	s := h.s
+	body, err := json.Marshal(s.Report())
 	if err != nil {
 		// Only a Dependency.Since outside years 0-9999 gets here.
-		c.log.Error("health: encode report", "err", err)
+		s.log.Error("health: encode report", "err", err)
 		writeText(w, http.StatusInternalServerError, []byte("cannot encode report\n"))
 		return
 	}
-	c.metrics.health.Inc()
+	s.metrics.health.Inc()
 	hd := w.Header()
 	hd["Content-Type"] = hdrJSON
 	hd["Cache-Control"] = hdrNoStore

@@ -73,7 +73,7 @@ type response struct {
 }
 
 // serve starts c's handler on a loopback server that the test closes.
-func serve(t *testing.T, c *Checker) *httptest.Server {
+func serve(t *testing.T, c *Server) *httptest.Server {
 	t.Helper()
 	ts := httptest.NewServer(c.Handler())
 	t.Cleanup(ts.Close)
@@ -149,12 +149,12 @@ func TestEndpoints(t *testing.T) {
 	)
 	down := func() Dependency { return Dependency{State: DepDown, Breaker: "open", LastError: "connection refused"} }
 	failing := func(context.Context) error { return errBackend }
-	ready := func(c *Checker, _ *fakeClock) { c.Start() }
+	ready := func(c *Server, _ *fakeClock) { c.Start() }
 
 	tests := []struct {
 		name     string
 		opts     Options
-		setup    func(*Checker, *fakeClock)
+		setup    func(*Server, *fakeClock)
 		method   string
 		path     string
 		wantCode int
@@ -162,19 +162,19 @@ func TestEndpoints(t *testing.T) {
 		wantCT   string
 	}{
 		{name: "livez while starting", path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "livez while draining", setup: func(c *Checker, _ *fakeClock) { c.Drain() },
+		{name: "livez while draining", setup: func(c *Server, _ *fakeClock) { c.Drain() },
 			path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
 		{name: "readyz while starting", path: "/readyz", wantCode: 503, wantBody: "starting\n", wantCT: textPlain},
 		{name: "readyz while warming", opts: Options{Warmup: time.Minute},
-			setup: func(c *Checker, clk *fakeClock) { c.Start(); clk.Advance(59 * time.Second) },
+			setup: func(c *Server, clk *fakeClock) { c.Start(); clk.Advance(59 * time.Second) },
 			path:  "/readyz", wantCode: 503, wantBody: "warming\n", wantCT: textPlain},
 		{name: "readyz after warm-up", opts: Options{Warmup: time.Minute},
-			setup: func(c *Checker, clk *fakeClock) { c.Start(); clk.Advance(time.Minute) },
+			setup: func(c *Server, clk *fakeClock) { c.Start(); clk.Advance(time.Minute) },
 			path:  "/readyz", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "readyz while draining", setup: func(c *Checker, _ *fakeClock) { c.Start(); c.Drain() },
+		{name: "readyz while draining", setup: func(c *Server, _ *fakeClock) { c.Start(); c.Drain() },
 			path: "/readyz", wantCode: 503, wantBody: "draining\n", wantCT: textPlain},
 		{name: "health while starting", path: "/health", wantCode: 200, wantCT: appJSON},
-		{name: "health while draining", setup: func(c *Checker, _ *fakeClock) { c.Drain() },
+		{name: "health while draining", setup: func(c *Server, _ *fakeClock) { c.Drain() },
 			path: "/health", wantCode: 200, wantCT: appJSON},
 		{name: "metrics without gatherer", path: "/metrics", wantCode: 404},
 		{name: "metrics", opts: Options{Gatherer: prometheus.NewRegistry()},
@@ -183,23 +183,23 @@ func TestEndpoints(t *testing.T) {
 		{name: "no prefix match", path: "/livez/x", wantCode: 404},
 
 		// Dependencies never change /livez or /readyz.
-		{name: "dependency down: livez", setup: func(c *Checker, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
+		{name: "dependency down: livez", setup: func(c *Server, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
 			path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "dependency down: readyz", setup: func(c *Checker, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
+		{name: "dependency down: readyz", setup: func(c *Server, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
 			path: "/readyz", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "dependency down: health", setup: func(c *Checker, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
+		{name: "dependency down: health", setup: func(c *Server, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
 			path: "/health", wantCode: 200, wantCT: appJSON},
 
 		// Liveness checks affect /livez only.
-		{name: "liveness check fails: livez", setup: func(c *Checker, _ *fakeClock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
+		{name: "liveness check fails: livez", setup: func(c *Server, _ *fakeClock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
 			path: "/livez", wantCode: 503, wantBody: "liveness check \"event-loop\" failed\n", wantCT: textPlain},
-		{name: "liveness check fails: readyz", setup: func(c *Checker, _ *fakeClock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
+		{name: "liveness check fails: readyz", setup: func(c *Server, _ *fakeClock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
 			path: "/readyz", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "liveness check passes", setup: func(c *Checker, _ *fakeClock) {
+		{name: "liveness check passes", setup: func(c *Server, _ *fakeClock) {
 			c.AddLivenessCheck("a", func(context.Context) error { return nil })
 			c.AddLivenessCheck("b", func(ctx context.Context) error { return ctx.Err() })
 		}, path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "first failing check is named", setup: func(c *Checker, _ *fakeClock) {
+		{name: "first failing check is named", setup: func(c *Server, _ *fakeClock) {
 			c.AddLivenessCheck("a", func(context.Context) error { return nil })
 			c.AddLivenessCheck("b", failing)
 			c.AddLivenessCheck("c", failing)
@@ -533,14 +533,14 @@ func TestRegistrationPanics(t *testing.T) {
 	chk := func(context.Context) error { return nil }
 	tests := []struct {
 		name string
-		f    func(c *Checker)
+		f    func(c *Server)
 	}{
-		{"dependency without name", func(c *Checker) { c.AddDependency("", dep) }},
-		{"dependency without status", func(c *Checker) { c.AddDependency("x", nil) }},
-		{"dependency twice", func(c *Checker) { c.AddDependency("x", dep); c.AddDependency("x", dep) }},
-		{"check without name", func(c *Checker) { c.AddLivenessCheck("", chk) }},
-		{"check without func", func(c *Checker) { c.AddLivenessCheck("x", nil) }},
-		{"check twice", func(c *Checker) { c.AddLivenessCheck("x", chk); c.AddLivenessCheck("x", chk) }},
+		{"dependency without name", func(c *Server) { c.AddDependency("", dep) }},
+		{"dependency without status", func(c *Server) { c.AddDependency("x", nil) }},
+		{"dependency twice", func(c *Server) { c.AddDependency("x", dep); c.AddDependency("x", dep) }},
+		{"check without name", func(c *Server) { c.AddLivenessCheck("", chk) }},
+		{"check without func", func(c *Server) { c.AddLivenessCheck("x", nil) }},
+		{"check twice", func(c *Server) { c.AddLivenessCheck("x", chk); c.AddLivenessCheck("x", chk) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -601,6 +601,18 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
+// serveOn runs s.Serve on ln until stop, which cancels its context and
+// returns what Serve returned.
+func serveOn(t *testing.T, s *Server, ln net.Listener) (stop func() error) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 // client returns a client with its own transport, whose idle connections
 // are closed when the test ends.
 func client(t *testing.T) *http.Client {
@@ -614,9 +626,7 @@ func TestServe(t *testing.T) {
 	c.Start()
 	ln := listen(t)
 	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
+	stop := serveOn(t, c, ln)
 
 	cl := client(t)
 	for _, path := range []string{"/livez", "/readyz", "/health"} {
@@ -631,8 +641,7 @@ func TestServe(t *testing.T) {
 		}
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Serve = %v, want nil", err)
 	}
 	if conn, err := net.Dial("tcp", addr); err == nil {
@@ -678,9 +687,7 @@ func TestServeShutdownEndsSlowCheck(t *testing.T) {
 	})
 	ln := listen(t)
 	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Serve(ctx, ln) }()
+	stop := serveOn(t, c, ln)
 
 	cl := client(t)
 	code := make(chan int, 1)
@@ -696,8 +703,7 @@ func TestServeShutdownEndsSlowCheck(t *testing.T) {
 		code <- resp.StatusCode
 	}()
 	<-entered
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Serve = %v, want nil", err)
 	}
 	if got := <-code; got != http.StatusServiceUnavailable {

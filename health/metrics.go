@@ -11,7 +11,7 @@ type metrics struct {
 	health               prometheus.Counter
 }
 
-func newMetrics(c *Checker, reg prometheus.Registerer) metrics {
+func newMetrics(s *Server, reg prometheus.Registerer) metrics {
 	responses := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "spillway_health_responses_total",
 		Help: "Responses of the health endpoints, by path and status code.",
@@ -29,11 +29,11 @@ func newMetrics(c *Checker, reg prometheus.Registerer) metrics {
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "spillway_health_ready",
 		Help: "1 if the instance is ready for traffic (started, warmed up, not draining), else 0.",
-	}, func() float64 { return b2f(c.Ready()) })
+	}, func() float64 { return b2f(s.Ready()) })
 	draining := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "spillway_health_draining",
 		Help: "1 once the instance is draining, else 0.",
-	}, func() float64 { return b2f(c.Draining()) })
+	}, func() float64 { return b2f(s.Draining()) })
 	reg.MustRegister(responses, ready, draining)
 	return m
 }

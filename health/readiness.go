@@ -38,7 +38,7 @@ func (p Phase) String() string {
 //	    └────────────────────┴──────────Drain───────────┴──▶ draining (final)
 //
 // The zero value is in PhaseStarting with no warm-up. A Readiness is not safe
-// for concurrent use; Checker guards its own.
+// for concurrent use; Server guards its own.
 type Readiness struct {
 	// Warmup is how long after Start the instance stays in PhaseWarming
 	// before it is ready. Zero or negative means ready at Start.

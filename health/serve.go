@@ -33,26 +33,26 @@ const (
 //
 // On shutdown, call Drain first and keep Serve running until the load
 // balancer has seen /readyz fail; cancel its ctx last.
-func (c *Checker) Serve(ctx context.Context, ln net.Listener) error {
-	wt := writeTimeout + c.checkTimeout
-	if c.deep != nil {
-		wt += c.deepTimeout
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	wt := writeTimeout + s.checkTimeout
+	if s.deep != nil {
+		wt += s.deepTimeout
 	}
 	srv := &http.Server{
-		Handler:           c.handler,
+		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      wt,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	addr := ln.Addr().String()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }() // owned here: Serve waits for it below
 
-	c.log.Info("health: serving", "addr", addr)
+	s.log.Info("health: serving", "addr", addr)
 	select {
 	case err := <-errc:
 		// The listener failed before ctx was done (Serve has closed it).
@@ -63,12 +63,12 @@ func (c *Checker) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		c.log.Warn("health: graceful shutdown timed out, closing connections", "addr", addr, "err", err)
+		s.log.Warn("health: graceful shutdown timed out, closing connections", "addr", addr, "err", err)
 		srv.Close()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve health on %s: %w", addr, err)
 	}
-	c.log.Info("health: stopped", "addr", addr)
+	s.log.Info("health: stopped", "addr", addr)
 	return nil
 }

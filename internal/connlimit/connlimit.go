@@ -20,24 +20,28 @@ package connlimit
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spillway-dev/spillway/health"
 )
 
 // overloaded is the answer to a connection over the cap. It names the
 // reason as every spillway 503 does, in the header and the JSON body.
-const overloaded = "HTTP/1.1 503 Service Unavailable\r\n" +
+var overloaded = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
 	"Content-Type: application/json\r\n" +
 	"Retry-After: 1\r\n" +
-	"X-Spillway-Reason: overloaded\r\n" +
+	health.ReasonHeader + ": " + health.ReasonOverloaded + "\r\n" +
 	"Cache-Control: no-store\r\n" +
 	"Connection: close\r\n" +
-	"Content-Length: 23\r\n" +
+	"Content-Length: " + strconv.Itoa(len(overloadedBody)) + "\r\n" +
 	"\r\n" +
-	`{"error":"overloaded"}` + "\n"
+	overloadedBody)
+
+const overloadedBody = `{"error":"` + health.ReasonOverloaded + `"}` + "\n"
 
 // A refusal waits up to readWait for the peer's request (an HTTP client
 // that reads an answer before it has sent its request drops it as
@@ -139,7 +143,7 @@ func (l *Listener) refuse(c net.Conn) {
 			return
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(writeWait))
-		_, _ = c.Write([]byte(overloaded))
+		_, _ = c.Write(overloaded)
 		if tc, ok := c.(*net.TCPConn); ok {
 			// Close the write side first so the answer arrives before
 			// the reset that closing with unread data may send.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -249,7 +250,7 @@ func (f *fakeSystem) Series(n int) []timeline.Point {
 		p := f.phaseLocked(s.Add(500*time.Millisecond), "auto")
 		rate := 120 + 8*math.Sin(float64(s.Unix())/7) + 4*math.Sin(float64(s.Unix())/2.3)
 		c := map[string]uint64{}
-		for _, o := range timeline.Outcomes {
+		for _, o := range health.Outcomes {
 			c[o.String()] = 0
 		}
 		pt := timeline.Point{Time: s.UTC(), Counts: c}

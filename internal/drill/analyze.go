@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/loadgen"
-	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
 // Recovery criterion: time to recover ends at the first second of a run of
@@ -161,7 +161,7 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 	end := sc.Duration()
 	n := int(math.Ceil(end.Seconds()))
 	type bucket struct {
-		counts     [len(timeline.Outcomes)]int
+		counts     [len(health.Outcomes)]int
 		ok, failed []time.Duration
 	}
 	secs := make([]bucket, n)
@@ -171,13 +171,13 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 		if k := int(a.start / time.Second); k >= 0 && k < n {
 			b := &secs[k]
 			b.counts[a.outcome]++
-			if a.outcome == timeline.OK {
+			if a.outcome == health.OutcomeOK {
 				b.ok = append(b.ok, a.latency)
 			} else {
 				b.failed = append(b.failed, a.latency)
 			}
 		}
-		ok := a.outcome == timeline.OK
+		ok := a.outcome == health.OutcomeOK
 		switch {
 		case a.start < w.Start:
 			allBefore++
@@ -190,7 +190,7 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 				okDuring++
 			} else {
 				failedDuring = append(failedDuring, a.latency)
-				if a.outcome == timeline.ClientTimeout {
+				if a.outcome == health.OutcomeClientTimeout {
 					pr.Details.ClientTimeoutsDuring++
 				}
 			}
@@ -208,12 +208,12 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 		b := &secs[k]
 		s := Second{T: k}
 		s.Phase, s.Backend = sc.phaseAt(time.Duration(k) * time.Second)
-		s.OK = b.counts[timeline.OK]
-		s.ClientError = b.counts[timeline.ClientError]
-		s.Shed = b.counts[timeline.Shed]
-		s.Overloaded = b.counts[timeline.Overloaded]
-		s.Failed = b.counts[timeline.Failed]
-		s.ClientTimeout = b.counts[timeline.ClientTimeout]
+		s.OK = b.counts[health.OutcomeOK]
+		s.ClientError = b.counts[health.OutcomeClientError]
+		s.Shed = b.counts[health.OutcomeShed]
+		s.Overloaded = b.counts[health.OutcomeOverloaded]
+		s.Failed = b.counts[health.OutcomeFailed]
+		s.ClientTimeout = b.counts[health.OutcomeClientTimeout]
 		s.Offered = s.OK + s.ClientError + s.Shed + s.Overloaded + s.Failed + s.ClientTimeout
 		s.OKP50Ms, s.OKP99Ms = quantileMs(b.ok, 0.50), quantileMs(b.ok, 0.99)
 		s.FailedP50Ms, s.FailedP99Ms = quantileMs(b.failed, 0.50), quantileMs(b.failed, 0.99)
@@ -230,7 +230,7 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 	sum := &pr.Summary
 	sum.Sent = pr.Load.Sent
 	sum.Lost = pr.Load.Sent - pr.Load.Answered
-	sum.ClientTimeouts = pr.Load.Outcomes[timeline.ClientTimeout.String()]
+	sum.ClientTimeouts = pr.Load.Outcomes[health.OutcomeClientTimeout.String()]
 	sum.SuccessBefore = share(okBefore, allBefore)
 	sum.SuccessDuring = share(okDuring, allDuring)
 	sum.SuccessAfter = share(okAfter, allAfter)
@@ -292,7 +292,7 @@ func (pr *ProfileRun) analyze(sc *Scenario) {
 			offered, okd = append(offered, 0), append(okd, 0)
 		}
 		offered[j]++
-		if a.outcome == timeline.OK {
+		if a.outcome == health.OutcomeOK {
 			okd[j]++
 		}
 	}

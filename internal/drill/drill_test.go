@@ -17,9 +17,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/loadgen"
-	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
 func TestScenarioFiles(t *testing.T) {
@@ -297,8 +297,9 @@ spillway_fleet_replacements_total{reason="traffic"} 12
 spillway_fleet_restarts_total 2
 spillway_lb_requests_total{outcome="ok"} 99
 `
-	if got, want := parseFleetMetrics(text), (fleetMetrics{instances: 4, replacements: 13, restarts: 2}); got != want {
-		t.Errorf("parseFleetMetrics = %+v, want %+v", got, want)
+	got, err := parseFleetMetrics(text)
+	if want := (fleetMetrics{instances: 4, replacements: 13, restarts: 2}); err != nil || got != want {
+		t.Errorf("parseFleetMetrics = %+v, %v, want %+v", got, err, want)
 	}
 }
 
@@ -351,7 +352,7 @@ func TestLedgerAgreesWithLoadgen(t *testing.T) {
 			t.Errorf("attempt started at %s", a.start)
 		}
 	}
-	for _, o := range timeline.Outcomes {
+	for _, o := range health.Outcomes {
 		if got[o.String()] != res.Outcomes[o.String()] {
 			t.Errorf("%s: ledger %d, loadgen %d", o, got[o.String()], res.Outcomes[o.String()])
 		}
@@ -375,15 +376,15 @@ func TestAnalyze(t *testing.T) {
 	pr := &ProfileRun{Profile: ProfileSpillway}
 	for s := range 40 {
 		for i := range 100 {
-			o := timeline.OK
+			o := health.OutcomeOK
 			switch {
 			case s >= 10 && s < 20:
-				o = timeline.Shed
+				o = health.OutcomeShed
 			case s == 20 && i < 50, s == 22 && i < 2:
-				o = timeline.Overloaded
+				o = health.OutcomeOverloaded
 			}
 			lat := 50 * time.Millisecond
-			if o != timeline.OK {
+			if o != health.OutcomeOK {
 				lat = time.Duration(i%10+1) * time.Millisecond
 			}
 			pr.attempts = append(pr.attempts, attempt{start: time.Duration(s)*time.Second + time.Duration(i)*10*time.Millisecond, latency: lat, outcome: o})
@@ -423,9 +424,9 @@ func TestReportWrite(t *testing.T) {
 		pr := &ProfileRun{Profile: p, Load: LoadResult{Outcomes: map[string]int64{}}}
 		for s := range 60 {
 			for i := range 20 {
-				o := timeline.OK
+				o := health.OutcomeOK
 				if s >= 15 && s < 35 {
-					o = timeline.Shed
+					o = health.OutcomeShed
 				}
 				pr.attempts = append(pr.attempts, attempt{start: time.Duration(s)*time.Second + time.Duration(i)*50*time.Millisecond, latency: time.Millisecond, outcome: o})
 			}

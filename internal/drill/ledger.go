@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/spillway-dev/spillway/internal/loadgen"
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -19,7 +19,7 @@ import (
 type attempt struct {
 	start   time.Duration
 	latency time.Duration
-	outcome timeline.Outcome
+	outcome health.Outcome
 }
 
 // ledger records every attempt the load generator sends, by the time it
@@ -39,7 +39,7 @@ func newLedger(t0 time.Time) *ledger {
 	return &ledger{t0: t0, live: timeline.New(8, nil)}
 }
 
-func (l *ledger) record(start time.Time, o timeline.Outcome) {
+func (l *ledger) record(start time.Time, o health.Outcome) {
 	d := time.Since(start)
 	l.live.Observe(o, d)
 	l.mu.Lock()
@@ -56,7 +56,7 @@ func (l *ledger) all() []attempt {
 
 // transport is the load generator's round tripper: base, with every
 // attempt recorded in the ledger once its answer has been read (or it
-// failed). Its outcomes are the load generator's own (loadgen.Classify;
+// failed). Its outcomes are the load generator's own (health.ClassifyAnswer;
 // a timeout is the client giving up, any other error a failure), so the
 // ledger and loadgen.Result agree.
 type transport struct {
@@ -78,17 +78,16 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // errOutcome classifies a failed attempt as the load generator does.
-func errOutcome(ctx context.Context, err error) timeline.Outcome {
+func errOutcome(ctx context.Context, err error) health.Outcome {
 	var ne net.Error
 	if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
-		return timeline.ClientTimeout
+		return health.OutcomeClientTimeout
 	}
-	return timeline.Failed
+	return health.OutcomeFailed
 }
 
-// headBytes is how much of an answer is kept to classify it (the load
-// generator reads as much).
-const headBytes = 4 << 10
+// headBytes is how much of an answer is kept to classify it.
+const headBytes = health.ReasonBodyBytes
 
 // recordedBody keeps the start of an answer and records the attempt when
 // the load generator closes it.
@@ -123,7 +122,7 @@ func (b *recordedBody) Close() error {
 			b.l.record(b.start, errOutcome(b.ctx, b.readErr))
 			return
 		}
-		b.l.record(b.start, loadgen.Classify(b.status, b.header, b.head.Bytes()))
+		b.l.record(b.start, health.ClassifyAnswer(b.status, b.header, b.head.Bytes()))
 	})
 	return err
 }

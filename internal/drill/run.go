@@ -18,10 +18,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/loadgen"
 	"github.com/spillway-dev/spillway/internal/procgroup"
-	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
 // Options configure Run.
@@ -207,7 +208,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	adm := newAdmin(adminAddr)
 	defer adm.close()
 	ready := func(ctx context.Context) error {
-		var st lbStatus
+		var st lb.Status
 		if err := adm.get(ctx, "/status", &st); err != nil {
 			return err
 		}
@@ -387,7 +388,7 @@ func (r *runner) progress(ctx context.Context, t0 time.Time, led *ledger, pol *p
 		}
 		var total, ok uint64
 		if pts := led.live.Series(1); len(pts) == 1 {
-			total, ok = pts[0].Total, pts[0].Counts[timeline.OK.String()]
+			total, ok = pts[0].Total, pts[0].Counts[health.OutcomeOK.String()]
 		}
 		okPct := "  -"
 		if total > 0 {

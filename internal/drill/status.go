@@ -1,17 +1,21 @@
 package drill
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/spillway-dev/spillway/internal/fleet"
+	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
 )
 
@@ -74,30 +78,14 @@ func (a *admin) get(ctx context.Context, path string, v any) error {
 	}
 }
 
-// lbStatus is the part of GET /status (lb.Status) the drill reads.
-type lbStatus struct {
-	Panic   bool `json:"panic"`
-	Routing struct {
-		Routable int `json:"routable"`
-	} `json:"routing"`
-	Instances []struct {
-		ID       string  `json:"id"`
-		Routable bool    `json:"routable"`
-		Weight   float64 `json:"weight"`
-	} `json:"instances"`
-	Dependencies []struct {
-		Name  string `json:"name"`
-		State string `json:"state"`
-	} `json:"dependencies"`
-}
-
-func (s *lbStatus) shedding() string {
-	for _, d := range s.Dependencies {
+// shedding returns the edge's state for the login backend in st.
+func shedding(st *lb.Status) string {
+	for _, d := range st.Dependencies {
 		if d.Name == login.BackendName {
-			return d.State
+			return string(d.State)
 		}
 	}
-	return "ok"
+	return string(lb.ShedOK)
 }
 
 // fleetMetrics are the fleet's figures in GET /metrics.
@@ -110,59 +98,57 @@ func (a *admin) metrics(ctx context.Context) (fleetMetrics, error) {
 	if err := a.get(ctx, "/metrics", &body); err != nil {
 		return fleetMetrics{}, err
 	}
-	return parseFleetMetrics(string(body)), nil
+	return parseFleetMetrics(string(body))
 }
 
 // parseFleetMetrics reads the fleet's series from Prometheus' text format.
-func parseFleetMetrics(text string) fleetMetrics {
+func parseFleetMetrics(text string) (fleetMetrics, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		return fleetMetrics{}, fmt.Errorf("parse metrics: %w", err)
+	}
+	samples, err := expfmt.ExtractSamples(&expfmt.DecodeOptions{}, slices.Collect(maps.Values(fams))...)
+	if err != nil {
+		return fleetMetrics{}, fmt.Errorf("parse metrics: %w", err)
+	}
 	var m fleetMetrics
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, value, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
+	for _, s := range samples {
+		v := int(s.Value)
+		switch s.Metric[model.MetricNameLabel] {
 		case "spillway_fleet_instances":
-			m.instances = int(v)
-		case `spillway_fleet_replacements_total{reason="liveness"}`, `spillway_fleet_replacements_total{reason="traffic"}`:
-			m.replacements += int(v)
+			m.instances = v
+		case "spillway_fleet_replacements_total":
+			if r := s.Metric["reason"]; r == fleet.ReasonLiveness || r == fleet.ReasonTraffic {
+				m.replacements += v
+			}
 		case "spillway_fleet_restarts_total":
-			m.restarts = int(v)
+			m.restarts = v
 		}
 	}
-	return m
+	return m, nil
 }
 
 // sample reads one Sample.
-func (a *admin) sample(ctx context.Context, t0 time.Time) (Sample, lbStatus, error) {
-	var st lbStatus
+func (a *admin) sample(ctx context.Context, t0 time.Time) (Sample, error) {
+	var st lb.Status
 	if err := a.get(ctx, "/status", &st); err != nil {
-		return Sample{}, st, err
+		return Sample{}, err
 	}
 	m, err := a.metrics(ctx)
 	if err != nil {
-		return Sample{}, st, err
+		return Sample{}, err
 	}
 	return Sample{
 		T:        time.Since(t0).Seconds(),
 		Running:  m.instances,
 		Routable: st.Routing.Routable,
-		Shedding: st.shedding(),
+		Shedding: shedding(&st),
 		Panic:    st.Panic,
 
 		Replacements: m.replacements,
 		Restarts:     m.restarts,
-	}, st, nil
+	}, nil
 }
 
 // fleetProcess is an instance process in GET /api/state.
@@ -199,7 +185,7 @@ func (p *poller) run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		s, _, err := p.a.sample(ctx, p.t0)
+		s, err := p.a.sample(ctx, p.t0)
 		if err == nil {
 			p.mu.Lock()
 			p.samples = append(p.samples, s)

@@ -8,7 +8,9 @@
 // An error a handler returns becomes a short JSON body, {"error": CODE},
 // with a request id (echoed from a sane X-Request-Id or made up) that joins
 // it to the log line carrying the detail. The client never sees the
-// detail of a 5xx; a 4xx may carry a Detail meant for it.
+// detail of a 5xx; a 4xx may carry a Detail meant for it. A 429, 502, 503
+// or 504 also names its code in health.ReasonHeader; the codes of the
+// instance contract are health's Reason constants.
 //
 // Everything here is stateless or immutable after construction and safe
 // for concurrent use.
@@ -24,15 +26,13 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-)
 
-// ReasonHeader names the reason of every 429, 502, 503 and 504 that
-// spillway writes itself (the code of the JSON "error"): a load balancer
-// reads it to tell a deliberate answer (shed, overloaded) from a failure.
-const ReasonHeader = "X-Spillway-Reason"
+	"github.com/spillway-dev/spillway/health"
+)
 
 // Error is an error with the answer the client gets: Status and Code
 // (and Detail for a 4xx, RetryAfter when set). Err is for the log only.
+// Code is one of health's Reason codes where one fits.
 type Error struct {
 	Status     int
 	Code       string
@@ -57,7 +57,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // BadRequest is a 400 bad_request whose Detail tells the client what is
 // wrong.
 func BadRequest(format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Code: "bad_request", Detail: fmt.Sprintf(format, args...)}
+	return &Error{Status: http.StatusBadRequest, Code: health.ReasonBadRequest, Detail: fmt.Sprintf(format, args...)}
 }
 
 // ErrClientGone is what a handler returns when its client went away
@@ -127,7 +127,10 @@ func (a Adapter) Render(w http.ResponseWriter, r *http.Request, id string, err e
 	}
 	switch e.Status {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		h.Set(ReasonHeader, e.Code)
+		// The code is the answer's reason (health.ReasonHeader): a load
+		// balancer reads it to tell a deliberate answer (shed,
+		// overloaded) from a failure.
+		h.Set(health.ReasonHeader, e.Code)
 	}
 	body := struct {
 		Error     string `json:"error"`

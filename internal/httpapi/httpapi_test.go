@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/health"
 )
 
 func TestBearerToken(t *testing.T) {
@@ -101,13 +103,13 @@ func TestAdapter(t *testing.T) {
 		return w
 	}
 	w := run(&Error{Status: 503, Code: "dependency_unavailable", RetryAfter: 1500 * time.Millisecond, Detail: "secret detail"}, "req-1")
-	if w.Code != 503 || w.Header().Get(ReasonHeader) != "dependency_unavailable" || w.Header().Get("Retry-After") != "2" ||
+	if w.Code != 503 || w.Header().Get(health.ReasonHeader) != "dependency_unavailable" || w.Header().Get("Retry-After") != "2" ||
 		w.Header().Get("X-Request-Id") != "req-1" || strings.Contains(w.Body.String(), "secret") ||
 		!strings.Contains(w.Body.String(), `"error":"dependency_unavailable"`) {
 		t.Errorf("503: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 	w = run(BadRequest("mode %q: want on or off", "x"), "bad id\x01")
-	if w.Code != 400 || w.Header().Get(ReasonHeader) != "" || !strings.Contains(w.Body.String(), `want on or off`) ||
+	if w.Code != 400 || w.Header().Get(health.ReasonHeader) != "" || !strings.Contains(w.Body.String(), `want on or off`) ||
 		w.Header().Get("X-Request-Id") == "bad id\x01" || len(w.Header().Get("X-Request-Id")) != 16 {
 		t.Errorf("400: %d %v %s", w.Code, w.Header(), w.Body)
 	}

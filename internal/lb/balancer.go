@@ -63,7 +63,7 @@ type Options struct {
 // to answer 503 itself, and the goroutines that keep the policies fed.
 //
 // Build it with New and call Run once. Run owns every goroutine the
-// balancer starts: the discovery watch, one health checker per instance,
+// balancer starts: the discovery watch, one health-check loop per instance,
 // the evaluator that re-evaluates the pool when time alone changes it, and
 // the two HTTP servers. Handler, AdminHandler, Reload and Status are safe
 // for concurrent use at any time.
@@ -85,7 +85,7 @@ type Balancer struct {
 	static  *Static      // nil when Options.Discovery was given
 	disc    Discovery
 	wake    chan struct{} // the evaluator's next deadline moved
-	health  *health.Checker
+	health  *health.Server
 	hurry   chan struct{} // Hurry's steps
 	// evaluated is signalled after every evaluation, for
 	// awaitFirstChecks.
@@ -598,7 +598,7 @@ func (b *Balancer) setInstances(ctx context.Context, insts []Instance) {
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		b.checkers[in.Service] = &checkerHandle{inst: in, cancel: cancel}
-		b.checkWG.Go(func() { b.runChecker(cctx, in) })
+		b.checkWG.Go(func() { b.runCheckLoop(cctx, in) })
 	}
 	b.evaluateLocked(now)
 	if added > 0 || removed > 0 {

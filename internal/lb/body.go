@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/spillway-dev/spillway/health"
 )
 
 // Request bodies are read in full, within server.body_timeout, before a
@@ -27,8 +29,8 @@ import (
 // one is still the client's.
 
 var (
-	ansRequestTimeout = errorAnswer(http.StatusRequestTimeout, ReasonRequestTimeout)
-	ansTooLarge       = errorAnswer(http.StatusRequestEntityTooLarge, ReasonRequestTooLarge)
+	ansRequestTimeout = errorAnswer(http.StatusRequestTimeout, health.ReasonRequestTimeout)
+	ansTooLarge       = errorAnswer(http.StatusRequestEntityTooLarge, health.ReasonRequestTooLarge)
 )
 
 // bodyPool recycles body buffers; ones that grew past 64 KiB are dropped.

@@ -6,7 +6,7 @@
 //
 // The runtime: build a Balancer with New from a FileConfig that has had
 // SetDefaults and passes Validate, and call Run once; Run owns every
-// goroutine the balancer starts (discovery, one health checker per
+// goroutine the balancer starts (discovery, one health-check loop per
 // instance, the evaluator, the proxy and admin servers) and returns when
 // its context is done and they have stopped: it serves the proxy once the
 // first health checks are done, and on stop it drains (/readyz 503 while
@@ -20,6 +20,10 @@
 // randomness is injected (a func() uint64, or a uniform u in [0,1) passed
 // per call). The same code runs in the proxy, in tests and in simulations
 // (DESIGN.md, principle 2). Each policy is usable and testable on its own.
+//
+// Files say which layer they hold: healthstate.go is the pure active
+// health state (HealthConfig, CheckResult, HealthState), checkloop.go the
+// I/O loop that probes one instance and feeds it.
 //
 // Concurrency: the types used for every request, Picker, Endpoint,
 // RetryBudget and Shedder, are safe for concurrent use; their per-request

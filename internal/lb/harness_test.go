@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
@@ -337,7 +338,7 @@ func do(client *http.Client, req *http.Request) result {
 	resp.Body.Close()
 	r.end = time.Now()
 	r.status, r.body, r.err = resp.StatusCode, string(body), err
-	r.reason, r.retryAfter = resp.Header.Get(lb.ReasonHeader), resp.Header.Get("Retry-After")
+	r.reason, r.retryAfter = resp.Header.Get(health.ReasonHeader), resp.Header.Get("Retry-After")
 	return r
 }
 
@@ -430,15 +431,19 @@ func startUpstream(t testing.TB, h http.Handler) *upstream {
 			u.conns.Add(1)
 		}
 	}}, ln)
-	serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" {
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"ready":true,"limit":0,"dependencies":{}}`)
-			return
-		}
-		io.WriteString(w, "ok")
-	}), ReadHeaderTimeout: time.Second}, hl)
+	serve(t, &http.Server{Handler: http.HandlerFunc(answerHealthPort), ReadHeaderTimeout: time.Second}, hl)
 	return u
+}
+
+// answerHealthPort answers as a healthy instance's health port does: a
+// ready report without dependencies at /health, "ok" anywhere else.
+func answerHealthPort(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/health" {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ready":true,"limit":0,"dependencies":{}}`)
+		return
+	}
+	io.WriteString(w, "ok")
 }
 
 func (u *upstream) lbInstance() lb.Instance { return lb.Instance{Service: u.svc, Health: u.health} }

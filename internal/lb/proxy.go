@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -11,31 +10,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spillway-dev/spillway/admission"
-)
-
-// ReasonHeader names spillway's own answers: every 502, 503 and 504 the
-// balancer writes itself carries it, with the same code as the JSON body's
-// "error". An instance's 502/503/504 that carries it is a deliberate answer
-// (shed, overloaded), not a gateway failure.
-const ReasonHeader = "X-Spillway-Reason"
-
-// Error codes of the balancer's own answers (JSON "error" and ReasonHeader).
-const (
-	ReasonDependencyUnavailable = "dependency_unavailable" // 503: edge shedding
-	ReasonOverloaded            = "overloaded"             // 503: edge admission
-	ReasonNoHealthyInstance     = "no_healthy_instance"    // 503: nothing to route to
-	ReasonBadGateway            = "bad_gateway"            // 502: the instance failed
-	ReasonGatewayTimeout        = "gateway_timeout"        // 504: the instance was too slow
-	ReasonBadRequest            = "bad_request"            // 400: malformed, or its body is
-	ReasonRequestTimeout        = "request_timeout"        // 408: the body did not arrive within server.body_timeout
-	ReasonRequestTooLarge       = "request_too_large"      // 413: the body is over server.max_request_body
-	ReasonMethodNotAllowed      = "method_not_allowed"     // 405: CONNECT
+	"github.com/spillway-dev/spillway/health"
 )
 
 var (
@@ -45,63 +25,14 @@ var (
 	errBodyConsumed  = errors.New("lb: request body already sent")
 )
 
-// answer is a precomputed response of the balancer's own. Its header
-// values are shared, read-only slices, so writing one allocates nothing
-// but what net/http itself does.
-type answer struct {
-	status int
-	reason []string
-	length []string
-	body   []byte
-}
-
-func newAnswer(status int, body any, reason string) *answer {
-	b, _ := json.Marshal(body)
-	b = append(b, '\n')
-	return &answer{status: status, reason: []string{reason}, length: []string{strconv.Itoa(len(b))}, body: b}
-}
-
-func errorAnswer(status int, reason string) *answer {
-	return newAnswer(status, map[string]string{"error": reason}, reason)
-}
-
-func shedAnswer(dep string) *answer {
-	return newAnswer(http.StatusServiceUnavailable,
-		struct {
-			Error      string `json:"error"`
-			Dependency string `json:"dependency"`
-		}{ReasonDependencyUnavailable, dep}, ReasonDependencyUnavailable)
-}
-
+// Header values the proxy sets, shared and read-only (see answer).
 var (
-	ansOverloaded       = errorAnswer(http.StatusServiceUnavailable, ReasonOverloaded)
-	ansNoInstance       = errorAnswer(http.StatusServiceUnavailable, ReasonNoHealthyInstance)
-	ansBadGateway       = errorAnswer(http.StatusBadGateway, ReasonBadGateway)
-	ansGatewayTimeout   = errorAnswer(http.StatusGatewayTimeout, ReasonGatewayTimeout)
-	ansBadRequest       = errorAnswer(http.StatusBadRequest, ReasonBadRequest)
-	ansMethodNotAllowed = errorAnswer(http.StatusMethodNotAllowed, ReasonMethodNotAllowed)
-
-	hdrJSON    = []string{"application/json"}
-	hdrNoStore = []string{"no-store"}
-	hdrOne     = []string{"1"}
-	hdrAllow   = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"}
-	hdrHTTP    = []string{"http"}
-	hdrHTTPS   = []string{"https"}
-	hdrClose   = []string{"close"}
+	hdrOne   = []string{"1"}
+	hdrAllow = []string{"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"}
+	hdrHTTP  = []string{"http"}
+	hdrHTTPS = []string{"https"}
+	hdrClose = []string{"close"}
 )
-
-func writeAnswer(w http.ResponseWriter, a *answer, retryAfter []string) {
-	h := w.Header()
-	h["Content-Type"] = hdrJSON
-	h["Cache-Control"] = hdrNoStore
-	h[ReasonHeader] = a.reason
-	h["Content-Length"] = a.length
-	if retryAfter != nil {
-		h["Retry-After"] = retryAfter
-	}
-	w.WriteHeader(a.status)
-	_, _ = w.Write(a.body)
-}
 
 // ServeHTTP is the proxy: edge shedding, the request body read in full,
 // edge admission, pick, proxy (with at most one retry), in that order. It is the Handler Run serves.
@@ -406,7 +337,7 @@ func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 	c.status = res.StatusCode
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		reason, deliberate := res.Header[ReasonHeader]
+		reason, deliberate := res.Header[health.ReasonHeader]
 		if !deliberate {
 			if now.IsZero() {
 				now = time.Now()
@@ -414,7 +345,7 @@ func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 			b.observeFailure(c.ep, now)
 			return
 		}
-		if len(reason) > 0 && reason[0] == ReasonDependencyUnavailable && !c.ep.FailingFast() {
+		if len(reason) > 0 && reason[0] == health.ReasonDependencyUnavailable && !c.ep.FailingFast() {
 			b.mu.Lock()
 			if b.pool.ObserveFailingFast(c.ep) {
 				b.evaluateLocked(time.Now())

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/lb"
 )
 
@@ -73,7 +74,7 @@ func TestNoHealthyInstance(t *testing.T) {
 	t.Parallel()
 	b := startLB(t, testConfig(), nil)
 	r := b.get("/x")
-	if r.status != 503 || r.reason != lb.ReasonNoHealthyInstance || !strings.Contains(r.body, `"error":"no_healthy_instance"`) || r.retryAfter == "" {
+	if r.status != 503 || r.reason != health.ReasonNoHealthyInstance || !strings.Contains(r.body, `"error":"no_healthy_instance"`) || r.retryAfter == "" {
 		t.Errorf("no instance: %d %q %q", r.status, r.reason, r.body)
 	}
 }
@@ -108,7 +109,7 @@ func TestTimeouts(t *testing.T) {
 	b.waitRoutable(t, 1)
 
 	r := b.get("/slow-header")
-	if r.status != 504 || r.reason != lb.ReasonGatewayTimeout || !strings.Contains(r.body, "gateway_timeout") {
+	if r.status != 504 || r.reason != health.ReasonGatewayTimeout || !strings.Contains(r.body, "gateway_timeout") {
 		t.Errorf("slow header: %d %q %q", r.status, r.reason, r.body)
 	}
 	if d := r.latency(); d < 150*time.Millisecond || d > 600*time.Millisecond {
@@ -163,7 +164,7 @@ func TestRetryBudgetExhausted(t *testing.T) {
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 2)
 	r := b.get("/")
-	if r.status != 502 || r.reason != lb.ReasonBadGateway || !strings.Contains(r.body, "bad_gateway") {
+	if r.status != 502 || r.reason != health.ReasonBadGateway || !strings.Contains(r.body, "bad_gateway") {
 		t.Errorf("dead instance: %d %q %q", r.status, r.reason, r.body)
 	}
 	if c := b.Status().Counters; c.Retries["budget_exhausted"] != 1 || c.Retries["ok"]+c.Retries["failed"] != 0 {
@@ -176,7 +177,7 @@ func TestGatewayFailuresEject(t *testing.T) {
 	var deliberate atomic.Bool
 	bad := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if deliberate.Load() {
-			w.Header().Set(lb.ReasonHeader, "overloaded")
+			w.Header().Set(health.ReasonHeader, "overloaded")
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
@@ -233,7 +234,7 @@ func TestShedOverrideAndRoutes(t *testing.T) {
 		if r.status != want {
 			t.Errorf("%s: %d, want %d", path, r.status, want)
 		}
-		if want == 503 && (r.reason != lb.ReasonDependencyUnavailable || r.body != `{"error":"dependency_unavailable","dependency":"backend"}`+"\n") {
+		if want == 503 && (r.reason != health.ReasonDependencyUnavailable || r.body != `{"error":"dependency_unavailable","dependency":"backend"}`+"\n") {
 			t.Errorf("%s: reason %q body %q", path, r.reason, r.body)
 		}
 	}
@@ -282,7 +283,7 @@ func TestAdminAPI(t *testing.T) {
 	if code, body := b.adminDo("POST", "/instances/"+id+"/drain", "", true); code != 200 {
 		t.Fatalf("drain: %d %s", code, body)
 	}
-	if r := b.get("/"); r.status != 503 || r.reason != lb.ReasonNoHealthyInstance {
+	if r := b.get("/"); r.status != 503 || r.reason != health.ReasonNoHealthyInstance {
 		t.Errorf("drained: %d %q", r.status, r.reason)
 	}
 	if st := b.instance(id).State; st != lb.InstanceDrained {

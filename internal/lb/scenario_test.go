@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
@@ -129,7 +130,7 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 	var lat []time.Duration
 	for range 300 {
 		r := b.login(context.Background())
-		if r.status != 503 || r.reason != lb.ReasonDependencyUnavailable ||
+		if r.status != 503 || r.reason != health.ReasonDependencyUnavailable ||
 			!strings.Contains(r.body, `"dependency":"backend"`) || r.retryAfter == "" {
 			t.Fatalf("while shedding: %d %q %q %q %v", r.status, r.reason, r.body, r.retryAfter, r.err)
 		}
@@ -153,7 +154,7 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // concurrent clients: every answer is still the edge's
 	var clat []time.Duration
 	for _, r := range stop() {
-		if r.status != 503 || r.reason != lb.ReasonDependencyUnavailable {
+		if r.status != 503 || r.reason != health.ReasonDependencyUnavailable {
 			t.Errorf("while shedding (concurrent): %d %q", r.status, r.reason)
 			break
 		}
@@ -433,7 +434,7 @@ func TestEdgeAdmissionFollowsCapacity(t *testing.T) {
 		switch {
 		case r.status == 200:
 			ok++
-		case r.status == 503 && r.reason == lb.ReasonOverloaded:
+		case r.status == 503 && r.reason == health.ReasonOverloaded:
 			over++
 			worst = max(worst, r.latency())
 		default:
@@ -480,7 +481,7 @@ func TestIncident2018Configuration(t *testing.T) {
 	}
 	waitFor(t, 3*time.Second, "every instance unhealthy", func() bool { return b.Status().Routing.Routable == 0 })
 	r := b.login(context.Background())
-	if r.status != 503 || r.reason != lb.ReasonNoHealthyInstance {
+	if r.status != 503 || r.reason != health.ReasonNoHealthyInstance {
 		t.Errorf("2018, backend failing: %d %q, want 503 no_healthy_instance", r.status, r.reason)
 	}
 }

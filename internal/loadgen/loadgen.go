@@ -1,5 +1,6 @@
 // Package loadgen sends an open-loop stream of HTTP requests and classifies
-// every answer into a timeline outcome.
+// every answer into an outcome (health.ClassifyAnswer, the rule the
+// dashboard counts by too).
 //
 // Open loop means that request i starts at start + i/Rate whether or not the
 // earlier ones have finished, as real clients arrive: a slow or hung target
@@ -19,7 +20,6 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -51,9 +52,6 @@ const (
 	MaxRate    = 1_000_000 // requests per second
 	MaxRetries = 10
 )
-
-// reasonHeader carries spillway's reason on its own 502/503/504 answers.
-const reasonHeader = "X-Spillway-Reason"
 
 // Config describes one run.
 type Config struct {
@@ -145,8 +143,8 @@ type Result struct {
 	// Canceled: attempts cut short by Run's context; counted as
 	// ClientTimeout.
 	Canceled int64 `json:"canceled"`
-	// Outcomes counts attempts by timeline outcome name ("ok", "shed", ...);
-	// every outcome is present.
+	// Outcomes counts attempts by the name of their health.Outcome ("ok",
+	// "shed", ...); every outcome is present.
 	Outcomes map[string]int64 `json:"outcomes"`
 	// MaxInFlight is the largest number of attempts that were in flight
 	// at once.
@@ -225,7 +223,7 @@ type run struct {
 	skipped     atomic.Int64
 	dropped     atomic.Int64
 	canceled    atomic.Int64
-	outcomes    [len(timeline.Outcomes)]atomic.Int64
+	outcomes    [len(health.Outcomes)]atomic.Int64
 }
 
 // Run sends cfg.Rate requests per second to cfg.URL for cfg.Duration and
@@ -255,11 +253,11 @@ func Run(ctx context.Context, cfg Config, rec *timeline.Recorder) (Result, error
 		RetriesSkipped: r.skipped.Load(),
 		Dropped:        r.dropped.Load(),
 		Canceled:       r.canceled.Load(),
-		Outcomes:       make(map[string]int64, len(timeline.Outcomes)),
+		Outcomes:       make(map[string]int64, len(health.Outcomes)),
 		MaxInFlight:    r.maxInFlight.Load(),
 		Elapsed:        time.Since(start),
 	}
-	for _, o := range timeline.Outcomes {
+	for _, o := range health.Outcomes {
 		res.Outcomes[o.String()] = r.outcomes[o].Load()
 	}
 	return res, err
@@ -326,7 +324,7 @@ func (r *run) attempt(ctx context.Context, body []byte, n int) {
 	if cur > int64(r.cfg.MaxInFlight) {
 		r.inFlight.Add(-1)
 		r.dropped.Add(1)
-		r.finish(timeline.ClientTimeout, 0)
+		r.finish(health.OutcomeClientTimeout, 0)
 		return
 	}
 	for {
@@ -369,12 +367,12 @@ func (r *run) retry(ctx context.Context, body []byte, n int, d time.Duration) {
 	r.attempt(ctx, body, n+1)
 }
 
-func (r *run) retryable(o timeline.Outcome) bool {
+func (r *run) retryable(o health.Outcome) bool {
 	if r.cfg.Retry.Mode == RetryNone || r.cfg.Retry.MaxRetries == 0 {
 		return false
 	}
 	switch o {
-	case timeline.Shed, timeline.Overloaded, timeline.Failed, timeline.ClientTimeout:
+	case health.OutcomeShed, health.OutcomeOverloaded, health.OutcomeFailed, health.OutcomeClientTimeout:
 		return true
 	}
 	return false
@@ -402,7 +400,7 @@ func jitteredDelay(retryAfter, def, maxDelay time.Duration, u float64) time.Dura
 
 // do sends one attempt and records its outcome. It returns the outcome and
 // the answer's Retry-After (negative when none).
-func (r *run) do(ctx context.Context, body []byte) (timeline.Outcome, time.Duration) {
+func (r *run) do(ctx context.Context, body []byte) (health.Outcome, time.Duration) {
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	begin := time.Now()
@@ -412,8 +410,8 @@ func (r *run) do(ctx context.Context, body []byte) (timeline.Outcome, time.Durat
 	}
 	req, err := http.NewRequestWithContext(rctx, r.cfg.Method, r.cfg.URL, rd)
 	if err != nil { // the URL was validated; cannot happen
-		r.finish(timeline.Failed, time.Since(begin))
-		return timeline.Failed, -1
+		r.finish(health.OutcomeFailed, time.Since(begin))
+		return health.OutcomeFailed, -1
 	}
 	for k, vs := range r.cfg.Header {
 		req.Header[k] = vs
@@ -437,69 +435,38 @@ func (r *run) do(ctx context.Context, body []byte) (timeline.Outcome, time.Durat
 		r.finish(o, d)
 		return o, -1
 	}
-	o := Classify(res.StatusCode, res.Header, head)
+	o := health.ClassifyAnswer(res.StatusCode, res.Header, head)
 	r.finish(o, d)
 	return o, parseRetryAfter(res.Header.Get("Retry-After"))
 }
 
 // Bounds of what is read of an answer.
 const (
-	classifyBytes = 4 << 10 // enough for spillway's JSON error bodies
+	classifyBytes = health.ReasonBodyBytes
 	drainBytes    = 1 << 20
 )
 
 // errOutcome classifies a failed attempt: a timeout (the attempt's, or one
 // of the client's own) or Run's context ending is the client giving up;
 // anything else is a transport failure.
-func (r *run) errOutcome(ctx, rctx context.Context, err error) timeline.Outcome {
+func (r *run) errOutcome(ctx, rctx context.Context, err error) health.Outcome {
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
 		r.canceled.Add(1)
-		return timeline.ClientTimeout
+		return health.OutcomeClientTimeout
 	case rctx.Err() != nil, errors.As(err, &ne) && ne.Timeout():
-		return timeline.ClientTimeout
+		return health.OutcomeClientTimeout
 	}
-	return timeline.Failed
+	return health.OutcomeFailed
 }
 
-func (r *run) finish(o timeline.Outcome, d time.Duration) {
+func (r *run) finish(o health.Outcome, d time.Duration) {
 	r.outcomes[o].Add(1)
 	r.answered.Add(1)
 	if r.rec != nil {
 		r.rec.Observe(o, d)
 	}
-}
-
-// Classify maps an HTTP answer to its outcome: 2xx OK; 4xx ClientError; 503
-// whose X-Spillway-Reason or JSON "error" is "dependency_unavailable" Shed,
-// or "overloaded" Overloaded; anything else Failed. body is the start of the
-// answer's body (a few KiB are enough).
-func Classify(status int, h http.Header, body []byte) timeline.Outcome {
-	switch {
-	case status >= 200 && status < 300:
-		return timeline.OK
-	case status >= 400 && status < 500:
-		return timeline.ClientError
-	case status != http.StatusServiceUnavailable:
-		return timeline.Failed
-	}
-	reason := h.Get(reasonHeader)
-	if reason == "" {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(body, &e) == nil {
-			reason = e.Error
-		}
-	}
-	switch reason {
-	case "dependency_unavailable":
-		return timeline.Shed
-	case "overloaded":
-		return timeline.Overloaded
-	}
-	return timeline.Failed
 }
 
 // parseRetryAfter reads a Retry-After of delay-seconds (the only form

@@ -113,47 +113,6 @@ func TestRate(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
-	hdr := func(kv ...string) http.Header {
-		h := http.Header{}
-		for i := 0; i < len(kv); i += 2 {
-			h.Set(kv[i], kv[i+1])
-		}
-		return h
-	}
-	tests := []struct {
-		name   string
-		status int
-		h      http.Header
-		body   string
-		want   timeline.Outcome
-	}{
-		{"200", 200, nil, `{}`, timeline.OK},
-		{"204", 204, nil, ``, timeline.OK},
-		{"401", 401, nil, `{"error":"invalid_ticket"}`, timeline.ClientError},
-		{"429", 429, hdr("X-Spillway-Reason", "rate_limited"), ``, timeline.ClientError},
-		{"503 shed header", 503, hdr("X-Spillway-Reason", "dependency_unavailable"), ``, timeline.Shed},
-		{"503 shed body", 503, nil, `{"error":"dependency_unavailable","dependency":"backend"}`, timeline.Shed},
-		{"503 overloaded body", 503, nil, `{"error":"overloaded"}`, timeline.Overloaded},
-		{"503 overloaded header", 503, hdr("X-Spillway-Reason", "overloaded"), `junk`, timeline.Overloaded},
-		{"503 header wins", 503, hdr("X-Spillway-Reason", "overloaded"), `{"error":"dependency_unavailable"}`, timeline.Overloaded},
-		{"503 no instance", 503, nil, `{"error":"no_healthy_instance"}`, timeline.Failed},
-		{"503 bare", 503, nil, `Service Unavailable`, timeline.Failed},
-		{"500", 500, nil, `{"error":"internal_error"}`, timeline.Failed},
-		{"502", 502, hdr("X-Spillway-Reason", "bad_gateway"), ``, timeline.Failed},
-		{"504", 504, nil, ``, timeline.Failed},
-		{"502 claiming shed", 502, hdr("X-Spillway-Reason", "dependency_unavailable"), ``, timeline.Failed},
-		{"302", 302, nil, ``, timeline.Failed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := Classify(tt.status, tt.h, []byte(tt.body)); got != tt.want {
-				t.Errorf("Classify(%d, %v, %q) = %v, want %v", tt.status, tt.h, tt.body, got, tt.want)
-			}
-		})
-	}
-}
-
 // TestClassificationEndToEnd runs a load against a server that answers
 // each request according to its index, covering every outcome, including
 // transport failures and client timeouts.
@@ -456,20 +415,4 @@ func TestController(t *testing.T) {
 	if err := c.Start(t.Context(), 50, 10); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Start after Run: err = %v, want ErrNotRunning", err)
 	}
-}
-
-func FuzzClassify(f *testing.F) {
-	f.Add(503, "", []byte(`{"error":"overloaded"}`))
-	f.Add(503, "dependency_unavailable", []byte(``))
-	f.Add(200, "", []byte(`{}`))
-	f.Fuzz(func(t *testing.T, status int, reason string, body []byte) {
-		h := http.Header{}
-		if reason != "" {
-			h.Set("X-Spillway-Reason", reason)
-		}
-		o := Classify(status, h, body)
-		if o.String() == "unknown" || o == timeline.ClientTimeout {
-			t.Errorf("Classify(%d, %q, %q) = %v", status, reason, body, o)
-		}
-	})
 }

@@ -51,7 +51,7 @@ type Instance struct {
 	backend  *backendClient
 	guard    *guard.Guard
 	limiter  *admission.Limiter
-	checker  *health.Checker
+	health   *health.Server
 	rate     atomic.Pointer[clientLimiter] // nil: no per-client limit
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -156,9 +156,9 @@ func New(c *Config, opts Options) (*Instance, error) {
 		hopts.Deep = in.backend.probe
 		hopts.DeepTimeout = cfg.Backend.Timeout
 	}
-	in.checker = health.New(hopts)
-	in.checker.AddDependency(BackendName, in.guard.Status)
-	in.checker.SetLoad(func() (int, int, int) {
+	in.health = health.New(hopts)
+	in.health.AddDependency(BackendName, in.guard.Status)
+	in.health.SetLoad(func() (int, int, int) {
 		return in.limiter.InFlight(), in.limiter.Limit(), in.limiter.QueueLen()
 	})
 
@@ -166,8 +166,8 @@ func New(c *Config, opts Options) (*Instance, error) {
 	return in, nil
 }
 
-// Checker returns the instance's health checker.
-func (in *Instance) Checker() *health.Checker { return in.checker }
+// Health returns the instance's health server.
+func (in *Instance) Health() *health.Server { return in.health }
 
 // Tokens returns the instance's token signer and verifier (Reload may
 // replace it).
@@ -183,7 +183,7 @@ func (in *Instance) buildServiceHandler() http.Handler {
 	mux.Handle("/v1/session", in.limiter.Middleware(a.Wrap(in.handleSession)))
 	if in.cfg.Health.SharedPort {
 		// The 2018 design: health answers queue behind logins.
-		h := in.limiter.Middleware(in.checker.Handler())
+		h := in.limiter.Middleware(in.health.Handler())
 		for _, p := range []string{"/livez", "/readyz", "/health", "/metrics"} {
 			mux.Handle(p, h)
 		}
@@ -200,7 +200,7 @@ func (in *Instance) rateLimited(next http.Handler) http.Handler {
 	a := httpapi.Adapter{Log: in.log}
 	reject := a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
 		in.metrics.requests.WithLabelValues(outcomeRateLimited).Inc()
-		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: time.Second}
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: health.ReasonRateLimited, RetryAfter: time.Second}
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rate := in.rate.Load(); rate != nil && !rate.allow(rate.clientAddr(r)) {
@@ -221,13 +221,13 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		outcome = outcomeMalformed
-		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: health.ReasonMethodNotAllowed}
 	}
 	req, err := decodeLogin(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	switch {
 	case errors.Is(err, errTooLarge):
 		outcome = outcomeTooLarge
-		return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: "request_too_large", Err: err}
+		return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: health.ReasonRequestTooLarge, Err: err}
 	case err != nil:
 		outcome = outcomeMalformed
 		return &httpapi.Error{Status: http.StatusBadRequest, Code: "malformed_request", Err: err}
@@ -247,7 +247,7 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 		outcome = outcomeUnavailable
 		return &httpapi.Error{
 			Status:     http.StatusServiceUnavailable,
-			Code:       "dependency_unavailable",
+			Code:       health.ReasonDependencyUnavailable,
 			RetryAfter: in.cfg.Backend.OpenInterval,
 			Err:        err,
 		}
@@ -283,7 +283,7 @@ type sessionResponse struct {
 func (in *Instance) handleSession(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed"}
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: health.ReasonMethodNotAllowed}
 	}
 	raw, ok := httpapi.BearerToken(r)
 	if !ok {
@@ -381,9 +381,9 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		if hl == nil {
 			return errors.New("health listener is nil")
 		}
-		g.Go(func() error { return in.checker.Serve(gctx, hl) })
+		g.Go(func() error { return in.health.Serve(gctx, hl) })
 	}
-	in.checker.Start()
+	in.health.Start()
 
 	capped, err := connlimit.New(svc, in.cfg.MaxConnections, connlimit.Options{Registerer: in.registry, Name: "spillway_login"})
 	if err != nil {
@@ -400,7 +400,7 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		err = errors.New("health server or guard stopped early")
 	case <-ctx.Done():
 		in.log.Info("draining", "drain_delay", in.cfg.Health.DrainDelay)
-		in.checker.Drain()
+		in.health.Drain()
 		t := time.NewTimer(in.cfg.Health.DrainDelay)
 		select {
 		case <-t.C:

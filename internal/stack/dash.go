@@ -9,56 +9,51 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/dashboard"
 	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/lb"
-	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
 // record is the balancer's middleware: it files every answer's outcome
-// and latency in the timeline the dashboard charts.
+// and latency in the timeline the dashboard charts. Outcomes follow
+// health.ClassifyAnswer, the rule the drill's load generator counts by, so
+// the dashboard and the drill count alike.
 func (s *Stack) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(sw, r)
-		s.rec.Observe(outcomeOf(sw.status, sw.Header().Get(lb.ReasonHeader)), time.Since(start))
+		s.rec.Observe(health.ClassifyAnswer(sw.status, sw.Header(), sw.head), time.Since(start))
 	})
 }
 
-// outcomeOf classifies an answer as the timeline does.
-func outcomeOf(status int, reason string) timeline.Outcome {
-	switch {
-	case status < 400:
-		return timeline.OK
-	case status < 500:
-		return timeline.ClientError
-	case status == http.StatusServiceUnavailable && reason == "dependency_unavailable":
-		return timeline.Shed
-	case status == http.StatusServiceUnavailable && reason == "overloaded":
-		return timeline.Overloaded
-	default:
-		return timeline.Failed
-	}
-}
-
-// statusWriter remembers the status code written through it.
+// statusWriter remembers the status code written through it and, for a
+// 5xx whose header names no reason, the start of its body, where the
+// reason may be instead. Every answer of spillway's own names it in the
+// header, so the body is kept for none of them.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	keep   bool   // keep the body's start in head
+	head   []byte // at most health.ReasonBodyBytes
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if !w.wrote {
 		w.status, w.wrote = code, true
+		w.keep = code >= 500 && w.Header().Get(health.ReasonHeader) == ""
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(p []byte) (int, error) {
 	w.wrote = true
+	if w.keep && len(w.head) < health.ReasonBodyBytes {
+		w.head = append(w.head, p[:min(len(p), health.ReasonBodyBytes-len(w.head))]...)
+	}
 	return w.ResponseWriter.Write(p)
 }
 

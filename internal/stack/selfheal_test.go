@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
-	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
 // loadRate is the steady load of the tests below, in logins per second.
@@ -50,7 +50,7 @@ func TestKillReplaced(t *testing.T) {
 	took := time.Since(killed)
 	res := l.wait()
 
-	failed := res.Sent - res.Outcomes[timeline.OK.String()]
+	failed := res.Sent - res.Outcomes[health.OutcomeOK.String()]
 	t.Logf("killed %s (pid %d); successor %s (pid %d) routable %s after the kill", victim.ID, victim.PID, successor.ID, successor.PID, took.Round(10*time.Millisecond))
 	t.Logf("load: %d logins at %d/s, outcomes %v, failed %d", res.Requests, loadRate, res.Outcomes, failed)
 	for _, a := range l.failures() {
@@ -245,7 +245,7 @@ func TestRollingRestart(t *testing.T) {
 	res := l.stop()
 
 	after := h.waitReady(3, 10*time.Second)
-	failed := res.Sent - res.Outcomes[timeline.OK.String()] - res.Canceled
+	failed := res.Sent - res.Outcomes[health.OutcomeOK.String()] - res.Canceled
 	t.Logf("%s in %s: %v → %v", outcome, took.Round(10*time.Millisecond), ids(before), ids(after))
 	t.Logf("load: %d logins at %d/s, outcomes %v (%d cut short by the test's end), failed %d", res.Requests, loadRate, res.Outcomes, res.Canceled, failed)
 	if !strings.Contains(outcome, "done") {

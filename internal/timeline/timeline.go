@@ -1,7 +1,8 @@
 // Package timeline records what happened to requests, second by second:
-// how many ended in each outcome, and the latency distribution of the
-// successful and of the failed ones. The load balancer's dashboard and the
-// drill's report both read their charts from it.
+// how many ended in each outcome (health.Outcome, as health.Classify
+// files answers), and the latency distribution of the successful and of
+// the failed ones. The load balancer's dashboard and the drill's report
+// both read their charts from it.
 //
 // A Recorder keeps a ring of the last N seconds; older seconds are
 // forgotten, so its memory is fixed at creation. Latencies go into
@@ -18,34 +19,10 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/spillway-dev/spillway/health"
 )
 
-// Outcome is how a request ended.
-type Outcome uint8
-
-// The outcomes, in the order charts stack them.
-const (
-	OK            Outcome = iota // 2xx
-	ClientError                  // 4xx: invalid ticket, rate limited, malformed
-	Shed                         // 503 dependency_unavailable, answered at the edge or by the instance
-	Overloaded                   // 503 overloaded: admission said no
-	Failed                       // any other 5xx, a gateway error or timeout
-	ClientTimeout                // the client gave up before an answer
-	numOutcomes
-)
-
-// Outcomes lists every Outcome in chart order.
-var Outcomes = [numOutcomes]Outcome{OK, ClientError, Shed, Overloaded, Failed, ClientTimeout}
-
-var outcomeNames = [numOutcomes]string{"ok", "client_error", "shed", "overloaded", "failed", "client_timeout"}
-
-// String returns the outcome's snake_case name, as used in JSON.
-func (o Outcome) String() string {
-	if o < numOutcomes {
-		return outcomeNames[o]
-	}
-	return "unknown"
-}
+const numOutcomes = len(health.Outcomes)
 
 // Latency range recorded, in microseconds; values outside are clamped.
 const (
@@ -100,8 +77,8 @@ func (r *Recorder) slotLocked(s int64) *second {
 }
 
 // Observe records one request that ended with o after d.
-func (r *Recorder) Observe(o Outcome, d time.Duration) {
-	if o >= numOutcomes {
+func (r *Recorder) Observe(o health.Outcome, d time.Duration) {
+	if int(o) >= numOutcomes {
 		return
 	}
 	us := min(max(d.Microseconds(), minMicros), maxMicros)
@@ -110,7 +87,7 @@ func (r *Recorder) Observe(o Outcome, d time.Duration) {
 	sl := r.slotLocked(s)
 	sl.counts[o]++
 	r.total[o]++
-	if o == OK {
+	if o == health.OutcomeOK {
 		_ = sl.ok.RecordValue(us)
 	} else {
 		_ = sl.failed.RecordValue(us)
@@ -151,7 +128,7 @@ func (r *Recorder) Series(n int) []Point {
 	for s := cur - int64(n); s < cur; s++ {
 		p := Point{Time: time.Unix(s, 0).UTC(), Counts: make(map[string]uint64, numOutcomes)}
 		sl := &r.ring[int(s%int64(len(r.ring)))]
-		for _, o := range Outcomes {
+		for _, o := range health.Outcomes {
 			var c uint64
 			if sl.unix == s {
 				c = sl.counts[o]
@@ -173,7 +150,7 @@ func (r *Recorder) Totals() map[string]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := make(map[string]uint64, numOutcomes)
-	for _, o := range Outcomes {
+	for _, o := range health.Outcomes {
 		m[o.String()] = r.total[o]
 	}
 	return m

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/health"
 )
 
 type clock struct {
@@ -18,15 +20,15 @@ func TestSeries(t *testing.T) {
 	c := &clock{t: time.Unix(1_000_000, 0)}
 	r := New(10, c.now)
 	for range 90 {
-		r.Observe(OK, 10*time.Millisecond)
+		r.Observe(health.OutcomeOK, 10*time.Millisecond)
 	}
 	for range 10 {
-		r.Observe(OK, 200*time.Millisecond)
+		r.Observe(health.OutcomeOK, 200*time.Millisecond)
 	}
-	r.Observe(Shed, 300*time.Microsecond)
+	r.Observe(health.OutcomeShed, 300*time.Microsecond)
 	c.add(time.Second) // an empty second
 	c.add(time.Second)
-	r.Observe(Failed, 2*time.Second)
+	r.Observe(health.OutcomeFailed, 2*time.Second)
 	c.add(time.Second)
 
 	s := r.Series(3)
@@ -59,7 +61,7 @@ func TestSeries(t *testing.T) {
 func TestRingForgets(t *testing.T) {
 	c := &clock{t: time.Unix(5_000, 0)}
 	r := New(4, c.now)
-	r.Observe(OK, time.Millisecond)
+	r.Observe(health.OutcomeOK, time.Millisecond)
 	c.add(10 * time.Second)
 	for _, p := range r.Series(10) {
 		if p.Total != 0 {
@@ -79,7 +81,7 @@ func TestConcurrentObserve(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 1000 {
-				r.Observe(Outcomes[i%len(Outcomes)], time.Duration(i)*time.Microsecond)
+				r.Observe(health.Outcomes[i%len(health.Outcomes)], time.Duration(i)*time.Microsecond)
 			}
 		}()
 	}
@@ -98,7 +100,7 @@ func BenchmarkObserve(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			r.Observe(OK, 3*time.Millisecond)
+			r.Observe(health.OutcomeOK, 3*time.Millisecond)
 		}
 	})
 }

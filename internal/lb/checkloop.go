@@ -42,7 +42,7 @@ func newCheckClient() *http.Client {
 	}
 }
 
-// runChecker checks one instance until ctx is done (Run stops, or
+// runCheckLoop checks one instance until ctx is done (Run stops, or
 // discovery removed the instance): the ready path for routing, then, if
 // the instance answered, the report path for the dependency report. Checks
 // start every interval ± jitter, counted from the start of the previous
@@ -51,7 +51,7 @@ func newCheckClient() *http.Client {
 // unhealthy_threshold × interval + timeout at most, whatever the timeouts
 // in between: a check that timed out fetches no report (it would only
 // time out too).
-func (b *Balancer) runChecker(ctx context.Context, in Instance) {
+func (b *Balancer) runCheckLoop(ctx context.Context, in Instance) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {

@@ -32,12 +32,7 @@ func TestFrozenInstanceLeavesWithinDocumentedBound(t *testing.T) {
 			<-thaw
 			return
 		}
-		if r.URL.Path == "/health" {
-			w.Header().Set("Content-Type", "application/json")
-			io.WriteString(w, `{"ready":true,"limit":0,"dependencies":{}}`)
-			return
-		}
-		io.WriteString(w, "ok")
+		answerHealthPort(w, r)
 	}), ReadHeaderTimeout: time.Second}, hl)
 	victim := healthy.lbInstance()
 	victim.Health = hl.Addr().String()

@@ -27,7 +27,7 @@ const (
 // cannot bloat every /health response.
 const maxLastError = 256
 
-// Options configures a Checker. The zero value is a shallow checker with no
+// Options configures a Server. The zero value is a shallow server with no
 // warm-up, no metrics and no logging.
 type Options struct {
 	// Warmup is how long after Start /readyz keeps answering 503 so that the
@@ -47,7 +47,7 @@ type Options struct {
 	// Default nil: /metrics answers 404.
 	Gatherer prometheus.Gatherer
 
-	// Registerer, if set, gets this checker's metrics:
+	// Registerer, if set, gets this server's metrics:
 	// spillway_health_ready, spillway_health_draining (gauges, 0 or 1) and
 	// spillway_health_responses_total{path,code}. New panics if they are
 	// already registered there. Default nil: not registered.
@@ -78,9 +78,10 @@ type Options struct {
 	DeepTimeout time.Duration
 }
 
-// Checker answers an instance's health questions; see the package
+// Server is an instance's health server: it answers the instance's health
+// questions on a port of its own (Serve) or as a Handler; see the package
 // documentation for the contract of each endpoint. Build one with New.
-type Checker struct {
+type Server struct {
 	now          func() time.Time
 	log          *slog.Logger
 	checkTimeout time.Duration
@@ -114,11 +115,11 @@ type livenessCheck struct {
 
 type loadFunc func() (inFlight, limit, queue int)
 
-// New returns a Checker in PhaseStarting: /readyz answers 503 until Start
+// New returns a Server in PhaseStarting: /readyz answers 503 until Start
 // is called and the warm-up has elapsed. It panics if Options.Registerer
 // already holds this package's metrics.
-func New(opts Options) *Checker {
-	c := &Checker{
+func New(opts Options) *Server {
+	s := &Server{
 		now:          opts.Now,
 		log:          opts.Logger,
 		checkTimeout: opts.CheckTimeout,
@@ -126,36 +127,36 @@ func New(opts Options) *Checker {
 		deepTimeout:  opts.DeepTimeout,
 		readiness:    Readiness{Warmup: max(opts.Warmup, 0)},
 	}
-	if c.now == nil {
-		c.now = time.Now
+	if s.now == nil {
+		s.now = time.Now
 	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
-	if c.checkTimeout <= 0 {
-		c.checkTimeout = DefaultCheckTimeout
+	if s.checkTimeout <= 0 {
+		s.checkTimeout = DefaultCheckTimeout
 	}
-	if c.deepTimeout <= 0 {
-		c.deepTimeout = DefaultDeepTimeout
+	if s.deepTimeout <= 0 {
+		s.deepTimeout = DefaultDeepTimeout
 	}
-	c.metrics = newMetrics(c, opts.Registerer)
-	c.handler = newHandler(c, opts.Gatherer)
-	if c.deep != nil {
-		c.log.Warn("health: deep checks enabled on /livez and /readyz (the 2018 anti-pattern)",
-			"deep_timeout", c.deepTimeout)
+	s.metrics = newMetrics(s, opts.Registerer)
+	s.handler = newHandler(s, opts.Gatherer)
+	if s.deep != nil {
+		s.log.Warn("health: deep checks enabled on /livez and /readyz (the 2018 anti-pattern)",
+			"deep_timeout", s.deepTimeout)
 	}
-	return c
+	return s
 }
 
 // Start begins the warm-up: /readyz answers 200 once Options.Warmup has
 // elapsed. Calling it again, or after Drain, does nothing.
-func (c *Checker) Start() {
-	now := c.now()
-	c.mu.Lock()
-	changed := c.readiness.Start(now)
-	c.mu.Unlock()
+func (s *Server) Start() {
+	now := s.now()
+	s.mu.Lock()
+	changed := s.readiness.Start(now)
+	s.mu.Unlock()
 	if changed {
-		c.log.Info("health: started", "warmup", c.readiness.Warmup)
+		s.log.Info("health: started", "warmup", s.readiness.Warmup)
 	}
 }
 
@@ -163,30 +164,30 @@ func (c *Checker) Start() {
 // new traffic before the service shuts down. Keep serving the health port
 // until the load balancer has noticed (a few probe intervals). Calling it
 // again does nothing.
-func (c *Checker) Drain() {
-	c.mu.Lock()
-	changed := c.readiness.Drain()
-	c.mu.Unlock()
+func (s *Server) Drain() {
+	s.mu.Lock()
+	changed := s.readiness.Drain()
+	s.mu.Unlock()
 	if changed {
-		c.log.Info("health: draining")
+		s.log.Info("health: draining")
 	}
 }
 
 // Phase returns the readiness phase now.
-func (c *Checker) Phase() Phase {
-	now := c.now()
-	c.mu.Lock()
-	p := c.readiness.Phase(now)
-	c.mu.Unlock()
+func (s *Server) Phase() Phase {
+	now := s.now()
+	s.mu.Lock()
+	p := s.readiness.Phase(now)
+	s.mu.Unlock()
 	return p
 }
 
 // Ready reports whether the instance should get traffic now: started,
 // warmed up and not draining. It ignores Options.Deep and dependencies.
-func (c *Checker) Ready() bool { return c.Phase() == PhaseReady }
+func (s *Server) Ready() bool { return s.Phase() == PhaseReady }
 
 // Draining reports whether Drain has been called.
-func (c *Checker) Draining() bool { return c.Phase() == PhaseDraining }
+func (s *Server) Draining() bool { return s.Phase() == PhaseDraining }
 
 // AddDependency registers a dependency whose state /health reports under
 // name. status is called on every /health request and Report call, from
@@ -196,21 +197,21 @@ func (c *Checker) Draining() bool { return c.Phase() == PhaseDraining }
 // /readyz.
 //
 // It panics if name is empty or already registered, or status is nil.
-func (c *Checker) AddDependency(name string, status func() Dependency) {
+func (s *Server) AddDependency(name string, status func() Dependency) {
 	if name == "" || status == nil {
 		panic("health: AddDependency needs a name and a status func")
 	}
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	var old []dependency
-	if p := c.deps.Load(); p != nil {
+	if p := s.deps.Load(); p != nil {
 		old = *p
 	}
 	if slices.ContainsFunc(old, func(d dependency) bool { return d.name == name }) {
 		panic(fmt.Sprintf("health: dependency %q registered twice", name))
 	}
 	deps := append(slices.Clip(old), dependency{name: name, status: status})
-	c.deps.Store(&deps)
+	s.deps.Store(&deps)
 }
 
 // AddLivenessCheck registers a check that /livez runs, in registration
@@ -222,14 +223,14 @@ func (c *Checker) AddDependency(name string, status func() Dependency) {
 // return in microseconds. Liveness checks do not affect /readyz.
 //
 // It panics if name is empty or already registered, or check is nil.
-func (c *Checker) AddLivenessCheck(name string, check func(ctx context.Context) error) {
+func (s *Server) AddLivenessCheck(name string, check func(ctx context.Context) error) {
 	if name == "" || check == nil {
 		panic("health: AddLivenessCheck needs a name and a check func")
 	}
-	c.regMu.Lock()
-	defer c.regMu.Unlock()
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	var old []*livenessCheck
-	if p := c.checks.Load(); p != nil {
+	if p := s.checks.Load(); p != nil {
 		old = *p
 	}
 	if slices.ContainsFunc(old, func(l *livenessCheck) bool { return l.name == name }) {
@@ -240,52 +241,52 @@ func (c *Checker) AddLivenessCheck(name string, check func(ctx context.Context) 
 		check:    check,
 		failBody: fmt.Appendf(nil, "liveness check %q failed\n", name),
 	})
-	c.checks.Store(&checks)
+	s.checks.Store(&checks)
 }
 
 // SetLoad sets where /health reads the service's load from, typically its
 // admission limiter: requests in flight, the concurrency limit and the queue
 // length. load is called on every /health request from any goroutine and
 // must be fast. A nil load reports zeros. Calling it again replaces load.
-func (c *Checker) SetLoad(load func() (inFlight, limit, queue int)) {
+func (s *Server) SetLoad(load func() (inFlight, limit, queue int)) {
 	if load == nil {
-		c.load.Store(nil)
+		s.load.Store(nil)
 		return
 	}
 	f := loadFunc(load)
-	c.load.Store(&f)
+	s.load.Store(&f)
 }
 
 // Report returns the document /health serves: readiness, load and the state
 // of every registered dependency. Report.Ready is the shallow readiness of
 // Ready: it never calls Options.Deep.
-func (c *Checker) Report() Report {
-	now := c.now()
-	c.mu.Lock()
-	p := c.readiness.Phase(now)
-	readyFor := c.readiness.ReadyFor(now)
-	c.mu.Unlock()
+func (s *Server) Report() Report {
+	now := s.now()
+	s.mu.Lock()
+	p := s.readiness.Phase(now)
+	readyFor := s.readiness.ReadyFor(now)
+	s.mu.Unlock()
 	r := Report{
 		Ready:           p == PhaseReady,
 		Draining:        p == PhaseDraining,
 		Phase:           p.String(),
 		ReadyForSeconds: readyFor.Seconds(),
 	}
-	if load := c.load.Load(); load != nil {
+	if load := s.load.Load(); load != nil {
 		r.InFlight, r.Limit, r.Queue = (*load)()
 	}
 	var deps []dependency
-	if p := c.deps.Load(); p != nil {
+	if p := s.deps.Load(); p != nil {
 		deps = *p
 	}
 	r.Dependencies = make(map[string]Dependency, len(deps))
 	for _, d := range deps {
-		s := d.status()
-		if s.State == "" {
-			s.State = DepUnknown
+		dep := d.status()
+		if dep.State == "" {
+			dep.State = DepUnknown
 		}
-		s.LastError = truncateUTF8(s.LastError, maxLastError)
-		r.Dependencies[d.name] = s
+		dep.LastError = truncateUTF8(dep.LastError, maxLastError)
+		r.Dependencies[d.name] = dep
 	}
 	return r
 }
@@ -303,19 +304,19 @@ func truncateUTF8(s string, n int) string {
 
 // runLivenessChecks runs checks in order and returns the first that fails,
 // or nil.
-func (c *Checker) runLivenessChecks(ctx context.Context, checks []*livenessCheck) *livenessCheck {
-	ctx, cancel := context.WithTimeout(ctx, c.checkTimeout)
+func (s *Server) runLivenessChecks(ctx context.Context, checks []*livenessCheck) *livenessCheck {
+	ctx, cancel := context.WithTimeout(ctx, s.checkTimeout)
 	defer cancel()
 	for _, l := range checks {
 		err := l.check(ctx)
 		if err != nil {
 			if l.failing.CompareAndSwap(false, true) {
-				c.log.Warn("health: liveness check failing", "check", l.name, "err", err)
+				s.log.Warn("health: liveness check failing", "check", l.name, "err", err)
 			}
 			return l
 		}
 		if l.failing.CompareAndSwap(true, false) {
-			c.log.Info("health: liveness check recovered", "check", l.name)
+			s.log.Info("health: liveness check recovered", "check", l.name)
 		}
 	}
 	return nil
@@ -323,18 +324,18 @@ func (c *Checker) runLivenessChecks(ctx context.Context, checks []*livenessCheck
 
 // deepOK calls Options.Deep, bounded by DeepTimeout, and reports whether it
 // succeeded. Only called when Deep is set.
-func (c *Checker) deepOK(ctx context.Context) bool {
-	ctx, cancel := context.WithTimeout(ctx, c.deepTimeout)
+func (s *Server) deepOK(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.deepTimeout)
 	defer cancel()
-	err := c.deep(ctx)
+	err := s.deep(ctx)
 	if err != nil {
-		if c.deepFailing.CompareAndSwap(false, true) {
-			c.log.Warn("health: deep check failing", "err", err)
+		if s.deepFailing.CompareAndSwap(false, true) {
+			s.log.Warn("health: deep check failing", "err", err)
 		}
 		return false
 	}
-	if c.deepFailing.CompareAndSwap(true, false) {
-		c.log.Info("health: deep check recovered")
+	if s.deepFailing.CompareAndSwap(true, false) {
+		s.log.Info("health: deep check recovered")
 	}
 	return true
 }
