@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/spillway-dev/spillway/health"
 	"io"
 	"net/http"
 	"os"
@@ -71,7 +72,7 @@ func TestLBOutOfDescriptors(t *testing.T) {
 					if err == nil {
 						io.Copy(io.Discard, res.Body)
 						res.Body.Close()
-						key = fmt.Sprintf("%d %s", res.StatusCode, res.Header.Get(lb.ReasonHeader))
+						key = fmt.Sprintf("%d %s", res.StatusCode, res.Header.Get(health.ReasonHeader))
 					} else if strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF") {
 						key = "reset"
 					}

@@ -8,12 +8,6 @@ import (
 	"github.com/spillway-dev/spillway/health"
 )
 
-// ReasonHeader is health.ReasonHeader, the header of every answer of the
-// balancer's own (health's Reason codes, the same as the JSON body's
-// "error"). An instance's 502/503/504 that carries it is a deliberate
-// answer (shed, overloaded), not a gateway failure.
-const ReasonHeader = health.ReasonHeader
-
 // answer is a precomputed response of the balancer's own: JSON
 // {"error": CODE} with the same CODE in health.ReasonHeader, as the
 // contract in package health has it. Its header values are shared,

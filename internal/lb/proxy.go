@@ -324,7 +324,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // observe records a response's headers: a 502/503/504 without
-// ReasonHeader is a gateway failure, anything else a success. A deliberate
+// health.ReasonHeader is a gateway failure, anything else a success. A deliberate
 // 503 dependency_unavailable says the instance cannot reach a dependency:
 // the picker avoids it for requests that need one until its next report
 // (Pool.ObserveFailingFast); it is never a failure of the instance.

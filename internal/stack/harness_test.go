@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/spillway-dev/spillway/health"
 	"log/slog"
 	"net"
 	"net/http"
@@ -295,7 +296,7 @@ func (l *attemptLog) RoundTrip(req *http.Request) (*http.Response, error) {
 	res, err := l.next.RoundTrip(req)
 	a.end, a.err = time.Now(), err
 	if err == nil {
-		a.status, a.reason = res.StatusCode, res.Header.Get(lb.ReasonHeader)
+		a.status, a.reason = res.StatusCode, res.Header.Get(health.ReasonHeader)
 	}
 	l.mu.Lock()
 	l.attempts = append(l.attempts, a)
