@@ -3,9 +3,10 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"github.com/spillway-dev/spillway/internal/field"
 	"math"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // AdmissionConfig configures the edge bound on proxied requests in

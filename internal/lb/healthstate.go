@@ -3,8 +3,9 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"github.com/spillway-dev/spillway/internal/field"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // HealthConfig configures active health checking of each instance's health

@@ -2,8 +2,9 @@ package lb
 
 import (
 	"errors"
-	"github.com/spillway-dev/spillway/internal/field"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // OutlierConfig configures passive outlier ejection: an instance whose

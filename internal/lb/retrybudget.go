@@ -2,10 +2,11 @@ package lb
 
 import (
 	"errors"
-	"github.com/spillway-dev/spillway/internal/field"
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // RetryBudgetConfig configures the retry budget, which keeps retries a

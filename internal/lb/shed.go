@@ -3,12 +3,13 @@ package lb
 import (
 	"errors"
 	"fmt"
-	"github.com/spillway-dev/spillway/internal/field"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 
 	"github.com/spillway-dev/spillway/health"
 )

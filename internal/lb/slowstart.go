@@ -2,9 +2,10 @@ package lb
 
 import (
 	"errors"
-	"github.com/spillway-dev/spillway/internal/field"
 	"math"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
 )
 
 // SlowStartConfig configures slow start: an instance that becomes routable
