@@ -19,6 +19,12 @@
 //     /livez or /readyz: a dependency outage is not an instance failure.
 //   - /health always answers 200 with Content-Type application/json: it is
 //     a report whose content the load balancer reads, not a verdict.
+//     /health?version=V&wait=D is a long poll: it answers as soon as the
+//     report's Version differs from V (the phase or a dependency's state
+//     changed; Notify wakes it at once, else it re-reads every 100 ms), or
+//     after D (at most MaxWait, 30 s) with the current report. A bad wait
+//     is a 400. At most 64 requests wait at once; past that a long poll
+//     is answered at once.
 //   - /metrics serves Options.Gatherer, or 404 when it is nil.
 //   - GET and HEAD work on every endpoint; any other method gets 405 with an
 //     Allow header. Responses carry no secrets: failing checks are named,

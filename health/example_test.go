@@ -69,7 +69,7 @@ func Example() {
 	// /readyz 503 starting
 	// /readyz 200 ok
 	// /livez 200 ok
-	// /health 200 {"ready":true,"ready_for_s":0,"draining":false,"phase":"ready","in_flight":3,"limit":20,"queue":0,"dependencies":{"backend":{"state":"down","breaker":"open","since":"2018-03-01T11:40:00Z"}}}
+	// /health 200 {"ready":true,"ready_for_s":0,"draining":false,"phase":"ready","in_flight":3,"limit":20,"queue":0,"dependencies":{"backend":{"state":"down","breaker":"open","since":"2018-03-01T11:40:00Z"}},"version":"0c9f2eb0f6c68190"}
 	// /readyz 503 draining
 	// stopped: <nil>
 }

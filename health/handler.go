@@ -125,10 +125,20 @@ func (s *Server) answerProbe(w http.ResponseWriter, r *http.Request, failBody []
 }
 
 // health serves the Report. It answers 200 whatever the report says: the
-// load balancer acts on its content, not on its status.
-func (h *handler) health(w http.ResponseWriter, _ *http.Request) {
+// load balancer acts on its content, not on its status. With ?version=
+// and ?wait= it is a long poll (watch.go).
+func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	s := h.s
-	body, err := json.Marshal(s.Report())
+	wait, version, err := pollParams(r.URL.RawQuery)
+	if err != nil {
+		writeText(w, http.StatusBadRequest, []byte(err.Error()+"\n"))
+		return
+	}
+	rep := s.Report()
+	if wait > 0 && rep.Version == version {
+		rep = s.awaitChange(r.Context(), w, version, wait)
+	}
+	body, err := json.Marshal(rep)
 	if err != nil {
 		// Only a Dependency.Since outside years 0-9999 gets here.
 		s.log.Error("health: encode report", "err", err)

@@ -316,6 +316,10 @@ func TestHealthReport(t *testing.T) {
 			"verbose": {State: DepDown, LastError: strings.Repeat("é", maxLastError/2)},
 		},
 	}
+	if rep.Version == "" {
+		t.Error("report has no version")
+	}
+	want.Version = rep.Version // watch_test.go checks what changes it
 	if diff := cmp.Diff(want, rep); diff != "" {
 		t.Errorf("/health report (-want +got):\n%s", diff)
 	}
@@ -333,7 +337,8 @@ func TestHealthReport(t *testing.T) {
 func TestHealthReportEmpty(t *testing.T) {
 	c := New(Options{})
 	got := get(t, serve(t, c), "/health")
-	const want = `{"ready":false,"ready_for_s":0,"draining":false,"phase":"starting","in_flight":0,"limit":0,"queue":0,"dependencies":{}}` + "\n"
+	want := `{"ready":false,"ready_for_s":0,"draining":false,"phase":"starting","in_flight":0,"limit":0,"queue":0,"dependencies":{},"version":"` +
+		c.Report().Version + `"}` + "\n"
 	if got.body != want {
 		t.Errorf("body = %s\nwant   %s", got.body, want)
 	}

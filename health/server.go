@@ -99,6 +99,7 @@ type Server struct {
 
 	metrics metrics
 	handler http.Handler
+	changes changes // wakes /health long polls (watch.go)
 }
 
 type dependency struct {
@@ -157,6 +158,7 @@ func (s *Server) Start() {
 	s.mu.Unlock()
 	if changed {
 		s.log.Info("health: started", "warmup", s.readiness.Warmup)
+		s.Notify()
 	}
 }
 
@@ -170,6 +172,7 @@ func (s *Server) Drain() {
 	s.mu.Unlock()
 	if changed {
 		s.log.Info("health: draining")
+		s.Notify()
 	}
 }
 
@@ -288,6 +291,7 @@ func (s *Server) Report() Report {
 		dep.LastError = truncateUTF8(dep.LastError, maxLastError)
 		r.Dependencies[d.name] = dep
 	}
+	r.Version = reportVersion(&r, deps)
 	return r
 }
 
