@@ -393,6 +393,7 @@ func (b *Balancer) setInstances(ctx context.Context, insts []Instance) {
 		cctx, cancel := context.WithCancel(ctx)
 		b.checkers[in.Service] = &checkerHandle{inst: in, cancel: cancel}
 		b.checkWG.Go(func() { b.runCheckLoop(cctx, in) })
+		b.checkWG.Go(func() { b.runReportLoop(cctx, in) })
 	}
 	b.evaluateLocked(now)
 	if added > 0 || removed > 0 {

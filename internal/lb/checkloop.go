@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -42,15 +43,17 @@ func newCheckClient() *http.Client {
 	}
 }
 
-// runCheckLoop checks one instance until ctx is done (Run stops, or
-// discovery removed the instance): the ready path for routing, then, if
-// the instance answered, the report path for the dependency report. Checks
-// start every interval ± jitter, counted from the start of the previous
-// one (HAProxy's inter), or at once after a check that overran; the first
-// runs at once. So an instance that stops answering is out after
-// unhealthy_threshold × interval + timeout at most, whatever the timeouts
-// in between: a check that timed out fetches no report (it would only
-// time out too).
+// runCheckLoop checks one instance's ready path until ctx is done (Run
+// stops, or discovery removed the instance). Checks start every interval
+// ± jitter, counted from the start of the previous one (HAProxy's inter),
+// or at once after a check that overran; the first runs at once. So an
+// instance that stops answering is out after unhealthy_threshold ×
+// interval + timeout at most, whatever the timeouts in between. The
+// dependency report has a loop of its own (runReportLoop); until it has
+// delivered one, a check that reached the instance fetches the report
+// itself, so that an instance's first report arrives with the check that
+// makes it healthy (the edge's capacity bound then holds from its first
+// request).
 func (b *Balancer) runCheckLoop(ctx context.Context, in Instance) {
 	t := time.NewTimer(0)
 	defer t.Stop()
@@ -65,9 +68,14 @@ func (b *Balancer) runCheckLoop(ctx context.Context, in Instance) {
 		res := b.checkReady(ctx, set, in)
 		var rep *health.Report
 		if (res == CheckPass || res == CheckFail) && set.reportPath != "" && ctx.Err() == nil {
-			var err error
-			if rep, err = b.fetchReport(ctx, set, in); err != nil {
-				b.log.Debug("health report fetch failed", "instance", in.Service, "error", err)
+			b.mu.Lock()
+			has := b.pool.HasReport(in.Service)
+			b.mu.Unlock()
+			if !has {
+				var err error
+				if rep, err = b.fetchReport(ctx, set, in, "", 0); err != nil {
+					b.log.Debug("health report fetch failed", "instance", in.Service, "error", err)
+				}
 			}
 		}
 		if ctx.Err() != nil {
@@ -94,6 +102,71 @@ func (b *Balancer) runCheckLoop(ctx context.Context, in Instance) {
 			}
 		}
 		t.Reset(max(set.cfg.HealthCheck.NextInterval(rand.Float64())-time.Since(start), 0))
+	}
+}
+
+// minReportSpacing is the least time between two report fetches from one
+// instance: a report that changes on every read cannot spin the loop.
+const minReportSpacing = 50 * time.Millisecond
+
+// runReportLoop keeps one instance's dependency report fresh until ctx is
+// done. It long-polls the report path (health's ?version=&wait=): the
+// instance answers as soon as its phase or a dependency's state changes,
+// else after wait (health_check.interval, at most half report_max_age)
+// with the current report, so the load figures are as fresh as a poll
+// every interval would keep them. An instance that does not long-poll
+// (its report has no version, or it answers before the wait with nothing
+// changed) is polled every interval ± jitter instead; so is one whose
+// fetch failed.
+func (b *Balancer) runReportLoop(ctx context.Context, in Instance) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	version := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		set := b.set.Load()
+		hc := &set.cfg.HealthCheck
+		next := hc.NextInterval(rand.Float64())
+		if set.reportPath == "" {
+			t.Reset(next) // reports off (until a reload turns them on)
+			continue
+		}
+		wait := min(hc.Interval, hc.ReportMaxAge/2)
+		rep, err := b.fetchReport(ctx, set, in, version, wait)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			b.log.Debug("health report fetch failed", "instance", in.Service, "error", err)
+			version = ""
+			t.Reset(max(next-time.Since(start), 0))
+			continue
+		}
+		now := time.Now()
+		b.mu.Lock()
+		ok := b.pool.RecordReport(in.Service, now, *rep)
+		if ok {
+			b.evaluateLocked(now)
+		}
+		b.mu.Unlock()
+		if !ok {
+			return // removed meanwhile
+		}
+		took := time.Since(start)
+		switch {
+		case rep.Version != "" && (rep.Version != version || took >= wait*9/10):
+			// A change, or a wait that ran its course: ask again now.
+			t.Reset(max(minReportSpacing-took, 0))
+		default:
+			// No long poll here: poll.
+			t.Reset(max(next-took, 0))
+		}
+		version = rep.Version
 	}
 }
 
@@ -129,11 +202,19 @@ func (b *Balancer) checkReady(ctx context.Context, set *settings, in Instance) C
 	return CheckFail
 }
 
-// fetchReport GETs the report path and decodes the health.Report.
-func (b *Balancer) fetchReport(ctx context.Context, set *settings, in Instance) (*health.Report, error) {
-	ctx, cancel := context.WithTimeout(ctx, set.cfg.HealthCheck.Timeout)
+// fetchReport GETs the report path and decodes the health.Report. With a
+// version it is a long poll of up to wait: the instance answers when its
+// report's version differs, or when wait ends.
+func (b *Balancer) fetchReport(ctx context.Context, set *settings, in Instance, version string, wait time.Duration) (*health.Report, error) {
+	target := "http://" + in.Health + set.reportPath
+	timeout := set.cfg.HealthCheck.Timeout
+	if version != "" {
+		target += "?" + url.Values{"version": {version}, "wait": {wait.String()}}.Encode()
+		timeout += wait
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.Health+set.reportPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, err
 	}

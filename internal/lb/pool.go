@@ -235,6 +235,12 @@ func (p *Pool) RecordReport(id string, now time.Time, rep health.Report) bool {
 	return true
 }
 
+// HasReport reports whether the instance has sent a report yet.
+func (p *Pool) HasReport(id string) bool {
+	in := p.byID[id]
+	return in != nil && in.hasReport
+}
+
 // ObserveFailingFast records that ep answered a request with a deliberate
 // 503 dependency_unavailable: it cannot reach a dependency now. Until its
 // next report says which, the picker avoids it for every request that
