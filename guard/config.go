@@ -47,29 +47,44 @@ type Config struct {
 	Window time.Duration `yaml:"window"`
 
 	// OpenInterval is how long the breaker stays open, failing calls at
-	// once with ErrOpen, before it turns half-open. Duration; default 5s.
+	// once with ErrOpen, before it turns half-open and lets user calls
+	// through as trial calls. Recovery probes do not wait for it (see
+	// ProbeURL). Duration; default 5s.
 	OpenInterval time.Duration `yaml:"open_interval"`
 
 	// HalfOpenRequests is the number of trial calls the half-open breaker
 	// lets through; it closes after that many consecutive successes and
-	// reopens on the first failure. Default 1.
+	// reopens on the first failure. Recovery probes are not trial calls
+	// and take no slot. Default 1.
 	HalfOpenRequests int `yaml:"half_open_requests"`
 
 	// ProbeURL is an absolute http(s) URL that Run GETs (2xx = healthy)
-	// so that recovery is noticed without user traffic: the moment the
-	// breaker turns half-open, probes are its trial calls. The breaker
-	// then closes within OpenInterval plus a probe's round trip of the
-	// dependency's recovery. Empty (the default) disables probing:
-	// recovery then waits for user calls to act as trial calls, which
-	// never come while the load balancer sheds at the edge.
+	// so that recovery is noticed without user traffic: while the breaker
+	// is open or half-open, Run probes it every ProbeInterval, directly
+	// (a probe is not one of the breaker's trial calls), and closes the
+	// breaker after ProbeSuccesses successes in a row. The breaker then
+	// closes within ProbeInterval × ProbeSuccesses plus a probe's round
+	// trip of the dependency's recovery, whatever OpenInterval is (plus
+	// up to ProbeTimeout if a probe was hanging at that moment). The
+	// URL should fail whenever the dependency cannot serve calls: if it
+	// answers 2xx while calls fail, the breaker closes and trips again.
+	// Empty (the default) disables probing: recovery then waits for user
+	// calls to act as trial calls once the breaker is half-open, and
+	// they never come while the load balancer sheds at the edge.
 	ProbeURL string `yaml:"probe_url"`
 
-	// ProbeInterval is how often Run probes again while the breaker stays
-	// half-open without a verdict, which happens when user calls hold
-	// every trial slot. Probes are never sent while the breaker is
-	// closed, nor while it is open (they could change nothing).
-	// Duration; default 1s.
+	// ProbeInterval is how often Run probes ProbeURL while the breaker is
+	// open or half-open, from the start of one probe to the start of the
+	// next (a probe slower than that is followed at once by the next; one
+	// probe is in flight at a time). It is independent of OpenInterval.
+	// No probe is sent while the breaker is closed, except one when Run
+	// starts. Duration; default 250ms.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
+
+	// ProbeSuccesses is the number of probes in a row that must succeed
+	// for Run to close the breaker; a failed probe, or the breaker
+	// opening again, starts the count over. Default 2.
+	ProbeSuccesses int `yaml:"probe_successes"`
 
 	// ProbeTimeout bounds each probe request. Duration; default the
 	// smaller of Timeout and 1s.
@@ -86,7 +101,8 @@ const (
 	DefaultWindow              = 10 * time.Second
 	DefaultOpenInterval        = 5 * time.Second
 	DefaultHalfOpenRequests    = 1
-	DefaultProbeInterval       = time.Second
+	DefaultProbeInterval       = 250 * time.Millisecond
+	DefaultProbeSuccesses      = 2
 )
 
 // windowBuckets is the number of buckets of the rolling Window.
@@ -105,6 +121,7 @@ func DefaultConfig() Config {
 		OpenInterval:        DefaultOpenInterval,
 		HalfOpenRequests:    DefaultHalfOpenRequests,
 		ProbeInterval:       DefaultProbeInterval,
+		ProbeSuccesses:      DefaultProbeSuccesses,
 	}
 }
 
@@ -137,6 +154,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.ProbeSuccesses == 0 {
+		c.ProbeSuccesses = DefaultProbeSuccesses
 	}
 	if c.ProbeTimeout == 0 {
 		c.ProbeTimeout = min(c.Timeout, time.Second)
@@ -171,6 +191,7 @@ func (c Config) Validate() error {
 		{"consecutive_failures", c.ConsecutiveFailures},
 		{"min_requests", c.MinRequests},
 		{"half_open_requests", c.HalfOpenRequests},
+		{"probe_successes", c.ProbeSuccesses},
 	} {
 		if n.n < 1 || int64(n.n) > math.MaxUint32 {
 			errs = append(errs, field.New(n.field, strconv.Itoa(n.n), fmt.Sprintf("must be between 1 and %d", uint32(math.MaxUint32))))

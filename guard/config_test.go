@@ -24,7 +24,8 @@ func TestSetDefaults(t *testing.T) {
 			Window:              10 * time.Second,
 			OpenInterval:        5 * time.Second,
 			HalfOpenRequests:    1,
-			ProbeInterval:       time.Second,
+			ProbeInterval:       250 * time.Millisecond,
+			ProbeSuccesses:      2,
 			ProbeTimeout:        time.Second,
 		}},
 		{"probe timeout follows a short timeout", guard.Config{Timeout: 300 * time.Millisecond}, guard.Config{
@@ -36,7 +37,8 @@ func TestSetDefaults(t *testing.T) {
 			Window:              10 * time.Second,
 			OpenInterval:        5 * time.Second,
 			HalfOpenRequests:    1,
-			ProbeInterval:       time.Second,
+			ProbeInterval:       250 * time.Millisecond,
+			ProbeSuccesses:      2,
 			ProbeTimeout:        300 * time.Millisecond,
 		}},
 		{"set fields are kept", guard.Config{
@@ -50,6 +52,7 @@ func TestSetDefaults(t *testing.T) {
 			HalfOpenRequests:    3,
 			ProbeURL:            "http://backend:8080/healthz",
 			ProbeInterval:       2 * time.Second,
+			ProbeSuccesses:      3,
 			ProbeTimeout:        1500 * time.Millisecond,
 		}, guard.Config{
 			Timeout:             3 * time.Second,
@@ -62,6 +65,7 @@ func TestSetDefaults(t *testing.T) {
 			HalfOpenRequests:    3,
 			ProbeURL:            "http://backend:8080/healthz",
 			ProbeInterval:       2 * time.Second,
+			ProbeSuccesses:      3,
 			ProbeTimeout:        1500 * time.Millisecond,
 		}},
 	}

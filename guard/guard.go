@@ -9,22 +9,36 @@
 // the dependency's entry for health.Report.
 //
 // Run owns the only goroutine a Guard needs, the probe loop, and returns
-// when its context is done; there is nothing to close. Once the breaker is
-// half-open, Run GETs Config.ProbeURL as its trial calls, so the breaker
-// closes after the dependency recovers even when no user request arrives
-// (the load balancer sheds at the edge during an outage). Without a probe
-// URL, or without Run, recovery relies on user calls as trial calls.
+// when its context is done; there is nothing to close. While the breaker
+// is open or half-open, Run GETs Config.ProbeURL every
+// Config.ProbeInterval (250ms by default), directly rather than as a
+// trial call, and closes the breaker after Config.ProbeSuccesses
+// successes in a row. So a recovered dependency is noticed within a
+// fraction of a second, without waiting for Config.OpenInterval and even
+// when no user request arrives (the load balancer sheds at the edge
+// during an outage). User calls still act as trial calls once the
+// breaker is half-open; without a probe URL, or without Run, recovery
+// relies on them alone.
+//
+// Options.OnChange is called whenever Status changes, so that a health
+// server can tell its watchers at once.
 //
 // The breaker trips on Config.ConsecutiveFailures failures in a row, or
 // when the failure rate over the rolling Config.Window reaches
 // Config.FailureRate once Config.MinRequests calls have completed. The
 // caller's own cancellation never counts against the dependency.
 //
-// State changes are logged (keys dependency, from, to, last_error). With
-// Options.Registerer set, the Guard exports, each labelled dependency:
-// spillway_guard_breaker_state (0 closed, 1 half-open, 2 open),
-// spillway_guard_calls_total{result}, spillway_guard_probes_total{result},
-// spillway_guard_state_changes_total{to} and spillway_guard_in_flight.
+// State changes are logged as "circuit breaker state changed" (keys
+// dependency, from, to, last_error), and a close by the recovery probes
+// as "circuit breaker closed by recovery probes" (the same keys, and
+// probes). With Options.Registerer set, the Guard exports, each labelled
+// dependency: spillway_guard_breaker_state (0 closed, 1 half-open,
+// 2 open), spillway_guard_calls_total{result},
+// spillway_guard_probes_total{result},
+// spillway_guard_state_changes_total{to},
+// spillway_guard_probe_closes_total (those of the closes counted in
+// state_changes_total{to="closed"} that the recovery probes made) and
+// spillway_guard_in_flight.
 package guard
 
 import (
@@ -93,6 +107,24 @@ type Options struct {
 	// no keep-alives (each probe dials afresh) that does not follow
 	// redirects (a 3xx is unhealthy).
 	Client *http.Client
+	// OnChange, if set, is called after Status changes: its State
+	// (unknown, up, down) or its Breaker (closed, open, half-open), not
+	// LastError or Since alone. A health server uses it to answer its
+	// long-poll watchers at once.
+	//
+	// It is called without the Guard's locks, from Do or from Run, never
+	// from Status, so it may call Status. It must not block: it runs on
+	// a caller's request path or on the probe loop; a non-blocking send
+	// or a broadcast to waiters is what it is for. It may be called from
+	// several goroutines at once, several changes in quick succession
+	// may be reported by one call, and a call may find that nothing
+	// changed: read Status for the state itself.
+	//
+	// An open breaker turns half-open when the Guard next looks at it (a
+	// call, Status, a metrics scrape, or Run, which looks every
+	// Config.ProbeInterval while probing); that change is reported by
+	// Do or Run, so OnChange needs Run for it when no call follows.
+	OnChange func()
 }
 
 // Results of a call, the values of the result label of
@@ -122,6 +154,9 @@ var (
 // which tells it apart from the caller's own deadline.
 var errOwnTimeout = errors.New("guard timeout")
 
+// breaker is the Guard's circuit breaker.
+type breaker = gobreaker.TwoStepCircuitBreaker[struct{}]
+
 // Guard protects calls to one dependency. Make it with New.
 type Guard struct {
 	name      string
@@ -129,17 +164,21 @@ type Guard struct {
 	log       *slog.Logger
 	client    *http.Client
 	ownClient bool
-	cb        *gobreaker.TwoStepCircuitBreaker[struct{}]
-	slots     chan struct{} // bulkhead: one token per call in flight
-	wake      chan struct{} // breaker state changed; buffered 1, wakes Run
-	running   atomic.Bool   // Run is running
+	onChange  func()
+	settings  gobreaker.Settings      // of every breaker, but OnStateChange
+	cb        atomic.Pointer[breaker] // the current breaker; Run's probes replace it to close it
+	slots     chan struct{}           // bulkhead: one token per call in flight
+	wake      chan struct{}           // breaker state changed; buffered 1, wakes Run
+	running   atomic.Bool             // Run is running
+	changed   atomic.Bool             // Status changed since OnChange was last called
 	m         *metrics
 
-	mu       sync.Mutex
-	state    string    // health.DepUp, DepDown or DepUnknown
-	since    time.Time // when state last changed
-	lastErr  string    // most recent failure since the breaker last closed
-	openedAt time.Time // when the breaker last opened (it is at least gobreaker's own time)
+	mu      sync.Mutex
+	state   string          // health.DepUp, DepDown or DepUnknown
+	since   time.Time       // when state last changed
+	lastErr string          // most recent failure since the breaker last closed
+	breaker gobreaker.State // the current breaker's state, as it last reported it
+	opens   uint64          // times a breaker of this Guard has opened
 }
 
 // New validates cfg, after filling its zero fields with defaults, and
@@ -155,14 +194,15 @@ func New(cfg Config, opts Options) (*Guard, error) {
 		return nil, fmt.Errorf("guard %s: %w", opts.Name, err)
 	}
 	g := &Guard{
-		name:   opts.Name,
-		cfg:    cfg,
-		log:    opts.Logger,
-		client: opts.Client,
-		slots:  make(chan struct{}, cfg.MaxConcurrent),
-		wake:   make(chan struct{}, 1),
-		state:  health.DepUnknown,
-		since:  time.Now(),
+		name:     opts.Name,
+		cfg:      cfg,
+		log:      opts.Logger,
+		client:   opts.Client,
+		onChange: opts.OnChange,
+		slots:    make(chan struct{}, cfg.MaxConcurrent),
+		wake:     make(chan struct{}, 1),
+		state:    health.DepUnknown,
+		since:    time.Now(),
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -173,7 +213,7 @@ func New(cfg Config, opts Options) (*Guard, error) {
 	}
 	failures := uint64(cfg.ConsecutiveFailures)
 	minRequests := uint64(cfg.MinRequests)
-	g.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+	g.settings = gobreaker.Settings{
 		Name:         opts.Name,
 		MaxRequests:  uint32(cfg.HalfOpenRequests),
 		Interval:     cfg.Window,
@@ -186,15 +226,25 @@ func New(cfg Config, opts Options) (*Guard, error) {
 			done := uint64(c.TotalSuccesses) + uint64(c.TotalFailures)
 			return done >= minRequests && float64(c.TotalFailures)/float64(done) >= cfg.FailureRate
 		},
-		OnStateChange: g.onStateChange,
-		IsExcluded:    func(err error) bool { return err == errOutcomeExcluded },
-	})
+		IsExcluded: func(err error) bool { return err == errOutcomeExcluded },
+	}
+	g.cb.Store(g.newBreaker())
 	m, err := newMetrics(g, opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("guard %s: %w", opts.Name, err)
 	}
 	g.m = m
 	return g, nil
+}
+
+// newBreaker returns a fresh, closed breaker whose state changes reach
+// onStateChange.
+func (g *Guard) newBreaker() *breaker {
+	st := g.settings
+	var cb *breaker
+	st.OnStateChange = func(_ string, from, to gobreaker.State) { g.onStateChange(cb, from, to) }
+	cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](st)
+	return cb
 }
 
 // Name returns the dependency's name, Options.Name.
@@ -237,7 +287,10 @@ func (g *Guard) Do(ctx context.Context, fn func(ctx context.Context) error) erro
 // call runs fn through the breaker with the given timeout and returns the
 // call's result label and Do's error.
 func (g *Guard) call(ctx context.Context, timeout time.Duration, fn func(context.Context) error) (string, error) {
-	done, err := g.cb.Allow()
+	defer g.notify()
+	// done reports to the breaker that admitted the call, even if Run
+	// has replaced it since.
+	done, err := g.cb.Load().Allow()
 	if err != nil {
 		// gobreaker.ErrOpenState, or ErrTooManyRequests when the
 		// half-open breaker's trial calls are all in flight.
@@ -293,33 +346,55 @@ func (g *Guard) succeeded() {
 }
 
 // leaveUnknownLocked marks the first outcome: the closed breaker's state
-// turns from unknown to up. Later states are set by onStateChange.
+// turns from unknown to up. Later states are set by onStateChange and
+// closeByProbes.
 func (g *Guard) leaveUnknownLocked() {
 	if g.state == health.DepUnknown {
-		g.state = health.DepUp
-		g.since = time.Now()
+		g.setStateLocked(health.DepUp)
 	}
 }
 
-// onStateChange is gobreaker's OnStateChange: it runs with the breaker's
-// lock held, so it must not call the breaker.
-func (g *Guard) onStateChange(_ string, from, to gobreaker.State) {
+// setStateLocked sets the dependency's state; Status has changed.
+func (g *Guard) setStateLocked(state string) {
+	if g.state != state {
+		g.state = state
+		g.since = time.Now()
+	}
+	g.changed.Store(true)
+}
+
+// notify calls Options.OnChange if Status has changed since it last did.
+// It must be called without g.mu, and never from Status.
+func (g *Guard) notify() {
+	if g.onChange != nil && g.changed.Load() && g.changed.CompareAndSwap(true, false) {
+		g.onChange()
+	}
+}
+
+// onStateChange is the OnStateChange of breaker cb: it runs with cb's lock
+// held, so it must not call the breaker, nor OnChange (which may call
+// Status); it wakes Run, which calls OnChange unless a call does first.
+// The changes of a breaker that Run has replaced are ignored: they are
+// outcomes of calls it admitted before, which no longer matter.
+func (g *Guard) onStateChange(cb *breaker, from, to gobreaker.State) {
 	state := health.DepDown
 	if to == gobreaker.StateClosed {
 		state = health.DepUp
 	}
 	g.mu.Lock()
+	if g.cb.Load() != cb {
+		g.mu.Unlock()
+		return
+	}
 	lastErr := g.lastErr
 	switch to {
 	case gobreaker.StateClosed:
 		g.lastErr = ""
 	case gobreaker.StateOpen:
-		g.openedAt = time.Now()
+		g.opens++
 	}
-	if g.state != state {
-		g.state = state
-		g.since = time.Now()
-	}
+	g.breaker = to
+	g.setStateLocked(state)
 	g.mu.Unlock()
 
 	g.m.stateChanges.WithLabelValues(to.String()).Inc()
@@ -332,10 +407,25 @@ func (g *Guard) onStateChange(_ string, from, to gobreaker.State) {
 		slog.String("from", from.String()),
 		slog.String("to", to.String()),
 		slog.String("last_error", lastErr))
+	g.wakeRun()
+}
+
+// wakeRun tells Run that the breaker's state changed.
+func (g *Guard) wakeRun() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
 	}
+}
+
+// breakerState returns the current breaker's state and the number of
+// times a breaker has opened. Asking the breaker, without g.mu, is what
+// turns an expired open breaker half-open, through onStateChange.
+func (g *Guard) breakerState() (gobreaker.State, uint64) {
+	g.cb.Load().State()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.breaker, g.opens
 }
 
 // Status returns the dependency's entry for health.Report: State is up
@@ -347,12 +437,12 @@ func (g *Guard) onStateChange(_ string, from, to gobreaker.State) {
 func (g *Guard) Status() health.Dependency {
 	// Ask the breaker first, without g.mu: this is what turns an expired
 	// open breaker half-open, and that calls onStateChange.
-	breaker := g.cb.State()
+	g.cb.Load().State()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return health.Dependency{
 		State:     g.state,
-		Breaker:   breaker.String(),
+		Breaker:   g.breaker.String(),
 		Since:     g.since,
 		LastError: g.lastErr,
 	}

@@ -15,6 +15,7 @@ type metrics struct {
 	calls        *prometheus.CounterVec // result
 	probes       *prometheus.CounterVec // result
 	stateChanges *prometheus.CounterVec // to
+	probeCloses  prometheus.Counter
 }
 
 func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
@@ -35,6 +36,11 @@ func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
 			Help:        "Circuit breaker state changes, by the state entered: closed, half-open, open.",
 			ConstLabels: labels,
 		}, []string{"to"}),
+		probeCloses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "spillway_guard_probe_closes_total",
+			Help:        "Circuit breaker closes made by the recovery probes (each also counted in spillway_guard_state_changes_total{to=\"closed\"}).",
+			ConstLabels: labels,
+		}),
 	}
 	for _, r := range allResults {
 		m.calls.WithLabelValues(r)
@@ -53,7 +59,10 @@ func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
 		Name:        "spillway_guard_breaker_state",
 		Help:        "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
 		ConstLabels: labels,
-	}, func() float64 { return float64(g.cb.State()) })
+	}, func() float64 {
+		state, _ := g.breakerState()
+		return float64(state)
+	})
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "spillway_guard_in_flight",
 		Help:        "Calls in flight through the guard (probes excluded).",
@@ -61,7 +70,7 @@ func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
 	}, func() float64 { return float64(len(g.slots)) })
 
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.calls, m.probes, m.stateChanges, state, inFlight} {
+	for _, c := range []prometheus.Collector{m.calls, m.probes, m.stateChanges, m.probeCloses, state, inFlight} {
 		if err := reg.Register(c); err != nil {
 			for _, d := range done {
 				reg.Unregister(d)

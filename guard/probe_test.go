@@ -179,17 +179,21 @@ func TestProbeRecovery(t *testing.T) {
 	}
 }
 
-// TestProbeSchedule checks when probes are sent: once at start, none
-// while the breaker is open, one the moment it turns half-open.
+// TestProbeSchedule checks when probes are sent: once at start, then
+// every ProbeInterval while the breaker is open or half-open, whatever
+// OpenInterval is, and none while it is closed.
 func TestProbeSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const openInterval = 5 * time.Second
+		const (
+			openInterval  = 5 * time.Second
+			probeInterval = time.Second
+		)
 		b := newFakeBackend("error", 0)
 		g := newTestGuard(t, guard.Config{
 			ConsecutiveFailures: 1,
 			OpenInterval:        openInterval,
 			ProbeURL:            "http://backend.test/healthz",
-			ProbeInterval:       time.Second,
+			ProbeInterval:       probeInterval,
 		}, guard.Options{Client: &http.Client{Transport: b}})
 		stop := runGuard(t, g.Guard)
 		defer stop()
@@ -206,22 +210,34 @@ func TestProbeSchedule(t *testing.T) {
 		if got := g.Status().LastError; got != "probe: GET http://backend.test/healthz: status 503 Service Unavailable" {
 			t.Errorf("LastError = %q", got)
 		}
-		for range 2 {
-			n := b.probes.Load()
-			time.Sleep(openInterval) // fake time, here and below
-			wantProbes(n)
-			wantBreaker(t, g.Guard, "open")
-			time.Sleep(time.Millisecond) // the open interval has passed
-			wantProbes(n + 1)            // the trial failed: open again
-			wantBreaker(t, g.Guard, "open")
+		// Through the open interval and beyond: one probe per interval.
+		// The breaker turns half-open and stays so: probes are not its
+		// trial calls.
+		for i := range int64(8) {
+			time.Sleep(probeInterval - time.Millisecond) // fake time, here and below
+			wantProbes(1 + i)
+			time.Sleep(time.Millisecond)
+			wantProbes(2 + i)
+			want := "open"
+			if time.Duration(i+1)*probeInterval > openInterval {
+				want = "half-open"
+			}
+			wantBreaker(t, g.Guard, want)
 		}
+		b.set("up")
+		time.Sleep(2 * probeInterval) // ProbeSuccesses (2) probes succeed
+		wantProbes(11)
+		wantBreaker(t, g.Guard, "closed")
+		time.Sleep(time.Minute)
+		wantProbes(11) // none while closed
 	})
 }
 
-// TestProbeRetriesWhileTrialsBusy: when a user call holds the half-open
-// breaker's only trial slot, the probe is rejected without a request and
-// tried again every ProbeInterval.
-func TestProbeRetriesWhileTrialsBusy(t *testing.T) {
+// TestProbeNeedsNoTrialSlot: when a user call holds the half-open
+// breaker's only trial slot, the probes are not held back (they are not
+// trial calls) and close the breaker; the trial's late outcome goes to
+// the replaced breaker and changes nothing.
+func TestProbeNeedsNoTrialSlot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const openInterval = 5 * time.Second
 		b := newFakeBackend("up", 0)
@@ -235,6 +251,7 @@ func TestProbeRetriesWhileTrialsBusy(t *testing.T) {
 		defer stop()
 		synctest.Wait() // the probe at start succeeded
 
+		b.set("error")
 		runStep(t, g.Guard, 'f') // trips
 		time.Sleep(openInterval + 500*time.Microsecond)
 		release := make(chan struct{})
@@ -246,26 +263,29 @@ func TestProbeRetriesWhileTrialsBusy(t *testing.T) {
 			})
 		}()
 		synctest.Wait() // the user call is the half-open breaker's trial
+		wantBreaker(t, g.Guard, "half-open")
+		n := b.probes.Load()
 
-		time.Sleep(500 * time.Microsecond) // fake time, here and below: the probe's moment
+		b.set("up")
+		time.Sleep(2 * time.Second) // fake time: two probe intervals
 		synctest.Wait()
-		time.Sleep(time.Second) // and one ProbeInterval later
-		synctest.Wait()
-		if got := counterValue(t, g, "spillway_guard_probes_total", "result", "rejected_open"); got != 2 {
-			t.Errorf("rejected probes = %v, want 2", got)
+		if got := b.probes.Load() - n; got != 2 {
+			t.Errorf("%d probe requests while the trial was in flight, want 2", got)
 		}
-		if n := b.probes.Load(); n != 1 {
-			t.Errorf("%d probe requests, want 1 (at start)", n)
+		if got := counterValue(t, g, "spillway_guard_probes_total", "result", "rejected_open"); got != 0 {
+			t.Errorf("rejected probes = %v, want 0", got)
 		}
+		wantBreaker(t, g.Guard, "closed")
 		close(release)
 		if err := <-errc; err != nil {
 			t.Errorf("trial call: %v", err)
 		}
 		wantBreaker(t, g.Guard, "closed")
+		n = b.probes.Load()
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if got := counterValue(t, g, "spillway_guard_probes_total", "result", "rejected_open"); got != 2 {
-			t.Errorf("rejected probes once closed = %v, want still 2", got)
+		if got := b.probes.Load(); got != n {
+			t.Errorf("%d probes once closed, want none", got-n)
 		}
 	})
 }
