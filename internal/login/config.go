@@ -122,6 +122,17 @@ type RateLimitConfig struct {
 	MaxClients int `yaml:"max_clients"`
 }
 
+// retryAfter is the Retry-After of a dependency_unavailable answer: how
+// soon the guard's recovery probes can close the breaker once the backend
+// is back (probe_interval × probe_successes), at least a second; without
+// probes, when the breaker next lets a trial call through (open_interval).
+func (c *BackendConfig) retryAfter() time.Duration {
+	if c.ProbeURL == "" {
+		return c.OpenInterval
+	}
+	return max(time.Second, c.ProbeInterval*time.Duration(c.ProbeSuccesses))
+}
+
 // DefaultConfig returns the documented defaults. backend.probe_url and
 // the guard's probe_timeout derive from other fields: they are empty here
 // and filled by Resolve.

@@ -126,6 +126,8 @@ func New(c *Config, opts Options) (*Instance, error) {
 		Logger:     opts.Logger,
 		Registerer: reg,
 		Client:     in.backend.http,
+		// The load balancer long-polls /health: tell it at once.
+		OnChange: func() { in.health.Notify() }, // in.health is set below, before any call
 	})
 	if err != nil {
 		return nil, fmt.Errorf("backend guard: %w", err)
@@ -248,7 +250,7 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 		return &httpapi.Error{
 			Status:     http.StatusServiceUnavailable,
 			Code:       health.ReasonDependencyUnavailable,
-			RetryAfter: in.cfg.Backend.OpenInterval,
+			RetryAfter: in.cfg.Backend.retryAfter(),
 			Err:        err,
 		}
 	}
