@@ -50,7 +50,9 @@ func ExampleShedder() {
 		{Prefix: "/login", Dependencies: []string{"backend"}},
 		{Prefix: "/static/"}, // needs nothing
 	})
-	s, _ := lb.NewShedder(lb.DefaultShedConfig(), routes)
+	cfg := lb.DefaultShedConfig()
+	cfg.Recovery = lb.RecoveryWindow // a fixed 5s ramp; the default follows the backend
+	s, _ := lb.NewShedder(cfg, routes)
 	down := health.Report{Ready: true, Dependencies: map[string]health.Dependency{"backend": {State: health.DepDown}}}
 	up := health.Report{Ready: true, Dependencies: map[string]health.Dependency{"backend": {State: health.DepUp}}}
 

@@ -39,9 +39,10 @@ type HealthConfig struct {
 	// service port).
 	ReadyPath string `yaml:"ready_path"`
 	// ReportPath is GET on the health address for the JSON dependency
-	// report (health.Report), fetched after each check that the instance
-	// answered. Default "/health". "" fetches none: no shedding votes and
-	// no reported capacity (the 2018 configuration).
+	// report (health.Report), watched with its long poll: a change
+	// arrives within a round trip, a quiet instance is asked once per
+	// Interval (runReportLoop). Default "/health". "" fetches none: no
+	// shedding votes and no reported capacity (the 2018 configuration).
 	ReportPath string `yaml:"report_path"`
 	// ReportMaxAge is how old an instance's last /health report may be and
 	// still count: older reports give no shedding vote and no concurrency

@@ -113,7 +113,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.budget.Load().Request(now)
 
 	// (e) Proxy.
-	c := &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep}
+	c := &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep, path: path}
 	c.Context, c.cancel = context.WithCancelCause(c.parent)
 	c.phase.Store(phaseHeader)
 	c.timer = time.AfterFunc(min(c.t.header, c.t.total), c.fire)
@@ -146,10 +146,12 @@ type call struct {
 	timer *time.Timer
 	phase atomic.Uint32
 	start time.Time
+	path  string    // the request's, for the shedder's feedback
 	ep    *Endpoint // the instance of the last attempt
 	body  trackedBody
 	// Set by the round tripper; read after ReverseProxy returns.
-	status    int // the instance's status, 0 if none
+	status    int       // the instance's status, 0 if none
+	headersAt time.Time // when its response headers arrived
 	fail      outcome
 	attempted bool
 	retried   bool
@@ -227,6 +229,17 @@ func (c *call) finish() {
 		}
 	}
 	c.b.m.count(o)
+	if c.attempted && c.fail != outClientError && c.fail != outOverloaded {
+		// What the dependencies behind the instance did: the feedback
+		// ramp's signal, and their baseline latency while ok. A client's
+		// own failure, or the balancer's (out of descriptors), says
+		// nothing about them.
+		end := c.headersAt
+		if end.IsZero() {
+			end = time.Now()
+		}
+		c.b.shedder.Observe(c.path, end.Sub(c.start), c.fail != outOK || c.status >= 500)
+	}
 }
 
 // trackedBody passes the request body to the transport and remembers
@@ -335,6 +348,7 @@ func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 		c.armTotal()
 	}
 	c.status = res.StatusCode
+	c.headersAt = time.Now()
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		reason, deliberate := res.Header[health.ReasonHeader]

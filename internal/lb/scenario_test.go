@@ -2,6 +2,7 @@ package lb_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime"
 	"slices"
@@ -65,6 +66,7 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 	sim, simURL := startSim(t)
 	fleet := startFleet(t, 3, simURL, nil)
 	cfg := testConfig(lbInstances(fleet)...)
+	cfg.Shedding.Recovery = lb.RecoveryWindow // the ramp over the window; TestFeedbackRecovery tests the default
 	// The edge's own time for each answer, from the handler's start to its
 	// return: what the balancer controls, apart from the test's clients.
 	var (
@@ -112,7 +114,7 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 
 	// Phase 2: shedding. Every answer comes from the edge.
 	handled0 := handledBy(t, fleet)
-	backend0 := sim.Stats().Total
+	backend0, shedAt := sim.Stats().Total, time.Now()
 	// The bound is on the edge's own time per answer, from the handler's
 	// start to its return, so the test's clients, which compete with the
 	// balancer for the CPU here (two cores, the race detector, other test
@@ -165,8 +167,11 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 	if got := handledBy(t, fleet); !slices.Equal(got, handled0) {
 		t.Errorf("login handlers saw %v requests while shedding (before %v), want none", got, handled0)
 	}
-	if n := sim.Stats().Total - backend0; n > uint64(3*4) { // the guards' probes only: ≤ 1 per open interval per instance
-		t.Errorf("%d requests reached the backend while shedding, want only the guards' probes", n)
+	// The guards' probes only: one per probe interval per instance while
+	// their breakers are not closed (guard.Run).
+	probes := 3 * (int(time.Since(shedAt)/loginConfig("").Backend.ProbeInterval) + 2)
+	if n := sim.Stats().Total - backend0; n > uint64(probes) {
+		t.Errorf("%d requests reached the backend while shedding, want only the guards' probes (at most %d)", n, probes)
 	}
 	for _, in := range b.Status().Instances {
 		if in.State != lb.InstanceHealthy {
@@ -544,5 +549,94 @@ func TestOneInstanceCutOffFromTheBackend(t *testing.T) {
 				t.Errorf("the instance took %v to serve again after its path returned, want within 3 s", back)
 			}
 		})
+	}
+}
+
+// TestFeedbackRecovery: the default path back, with the default check
+// interval (2 s) and the guard's default probes (every 250 ms, closed
+// after 2 successes). The backend hangs under load, the edge sheds; the
+// backend returns: the instances' breakers close on their probes, their
+// long-polled reports reach the balancer at once (not at its next 2 s
+// check), and the feedback ramp admits everything once the admitted
+// requests succeed, within 3 s of the backend's return.
+func TestFeedbackRecovery(t *testing.T) {
+	sim, simURL := startSim(t)
+	defaults := login.DefaultConfig().Backend
+	fleet := startFleet(t, 3, simURL, func(c *login.Config) {
+		c.Backend.ProbeInterval, c.Backend.ProbeSuccesses = defaults.ProbeInterval, defaults.ProbeSuccesses
+	})
+	cfg := testConfig(lbInstances(fleet)...)
+	cfg.HealthCheck = lb.DefaultConfig().HealthCheck
+	cfg.HealthCheck.HealthyThreshold = 1 // start fast; the check interval is what matters
+	b := startLB(t, cfg, nil)
+	b.waitRoutable(t, 3)
+
+	// Paced clients: 8 workers, a login every 5 ms each at most.
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu  sync.Mutex
+		out []result
+		wg  sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				r := b.login(context.Background())
+				mu.Lock()
+				out = append(out, r)
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	time.Sleep(1500 * time.Millisecond) // a baseline latency while ok
+
+	if err := sim.SetMode(backendsim.ModeHang); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
+	time.Sleep(time.Second)
+
+	upAt := time.Now()
+	if err := sim.SetMode(backendsim.ModeUp); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	var last lb.DependencyStatus
+	took := waitFor(t, 10*time.Second, "recovered", func() bool {
+		d := b.dependency(login.BackendName)
+		if d.State == lb.ShedRecovering && (d.Admitted != last.Admitted || d.LastStep != last.LastStep) {
+			steps = append(steps, fmt.Sprintf("+%v %.2f %s (median %v, bound %v)",
+				time.Since(upAt).Round(time.Millisecond), d.Admitted, d.LastStep, d.StepMedian, d.LatencyBound))
+		}
+		last = d
+		return d.State == lb.ShedOK
+	})
+	t.Logf("backend up → all admitted in %v; ramp: %v", took, steps)
+	if took > 3*time.Second {
+		t.Errorf("recovery took %v, want under 3s", took)
+	}
+	if len(steps) == 0 || last.Recovery != "" {
+		t.Errorf("no feedback ramp seen (steps %v)", steps)
+	}
+	okAt := time.Now()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	bad := map[int]int{}
+	n := 0
+	for _, r := range out {
+		if r.start.After(okAt) {
+			n++
+			if r.status != 200 {
+				bad[r.status]++
+			}
+		}
+	}
+	if n < 50 || len(bad) > 0 {
+		t.Errorf("after recovery: %d logins, not ok: %v", n, bad)
 	}
 }

@@ -27,8 +27,16 @@ type ShedConfig struct {
 	// automatic shedding; manual overrides still work (the 2018
 	// configuration).
 	Quorum float64 `yaml:"quorum"`
+	// Recovery is how the admitted share returns to 1 once the votes fall
+	// below the quorum: "feedback" (the default) ramps it by the outcomes
+	// of the admitted requests (Ramp); "window" ramps it linearly over
+	// RecoveryWindow.
+	Recovery RecoveryMode `yaml:"recovery"`
+	// Ramp configures the feedback ramp.
+	Ramp RampConfig `yaml:"ramp"`
 	// RecoveryWindow is how long the admitted share takes to ramp from 0 to
-	// 1 once the votes fall below the quorum. Default 5s. 0 reopens at once.
+	// 1 once the votes fall below the quorum, with recovery "window".
+	// Default 5s. 0 reopens at once.
 	RecoveryWindow time.Duration `yaml:"recovery_window"`
 	// MaxRecoveryWindow caps the recovery window's doubling: each time
 	// shedding resumes before a ramp completed, the next ramp is twice as
@@ -45,13 +53,15 @@ type ShedConfig struct {
 
 // DefaultShedConfig returns the defaults documented on ShedConfig.
 func DefaultShedConfig() ShedConfig {
-	return ShedConfig{Quorum: 0.5, RecoveryWindow: 5 * time.Second, MaxRecoveryWindow: 40 * time.Second, RetryAfter: time.Second}
+	return ShedConfig{Quorum: 0.5, Recovery: RecoveryFeedback, Ramp: DefaultRampConfig(),
+		RecoveryWindow: 5 * time.Second, MaxRecoveryWindow: 40 * time.Second, RetryAfter: time.Second}
 }
 
 // Validate reports every invalid field.
 func (c ShedConfig) Validate() error {
 	var errs []error
-	errs = append(errs, field.Fraction("quorum", c.Quorum, 0, 1), field.NonNegative("recovery_window", c.RecoveryWindow))
+	errs = append(errs, field.Fraction("quorum", c.Quorum, 0, 1), c.Recovery.validate(),
+		field.Prefix("ramp", c.Ramp.Validate()), field.NonNegative("recovery_window", c.RecoveryWindow))
 	if c.MaxRecoveryWindow < c.RecoveryWindow {
 		errs = append(errs, field.New("max_recovery_window", c.MaxRecoveryWindow, "must be at least recovery_window ("+c.RecoveryWindow.String()+")"))
 	}
@@ -103,17 +113,29 @@ type DependencyStatus struct {
 	Override Override  `json:"override"`
 	// Admitted is the share of requests needing it that are admitted now.
 	Admitted float64 `json:"admitted_share"`
+	// Recovery is the ramp's mode while recovering.
+	Recovery RecoveryMode `json:"recovery,omitempty"`
+	// LastStep, StepMedian and LatencyBound tell the feedback ramp's last
+	// decision and what it was based on: the median latency of the step's
+	// successful requests and the bound it was held to (0: none known).
+	LastStep     RampStep      `json:"last_step,omitempty"`
+	StepMedian   time.Duration `json:"step_median_ns,omitempty"`
+	LatencyBound time.Duration `json:"latency_bound_ns,omitempty"`
+	// Baseline is the dependency's median latency while ok (0: not
+	// measured yet); the feedback ramp's bound derives from it.
+	Baseline time.Duration `json:"baseline_ns,omitempty"`
 	// Since is when State was entered (zero if always ok).
 	Since time.Time `json:"since,omitzero"`
-	// RecoveryEnd is when a recovery ramp reaches 1 (zero unless
-	// recovering).
+	// RecoveryEnd is when a recovery window ramp reaches 1 (zero unless
+	// recovering by the window).
 	RecoveryEnd time.Time `json:"recovery_end,omitzero"`
 	// Down and Ready are the last vote: ready instances reporting it down,
 	// out of ready instances with a fresh report.
 	Down  int `json:"down"`
 	Ready int `json:"ready"`
 	// Flaps counts ramps cut short by renewed shedding since the last
-	// completed ramp; the next ramp lasts RecoveryWindow × 2^Flaps.
+	// completed ramp; the next window ramp lasts RecoveryWindow × 2^Flaps,
+	// the next feedback ramp starts at InitialShare / 2^Flaps.
 	Flaps int `json:"flaps"`
 }
 
@@ -269,12 +291,25 @@ type depState struct {
 	override Override
 	state    ShedState
 	since    time.Time
-	window   time.Duration // the running ramp's length
+	window   time.Duration // the running window ramp's length; 0 for a feedback ramp
 	flaps    int
 	autoDown bool
 	down     int
 	ready    int
 	inRoutes bool
+
+	// The feedback ramp (ramp.go): the admitted share, the end of its
+	// step, the lowest step median of this ramp and the last decision.
+	share    float64
+	stepEnd  time.Time
+	rampLow  time.Duration
+	lastStep RampStep
+	lastSamp stepSample
+	bound    time.Duration
+	// The outcomes of the requests that need it since obs.from, and its
+	// median latency while ok (0: not measured yet).
+	obs      *outcomes
+	baseline time.Duration
 }
 
 type shedView struct {
@@ -287,8 +322,10 @@ type shedView struct {
 type depView struct {
 	name   string
 	shed   bool
-	from   time.Time     // ramp start
-	window time.Duration // > 0 while recovering
+	from   time.Time     // window ramp start
+	window time.Duration // > 0 while recovering by the window
+	share  float64       // the admitted share otherwise: 1 when ok
+	obs    *outcomes     // where the proxy records outcomes
 }
 
 // admit reports whether a request with uniform u in [0,1) is admitted.
@@ -297,7 +334,7 @@ func (d *depView) admit(now time.Time, u float64) bool {
 		return false
 	}
 	if d.window <= 0 {
-		return true
+		return u < d.share
 	}
 	el := now.Sub(d.from)
 	if el >= d.window {
@@ -364,7 +401,7 @@ func (s *Shedder) depLocked(name string, now time.Time, force bool) *depState {
 	if !force && len(s.deps) >= maxDependencies {
 		return nil
 	}
-	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now}
+	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now, share: 1, obs: &outcomes{from: now}}
 	s.deps[name] = d
 	return d
 }
@@ -431,9 +468,10 @@ func (s *Shedder) SetOverride(dep string, o Override, now time.Time) error {
 }
 
 func (s *Shedder) stepLocked(d *depState, now time.Time) {
-	if d.state == ShedRecovering && !now.Before(d.since.Add(d.window)) {
-		d.state, d.since, d.flaps = ShedOK, d.since.Add(d.window), 0
+	if d.state == ShedRecovering && d.window > 0 && !now.Before(d.since.Add(d.window)) {
+		d.state, d.since, d.flaps, d.share = ShedOK, d.since.Add(d.window), 0, 1
 	}
+	s.observeLocked(d, now)
 	want := d.autoDown
 	switch d.override {
 	case OverrideOn:
@@ -446,16 +484,60 @@ func (s *Shedder) stepLocked(d *depState, now time.Time) {
 		if d.state == ShedRecovering && d.override == OverrideAuto {
 			d.flaps++
 		}
-		d.state, d.since, d.window = ShedShedding, now, 0
+		d.state, d.since, d.window, d.share = ShedShedding, now, 0, 0
 	case !want && d.state == ShedShedding:
-		w := s.recoveryWindowLocked(d.flaps)
-		if d.override == OverrideOff || w <= 0 {
-			d.state, d.since = ShedOK, now
-		} else {
-			d.state, d.since, d.window = ShedRecovering, now, w
+		switch {
+		case d.override == OverrideOff:
+			d.state, d.since, d.share = ShedOK, now, 1
+		case s.cfg.Recovery == RecoveryFeedback:
+			d.state, d.since, d.window = ShedRecovering, now, 0
+			d.share, d.rampLow, d.lastStep = initialShare(s.cfg.Ramp, d.flaps), 0, ""
+			d.stepEnd, d.obs = now.Add(s.cfg.Ramp.Step), &outcomes{from: now}
+		default:
+			if w := s.recoveryWindowLocked(d.flaps); w > 0 {
+				d.state, d.since, d.window = ShedRecovering, now, w
+			} else {
+				d.state, d.since, d.share = ShedOK, now, 1
+			}
 		}
 	case !want && d.state == ShedRecovering && d.override == OverrideOff:
-		d.state, d.since, d.window = ShedOK, now, 0
+		d.state, d.since, d.window, d.share = ShedOK, now, 0, 1
+	}
+}
+
+// observeLocked reads the outcomes of d's requests at now: at the end of
+// a feedback ramp's step it moves the share (rampDecision); while ok, a
+// window long enough updates the baseline latency.
+func (s *Shedder) observeLocked(d *depState, now time.Time) {
+	switch {
+	case d.state == ShedRecovering && d.window == 0:
+		if now.Before(d.stepEnd) {
+			return
+		}
+		smp := d.obs.sample()
+		if smp.ok >= rampMinSamples && (d.rampLow == 0 || smp.median < d.rampLow) {
+			d.rampLow = smp.median
+		}
+		d.bound = latencyBound(s.cfg.Ramp, d.baseline, d.rampLow)
+		d.share, d.lastStep = rampDecision(s.cfg.Ramp, d.share, initialShare(s.cfg.Ramp, d.flaps), smp, d.bound)
+		d.lastSamp = smp
+		d.stepEnd, d.obs = now.Add(s.cfg.Ramp.Step), &outcomes{from: now}
+		if d.share >= 1 {
+			d.state, d.since, d.flaps, d.share = ShedOK, now, 0, 1
+		}
+	case d.state == ShedOK:
+		if now.Sub(d.obs.from) < baselineMinSpan {
+			return
+		}
+		smp := d.obs.sample()
+		if smp.ok >= baselineMinSamples && float64(smp.failed) <= rampFailureShare*float64(smp.ok+smp.failed) {
+			if d.baseline == 0 {
+				d.baseline = smp.median
+			} else {
+				d.baseline = time.Duration((1-baselineWeight)*float64(d.baseline) + baselineWeight*float64(smp.median))
+			}
+		}
+		d.obs = &outcomes{from: now}
 	}
 }
 
@@ -470,8 +552,8 @@ func (s *Shedder) recoveryWindowLocked(flaps int) time.Duration {
 func (s *Shedder) publishLocked() {
 	v := &shedView{deps: make(map[string]*depView, len(s.deps)), routes: s.routes}
 	for name, d := range s.deps {
-		dv := &depView{name: name, shed: d.state == ShedShedding}
-		if d.state == ShedRecovering {
+		dv := &depView{name: name, shed: d.state == ShedShedding, share: d.share, obs: d.obs}
+		if d.state == ShedRecovering && d.window > 0 {
 			dv.from, dv.window = d.since, d.window
 		}
 		v.deps[name] = dv
@@ -523,20 +605,24 @@ func (s *Shedder) Status(now time.Time) []DependencyStatus {
 	defer s.mu.Unlock()
 	out := make([]DependencyStatus, 0, len(s.deps))
 	for _, d := range s.deps {
-		if d.state == ShedRecovering && !now.Before(d.since.Add(d.window)) {
-			d.state, d.since, d.flaps = ShedOK, d.since.Add(d.window), 0
+		if d.state == ShedRecovering && d.window > 0 && !now.Before(d.since.Add(d.window)) {
+			d.state, d.since, d.flaps, d.share = ShedOK, d.since.Add(d.window), 0, 1
 		}
 		st := DependencyStatus{
 			Name: d.name, State: d.state, Override: d.override, Since: d.since,
-			Down: d.down, Ready: d.ready, Flaps: d.flaps,
+			Down: d.down, Ready: d.ready, Flaps: d.flaps, Baseline: d.baseline,
 		}
-		switch d.state {
-		case ShedOK:
+		switch {
+		case d.state == ShedOK:
 			st.Admitted = 1
-		case ShedRecovering:
+		case d.state == ShedRecovering && d.window > 0:
+			st.Recovery = RecoveryWindow
 			st.Admitted = float64(now.Sub(d.since)) / float64(d.window)
 			st.Admitted = clampFraction(st.Admitted, 0, 1)
 			st.RecoveryEnd = d.since.Add(d.window)
+		case d.state == ShedRecovering:
+			st.Recovery, st.Admitted = RecoveryFeedback, d.share
+			st.LastStep, st.StepMedian, st.LatencyBound = d.lastStep, d.lastSamp.median, d.bound
 		}
 		out = append(out, st)
 	}
@@ -551,11 +637,34 @@ func (s *Shedder) next(now time.Time) time.Time {
 	defer s.mu.Unlock()
 	var t time.Time
 	for _, d := range s.deps {
-		if d.state == ShedRecovering {
-			if end := d.since.Add(d.window); end.After(now) && (t.IsZero() || end.Before(t)) {
-				t = end
-			}
+		if d.state != ShedRecovering {
+			continue
+		}
+		end := d.stepEnd
+		if d.window > 0 {
+			end = d.since.Add(d.window)
+		}
+		if end.After(now) && (t.IsZero() || end.Before(t)) {
+			t = end
 		}
 	}
 	return t
+}
+
+// Observe records the outcome of a request for path that an instance
+// answered: its latency to the response headers and whether it failed (a
+// 5xx or a gateway failure), for each dependency the path needs. The
+// feedback ramp judges its steps by them, and while a dependency is ok
+// they give its baseline latency. Lock-free; safe for concurrent use.
+func (s *Shedder) Observe(path string, latency time.Duration, failed bool) {
+	v := s.view.Load()
+	deps := v.all
+	if i := v.routes.match(path); i >= 0 {
+		deps = v.routeDeps[i]
+	}
+	for _, d := range deps {
+		if d.obs != nil {
+			d.obs.add(latency, failed)
+		}
+	}
 }

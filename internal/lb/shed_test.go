@@ -88,8 +88,15 @@ func TestShedQuorum(t *testing.T) {
 	}
 }
 
+// windowShedConfig is DefaultShedConfig with the fixed recovery window.
+func windowShedConfig() ShedConfig {
+	c := DefaultShedConfig()
+	c.Recovery = RecoveryWindow
+	return c
+}
+
 func TestShedRecoveryRamp(t *testing.T) {
-	s := newShedder(t, DefaultShedConfig(), nil) // 5s ramp
+	s := newShedder(t, windowShedConfig(), nil) // 5s ramp
 	down := reports(bothNames, backend, backend, backend)
 	up := reports(bothNames, none, none, none)
 
@@ -138,7 +145,7 @@ func TestShedRecoveryRamp(t *testing.T) {
 }
 
 func TestShedFlapping(t *testing.T) {
-	s := newShedder(t, DefaultShedConfig(), nil) // 5s, max 40s
+	s := newShedder(t, windowShedConfig(), nil) // 5s, max 40s
 	down := reports(bothNames, backend, backend)
 	up := reports(bothNames, none, none)
 	now := t0
@@ -260,7 +267,7 @@ func TestShedDisabledAndImmediate(t *testing.T) {
 		t.Fatalf("override on must still shed (err %v)", err)
 	}
 
-	cfg = DefaultShedConfig()
+	cfg = windowShedConfig()
 	cfg.RecoveryWindow = 0
 	s = newShedder(t, cfg, nil)
 	s.Update(t0, reports(bothNames, backend))
@@ -383,8 +390,11 @@ func TestShedConfigValidate(t *testing.T) {
 	if err := DefaultShedConfig().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	err := ShedConfig{Quorum: 1.5, RecoveryWindow: 10 * time.Second, MaxRecoveryWindow: time.Second}.Validate()
-	for _, want := range []string{"quorum: 1.5", "max_recovery_window: 1s: must be at least recovery_window (10s)"} {
+	err := ShedConfig{Quorum: 1.5, Recovery: "linear", Ramp: RampConfig{InitialShare: 0, Growth: 1, Step: 0},
+		RecoveryWindow: 10 * time.Second, MaxRecoveryWindow: time.Second}.Validate()
+	for _, want := range []string{"quorum: 1.5", "max_recovery_window: 1s: must be at least recovery_window (10s)",
+		`recovery: "linear": must be "feedback" or "window"`, "ramp.initial_share: 0: must be more than 0", "ramp.growth: 1: must be more than 1",
+		"ramp.step: 0s: must be"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want %q", err, want)
 		}
