@@ -39,6 +39,29 @@ func ParseProfiles(s string) ([]Profile, error) {
 	return nil, fmt.Errorf("profile %q: must be 2018, spillway or both", s)
 }
 
+// scaledTimers are the timers of the system's control loops that
+// Scenario.Tempo scales (see there).
+var scaledTimers = []func(*config.File) *time.Duration{
+	func(f *config.File) *time.Duration { return &f.Login.Backend.Timeout },
+	func(f *config.File) *time.Duration { return &f.Login.Backend.OpenInterval },
+	func(f *config.File) *time.Duration { return &f.Login.Backend.Window },
+	func(f *config.File) *time.Duration { return &f.Login.Backend.ProbeInterval },
+	func(f *config.File) *time.Duration { return &f.Login.Health.DrainDelay },
+	func(f *config.File) *time.Duration { return &f.Login.ShutdownTimeout },
+	func(f *config.File) *time.Duration { return &f.LB.HealthCheck.Interval },
+	func(f *config.File) *time.Duration { return &f.LB.HealthCheck.Timeout },
+	func(f *config.File) *time.Duration { return &f.LB.Outlier.BaseEjectionTime },
+	func(f *config.File) *time.Duration { return &f.LB.SlowStart.Window },
+	func(f *config.File) *time.Duration { return &f.LB.Server.ShutdownTimeout },
+	func(f *config.File) *time.Duration { return &f.Fleet.ReadyTimeout },
+	func(f *config.File) *time.Duration { return &f.Fleet.Check.Interval },
+	func(f *config.File) *time.Duration { return &f.Fleet.Check.Timeout },
+	func(f *config.File) *time.Duration { return &f.Fleet.Backoff.Base },
+	func(f *config.File) *time.Duration { return &f.Fleet.Backoff.Max },
+	func(f *config.File) *time.Duration { return &f.Fleet.Backoff.Reset },
+	func(f *config.File) *time.Duration { return &f.Fleet.StopTimeout },
+}
+
 // upConfig returns the configuration of `spillway up` for profile p: the
 // scenario's fleet and capacity, the system's defaults with their timers
 // scaled by the tempo, and, for Profile2018, the incident's settings
@@ -49,38 +72,27 @@ func upConfig(p Profile, s *Scenario, backendURL string) (*config.File, error) {
 	t := func(d time.Duration) time.Duration { return scale(d, s.Tempo) }
 	f := config.Default()
 
+	// The control loops' timers are the defaults' (resolved, so a derived
+	// default is scaled too), scaled: the drill follows the defaults when
+	// they change.
+	def := config.Default()
+	def.Resolve()
+	for _, at := range scaledTimers {
+		*at(&f) = t(*at(&def))
+	}
+
 	lc := &f.Login
 	lc.Backend.URL = backendURL
-	lc.Backend.Timeout = t(time.Second)
-	lc.Backend.OpenInterval = t(5 * time.Second)
-	lc.Backend.Window = t(10 * time.Second)
-	lc.Backend.ProbeInterval = t(time.Second)
 	lc.Admission.Limit = s.Fleet.Limit
 	lc.Admission.QueueSize = s.Fleet.Queue
 	lc.Health.Warmup = s.Fleet.Boot
-	lc.Health.DrainDelay = t(2 * time.Second)
-	lc.ShutdownTimeout = t(10 * time.Second)
 	// Every login comes from the drill's one address, through the load
 	// balancer: the per-client attempt limit would refuse the load itself.
 	lc.RateLimit.PerSecond = 0
 
-	lbc := &f.LB
-	lbc.HealthCheck.Interval = t(2 * time.Second)
-	lbc.HealthCheck.Timeout = t(time.Second)
-	lbc.Outlier.BaseEjectionTime = t(10 * time.Second)
-	lbc.SlowStart.Window = t(10 * time.Second)
-	lbc.Server.ShutdownTimeout = t(20 * time.Second)
-
 	fc := &f.Fleet
 	fc.Size = s.Fleet.Instances
 	fc.Grace = s.grace()
-	fc.ReadyTimeout = t(30 * time.Second)
-	fc.Check.Interval = t(2 * time.Second)
-	fc.Check.Timeout = t(time.Second)
-	fc.Backoff.Base = t(time.Second)
-	fc.Backoff.Max = t(30 * time.Second)
-	fc.Backoff.Reset = t(time.Minute)
-	fc.StopTimeout = t(15 * time.Second)
 
 	f.Up.BackendURL = backendURL
 
