@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -160,17 +159,7 @@ func TestHalfOpenLimitsTrials(t *testing.T) {
 		time.Sleep(guard.DefaultOpenInterval + time.Millisecond) // fake time
 		wantBreaker(t, g.Guard, "half-open")
 
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			if err := g.Do(t.Context(), func(context.Context) error {
-				<-release
-				return nil
-			}); err != nil {
-				t.Errorf("trial call: %v", err)
-			}
-		})
-		synctest.Wait() // the trial is in flight
+		release := holdCalls(t, g.Guard, 1) // the trial
 
 		called := false
 		err := g.Do(t.Context(), func(context.Context) error {
@@ -180,8 +169,7 @@ func TestHalfOpenLimitsTrials(t *testing.T) {
 		if !errors.Is(err, guard.ErrOpen) || called {
 			t.Errorf("second call while the trial is in flight: err %v, called %v; want ErrOpen, not called", err, called)
 		}
-		close(release)
-		wg.Wait()
+		release()
 		wantBreaker(t, g.Guard, "closed")
 	})
 }
@@ -189,19 +177,7 @@ func TestHalfOpenLimitsTrials(t *testing.T) {
 func TestBulkhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newTestGuard(t, guard.Config{MaxConcurrent: 2, ConsecutiveFailures: 1}, guard.Options{})
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 2 {
-			wg.Go(func() {
-				if err := g.Do(t.Context(), func(context.Context) error {
-					<-release
-					return nil
-				}); err != nil {
-					t.Errorf("call in flight: %v", err)
-				}
-			})
-		}
-		synctest.Wait() // both calls are in flight
+		release := holdCalls(t, g.Guard, 2)
 		if got := gaugeValue(t, g, "spillway_guard_in_flight"); got != 2 {
 			t.Errorf("in_flight = %v, want 2", got)
 		}
@@ -220,8 +196,7 @@ func TestBulkhead(t *testing.T) {
 		}
 		wantBreaker(t, g.Guard, "closed") // a full bulkhead is not a dependency failure
 
-		close(release)
-		wg.Wait()
+		release()
 		if got := gaugeValue(t, g, "spillway_guard_in_flight"); got != 0 {
 			t.Errorf("in_flight after release = %v, want 0", got)
 		}
@@ -418,23 +393,14 @@ func TestMetrics(t *testing.T) {
 		g := newTestGuard(t, guard.Config{MaxConcurrent: 1, ConsecutiveFailures: 3, MinRequests: 100}, guard.Options{})
 
 		// One call in flight fills the bulkhead; a second is rejected.
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			_ = g.Do(t.Context(), func(context.Context) error {
-				<-release
-				return nil
-			})
-		})
-		synctest.Wait()
+		release := holdCalls(t, g.Guard, 1)
 		if err := g.Do(t.Context(), succeed); !errors.Is(err, guard.ErrBulkheadFull) {
 			t.Fatalf("Do = %v, want ErrBulkheadFull", err)
 		}
 		if got := gaugeValue(t, g, "spillway_guard_in_flight"); got != 1 {
 			t.Errorf("in_flight = %v, want 1", got)
 		}
-		close(release)
-		wg.Wait()
+		release()
 
 		for _, step := range "scttf" { // success, canceled, then three failures trip
 			runStep(t, g.Guard, step)

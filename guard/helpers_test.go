@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -28,6 +29,30 @@ func fail(context.Context) error { return errBoom }
 func hang(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()
+}
+
+// holdCalls starts n calls through g that stay in flight until release,
+// and waits (in a testing/synctest bubble) until they are. release lets
+// them return and waits for them; a call that fails fails the test.
+func holdCalls(t *testing.T, g *guard.Guard, n int) (release func()) {
+	t.Helper()
+	ch := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := g.Do(t.Context(), func(context.Context) error {
+				<-ch
+				return nil
+			}); err != nil {
+				t.Errorf("call held in flight: %v", err)
+			}
+		})
+	}
+	synctest.Wait()
+	return func() {
+		close(ch)
+		wg.Wait()
+	}
 }
 
 // testGuard is a Guard with its own registry and a log recorder.
