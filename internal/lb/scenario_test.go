@@ -596,7 +596,7 @@ func TestFeedbackRecovery(t *testing.T) {
 	if err := sim.SetMode(backendsim.ModeHang); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
+	testkit.WaitFor(t, 10*time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
 	time.Sleep(time.Second)
 
 	upAt := time.Now()
@@ -605,7 +605,7 @@ func TestFeedbackRecovery(t *testing.T) {
 	}
 	var steps []string
 	var last lb.DependencyStatus
-	took := waitFor(t, 10*time.Second, "recovered", func() bool {
+	took := testkit.WaitFor(t, 10*time.Second, "recovered", func() bool {
 		d := b.dependency(login.BackendName)
 		if d.State == lb.ShedRecovering && (d.Admitted != last.Admitted || d.LastStep != last.LastStep) {
 			steps = append(steps, fmt.Sprintf("+%v %.2f %s (median %v, bound %v)",
