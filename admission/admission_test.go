@@ -110,13 +110,30 @@ type acquired struct {
 	err error
 }
 
+// admitted waits for the queued Acquire that reports on ch, which must
+// succeed, and releases its ticket.
+func admitted(t *testing.T, ch <-chan acquired) {
+	t.Helper()
+	a := <-ch
+	if a.err != nil {
+		t.Fatalf("queued Acquire: %v", a.err)
+	}
+	a.t.Release(Success)
+}
+
+// wantRejected checks the count of the limiter name's rejections for
+// reason.
+func wantRejected(t *testing.T, reg *prometheus.Registry, name, reason string, want float64) {
+	t.Helper()
+	if got := metricValue(t, reg, "spillway_admission_rejected_total", map[string]string{"name": name, "reason": reason}); got != want {
+		t.Errorf("rejected_total{name=%q,reason=%q} = %v, want %v", name, reason, got, want)
+	}
+}
+
 func TestQueueFIFO(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := mustNew(t, Config{Limit: 1, QueueSize: 8, QueueTimeout: time.Minute}, Options{})
-		held, err := l.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		held := mustAcquire(t, l)
 		const n = 6
 		order := make(chan int, n)
 		for i := range n {
@@ -156,16 +173,13 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				reg := prometheus.NewRegistry()
 				l := mustNew(t, Config{Limit: 1, QueueSize: tt.queueSize}, Options{Name: "login", Registerer: reg})
-				held, err := l.Acquire(t.Context())
-				if err != nil {
-					t.Fatal(err)
-				}
+				held := mustAcquire(t, l)
 				var queued []<-chan acquired
 				for range tt.queueSize {
 					queued = append(queued, waitQueued(t, l, t.Context()))
 				}
 				start := time.Now()
-				_, err = l.Acquire(t.Context())
+				_, err := l.Acquire(t.Context())
 				if !errors.Is(err, ErrQueueFull) || !errors.Is(err, ErrRejected) {
 					t.Errorf("Acquire with a full queue = %v, want ErrQueueFull matching ErrRejected", err)
 				}
@@ -175,17 +189,10 @@ func TestQueueFullRejectsAtOnce(t *testing.T) {
 				if d := time.Since(start); d != 0 {
 					t.Errorf("rejection took %v, want no wait", d)
 				}
-				if got := metricValue(t, reg, "spillway_admission_rejected_total",
-					map[string]string{"name": "login", "reason": "queue_full"}); got != 1 {
-					t.Errorf("rejected_total{reason=queue_full} = %v, want 1", got)
-				}
+				wantRejected(t, reg, "login", "queue_full", 1)
 				held.Release(Success)
 				for _, ch := range queued {
-					a := <-ch
-					if a.err != nil {
-						t.Fatalf("queued Acquire: %v", a.err)
-					}
-					a.t.Release(Success)
+					admitted(t, ch)
 				}
 				wantStats(t, l, Stats{Limit: 1})
 			})
@@ -198,33 +205,23 @@ func TestQueueTimeout(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		l := mustNew(t, Config{Limit: 1, QueueSize: 2, QueueTimeout: 250 * time.Millisecond},
 			Options{Registerer: reg})
-		held, err := l.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		held := mustAcquire(t, l)
 		start := time.Now()
-		_, err = l.Acquire(t.Context())
+		_, err := l.Acquire(t.Context())
 		if !errors.Is(err, ErrQueueTimeout) || !errors.Is(err, ErrRejected) {
 			t.Errorf("Acquire = %v, want ErrQueueTimeout matching ErrRejected", err)
 		}
 		if d := time.Since(start); d != 250*time.Millisecond {
 			t.Errorf("rejected after %v, want QueueTimeout 250ms", d)
 		}
-		if got := metricValue(t, reg, "spillway_admission_rejected_total",
-			map[string]string{"name": "default", "reason": "queue_timeout"}); got != 1 {
-			t.Errorf("rejected_total{reason=queue_timeout} = %v, want 1", got)
-		}
+		wantRejected(t, reg, "default", "queue_timeout", 1)
 		wantStats(t, l, Stats{Limit: 1, InFlight: 1})
 
 		// The recycled waiter's timer starts afresh.
 		ch := waitQueued(t, l, t.Context())
 		time.Sleep(200 * time.Millisecond) // fake time in the bubble
 		held.Release(Success)
-		a := <-ch
-		if a.err != nil {
-			t.Fatalf("Acquire within the timeout: %v", a.err)
-		}
-		a.t.Release(Success)
+		admitted(t, ch) // within the timeout
 		wantStats(t, l, Stats{Limit: 1})
 	})
 }
@@ -232,10 +229,7 @@ func TestQueueTimeout(t *testing.T) {
 func TestContextEndsWhileQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := mustNew(t, Config{Limit: 1, QueueSize: 2, QueueTimeout: time.Minute}, Options{})
-		held, err := l.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		held := mustAcquire(t, l)
 		ctx, cancel := context.WithCancelCause(t.Context())
 		gone := errors.New("client gone")
 		ch := waitQueued(t, l, ctx)
@@ -293,10 +287,7 @@ func TestGrantRacesGivingUp(t *testing.T) {
 func TestSetLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := mustNew(t, Config{Limit: 1, QueueSize: 4, QueueTimeout: time.Minute}, Options{})
-		first, err := l.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		first := mustAcquire(t, l)
 		var waiters []<-chan acquired
 		for range 3 {
 			waiters = append(waiters, waitQueued(t, l, t.Context()))
@@ -342,10 +333,7 @@ func TestStaticReadsNoClock(t *testing.T) {
 	now := func() time.Time { calls.Add(1); return time.Time{} }
 	l := mustNew(t, Config{Limit: 2}, Options{Now: now})
 	for range 3 {
-		tk, err := l.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		tk := mustAcquire(t, l)
 		tk.Release(Success)
 	}
 	if n := calls.Load(); n != 0 {
@@ -356,10 +344,7 @@ func TestStaticReadsNoClock(t *testing.T) {
 func TestRelease(t *testing.T) {
 	l := mustNew(t, Config{Limit: 2}, Options{})
 	Ticket{}.Release(Success) // the zero Ticket: no-op
-	tk, err := l.Acquire(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tk := mustAcquire(t, l)
 	tk.Release(Success)
 	defer func() {
 		if r := recover(); r == nil || !strings.Contains(r.(string), "released more often") {
@@ -399,9 +384,6 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for _, reason := range []string{"queue_full", "queue_timeout"} {
-		if got := metricValue(t, reg, "spillway_admission_rejected_total",
-			map[string]string{"name": "edge", "reason": reason}); got != 0 {
-			t.Errorf("rejected_total{reason=%q} = %v, want 0 before any rejection", reason, got)
-		}
+		wantRejected(t, reg, "edge", reason, 0) // before any rejection
 	}
 }

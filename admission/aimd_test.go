@@ -3,6 +3,8 @@ package admission
 import (
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestAIMDObserve(t *testing.T) {
@@ -72,7 +74,7 @@ func TestAIMDSetClamps(t *testing.T) {
 
 // TestLimiterAIMD drives the policy through a Limiter on a fake clock.
 func TestLimiterAIMD(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewClock(time.Date(2018, 7, 1, 12, 0, 0, 0, time.UTC))
 	l := mustNew(t, Config{
 		Algorithm: "aimd", Limit: 4, MinLimit: 2, MaxLimit: 6,
 		LatencyTarget: 100 * time.Millisecond, Backoff: 0.5,

@@ -1,9 +1,7 @@
 package admission
 
 import (
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -13,28 +11,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeClock is a manual clock for Options.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2018, 7, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func mustNew(t *testing.T, cfg Config, opts Options) *Limiter {
 	t.Helper()
 	l, err := New(cfg, opts)
@@ -42,6 +18,16 @@ func mustNew(t *testing.T, cfg Config, opts Options) *Limiter {
 		t.Fatalf("New: %v", err)
 	}
 	return l
+}
+
+// mustAcquire takes a ticket from l, which must have room.
+func mustAcquire(t *testing.T, l *Limiter) Ticket {
+	t.Helper()
+	tk, err := l.Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tk
 }
 
 func wantStats(t *testing.T, l *Limiter, want Stats) {

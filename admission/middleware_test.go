@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // TestMiddlewareEndToEnd runs the middleware in a real server: one request
@@ -104,10 +106,7 @@ func TestRetryAfterHeader(t *testing.T) {
 func TestMiddlewareClientGone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := mustNew(t, Config{Limit: 1, QueueSize: 1, QueueTimeout: time.Minute}, Options{})
-		held, err := l.Acquire(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+		held := mustAcquire(t, l)
 		defer held.Release(Success)
 		h := l.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 			t.Error("handler called for a request whose client left")
@@ -152,7 +151,7 @@ func TestMiddlewareOutcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := testkit.NewClock(time.Date(2018, 7, 1, 12, 0, 0, 0, time.UTC))
 			l := mustNew(t, Config{
 				Algorithm: "aimd", Limit: 8, MinLimit: 1, MaxLimit: 16,
 				LatencyTarget: 100 * time.Millisecond, Backoff: 0.5,

@@ -10,64 +10,43 @@ import (
 )
 
 func TestSetDefaults(t *testing.T) {
+	defaults := guard.Config{
+		Timeout:             time.Second,
+		MaxConcurrent:       64,
+		ConsecutiveFailures: 5,
+		FailureRate:         0.5,
+		MinRequests:         20,
+		Window:              10 * time.Second,
+		OpenInterval:        5 * time.Second,
+		HalfOpenRequests:    1,
+		ProbeInterval:       250 * time.Millisecond,
+		ProbeSuccesses:      2,
+		ProbeTimeout:        time.Second,
+	}
+	shortTimeout := defaults
+	shortTimeout.Timeout, shortTimeout.ProbeTimeout = 300*time.Millisecond, 300*time.Millisecond
+	set := guard.Config{ // every field set
+		Timeout:             3 * time.Second,
+		MaxConcurrent:       8,
+		ConsecutiveFailures: 2,
+		FailureRate:         0.25,
+		MinRequests:         4,
+		Window:              time.Minute,
+		OpenInterval:        time.Second,
+		HalfOpenRequests:    3,
+		ProbeURL:            "http://backend:8080/healthz",
+		ProbeInterval:       2 * time.Second,
+		ProbeSuccesses:      3,
+		ProbeTimeout:        1500 * time.Millisecond,
+	}
 	tests := []struct {
 		name string
 		in   guard.Config
 		want guard.Config
 	}{
-		{"zero", guard.Config{}, guard.Config{
-			Timeout:             time.Second,
-			MaxConcurrent:       64,
-			ConsecutiveFailures: 5,
-			FailureRate:         0.5,
-			MinRequests:         20,
-			Window:              10 * time.Second,
-			OpenInterval:        5 * time.Second,
-			HalfOpenRequests:    1,
-			ProbeInterval:       250 * time.Millisecond,
-			ProbeSuccesses:      2,
-			ProbeTimeout:        time.Second,
-		}},
-		{"probe timeout follows a short timeout", guard.Config{Timeout: 300 * time.Millisecond}, guard.Config{
-			Timeout:             300 * time.Millisecond,
-			MaxConcurrent:       64,
-			ConsecutiveFailures: 5,
-			FailureRate:         0.5,
-			MinRequests:         20,
-			Window:              10 * time.Second,
-			OpenInterval:        5 * time.Second,
-			HalfOpenRequests:    1,
-			ProbeInterval:       250 * time.Millisecond,
-			ProbeSuccesses:      2,
-			ProbeTimeout:        300 * time.Millisecond,
-		}},
-		{"set fields are kept", guard.Config{
-			Timeout:             3 * time.Second,
-			MaxConcurrent:       8,
-			ConsecutiveFailures: 2,
-			FailureRate:         0.25,
-			MinRequests:         4,
-			Window:              time.Minute,
-			OpenInterval:        time.Second,
-			HalfOpenRequests:    3,
-			ProbeURL:            "http://backend:8080/healthz",
-			ProbeInterval:       2 * time.Second,
-			ProbeSuccesses:      3,
-			ProbeTimeout:        1500 * time.Millisecond,
-		}, guard.Config{
-			Timeout:             3 * time.Second,
-			MaxConcurrent:       8,
-			ConsecutiveFailures: 2,
-			FailureRate:         0.25,
-			MinRequests:         4,
-			Window:              time.Minute,
-			OpenInterval:        time.Second,
-			HalfOpenRequests:    3,
-			ProbeURL:            "http://backend:8080/healthz",
-			ProbeInterval:       2 * time.Second,
-			ProbeSuccesses:      3,
-			ProbeTimeout:        1500 * time.Millisecond,
-		}},
+		{"zero", guard.Config{}, defaults},
+		{"probe timeout follows a short timeout", guard.Config{Timeout: 300 * time.Millisecond}, shortTimeout},
+		{"set fields are kept", set, set},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

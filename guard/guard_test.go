@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -96,20 +95,12 @@ func TestOpenFailsFast(t *testing.T) {
 		runStep(t, g.Guard, 'f')
 		wantBreaker(t, g.Guard, "open")
 
-		called := false
-		start := time.Now()
-		err := g.Do(t.Context(), func(context.Context) error {
-			called = true
-			return nil
-		})
+		took, err := refused(t, t.Context(), g.Guard)
 		if !errors.Is(err, guard.ErrOpen) || !errors.Is(err, guard.ErrUnavailable) {
 			t.Errorf("Do = %v, want ErrOpen matching ErrUnavailable", err)
 		}
-		if called {
-			t.Error("fn was called while the breaker was open")
-		}
-		if d := time.Since(start); d != 0 {
-			t.Errorf("rejection took %v", d)
+		if took != 0 {
+			t.Errorf("rejection took %v", took)
 		}
 	})
 }
@@ -160,28 +151,12 @@ func TestHalfOpenLimitsTrials(t *testing.T) {
 		time.Sleep(guard.DefaultOpenInterval + time.Millisecond) // fake time
 		wantBreaker(t, g.Guard, "half-open")
 
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			if err := g.Do(t.Context(), func(context.Context) error {
-				<-release
-				return nil
-			}); err != nil {
-				t.Errorf("trial call: %v", err)
-			}
-		})
-		synctest.Wait() // the trial is in flight
+		release := holdCalls(t, g.Guard, 1) // the trial
 
-		called := false
-		err := g.Do(t.Context(), func(context.Context) error {
-			called = true
-			return nil
-		})
-		if !errors.Is(err, guard.ErrOpen) || called {
-			t.Errorf("second call while the trial is in flight: err %v, called %v; want ErrOpen, not called", err, called)
+		if _, err := refused(t, t.Context(), g.Guard); !errors.Is(err, guard.ErrOpen) {
+			t.Errorf("second call while the trial is in flight: err %v, want ErrOpen", err)
 		}
-		close(release)
-		wg.Wait()
+		release()
 		wantBreaker(t, g.Guard, "closed")
 	})
 }
@@ -189,39 +164,21 @@ func TestHalfOpenLimitsTrials(t *testing.T) {
 func TestBulkhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g := newTestGuard(t, guard.Config{MaxConcurrent: 2, ConsecutiveFailures: 1}, guard.Options{})
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		for range 2 {
-			wg.Go(func() {
-				if err := g.Do(t.Context(), func(context.Context) error {
-					<-release
-					return nil
-				}); err != nil {
-					t.Errorf("call in flight: %v", err)
-				}
-			})
-		}
-		synctest.Wait() // both calls are in flight
+		release := holdCalls(t, g.Guard, 2)
 		if got := gaugeValue(t, g, "spillway_guard_in_flight"); got != 2 {
 			t.Errorf("in_flight = %v, want 2", got)
 		}
 
-		called := false
-		start := time.Now()
-		err := g.Do(t.Context(), func(context.Context) error {
-			called = true
-			return nil
-		})
+		took, err := refused(t, t.Context(), g.Guard)
 		if !errors.Is(err, guard.ErrBulkheadFull) || !errors.Is(err, guard.ErrUnavailable) {
 			t.Errorf("Do = %v, want ErrBulkheadFull matching ErrUnavailable", err)
 		}
-		if called || time.Since(start) != 0 {
-			t.Errorf("rejected call: called %v after %v; want not called, at once", called, time.Since(start))
+		if took != 0 {
+			t.Errorf("rejected call after %v, want at once", took)
 		}
 		wantBreaker(t, g.Guard, "closed") // a full bulkhead is not a dependency failure
 
-		close(release)
-		wg.Wait()
+		release()
 		if got := gaugeValue(t, g, "spillway_guard_in_flight"); got != 0 {
 			t.Errorf("in_flight after release = %v, want 0", got)
 		}
@@ -314,13 +271,9 @@ func TestCanceledBeforeCall(t *testing.T) {
 		g := newTestGuard(t, guard.Config{}, guard.Options{})
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		called := false
-		err := g.Do(ctx, func(context.Context) error {
-			called = true
-			return nil
-		})
-		if err != context.Canceled || called {
-			t.Errorf("Do = %v, called %v; want context.Canceled, not called", err, called)
+		_, err := refused(t, ctx, g.Guard)
+		if err != context.Canceled {
+			t.Errorf("Do = %v, want context.Canceled", err)
 		}
 		if errors.Is(err, guard.ErrUnavailable) {
 			t.Error("a caller cancellation matches ErrUnavailable")
@@ -396,20 +349,7 @@ func TestStateChangeLogs(t *testing.T) {
 			{"level": "INFO", "msg": "circuit breaker state changed", "dependency": "validator", "from": "open", "to": "half-open", "last_error": "boom"},
 			{"level": "INFO", "msg": "circuit breaker state changed", "dependency": "validator", "from": "half-open", "to": "closed", "last_error": "boom"},
 		}
-		got := g.logs.records()
-		if len(got) != len(want) {
-			t.Fatalf("got %d records %v, want %d", len(got), got, len(want))
-		}
-		for i := range want {
-			for k, v := range want[i] {
-				if got[i][k] != v {
-					t.Errorf("record %d: %s = %q, want %q (record %v)", i, k, got[i][k], v, got[i])
-				}
-			}
-			if len(got[i]) != len(want[i]) {
-				t.Errorf("record %d: keys %v, want %v", i, got[i], want[i])
-			}
-		}
+		g.logs.wantRecords(t, want)
 	})
 }
 
@@ -418,23 +358,14 @@ func TestMetrics(t *testing.T) {
 		g := newTestGuard(t, guard.Config{MaxConcurrent: 1, ConsecutiveFailures: 3, MinRequests: 100}, guard.Options{})
 
 		// One call in flight fills the bulkhead; a second is rejected.
-		release := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			_ = g.Do(t.Context(), func(context.Context) error {
-				<-release
-				return nil
-			})
-		})
-		synctest.Wait()
+		release := holdCalls(t, g.Guard, 1)
 		if err := g.Do(t.Context(), succeed); !errors.Is(err, guard.ErrBulkheadFull) {
 			t.Fatalf("Do = %v, want ErrBulkheadFull", err)
 		}
 		if got := gaugeValue(t, g, "spillway_guard_in_flight"); got != 1 {
 			t.Errorf("in_flight = %v, want 1", got)
 		}
-		close(release)
-		wg.Wait()
+		release()
 
 		for _, step := range "scttf" { // success, canceled, then three failures trip
 			runStep(t, g.Guard, step)

@@ -57,12 +57,7 @@ func (b *fakeBackend) RoundTrip(req *http.Request) (*http.Response, error) {
 	if b.mode.Load() != "up" {
 		code = http.StatusServiceUnavailable
 	}
-	return &http.Response{
-		StatusCode: code,
-		Status:     fmt.Sprintf("%d %s", code, http.StatusText(code)),
-		Body:       http.NoBody,
-		Request:    req,
-	}, nil
+	return answer(req, code), nil
 }
 
 // call is a user call to the backend.
@@ -254,15 +249,7 @@ func TestProbeNeedsNoTrialSlot(t *testing.T) {
 		b.set("error")
 		runStep(t, g.Guard, 'f') // trips
 		time.Sleep(openInterval + 500*time.Microsecond)
-		release := make(chan struct{})
-		errc := make(chan error, 1)
-		go func() {
-			errc <- g.Do(t.Context(), func(context.Context) error {
-				<-release
-				return nil
-			})
-		}()
-		synctest.Wait() // the user call is the half-open breaker's trial
+		release := holdCall(t, g.Guard, nil) // the half-open breaker's trial
 		wantBreaker(t, g.Guard, "half-open")
 		n := b.probes.Load()
 
@@ -276,8 +263,7 @@ func TestProbeNeedsNoTrialSlot(t *testing.T) {
 			t.Errorf("rejected probes = %v, want 0", got)
 		}
 		wantBreaker(t, g.Guard, "closed")
-		close(release)
-		if err := <-errc; err != nil {
+		if err := release(); err != nil {
 			t.Errorf("trial call: %v", err)
 		}
 		wantBreaker(t, g.Guard, "closed")

@@ -35,12 +35,7 @@ func (p *scriptedProbes) RoundTrip(req *http.Request) (*http.Response, error) {
 	if c != 's' {
 		code = http.StatusServiceUnavailable
 	}
-	return &http.Response{
-		StatusCode: code,
-		Status:     fmt.Sprintf("%d %s", code, http.StatusText(code)),
-		Body:       http.NoBody,
-		Request:    req,
-	}, nil
+	return answer(req, code), nil
 }
 
 func (p *scriptedProbes) count() int {
@@ -273,22 +268,13 @@ func TestProbeCloseIgnoresReplacedBreaker(t *testing.T) {
 		defer stop()
 
 		time.Sleep(openInterval + time.Millisecond) // fake time, here and below
-		release := make(chan struct{})
-		errc := make(chan error, 1)
-		go func() {
-			errc <- g.Do(t.Context(), func(context.Context) error {
-				<-release
-				return errBoom
-			})
-		}()
-		synctest.Wait() // the user call is the half-open breaker's trial
+		release := holdCall(t, g.Guard, errBoom)    // the half-open breaker's trial
 		b.set("up")
 		time.Sleep(time.Second)
 		synctest.Wait()
 		wantBreaker(t, g.Guard, "closed")
 
-		close(release)
-		if err := <-errc; !errors.Is(err, errBoom) {
+		if err := release(); !errors.Is(err, errBoom) {
 			t.Errorf("trial call = %v, want boom", err)
 		}
 		if st := g.Status(); st.Breaker != "closed" || st.State != health.DepUp || st.LastError != "boom" {
@@ -323,20 +309,7 @@ func TestProbeCloseLogsAndMetrics(t *testing.T) {
 			{"level": "INFO", "msg": "circuit breaker closed by recovery probes", "dependency": "validator", "from": "open", "to": "closed", "probes": "2",
 				"last_error": "probe: GET http://backend.test/healthz: status 503 Service Unavailable"},
 		}
-		got := g.logs.records()
-		if len(got) != len(want) {
-			t.Fatalf("got %d records %v, want %d", len(got), got, len(want))
-		}
-		for i := range want {
-			for k, v := range want[i] {
-				if got[i][k] != v {
-					t.Errorf("record %d: %s = %q, want %q (record %v)", i, k, got[i][k], v, got[i])
-				}
-			}
-			if len(got[i]) != len(want[i]) {
-				t.Errorf("record %d: keys %v, want %v", i, got[i], want[i])
-			}
-		}
+		g.logs.wantRecords(t, want)
 
 		const metrics = `
 # HELP spillway_guard_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open.

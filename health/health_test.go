@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,50 +19,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// fakeClock is a settable clock for Options.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2018, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type response struct {
@@ -106,7 +67,7 @@ func get(t *testing.T, ts *httptest.Server, path string) response {
 var errBackend = errors.New("dial backend.internal:443 with token=s3cr3t: connection refused")
 
 func TestClockedPhases(t *testing.T) {
-	clk := newFakeClock()
+	clk := testkit.NewClock(time.Date(2018, 3, 1, 12, 0, 0, 0, time.UTC))
 	c := New(Options{Warmup: 10 * time.Second, Now: clk.Now})
 	check := func(want Phase) {
 		t.Helper()
@@ -149,12 +110,12 @@ func TestEndpoints(t *testing.T) {
 	)
 	down := func() Dependency { return Dependency{State: DepDown, Breaker: "open", LastError: "connection refused"} }
 	failing := func(context.Context) error { return errBackend }
-	ready := func(c *Server, _ *fakeClock) { c.Start() }
+	ready := func(c *Server, _ *testkit.Clock) { c.Start() }
 
 	tests := []struct {
 		name     string
 		opts     Options
-		setup    func(*Server, *fakeClock)
+		setup    func(*Server, *testkit.Clock)
 		method   string
 		path     string
 		wantCode int
@@ -162,19 +123,19 @@ func TestEndpoints(t *testing.T) {
 		wantCT   string
 	}{
 		{name: "livez while starting", path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "livez while draining", setup: func(c *Server, _ *fakeClock) { c.Drain() },
+		{name: "livez while draining", setup: func(c *Server, _ *testkit.Clock) { c.Drain() },
 			path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
 		{name: "readyz while starting", path: "/readyz", wantCode: 503, wantBody: "starting\n", wantCT: textPlain},
 		{name: "readyz while warming", opts: Options{Warmup: time.Minute},
-			setup: func(c *Server, clk *fakeClock) { c.Start(); clk.Advance(59 * time.Second) },
+			setup: func(c *Server, clk *testkit.Clock) { c.Start(); clk.Advance(59 * time.Second) },
 			path:  "/readyz", wantCode: 503, wantBody: "warming\n", wantCT: textPlain},
 		{name: "readyz after warm-up", opts: Options{Warmup: time.Minute},
-			setup: func(c *Server, clk *fakeClock) { c.Start(); clk.Advance(time.Minute) },
+			setup: func(c *Server, clk *testkit.Clock) { c.Start(); clk.Advance(time.Minute) },
 			path:  "/readyz", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "readyz while draining", setup: func(c *Server, _ *fakeClock) { c.Start(); c.Drain() },
+		{name: "readyz while draining", setup: func(c *Server, _ *testkit.Clock) { c.Start(); c.Drain() },
 			path: "/readyz", wantCode: 503, wantBody: "draining\n", wantCT: textPlain},
 		{name: "health while starting", path: "/health", wantCode: 200, wantCT: appJSON},
-		{name: "health while draining", setup: func(c *Server, _ *fakeClock) { c.Drain() },
+		{name: "health while draining", setup: func(c *Server, _ *testkit.Clock) { c.Drain() },
 			path: "/health", wantCode: 200, wantCT: appJSON},
 		{name: "metrics without gatherer", path: "/metrics", wantCode: 404},
 		{name: "metrics", opts: Options{Gatherer: prometheus.NewRegistry()},
@@ -183,23 +144,23 @@ func TestEndpoints(t *testing.T) {
 		{name: "no prefix match", path: "/livez/x", wantCode: 404},
 
 		// Dependencies never change /livez or /readyz.
-		{name: "dependency down: livez", setup: func(c *Server, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
+		{name: "dependency down: livez", setup: func(c *Server, _ *testkit.Clock) { c.AddDependency("backend", down); c.Start() },
 			path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "dependency down: readyz", setup: func(c *Server, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
+		{name: "dependency down: readyz", setup: func(c *Server, _ *testkit.Clock) { c.AddDependency("backend", down); c.Start() },
 			path: "/readyz", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "dependency down: health", setup: func(c *Server, _ *fakeClock) { c.AddDependency("backend", down); c.Start() },
+		{name: "dependency down: health", setup: func(c *Server, _ *testkit.Clock) { c.AddDependency("backend", down); c.Start() },
 			path: "/health", wantCode: 200, wantCT: appJSON},
 
 		// Liveness checks affect /livez only.
-		{name: "liveness check fails: livez", setup: func(c *Server, _ *fakeClock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
+		{name: "liveness check fails: livez", setup: func(c *Server, _ *testkit.Clock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
 			path: "/livez", wantCode: 503, wantBody: "liveness check \"event-loop\" failed\n", wantCT: textPlain},
-		{name: "liveness check fails: readyz", setup: func(c *Server, _ *fakeClock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
+		{name: "liveness check fails: readyz", setup: func(c *Server, _ *testkit.Clock) { c.AddLivenessCheck("event-loop", failing); c.Start() },
 			path: "/readyz", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "liveness check passes", setup: func(c *Server, _ *fakeClock) {
+		{name: "liveness check passes", setup: func(c *Server, _ *testkit.Clock) {
 			c.AddLivenessCheck("a", func(context.Context) error { return nil })
 			c.AddLivenessCheck("b", func(ctx context.Context) error { return ctx.Err() })
 		}, path: "/livez", wantCode: 200, wantBody: "ok", wantCT: textPlain},
-		{name: "first failing check is named", setup: func(c *Server, _ *fakeClock) {
+		{name: "first failing check is named", setup: func(c *Server, _ *testkit.Clock) {
 			c.AddLivenessCheck("a", func(context.Context) error { return nil })
 			c.AddLivenessCheck("b", failing)
 			c.AddLivenessCheck("c", failing)
@@ -230,7 +191,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := newFakeClock()
+			clk := testkit.NewClock(time.Date(2018, 3, 1, 12, 0, 0, 0, time.UTC))
 			opts := tt.opts
 			opts.Now = clk.Now
 			c := New(opts)
@@ -277,7 +238,7 @@ func TestEndpoints(t *testing.T) {
 
 func TestHealthReport(t *testing.T) {
 	since := time.Date(2018, 3, 1, 11, 40, 0, 0, time.UTC)
-	clk := newFakeClock()
+	clk := testkit.NewClock(time.Date(2018, 3, 1, 12, 0, 0, 0, time.UTC))
 	c := New(Options{Now: clk.Now})
 	c.AddDependency("backend", func() Dependency {
 		return Dependency{State: DepDown, Breaker: "open", Since: since, LastError: "timeout after 5s"}
@@ -432,7 +393,7 @@ func TestDeepNotCalledOutsideProbes(t *testing.T) {
 }
 
 func TestChecksLoggedOnChangeOnly(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	var mu sync.Mutex
 	var checkErr, deepErr error
 	c := New(Options{
@@ -597,27 +558,6 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-// serveOn runs s.Serve on ln until stop, which cancels its context and
-// returns what Serve returned.
-func serveOn(t *testing.T, s *Server, ln net.Listener) (stop func() error) {
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln) }()
-	return func() error {
-		cancel()
-		return <-done
-	}
-}
-
 // client returns a client with its own transport, whose idle connections
 // are closed when the test ends.
 func client(t *testing.T) *http.Client {
@@ -629,9 +569,9 @@ func client(t *testing.T) *http.Client {
 func TestServe(t *testing.T) {
 	c := New(Options{})
 	c.Start()
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	addr := ln.Addr().String()
-	stop := serveOn(t, c, ln)
+	stop := testkit.Go(t, "Serve", 10*time.Second, func(ctx context.Context) error { return c.Serve(ctx, ln) })
 
 	cl := client(t)
 	for _, path := range []string{"/livez", "/readyz", "/health"} {
@@ -656,7 +596,7 @@ func TestServe(t *testing.T) {
 }
 
 func TestServeCancelledBeforeStart(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	if err := New(Options{}).Serve(ctx, ln); err != nil {
@@ -669,7 +609,7 @@ func TestServeCancelledBeforeStart(t *testing.T) {
 }
 
 func TestServeListenerError(t *testing.T) {
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	ln.Close()
 	err := New(Options{}).Serve(t.Context(), ln)
 	if err == nil || !strings.Contains(err.Error(), "serve health on ") {
@@ -690,9 +630,9 @@ func TestServeShutdownEndsSlowCheck(t *testing.T) {
 			return ctx.Err()
 		},
 	})
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	addr := ln.Addr().String()
-	stop := serveOn(t, c, ln)
+	stop := testkit.Go(t, "Serve", 10*time.Second, func(ctx context.Context) error { return c.Serve(ctx, ln) })
 
 	cl := client(t)
 	code := make(chan int, 1)

@@ -1,17 +1,21 @@
 package health
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestReportVersion(t *testing.T) {
-	clk := newFakeClock()
+	clk := testkit.NewClock(time.Date(2018, 3, 1, 12, 0, 0, 0, time.UTC))
 	s := New(Options{Warmup: time.Second, Now: clk.Now})
 	var state, breaker atomic.Value
 	state.Store(DepUp)
@@ -98,15 +102,11 @@ func poll(t *testing.T, cl *http.Client, base, version string, wait time.Duratio
 // waitForWaiters waits until n /health requests are waiting.
 func waitForWaiters(t *testing.T, s *Server, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	testkit.WaitFor(t, 10*time.Second, fmt.Sprintf("%d long polls waiting", n), func() bool {
 		s.changes.mu.Lock()
-		w := s.changes.waiting
-		s.changes.mu.Unlock()
-		if w >= n {
-			return
-		}
-	}
-	t.Fatalf("fewer than %d long polls waiting after 10s", n)
+		defer s.changes.mu.Unlock()
+		return s.changes.waiting >= n
+	})
 }
 
 // The long poll answers at once when the reader's version is stale, waits
@@ -210,9 +210,8 @@ func TestLongPollOutlivesServerTimeouts(t *testing.T) {
 	}
 	t.Parallel()
 	s := New(Options{})
-	ln := listen(t)
-	stop := serveOn(t, s, ln)
-	defer stop()
+	ln := testkit.Listen(t)
+	testkit.Go(t, "Serve", 10*time.Second, func(ctx context.Context) error { return s.Serve(ctx, ln) })
 	cl := client(t)
 	cl.Timeout = 20 * time.Second
 	const wait = 7 * time.Second

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestBackendSimFlagErrors(t *testing.T) {
@@ -57,13 +57,10 @@ func TestBackendSimFlagErrors(t *testing.T) {
 
 func TestBackendSimListenError(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testkit.Listen(t)
 	defer ln.Close()
 	var stdout, stderr bytes.Buffer
-	err = runBackendSim(t.Context(), []string{"--listen", ln.Addr().String()}, &stdout, &stderr)
+	err := runBackendSim(t.Context(), []string{"--listen", ln.Addr().String()}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "listen") || errors.Is(err, errUsage) {
 		t.Errorf("err = %v, want a listen error", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/strictyaml"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // wantErrors maps each testdata/*.bad.yaml to a part of the error `spillway
@@ -111,12 +111,7 @@ func TestVersion(t *testing.T) {
 // a file it accepts must validate again after a second Resolve (Resolve is
 // idempotent).
 func FuzzLoadFile(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.yaml")
-	for _, p := range files {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(b)
-		}
-	}
+	testkit.Seed(f, "testdata/*.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fc := config.Default()
 		if err := strictyaml.Decode(data, &fc); err != nil {

@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestLBFlagErrors(t *testing.T) {
@@ -40,33 +40,12 @@ func TestLBFlagErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeInstance serves a service port answering "hi" and a health port
 // whose /readyz passes.
 func fakeInstance(t *testing.T) (svc, hl string) {
 	t.Helper()
 	start := func(h http.Handler) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
+		ln := testkit.Listen(t)
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second}
 		go srv.Serve(ln)
 		t.Cleanup(func() { srv.Close() })
@@ -75,17 +54,6 @@ func fakeInstance(t *testing.T) (svc, hl string) {
 	svc = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") }))
 	hl = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	return svc, hl
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real server
-	}
 }
 
 // TestLBReloadOnSIGHUP runs `spillway lb --config FILE`, then reloads a
@@ -107,12 +75,12 @@ func TestLBReloadOnSIGHUP(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"lb", "--config", path}, &stdout, &stderr) }()
 	re := regexp.MustCompile(`msg=listening proxy=(\S+) admin=(\S+)`)
 	var m []string
-	waitUntil(t, 5*time.Second, "listening", func() bool { m = re.FindStringSubmatch(stderr.String()); return m != nil })
+	testkit.WaitFor(t, 5*time.Second, "listening", func() bool { m = re.FindStringSubmatch(stderr.String()); return m != nil })
 	proxy, admin := "http://"+m[1], "http://"+m[2]
 	if strings.Contains(stderr.String(), token) || strings.Contains(stderr.String(), "generated") {
 		t.Errorf("token from the environment printed: %s", stderr.String())
@@ -128,7 +96,7 @@ func TestLBReloadOnSIGHUP(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitUntil(t, 3*time.Second, "proxied", func() bool { code, body := get(proxy + "/"); return code == 200 && body == "hi" })
+	testkit.WaitFor(t, 3*time.Second, "proxied", func() bool { code, body := get(proxy + "/"); return code == 200 && body == "hi" })
 
 	reloads := func(result string) bool {
 		_, body := get(admin + "/metrics")
@@ -136,13 +104,13 @@ func TestLBReloadOnSIGHUP(t *testing.T) {
 	}
 	write(base + "    - {service: " + svc1 + ", health: \"x:y\"}\n")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitUntil(t, 3*time.Second, "failed reload counted", func() bool { return reloads("failure") })
+	testkit.WaitFor(t, 3*time.Second, "failed reload counted", func() bool { return reloads("failure") })
 	if !strings.Contains(stderr.String(), `lb.instances[0].health: \"x:y\"`) {
 		t.Errorf("reload error not logged: %s", stderr.String())
 	}
 	write(base + "    - {service: " + svc1 + ", health: " + h1 + "}\n    - {service: " + svc2 + ", health: " + h2 + "}\n")
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
-	waitUntil(t, 3*time.Second, "reload applied", func() bool {
+	testkit.WaitFor(t, 3*time.Second, "reload applied", func() bool {
 		_, body := get(admin + "/status")
 		return reloads("success") && strings.Contains(body, svc2)
 	})
@@ -164,12 +132,12 @@ func TestLBGeneratesToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"lb", "--config", path, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
 	}()
-	waitUntil(t, 5*time.Second, "listening", func() bool { return strings.Contains(stderr.String(), "msg=listening") })
+	testkit.WaitFor(t, 5*time.Second, "listening", func() bool { return strings.Contains(stderr.String(), "msg=listening") })
 	cancel()
 	<-done
 	if !regexp.MustCompile(`admin token \(generated[^)]*\): [A-Za-z0-9_-]{43}\n`).MatchString(stderr.String()) {

@@ -18,6 +18,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/loadgen"
 	"github.com/spillway-dev/spillway/internal/testbin"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // The tests in this file run the built spillway binary as real processes
@@ -63,7 +64,7 @@ func startLBProc(t *testing.T, listen string, instances []string) *lbProc {
 	m := p.await(t, `msg=listening proxy=(\S+) admin=(\S+)`, 10*time.Second)
 	l := &lbProc{proc: p, proxy: m[1], admin: m[2], client: &http.Client{Timeout: time.Second, Transport: &http.Transport{}}}
 	t.Cleanup(l.client.CloseIdleConnections)
-	waitUntil(t, 10*time.Second, l.name+" ready", func() bool { return l.readyz() == http.StatusOK })
+	testkit.WaitFor(t, 10*time.Second, l.name+" ready", func() bool { return l.readyz() == http.StatusOK })
 	return l
 }
 
@@ -230,9 +231,9 @@ func TestLBRollingReplacement(t *testing.T) {
 		if err := old.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, 2*time.Second, old.name+" /readyz 503", func() bool { return old.readyz() == http.StatusServiceUnavailable })
+		testkit.WaitFor(t, 2*time.Second, old.name+" /readyz 503", func() bool { return old.readyz() == http.StatusServiceUnavailable })
 		unready := time.Since(sent)
-		waitUntil(t, lb.DefaultDrainDelay+5*time.Second, old.name+" listener closed", func() bool { return refused(old.proxy) })
+		testkit.WaitFor(t, lb.DefaultDrainDelay+5*time.Second, old.name+" listener closed", func() bool { return refused(old.proxy) })
 		closed := time.Since(sent)
 		nu := startLBProc(t, old.proxy, instances) // the same port
 		ready := time.Since(sent)
@@ -289,7 +290,7 @@ func TestLBSecondSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.await(t, `msg="signal received: stopping"`, 2*time.Second)
-	waitUntil(t, 2*time.Second, "/readyz 503", func() bool { return l.readyz() == http.StatusServiceUnavailable })
+	testkit.WaitFor(t, 2*time.Second, "/readyz 503", func() bool { return l.readyz() == http.StatusServiceUnavailable })
 	if refused(l.proxy) {
 		t.Fatal("listener closed before the drain delay")
 	}

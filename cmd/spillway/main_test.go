@@ -3,11 +3,7 @@ package main
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/spillway-dev/spillway/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { testbin.Cleanup() }))
-}
+func TestMain(m *testing.M) { testbin.Main(m) }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // The capacity model through the Sim's handler: first in testing/synctest
@@ -226,7 +228,7 @@ func blockWorkers(t *testing.T, h *harness, n int) (leave func()) {
 	for range n {
 		wg.Go(func() { h.do(ctx, "POST", PathValidate, `{"ticket":"valid-blocker"}`) }) // ends on cancel
 	}
-	waitFor(t, "the workers to be taken", func() bool { return h.sim.Stats().Pool.Busy == n })
+	testkit.WaitFor(t, 5*time.Second, "the workers to be taken", func() bool { return h.sim.Stats().Pool.Busy == n })
 	return func() { cancel(); wg.Wait() }
 }
 
@@ -257,7 +259,7 @@ func TestCapacitySurgeLoopback(t *testing.T) {
 			results <- done{r, time.Since(start), time.Now()}
 		}()
 	}
-	waitFor(t, "the surge to queue", func() bool { return h.sim.Stats().Pool.Queued == surge })
+	testkit.WaitFor(t, 5*time.Second, "the surge to queue", func() bool { return h.sim.Stats().Pool.Queued == surge })
 	freed := time.Now()
 	leave()
 
@@ -302,7 +304,7 @@ func TestCapacityQueueLoopback(t *testing.T) {
 	queued := make(chan response, 1)
 	start := time.Now()
 	go func() { queued <- h.do(ctx, "POST", PathValidate, `{"ticket":"valid-b"}`) }() // ends at the queue timeout
-	waitFor(t, "a call to queue", func() bool { return h.sim.Stats().Pool.Queued == 1 })
+	testkit.WaitFor(t, 5*time.Second, "a call to queue", func() bool { return h.sim.Stats().Pool.Queued == 1 })
 	if r := h.do(ctx, "POST", PathValidate, `{"ticket":"valid-c"}`); r.status != 503 || r.body != `{"error":"backend-sim: queue full"}` {
 		t.Errorf("call beyond the queue: %+v, want 503 queue full", r)
 	}
@@ -323,7 +325,7 @@ func TestCapacityQueueLoopback(t *testing.T) {
 	if r := h.do(gctx, "POST", PathValidate, `{"ticket":"valid-d"}`); r.err == nil {
 		t.Errorf("caller with a 50ms deadline: %+v, want its own timeout", r)
 	}
-	waitFor(t, "the caller to leave the queue", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the caller to leave the queue", func() bool {
 		st := h.sim.Stats()
 		return st.Pool.Queued == 0 && st.Paths[PathValidate].Abandoned == 1
 	})

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // harness is a Sim behind a real loopback server.
@@ -77,19 +79,6 @@ func (h *harness) outcomes(t *testing.T, path string) Outcomes {
 		t.Fatalf("Stats: %v", err)
 	}
 	return st.Paths[path]
-}
-
-// waitFor polls cond until it holds or 5s pass. Polling is the only way to
-// see a handler goroutine of the server return: nothing signals it.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // poll interval, see above
-	}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -272,7 +261,7 @@ func TestModes(t *testing.T) {
 					t.Errorf("answered after %v, want at least %v", elapsed, tt.minElapsed)
 				}
 				// The handler returns once the client has given up.
-				waitFor(t, "in-flight requests to end", func() bool { return h.sim.Stats().InFlight == 0 })
+				testkit.WaitFor(t, 5*time.Second, "in-flight requests to end", func() bool { return h.sim.Stats().InFlight == 0 })
 				if diff := cmp.Diff(tt.want(c), h.outcomes(t, c.path)); diff != "" {
 					t.Errorf("outcomes (-want +got):\n%s", diff)
 				}
@@ -516,7 +505,7 @@ func hangOne(t *testing.T, h *harness, path string) <-chan response {
 	before := h.sim.Stats().InFlight
 	done := make(chan response, 1)
 	go func() { done <- h.do(context.Background(), "GET", path, "") }() // ends when the Sim answers or closes
-	waitFor(t, "the request to hang", func() bool { return h.sim.Stats().InFlight > before })
+	testkit.WaitFor(t, 5*time.Second, "the request to hang", func() bool { return h.sim.Stats().InFlight > before })
 	return done
 }
 
@@ -571,10 +560,7 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testkit.Listen(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	served := make(chan error, 1)
@@ -607,10 +593,7 @@ func TestServeListenerError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testkit.Listen(t)
 	ln.Close()
 	if err := sim.Serve(t.Context(), ln); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Serve on a closed listener = %v, want net.ErrClosed", err)
@@ -625,19 +608,12 @@ func TestControlAnswersOnlyLoopbackHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- sim.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	addr := testkit.Serve(t, sim.Serve)
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	send := func(method, path, host, body string) int {
-		req, _ := http.NewRequest(method, "http://"+ln.Addr().String()+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
 		req.Host = host
 		res, err := hc.Do(req)
 		if err != nil {

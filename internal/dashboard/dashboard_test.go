@@ -1,7 +1,6 @@
 package dashboard
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,12 +11,13 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/spillway-dev/spillway/internal/httpapi"
+	"github.com/spillway-dev/spillway/internal/testkit"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -252,28 +252,10 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the handler's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestControlError: a control's failure reaches the log with its cause and
 // the client as a short code joined to it by the request id.
 func TestControlError(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	ctl := Controls{SetBackendMode: func(context.Context, string) error {
 		return errors.New("dial tcp 127.0.0.1:9: connection refused")

@@ -3,14 +3,10 @@ package drill
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/spillway-dev/spillway/internal/testbin"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { testbin.Cleanup() }))
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // spillwayBinary is the spillway binary the integration tests run.
 var spillwayBinary = testbin.Spillway

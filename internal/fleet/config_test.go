@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/spillway-dev/spillway/internal/strictyaml"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestDefaults(t *testing.T) {
@@ -120,12 +122,7 @@ func TestValidateRejectsZeroes(t *testing.T) {
 }
 
 func FuzzConfig(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.yaml")
-	for _, p := range files {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(b)
-		}
-	}
+	testkit.Seed(f, "testdata/*.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := strictyaml.Parse(data, DefaultConfig())
 		if err != nil {

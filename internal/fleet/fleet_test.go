@@ -3,11 +3,9 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +18,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // The tests below run real processes: the spillway binary's login
@@ -61,50 +61,17 @@ func startSim(t *testing.T) (*backendsim.Sim, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sim.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		sim.Close()
-		if err := <-done; err != nil {
-			t.Errorf("backend-sim: %v", err)
-		}
-	})
-	return sim, "http://" + ln.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return sim, "http://" + testkit.Serve(t, sim.Serve)
 }
 
 type harness struct {
 	t   *testing.T
 	f   *Fleet
 	sim *backendsim.Sim
-	out *syncBuffer
+	out *testkit.SyncBuffer
 
 	stopOnce sync.Once
-	cancel   context.CancelFunc
-	done     chan error
+	stopRun  func() error // stops Run, returns its error
 }
 
 // fastConfig is cfg with test timings where cfg leaves them zero.
@@ -123,7 +90,7 @@ func fastConfig(edit func(*Config)) Config {
 // every process it started is then checked to be gone.
 func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
 	t.Helper()
-	h := &harness{t: t, out: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{t: t, out: &testkit.SyncBuffer{}}
 	if len(cfg.Command) == 0 {
 		var url string
 		h.sim, url = startSim(t)
@@ -135,9 +102,7 @@ func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
 		t.Fatal(err)
 	}
 	h.f = f
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- f.Run(ctx) }()
+	h.stopRun = testkit.Go(t, "Run", 20*time.Second, f.Run)
 	t.Cleanup(func() {
 		h.stop()
 		if t.Failed() {
@@ -154,76 +119,26 @@ func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
 func (h *harness) stop() {
 	h.t.Helper()
 	h.stopOnce.Do(func() {
-		h.cancel()
-		select {
-		case err := <-h.done:
-			if err != nil {
-				h.t.Errorf("Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			h.t.Fatal("Run did not return 20s after its context was canceled")
+		if err := h.stopRun(); err != nil {
+			h.t.Errorf("Run: %v", err)
 		}
 		if got := h.f.Instances(); len(got) != 0 {
 			h.t.Errorf("after Run: instances %v", got)
 		}
 		// The instances are reaped by the fleet; a SIGKILL to a group of
 		// what they started takes a moment to land.
-		deadline := time.Now().Add(2 * time.Second)
+		started := map[int]string{}
+		var pids []int
 		for _, e := range h.f.Events(0) {
-			if e.Kind != EventStarted {
-				continue
+			if e.Kind == EventStarted {
+				started[e.PID] = e.Instance
+				pids = append(pids, e.PID)
 			}
-			for alive(e.PID) && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond) // waiting for the kernel
-			}
-			if alive(e.PID) {
-				h.t.Errorf("instance %s (pid %d) or its process group still runs after the fleet stopped", e.Instance, e.PID)
-			}
+		}
+		for _, pid := range testkit.StillRunning(2*time.Second, pids...) {
+			h.t.Errorf("instance %s (pid %d) or its process group still runs after the fleet stopped", started[pid], pid)
 		}
 	})
-}
-
-// alive reports whether pid or a member of its process group still runs.
-// Zombies do not count: what an instance started is reparented to init,
-// which may be slow to reap it (or, in some containers, never does).
-func alive(pid int) bool {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil || len(stats) == 0 {
-		// No procfs: ask kill(2), which counts zombies too.
-		return !errors.Is(syscall.Kill(-pid, 0), syscall.ESRCH) || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
-	}
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid pgrp ...
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		p, _ := strconv.Atoi(strings.Fields(string(b))[0])
-		g, _ := strconv.Atoi(f[2])
-		if p == pid || g == pid {
-			return true
-		}
-	}
-	return false
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a real process fleet
-	}
 }
 
 func (h *harness) running() []ProcessStatus {
@@ -239,7 +154,7 @@ func (h *harness) running() []ProcessStatus {
 // waitRunning waits until n instances are running and past their grace.
 func (h *harness) waitRunning(n int) []ProcessStatus {
 	h.t.Helper()
-	waitFor(h.t, 15*time.Second, fmt.Sprintf("%d running instances", n), func() bool {
+	testkit.WaitFor(h.t, 15*time.Second, fmt.Sprintf("%d running instances", n), func() bool {
 		return len(h.running()) == n
 	})
 	rs := h.running()
@@ -302,7 +217,7 @@ func TestKilledInstanceIsReplaced(t *testing.T) {
 	if err := syscall.Kill(victim.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "a running successor", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "a running successor", func() bool {
 		rs := h.running()
 		return len(rs) == 2 && !slices.Contains(ids(rs), victim.ID)
 	})
@@ -327,7 +242,7 @@ func TestKilledInstanceIsReplaced(t *testing.T) {
 		t.Errorf("successor %+v of %+v", succ, victim)
 	}
 	// The watcher saw the victim withdrawn and the successor announced.
-	waitFor(t, 2*time.Second, "the watcher to see the successor", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "the watcher to see the successor", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		withdrawn := false
@@ -400,7 +315,7 @@ func TestBackendHangReplacesWithTrafficSetting(t *testing.T) {
 	if err := h.sim.SetMode(backendsim.ModeHang); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "replacements on the traffic check", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "replacements on the traffic check", func() bool {
 		return h.replacements(ReasonTraffic) >= 2
 	})
 	if err := h.sim.SetMode(backendsim.ModeUp); err != nil {
@@ -421,7 +336,7 @@ func TestBackendHangFreezesWithGuardrails(t *testing.T) {
 	if err := h.sim.SetMode(backendsim.ModeHang); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the freeze", h.f.Frozen)
+	testkit.WaitFor(t, 5*time.Second, "the freeze", h.f.Frozen)
 	if got := testutil.ToFloat64(h.f.m.frozen); got != 1 {
 		t.Errorf("frozen gauge = %v during the freeze", got)
 	}
@@ -429,7 +344,7 @@ func TestBackendHangFreezesWithGuardrails(t *testing.T) {
 	if err := h.sim.SetMode(backendsim.ModeUp); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the fleet to unfreeze", func() bool { return !h.f.Frozen() })
+	testkit.WaitFor(t, 5*time.Second, "the fleet to unfreeze", func() bool { return !h.f.Frozen() })
 	if got := h.replacements(ReasonTraffic); got != 0 {
 		t.Errorf("replacements_total{traffic} = %v while frozen", got)
 	}
@@ -531,7 +446,7 @@ func TestRollingRestartKeepsOldWhenNewNeverReady(t *testing.T) {
 		c.Size, c.ReadyTimeout, c.Check.Traffic.Path = 1, 700*time.Millisecond, "/nonexistent"
 	}), false)
 	// Nothing is ever ready on /nonexistent: wait for the process to serve.
-	waitFor(t, 10*time.Second, "the instance to serve", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the instance to serve", func() bool {
 		st := h.f.Status()
 		return len(st) == 1 && st[0].LastCheck.OK
 	})
@@ -540,7 +455,7 @@ func TestRollingRestartKeepsOldWhenNewNeverReady(t *testing.T) {
 	if !errors.Is(err, ErrNotReady) {
 		t.Fatalf("RollingRestart = %v, want ErrNotReady", err)
 	}
-	waitFor(t, 5*time.Second, "the abandoned instance to stop", func() bool { return len(h.f.Instances()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the abandoned instance to stop", func() bool { return len(h.f.Instances()) == 1 })
 	if got := h.f.Instances(); got[0].ID != old.ID {
 		t.Errorf("instances %v, want the old %s kept", got, old.ID)
 	}
@@ -553,7 +468,7 @@ func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	h := startFleet(t, fastConfig(func(c *Config) {
 		c.StopTimeout, c.Command = 300*time.Millisecond, []string{"/bin/sh", "-c", script, "sh"}
 	}), false)
-	waitFor(t, 5*time.Second, "two processes", func() bool { return len(h.f.Status()) == 2 })
+	testkit.WaitFor(t, 5*time.Second, "two processes", func() bool { return len(h.f.Status()) == 2 })
 	start := time.Now()
 	h.stop() // checks that every process group is gone
 	if d := time.Since(start); d > 3*time.Second {
@@ -575,7 +490,7 @@ func TestAddressInUseRetriesAtOnce(t *testing.T) {
 		c.Backoff.Base, c.Backoff.Max = 10*time.Second, 10*time.Second
 	})
 	h := startFleet(t, cfg, false)
-	waitFor(t, 5*time.Second, "a running instance despite the taken port", func() bool { return len(h.running()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "a running instance despite the taken port", func() bool { return len(h.running()) == 1 })
 	if got := h.count(EventStarted); got != 2 {
 		t.Errorf("%d starts, want 2", got)
 	}
@@ -611,7 +526,7 @@ func TestExitReapsTheProcessGroup(t *testing.T) {
 		c.Size, c.Command = 1, []string{"/bin/sh", "-c", sh, "sh"}
 		c.Backoff.Base, c.Backoff.Max = time.Minute, time.Minute
 	}), false)
-	waitFor(t, 5*time.Second, "the crash", func() bool { return h.count(EventCrashed) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the crash", func() bool { return h.count(EventCrashed) == 1 })
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -620,7 +535,7 @@ func TestExitReapsTheProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "the left-behind sleep to die", func() bool { return !alive(pid) })
+	testkit.WaitFor(t, 2*time.Second, "the left-behind sleep to die", func() bool { return !testkit.Alive(pid) })
 	if st := h.f.Status(); len(st) != 1 || st[0].State != StateReplaced || !strings.Contains(st[0].Reason, "exit status 3") {
 		t.Errorf("status %+v", st)
 	}
@@ -649,7 +564,7 @@ func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
 	}
 
 	setMode(rs[0], "error")
-	waitFor(t, 5*time.Second, "the failing instance to be replaced", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the failing instance to be replaced", func() bool {
 		return h.replacements(ReasonLiveness) == 1 && len(h.running()) == 3 && !slices.Contains(ids(h.running()), rs[0].ID)
 	})
 	for _, e := range h.f.Events(0) {
@@ -659,7 +574,7 @@ func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
 	}
 	// Let the successor pass a check, so the first failure no longer
 	// counts towards the freeze and only the budget is in play.
-	waitFor(t, 5*time.Second, "the successor's first passing check", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the successor's first passing check", func() bool {
 		for _, s := range h.f.Status() {
 			if s.Slot == rs[0].Slot && s.State == StateRunning && s.LastCheck.OK {
 				return true
@@ -669,14 +584,14 @@ func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
 	})
 
 	setMode(rs[1], "error")
-	waitFor(t, 5*time.Second, "the budget to run out", func() bool { return h.count(EventBudgetExhausted) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the budget to run out", func() bool { return h.count(EventBudgetExhausted) == 1 })
 	time.Sleep(600 * time.Millisecond) // three more intervals: still kept
 	if !slices.Contains(ids(h.running()), rs[1].ID) || h.replacements(ReasonLiveness) != 1 || h.f.Frozen() {
 		t.Errorf("with the budget spent: replacements %v, frozen %v, status %+v",
 			h.replacements(ReasonLiveness), h.f.Frozen(), h.f.Status())
 	}
 	setMode(rs[1], "up")
-	waitFor(t, 5*time.Second, "the kept instance to recover", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the kept instance to recover", func() bool {
 		for _, s := range h.f.Status() {
 			if s.ID == rs[1].ID {
 				return s.LastCheck.OK

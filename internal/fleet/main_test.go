@@ -3,8 +3,6 @@ package fleet
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/spillway-dev/spillway/internal/testbin"
 )
 
@@ -17,7 +15,7 @@ func TestMain(m *testing.M) {
 		testChildMain()
 		return
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { testbin.Cleanup() }))
+	testbin.Main(m)
 }
 
 // spillwayBinary is the spillway binary the integration tests run.

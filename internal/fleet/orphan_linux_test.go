@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 const orphanEnv = "FLEET_TEST_ORPHAN_CHILD"
@@ -69,7 +71,7 @@ func TestNoOrphansWhenFleetIsKilled(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		for _, p := range pids {
-			if alive(p) {
+			if testkit.Alive(p) {
 				syscall.Kill(p, syscall.SIGKILL) // orphaned by a failure: do not leave it
 			}
 		}
@@ -78,9 +80,9 @@ func TestNoOrphansWhenFleetIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Wait()
-	waitFor(t, 3*time.Second, fmt.Sprintf("instances %v to die with their fleet", pids), func() bool {
+	testkit.WaitFor(t, 3*time.Second, fmt.Sprintf("instances %v to die with their fleet", pids), func() bool {
 		for _, p := range pids {
-			if alive(p) {
+			if testkit.Alive(p) {
 				return false
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestStaticWatch(t *testing.T) {
@@ -53,7 +54,7 @@ func TestReload(t *testing.T) {
 
 	inflight := make(chan result, 1)
 	go func() { inflight <- b.get("/slow") }()
-	waitFor(t, 2*time.Second, "request in flight", func() bool { return b.instance(slow.svc).Outstanding == 1 })
+	testkit.WaitFor(t, 2*time.Second, "request in flight", func() bool { return b.instance(slow.svc).Outstanding == 1 })
 
 	// A bad file: kept, counted, reported.
 	err := b.Reload(func() (*lb.Config, error) {
@@ -83,7 +84,7 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.waitRoutable(t, 1)
-	waitFor(t, 2*time.Second, "new instance routable", func() bool { return b.instance(other.svc).Routable })
+	testkit.WaitFor(t, 2*time.Second, "new instance routable", func() bool { return b.instance(other.svc).Routable })
 	if r := b.get("/x"); r.status != 200 || r.body != "b" {
 		t.Errorf("after reload: %d %q", r.status, r.body)
 	}

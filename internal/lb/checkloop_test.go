@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // TestFrozenInstanceLeavesWithinDocumentedBound: an instance that stops
@@ -23,7 +25,7 @@ func TestFrozenInstanceLeavesWithinDocumentedBound(t *testing.T) {
 	)
 	t.Cleanup(func() { close(thaw) })
 	healthy := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	hl := listen(t)
+	hl := testkit.Listen(t)
 	serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		f := frozen
@@ -50,16 +52,16 @@ func TestFrozenInstanceLeavesWithinDocumentedBound(t *testing.T) {
 	zero := 0.0
 	cfg.HealthCheck.Jitter = zero
 	b := startLB(t, cfg, nil)
-	waitFor(t, 5*time.Second, "both instances routable", func() bool { return b.Status().Routing.Routable == 2 })
+	testkit.WaitFor(t, 5*time.Second, "both instances routable", func() bool { return b.Status().Routing.Routable == 2 })
 
 	// Freeze right after a passing check: the worst case.
 	last := b.instance(victim.Service).LastCheckAt
-	waitFor(t, 3*time.Second, "a fresh check", func() bool { return b.instance(victim.Service).LastCheckAt.After(last) })
+	testkit.WaitFor(t, 3*time.Second, "a fresh check", func() bool { return b.instance(victim.Service).LastCheckAt.After(last) })
 	mu.Lock()
 	frozen = true
 	mu.Unlock()
 	start := time.Now()
-	took := waitFor(t, 10*time.Second, "the frozen instance out of rotation", func() bool { return !b.instance(victim.Service).Routable })
+	took := testkit.WaitFor(t, 10*time.Second, "the frozen instance out of rotation", func() bool { return !b.instance(victim.Service).Routable })
 	t.Logf("frozen instance out of rotation after %v (bound %v)", took.Round(time.Millisecond), bound)
 	// A margin of 1 s over the bound for a loaded machine; the old
 	// schedule took 6 s here.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // TestDependencyNamesCannotBreakMetrics: dependency names are outside
@@ -15,7 +16,7 @@ import (
 // 500; now the override is refused and the report entry ignored.
 func TestDependencyNamesCannotBreakMetrics(t *testing.T) {
 	t.Parallel()
-	hl := listen(t)
+	hl := testkit.Listen(t)
 	serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" {
 			w.Header().Set("Content-Type", "application/json")
@@ -30,7 +31,7 @@ func TestDependencyNamesCannotBreakMetrics(t *testing.T) {
 	inst.Health = hl.Addr().String()
 	b := startLB(t, testConfig(inst), nil)
 	b.waitRoutable(t, 1)
-	waitFor(t, 3e9, "the report read", func() bool { return b.instance(inst.Service).Report != nil })
+	testkit.WaitFor(t, 3e9, "the report read", func() bool { return b.instance(inst.Service).Report != nil })
 
 	for _, name := range []string{"%ff%fe", "a%7Bb%3D%22c%22%7D", "-x", strings.Repeat("d", 65)} {
 		if code, body := b.adminDo("PUT", "/shedding/"+name, `{"mode":"on"}`, true); code != 400 {

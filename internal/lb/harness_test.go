@@ -20,6 +20,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // The harness runs real parts on loopback, in-process: a backend-sim,
@@ -27,29 +28,6 @@ import (
 // a test needs an upstream that misbehaves on purpose.
 
 const testToken = "test-admin-token-0123456789"
-
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-// waitFor polls cond every 5ms until it holds or d passes, and returns how
-// long that took. Polling real servers needs real time.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a real server
-	}
-	return time.Since(start)
-}
 
 // serve runs srv on ln until the test ends.
 func serve(t testing.TB, srv *http.Server, ln net.Listener) {
@@ -72,15 +50,7 @@ func startSim(t *testing.T) (*backendsim.Sim, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sim.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return sim, "http://" + ln.Addr().String()
+	return sim, "http://" + testkit.Serve(t, sim.Serve)
 }
 
 // killableListener can close itself and every connection it accepted at
@@ -125,8 +95,6 @@ type instance struct {
 	in          *login.Instance
 	svc, health string // addresses
 	svcLn, hLn  *killableListener
-	cancel      context.CancelFunc
-	done        chan error
 }
 
 // loginConfig is a login config with short timeouts for tests.
@@ -154,26 +122,19 @@ func startLogin(t *testing.T, simURL string, mutate func(*login.Config)) *instan
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &instance{in: in, svcLn: &killableListener{Listener: listen(t)}, done: make(chan error, 1)}
+	s := &instance{in: in, svcLn: &killableListener{Listener: testkit.Listen(t)}}
 	s.svc = s.svcLn.Addr().String()
 	var hl net.Listener
 	if cfg.Health.SharedPort {
 		s.health = s.svc
 	} else {
-		s.hLn = &killableListener{Listener: listen(t)}
+		s.hLn = &killableListener{Listener: testkit.Listen(t)}
 		s.health = s.hLn.Addr().String()
 		hl = s.hLn
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go func() { s.done <- in.Run(ctx, s.svcLn, hl) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			t.Error("login instance did not stop within 10s")
-		}
+	testkit.Go(t, "login instance", 10*time.Second, func(ctx context.Context) error {
+		_ = in.Run(ctx, s.svcLn, hl) // fails once kill closed its listeners: not the test's concern
+		return nil
 	})
 	return s
 }
@@ -268,7 +229,7 @@ func startLBWith(t testing.TB, cfg *lb.Config, opts lb.Options) *balancer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, aln := listen(t), listen(t)
+	ln, aln := testkit.Listen(t), testkit.Listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	lbt := &balancer{Balancer: b, url: "http://" + ln.Addr().String(), admin: "http://" + aln.Addr().String(),
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, stop: cancel, done: make(chan struct{})}
@@ -294,7 +255,7 @@ func startLBWith(t testing.TB, cfg *lb.Config, opts lb.Options) *balancer {
 // routable waits until n instances are routable.
 func (b *balancer) waitRoutable(t testing.TB, n int) {
 	t.Helper()
-	waitFor(t, 5*time.Second, fmt.Sprintf("%d routable instances", n), func() bool { return b.Status().Routing.Routable == n })
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("%d routable instances", n), func() bool { return b.Status().Routing.Routable == n })
 }
 
 func (b *balancer) dependency(name string) lb.DependencyStatus {
@@ -400,7 +361,7 @@ func startGate(t *testing.T, health string) *readinessGate {
 	target, _ := url.Parse("http://" + health)
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = &http.Transport{}
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	g.addr = ln.Addr().String()
 	serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/readyz" && g.unready.Load() {
@@ -424,7 +385,7 @@ type upstream struct {
 func startUpstream(t testing.TB, h http.Handler) *upstream {
 	t.Helper()
 	u := &upstream{}
-	ln, hl := listen(t), listen(t)
+	ln, hl := testkit.Listen(t), testkit.Listen(t)
 	u.svc, u.health = ln.Addr().String(), hl.Addr().String()
 	serve(t, &http.Server{Handler: h, ReadHeaderTimeout: time.Second, ConnState: func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
@@ -453,7 +414,7 @@ func (u *upstream) lbInstance() lb.Instance { return lb.Instance{Service: u.svc,
 func deadInstance(t testing.TB) lb.Instance {
 	t.Helper()
 	u := startUpstream(t, http.NotFoundHandler())
-	ln := listen(t)
+	ln := testkit.Listen(t)
 	dead := ln.Addr().String()
 	ln.Close()
 	return lb.Instance{Service: dead, Health: u.health}

@@ -60,15 +60,21 @@ func TestPickerAvoidsAnInstanceThatReportsADependencyDown(t *testing.T) {
 			t.Errorf("%q: picks %v, want none on %s (backend down) and the rest shared", path, got, id[0])
 		}
 	}
-	// A route that needs no dependency still uses it.
-	if got := picks(p, "/static", 300, now); got[id[0]] < 50 {
-		t.Errorf("/static: picks %v, want %s to keep its share", got, id[0])
+	wantBackOnUpReport(t, p, id[0], now, at(3*time.Second))
+}
+
+// wantBackOnUpReport checks the two ways around an instance x that /login
+// avoids: a route that needs no dependency uses it all along, and once
+// its report says the backend is up (at when), /login uses it again.
+func wantBackOnUpReport(t *testing.T, p *Pool, x string, now, when time.Time) {
+	t.Helper()
+	if got := picks(p, "/static", 300, now); got[x] < 50 {
+		t.Errorf("/static: picks %v, want %s to keep its share (a route without dependencies)", got, x)
 	}
-	// Its path back: the next report says up, and it takes traffic again.
-	p.RecordReport(id[0], at(3*time.Second), readyReport(10, map[string]string{"backend": health.DepUp}))
-	p.Evaluate(at(3 * time.Second))
-	if got := picks(p, "/login", 300, at(3*time.Second)); got[id[0]] < 50 {
-		t.Errorf("after its report says up: picks %v, want %s back", got, id[0])
+	p.RecordReport(x, when, readyReport(10, map[string]string{"backend": health.DepUp}))
+	p.Evaluate(when)
+	if got := picks(p, "/login", 300, when); got[x] < 50 {
+		t.Errorf("after its report says up: picks %v, want %s back", got, x)
 	}
 }
 
@@ -111,15 +117,7 @@ func TestPickerAvoidsAnInstanceFailingFastUntilItsNextReport(t *testing.T) {
 	if got := picks(p, "/login", 300, now); got[id[1]] != 0 {
 		t.Errorf("picks %v, want none on %s, which fails fast", got, id[1])
 	}
-	if got := picks(p, "/static", 300, now); got[id[1]] < 50 {
-		t.Errorf("/static picks %v: a route without dependencies keeps it", got)
-	}
-	// Its report is the truth: up again.
-	p.RecordReport(id[1], at(2*time.Second), readyReport(10, map[string]string{"backend": health.DepUp}))
-	p.Evaluate(at(2 * time.Second))
-	if got := picks(p, "/login", 300, at(2*time.Second)); got[id[1]] < 50 {
-		t.Errorf("after an up report: picks %v, want %s back", got, id[1])
-	}
+	wantBackOnUpReport(t, p, id[1], now, at(2*time.Second))
 }
 
 // TestImpairedInstanceDoesNotWinByFailingFast: without the rule, the

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // probe GETs an admin path without a token and returns status and body.
@@ -73,7 +74,7 @@ func TestServesAfterFirstChecks(t *testing.T) {
 	t.Parallel()
 	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "served") }))
 	checked := make(chan struct{})
-	hl := listen(t)
+	hl := testkit.Listen(t)
 	serve(t, &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select { // the first check hangs until the test lets it pass
 		case <-checked:
@@ -88,7 +89,7 @@ func TestServesAfterFirstChecks(t *testing.T) {
 	cfg.HealthCheck.ReportPath = empty
 	b := startLB(t, cfg, nil)
 
-	waitFor(t, 5*time.Second, "admin API up", func() bool { code, _ := b.probe("/livez"); return code == 200 })
+	testkit.WaitFor(t, 5*time.Second, "admin API up", func() bool { code, _ := b.probe("/livez"); return code == 200 })
 	if code, body := b.probe("/readyz"); code != 503 || body != "starting\n" {
 		t.Errorf("/readyz during the first checks: %d %q, want 503 starting", code, body)
 	}
@@ -145,7 +146,7 @@ func TestDrainOnStop(t *testing.T) {
 
 	stopped := time.Now()
 	b.stop()
-	waitFor(t, time.Second, "/readyz 503 draining", func() bool {
+	testkit.WaitFor(t, time.Second, "/readyz 503 draining", func() bool {
 		code, body := b.probe("/readyz")
 		return code == 503 && body == "draining\n"
 	})
@@ -174,7 +175,7 @@ func TestDrainOnStop(t *testing.T) {
 	if time.Since(stopped) >= delay {
 		t.Fatalf("the checks above took the whole drain delay (%s); cannot tell", delay)
 	}
-	waitFor(t, delay+3*time.Second, "listener closed", b.refused)
+	testkit.WaitFor(t, delay+3*time.Second, "listener closed", b.refused)
 	closed := time.Since(stopped)
 	t.Logf("listener closed %s after the stop began (drain delay %s)", closed.Round(time.Millisecond), delay)
 	if closed < delay {
@@ -225,10 +226,10 @@ func TestHurry(t *testing.T) {
 	<-inSlow
 
 	b.stop()
-	waitFor(t, time.Second, "draining", func() bool { return b.Status().Lifecycle == "draining" })
+	testkit.WaitFor(t, time.Second, "draining", func() bool { return b.Status().Lifecycle == "draining" })
 	hurried := time.Now()
 	b.Hurry()
-	waitFor(t, 3*time.Second, "listener closed", b.refused)
+	testkit.WaitFor(t, 3*time.Second, "listener closed", b.refused)
 	t.Logf("listener closed %s after Hurry (drain delay %s)", time.Since(hurried).Round(time.Millisecond), long)
 	select {
 	case r := <-slow:
@@ -284,7 +285,7 @@ func TestStopWaitsForUpgradedConnections(t *testing.T) {
 
 	stopped := time.Now()
 	b.stop()
-	waitFor(t, 3*time.Second, "listener closed", b.refused)
+	testkit.WaitFor(t, 3*time.Second, "listener closed", b.refused)
 	if err := echo(closing, "after the listener closed"); err != nil {
 		t.Fatalf("WebSocket after the listener closed: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestProxyForwarding(t *testing.T) {
@@ -196,7 +197,7 @@ func TestGatewayFailuresEject(t *testing.T) {
 	}
 	// Bare 503s are gateway failures: 5 in a row eject it.
 	deliberate.Store(false)
-	waitFor(t, 2*time.Second, "ejection", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "ejection", func() bool {
 		b.get("/")
 		return b.instance(bad.svc).State == lb.InstanceEjected
 	})
@@ -301,7 +302,7 @@ func TestAdminAPI(t *testing.T) {
 
 	// A non-loopback admin listener: reads need the token too.
 	h := b.AdminHandler(true)
-	srvLn := listen(t)
+	srvLn := testkit.Listen(t)
 	serve(t, &http.Server{Handler: h, ReadHeaderTimeout: time.Second}, srvLn)
 	if r := do(b.client, mustReq(t, "GET", "http://"+srvLn.Addr().String()+"/status")); r.status != 401 {
 		t.Errorf("read without token when reads need it: %d", r.status)

@@ -8,13 +8,25 @@ import (
 	"time"
 )
 
-func newBudget(t testing.TB, c RetryBudgetConfig) *RetryBudget {
+// newBudget returns a budget that has seen requests requests at t0.
+func newBudget(t testing.TB, c RetryBudgetConfig, requests int) *RetryBudget {
 	t.Helper()
 	b, err := NewRetryBudget(c)
 	if err != nil {
 		t.Fatal(err)
 	}
+	for range requests {
+		b.Request(t0)
+	}
 	return b
+}
+
+// noFloor is the default budget without its floor of retries per second:
+// only the ratio of requests counts.
+func noFloor() RetryBudgetConfig {
+	c := DefaultRetryBudgetConfig()
+	c.MinRetriesPerSecond = 0
+	return c
 }
 
 // retries returns how many TryRetry calls succeed out of n at now.
@@ -29,8 +41,7 @@ func retries(b *RetryBudget, now time.Time, n int) int {
 }
 
 func TestRetryBudget(t *testing.T) {
-	noMin := DefaultRetryBudgetConfig()
-	noMin.MinRetriesPerSecond = 0
+	noMin := noFloor()
 	tests := []struct {
 		name     string
 		cfg      RetryBudgetConfig
@@ -45,10 +56,7 @@ func TestRetryBudget(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newBudget(t, tt.cfg)
-			for range tt.requests {
-				b.Request(t0)
-			}
+			b := newBudget(t, tt.cfg, tt.requests)
 			if got := retries(b, t0, 10000); got != tt.want {
 				t.Fatalf("allowed %d retries, want %d", got, tt.want)
 			}
@@ -61,12 +69,7 @@ func TestRetryBudget(t *testing.T) {
 }
 
 func TestRetryBudgetSlides(t *testing.T) {
-	c := DefaultRetryBudgetConfig()
-	c.MinRetriesPerSecond = 0
-	b := newBudget(t, c)
-	for range 1000 {
-		b.Request(t0)
-	}
+	b := newBudget(t, noFloor(), 1000)
 	if got := retries(b, at(time.Second), 150); got != 150 {
 		t.Fatalf("retried %d of 150", got)
 	}
@@ -100,12 +103,7 @@ func TestRetryBudgetSlides(t *testing.T) {
 // TestRetryBudgetConcurrent checks that concurrent retries never overshoot
 // the budget (run with -race).
 func TestRetryBudgetConcurrent(t *testing.T) {
-	c := DefaultRetryBudgetConfig()
-	c.MinRetriesPerSecond = 0
-	b := newBudget(t, c)
-	for range 5000 {
-		b.Request(t0)
-	}
+	b := newBudget(t, noFloor(), 5000)
 	var ok atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {
@@ -143,7 +141,7 @@ func TestRetryBudgetConfigValidate(t *testing.T) {
 }
 
 func BenchmarkRetryBudget(b *testing.B) {
-	rb := newBudget(b, DefaultRetryBudgetConfig())
+	rb := newBudget(b, DefaultRetryBudgetConfig(), 0)
 	now := t0
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

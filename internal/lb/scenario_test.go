@@ -16,6 +16,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // These tests replay the incident's phases end to end with real login
@@ -98,7 +99,7 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	const bound = 100*time.Millisecond*2 + time.Second // interval × unhealthy threshold + 1s
-	took := waitFor(t, bound+time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
+	took := testkit.WaitFor(t, bound+time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
 	t.Logf("backend hang → edge shedding in %v (bound %v)", took, bound)
 	if took > bound {
 		t.Errorf("shedding took %v, want at most %v", took, bound)
@@ -192,13 +193,13 @@ func TestBackendHangShedsThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var shares []float64
-	waitFor(t, 5*time.Second, "recovery ramp starts", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "recovery ramp starts", func() bool {
 		return b.dependency(login.BackendName).State == lb.ShedRecovering
 	})
 	d := b.dependency(login.BackendName)
 	rampStart, rampEnd := d.Since, d.RecoveryEnd
 	t.Logf("backend up → recovery ramp from %v, window %v", rampStart.Sub(upAt), rampEnd.Sub(rampStart))
-	waitFor(t, 5*time.Second, "recovery completes", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "recovery completes", func() bool {
 		d := b.dependency(login.BackendName)
 		if d.State == lb.ShedRecovering {
 			shares = append(shares, d.Admitted)
@@ -263,7 +264,7 @@ func TestInstanceKilled(t *testing.T) {
 	killAt := time.Now()
 	victim.kill()
 	killed := time.Now()
-	waitFor(t, 2*time.Second, "killed instance out of rotation", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "killed instance out of rotation", func() bool {
 		st := b.instance(victim.svc).State
 		return st == lb.InstanceUnhealthy || st == lb.InstanceEjected
 	})
@@ -307,7 +308,7 @@ func TestSlowStartNewInstance(t *testing.T) {
 	static := lb.NewStatic(lbInstances(fleet[:3]))
 	b := startLB(t, cfg, static)
 	b.waitRoutable(t, 3)
-	waitFor(t, window+time.Second, "first ramps complete", func() bool {
+	testkit.WaitFor(t, window+time.Second, "first ramps complete", func() bool {
 		for _, in := range b.Status().Instances {
 			if in.Weight < 1 {
 				return false
@@ -395,7 +396,7 @@ func TestPanicSpreadsLoad(t *testing.T) {
 	// Three unready: panic, all four get traffic.
 	gates[1].unready.Store(true)
 	gates[2].unready.Store(true)
-	waitFor(t, 2*time.Second, "panic mode", func() bool { return b.Status().Panic })
+	testkit.WaitFor(t, 2*time.Second, "panic mode", func() bool { return b.Status().Panic })
 	s := share()
 	t.Logf("3 of 4 unready, panic: shares %.2f", s)
 	for i, v := range s {
@@ -411,7 +412,7 @@ func TestPanicSpreadsLoad(t *testing.T) {
 	for _, g := range gates {
 		g.unready.Store(false)
 	}
-	waitFor(t, 2*time.Second, "panic off", func() bool { return !b.Status().Panic && b.Status().Routing.Routable == 4 })
+	testkit.WaitFor(t, 2*time.Second, "panic off", func() bool { return !b.Status().Panic && b.Status().Routing.Routable == 4 })
 }
 
 // TestEdgeAdmissionFollowsCapacity: the edge bound is the fleet's reported
@@ -427,7 +428,7 @@ func TestEdgeAdmissionFollowsCapacity(t *testing.T) {
 	cfg.Admission.QueueSize = q
 	b := startLB(t, cfg, nil)
 	b.waitRoutable(t, 2)
-	waitFor(t, 2*time.Second, "capacity from reports", func() bool { return b.Status().Capacity.Limit == 4 })
+	testkit.WaitFor(t, 2*time.Second, "capacity from reports", func() bool { return b.Status().Capacity.Limit == 4 })
 
 	h0 := handledBy(t, fleet)
 	stop := b.load(10)
@@ -484,7 +485,7 @@ func TestIncident2018Configuration(t *testing.T) {
 	if err := sim.SetMode(backendsim.ModeError); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "every instance unhealthy", func() bool { return b.Status().Routing.Routable == 0 })
+	testkit.WaitFor(t, 3*time.Second, "every instance unhealthy", func() bool { return b.Status().Routing.Routable == 0 })
 	r := b.login(context.Background())
 	if r.status != 503 || r.reason != health.ReasonNoHealthyInstance {
 		t.Errorf("2018, backend failing: %d %q, want 503 no_healthy_instance", r.status, r.reason)
@@ -520,7 +521,7 @@ func TestOneInstanceCutOffFromTheBackend(t *testing.T) {
 			if err := own.SetMode(backendsim.ModeUp); err != nil {
 				t.Fatal(err)
 			}
-			back := waitFor(t, 10*time.Second, "the cut-off instance serving logins again", func() bool { return cut.handled(t) > before+10 })
+			back := testkit.WaitFor(t, 10*time.Second, "the cut-off instance serving logins again", func() bool { return cut.handled(t) > before+10 })
 			res := stop()
 
 			settled := cutAt.Add(2 * time.Second)
@@ -595,7 +596,7 @@ func TestFeedbackRecovery(t *testing.T) {
 	if err := sim.SetMode(backendsim.ModeHang); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
+	testkit.WaitFor(t, 10*time.Second, "shedding", func() bool { return b.dependency(login.BackendName).State == lb.ShedShedding })
 	time.Sleep(time.Second)
 
 	upAt := time.Now()
@@ -604,7 +605,7 @@ func TestFeedbackRecovery(t *testing.T) {
 	}
 	var steps []string
 	var last lb.DependencyStatus
-	took := waitFor(t, 10*time.Second, "recovered", func() bool {
+	took := testkit.WaitFor(t, 10*time.Second, "recovered", func() bool {
 		d := b.dependency(login.BackendName)
 		if d.State == lb.ShedRecovering && (d.Admitted != last.Admitted || d.LastStep != last.LastStep) {
 			steps = append(steps, fmt.Sprintf("+%v %.2f %s (median %v, bound %v)",

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // streamAcceptance runs the stream tests at the issue's literal scale
@@ -108,18 +109,42 @@ func dialWS(t *testing.T, b *balancer, path string) *websocket.Conn {
 	return c
 }
 
+// wsCase is a WebSocket from the test through a balancer (streamConfig) to
+// wsUpstream.
+type wsCase struct {
+	b     *balancer
+	cfg   *lb.Config
+	sc    streamScale
+	c     *websocket.Conn // the client's side, closed when the test ends
+	ended <-chan error    // the instance's handlers' ends
+}
+
+// startWS starts a wsUpstream and a balancer in front of it, and dials a
+// WebSocket to path through the balancer.
+func startWS(t *testing.T, path string) wsCase {
+	t.Helper()
+	up, ended := wsUpstream(t)
+	cfg, sc := streamConfig(up)
+	b := startLB(t, cfg, nil)
+	b.waitRoutable(t, 1)
+	c := dialWS(t, b, path)
+	t.Cleanup(func() { c.CloseNow() })
+	return wsCase{b: b, cfg: cfg, sc: sc, c: c, ended: ended}
+}
+
+// waitNoStreams waits for the balancer's streams gauge to come back to 0.
+func (b *balancer) waitNoStreams(t *testing.T) {
+	t.Helper()
+	testkit.WaitFor(t, 2*time.Second, "streams gauge back to 0", func() bool { return scrape(t, b.admin+"/metrics", "spillway_lb_streams") == 0 })
+}
+
 // TestWebSocketOutlivesTotalTimeout: a WebSocket that stays busy (a
 // message and its echo every `every`) stays up for `hold`, past the total
 // timeout and the server's read and write timeouts, however long.
 func TestWebSocketOutlivesTotalTimeout(t *testing.T) {
 	t.Parallel()
-	up, _ := wsUpstream(t)
-	cfg, sc := streamConfig(up)
-	b := startLB(t, cfg, nil)
-	b.waitRoutable(t, 1)
-
-	c := dialWS(t, b, "/echo")
-	defer c.CloseNow()
+	ws := startWS(t, "/echo")
+	b, c, sc := ws.b, ws.c, ws.sc
 	start := time.Now()
 	tick := time.NewTicker(sc.every)
 	defer tick.Stop()
@@ -140,11 +165,11 @@ func TestWebSocketOutlivesTotalTimeout(t *testing.T) {
 		}
 	}
 	t.Logf("WebSocket held %s with a message every %s (%d echoed); total timeout %s, idle timeout %s",
-		time.Since(start).Round(time.Millisecond), sc.every, n, cfg.Timeouts.Total, sc.idle)
+		time.Since(start).Round(time.Millisecond), sc.every, n, ws.cfg.Timeouts.Total, sc.idle)
 	if err := c.Close(websocket.StatusNormalClosure, "done"); err != nil {
 		t.Errorf("close: %v", err)
 	}
-	waitFor(t, 2*time.Second, "streams gauge back to 0", func() bool { return scrape(t, b.admin+"/metrics", "spillway_lb_streams") == 0 })
+	b.waitNoStreams(t)
 	if c := b.Status().Counters.Requests; c["ok"] != 1 {
 		t.Errorf("requests %v, want the upgrade counted once as ok", c)
 	}
@@ -154,13 +179,8 @@ func TestWebSocketOutlivesTotalTimeout(t *testing.T) {
 // is closed once the idle timeout is over, and the instance's side too.
 func TestWebSocketIdleTimeout(t *testing.T) {
 	t.Parallel()
-	up, ended := wsUpstream(t)
-	cfg, sc := streamConfig(up)
-	b := startLB(t, cfg, nil)
-	b.waitRoutable(t, 1)
-
-	c := dialWS(t, b, "/echo")
-	defer c.CloseNow()
+	ws := startWS(t, "/echo")
+	b, c, sc := ws.b, ws.c, ws.sc
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), sc.idle+10*time.Second)
 	defer cancel()
@@ -177,14 +197,14 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 		t.Errorf("closed after %s, want about the idle timeout %s", took, sc.idle)
 	}
 	select {
-	case <-ended:
+	case <-ws.ended:
 	case <-time.After(3 * time.Second):
 		t.Error("the instance's side of the WebSocket is still open")
 	}
 	if n := scrape(t, b.admin+"/metrics", "spillway_lb_stream_idle_timeouts_total"); n != 1 {
 		t.Errorf("spillway_lb_stream_idle_timeouts_total = %v, want 1", n)
 	}
-	waitFor(t, 2*time.Second, "streams gauge back to 0", func() bool { return scrape(t, b.admin+"/metrics", "spillway_lb_streams") == 0 })
+	b.waitNoStreams(t)
 }
 
 // TestWebSocketClientStopsReading: an instance that keeps sending to a
@@ -193,16 +213,11 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 // sides are closed.
 func TestWebSocketClientStopsReading(t *testing.T) {
 	t.Parallel()
-	up, ended := wsUpstream(t)
-	cfg, sc := streamConfig(up)
-	b := startLB(t, cfg, nil)
-	b.waitRoutable(t, 1)
-
-	c := dialWS(t, b, "/flood") // and never read
-	defer c.CloseNow()
+	ws := startWS(t, "/flood") // and never read
+	sc := ws.sc
 	start := time.Now()
 	select {
-	case err := <-ended:
+	case err := <-ws.ended:
 		t.Logf("flooding instance cut off after %s (idle timeout %s): %v", time.Since(start).Round(time.Millisecond), sc.idle, err)
 	case <-time.After(sc.idle + 10*time.Second):
 		t.Fatalf("a client that stopped reading still holds the stream after %s", time.Since(start).Round(time.Millisecond))

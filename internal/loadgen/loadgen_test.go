@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
 
@@ -369,9 +371,7 @@ func TestController(t *testing.T) {
 		t.Errorf("Start before Run: err = %v, want ErrNotRunning", err)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	stop := testkit.Go(t, "Run", 5*time.Second, c.Run)
 	// Run registers asynchronously: retry Start until it is up.
 	deadline := time.Now().Add(5 * time.Second)
 	for err := c.Start(t.Context(), 100, 10); err != nil; err = c.Start(t.Context(), 100, 10) {
@@ -403,14 +403,8 @@ func TestController(t *testing.T) {
 	if err := c.Start(t.Context(), 50, 10); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return after its context ended")
+	if err := stop(); err != nil {
+		t.Errorf("Run: %v", err)
 	}
 	if err := c.Start(t.Context(), 50, 10); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Start after Run: err = %v, want ErrNotRunning", err)

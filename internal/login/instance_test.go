@@ -15,30 +15,19 @@ import (
 
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // stack is a real backend-sim and a real login instance on loopback.
 type stack struct {
-	t       *testing.T
-	sim     *backendsim.Sim
-	simURL  string
-	simCtl  *backendsim.Client
-	in      *Instance
-	svcURL  string
-	hURL    string // health port (or the service port in shared mode)
-	client  *http.Client
-	stop    context.CancelFunc
-	done    chan error
-	simDone chan error
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
+	t      *testing.T
+	sim    *backendsim.Sim
+	simURL string
+	simCtl *backendsim.Client
+	in     *Instance
+	svcURL string
+	hURL   string // health port (or the service port in shared mode)
+	client *http.Client
 }
 
 // testConfig is a login config with short intervals for tests.
@@ -62,12 +51,14 @@ func startStack(t *testing.T, mutate func(*Config)) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	simLn := listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &stack{t: t, sim: sim, simURL: "http://" + simLn.Addr().String(), stop: cancel,
-		done: make(chan error, 1), simDone: make(chan error, 1)}
-	simCtx, simCancel := context.WithCancel(context.Background())
-	go func() { s.simDone <- sim.Serve(simCtx, simLn) }()
+	s := &stack{t: t, sim: sim}
+	s.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	t.Cleanup(func() {
+		s.client.CloseIdleConnections()
+		s.simCtl.HTTP = nil
+		http.DefaultClient.CloseIdleConnections()
+	})
+	s.simURL = "http://" + testkit.Serve(t, sim.Serve)
 	s.simCtl = &backendsim.Client{BaseURL: s.simURL}
 
 	cfg := testConfig(s.simURL)
@@ -79,33 +70,16 @@ func startStack(t *testing.T, mutate func(*Config)) *stack {
 		t.Fatal(err)
 	}
 	s.in = in
-	svc := listen(t)
+	svc := testkit.Listen(t)
 	s.svcURL = "http://" + svc.Addr().String()
 	var hl net.Listener
 	if cfg.Health.SharedPort {
 		s.hURL = s.svcURL
 	} else {
-		hl = listen(t)
+		hl = testkit.Listen(t)
 		s.hURL = "http://" + hl.Addr().String()
 	}
-	go func() { s.done <- in.Run(ctx, svc, hl) }()
-	s.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-s.done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return within 10s of cancel")
-		}
-		simCancel()
-		<-s.simDone
-		s.client.CloseIdleConnections()
-		s.simCtl.HTTP = nil
-		http.DefaultClient.CloseIdleConnections()
-	})
+	testkit.Go(t, "Run", 10*time.Second, func(ctx context.Context) error { return in.Run(ctx, svc, hl) })
 	return s
 }
 
@@ -161,22 +135,6 @@ func (s *stack) healthReport() health.Report {
 		s.t.Fatal(err)
 	}
 	return rep
-}
-
-// waitFor polls cond every 10ms until it holds or d passes; it returns how
-// long that took. Polling a real server needs real time.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real server
-	}
 }
 
 func TestLoginOutcomes(t *testing.T) {
@@ -343,7 +301,7 @@ func TestBackendHangFailsFastThenRecovers(t *testing.T) {
 	// machine).
 	s.setMode(backendsim.ModeUp)
 	const bound = 500*time.Millisecond + 100*time.Millisecond
-	took := waitFor(t, bound+400*time.Millisecond, "breaker closes", func() bool {
+	took := testkit.WaitFor(t, bound+400*time.Millisecond, "breaker closes", func() bool {
 		return s.healthReport().Dependencies[BackendName].State == health.DepUp
 	})
 	t.Logf("backend up → breaker closed in %v (bound %v)", took, bound)
@@ -371,7 +329,7 @@ func saturate(t *testing.T, s *stack, n int) (release func()) {
 			}
 		}()
 	}
-	waitFor(t, 5*time.Second, "admission saturated", func() bool { return s.in.limiter.InFlight() >= n })
+	testkit.WaitFor(t, 5*time.Second, "admission saturated", func() bool { return s.in.limiter.InFlight() >= n })
 	return func() { cancel(); wg.Wait() }
 }
 
@@ -448,27 +406,21 @@ func TestGracefulShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	simLn := listen(t)
-	simCtx, simCancel := context.WithCancel(context.Background())
-	simDone := make(chan error, 1)
-	go func() { simDone <- sim.Serve(simCtx, simLn) }()
-	defer func() { simCancel(); <-simDone }()
-
-	cfg := testConfig("http://" + simLn.Addr().String())
+	cfg := testConfig("http://" + testkit.Serve(t, sim.Serve))
 	cfg.Backend.Timeout = 2 * time.Second
 	cfg.Health.DrainDelay = 300 * time.Millisecond
 	in, err := New(cfg, Options{Dev: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, hl := listen(t), listen(t)
+	svc, hl := testkit.Listen(t), testkit.Listen(t)
 	svcURL, hURL := "http://"+svc.Addr().String(), "http://"+hl.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx, svc, hl) }()
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
-	waitFor(t, 2*time.Second, "ready", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "ready", func() bool {
 		resp, err := client.Get(hURL + "/readyz")
 		if err != nil {
 			return false
@@ -488,9 +440,9 @@ func TestGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		inflight <- resp.StatusCode
 	}()
-	waitFor(t, 2*time.Second, "login in flight", func() bool { return in.limiter.InFlight() == 1 })
+	testkit.WaitFor(t, 2*time.Second, "login in flight", func() bool { return in.limiter.InFlight() == 1 })
 	cancel()
-	waitFor(t, time.Second, "readyz 503 while draining", func() bool {
+	testkit.WaitFor(t, time.Second, "readyz 503 while draining", func() bool {
 		resp, err := client.Get(hURL + "/readyz")
 		if err != nil {
 			return false
@@ -575,7 +527,7 @@ func TestHalfClosedClientGetsNoFalseSuccess(t *testing.T) {
 	if len(got) != 0 {
 		t.Errorf("half-closed client got %q, want the connection closed without an answer", got)
 	}
-	waitFor(t, 2*time.Second, "the abandoned login counted", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "the abandoned login counted", func() bool {
 		res, err := s.client.Get(s.hURL + "/metrics")
 		if err != nil {
 			return false
@@ -614,7 +566,7 @@ func TestServicePortConnectionCap(t *testing.T) {
 	}
 	t.Logf("refused in %v", time.Since(start))
 	held[0].Close()
-	waitFor(t, 2*time.Second, "a login once a connection freed", func() bool {
+	testkit.WaitFor(t, 2*time.Second, "a login once a connection freed", func() bool {
 		r := s.login("valid-a")
 		return r.status == 200
 	})

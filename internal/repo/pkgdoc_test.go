@@ -14,36 +14,19 @@ import (
 // package comment, "Package x ..." (or "Command x ..." for a main
 // package), as the house style asks.
 func TestPackageDocs(t *testing.T) {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("module root not found at %s: %v", root, err)
-	}
 	dirs := map[string][]string{} // directory → its non-test Go files
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && path != root {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+	root, files := goFiles(t)
+	for _, path := range files {
+		if !strings.HasSuffix(path, "_test.go") {
 			dirs[filepath.Dir(path)] = append(dirs[filepath.Dir(path)], path)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	for dir, files := range dirs {
-		rel, _ := filepath.Rel(root, dir)
-		t.Run(rel, func(t *testing.T) {
+		t.Run(dir, func(t *testing.T) {
 			var docs []string
 			var name string
 			for _, path := range files {
-				f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ParseComments|parser.PackageClauseOnly)
+				f, err := parser.ParseFile(token.NewFileSet(), filepath.Join(root, path), nil, parser.ParseComments|parser.PackageClauseOnly)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -64,4 +47,37 @@ func TestPackageDocs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// goFiles returns the module's root and its Go files, relative to it
+// (outside testdata and hidden directories).
+func goFiles(t *testing.T) (root string, files []string) {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found at %s: %v", root, err)
+	}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") && path != root {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".go") {
+			rel, err := filepath.Rel(root, path)
+			if err != nil {
+				return err
+			}
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, files
 }

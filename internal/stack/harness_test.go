@@ -1,29 +1,24 @@
 package stack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/spillway-dev/spillway/health"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/loadgen"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // The tests in this package run the whole system: an in-process
@@ -57,32 +52,13 @@ func upConfig(t *testing.T, mutate func(*config.File)) config.File {
 // it (config.File.Apply2018).
 func incident2018(c *config.File) { c.Apply2018() }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a running Stack, stopped when the test ends.
 type harness struct {
 	t    *testing.T
 	s    *Stack
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 
-	cancel   context.CancelFunc
-	done     chan error
+	stopRun  func() error // stops Run, returns its error
 	stopOnce sync.Once
 }
 
@@ -91,16 +67,14 @@ type harness struct {
 // failure its logs and the fleet's events are printed.
 func startStack(t *testing.T, cfg config.File) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{t: t, logs: &testkit.SyncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s, err := New(cfg, Options{Logger: logger, InstanceOutput: h.logs, AdminToken: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.s = s
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- s.Run(ctx) }()
+	h.stopRun = testkit.Go(t, "Run", 30*time.Second, s.Run)
 	t.Cleanup(func() {
 		h.stop()
 		if t.Failed() {
@@ -118,14 +92,8 @@ func startStack(t *testing.T, cfg config.File) *harness {
 func (h *harness) stop() {
 	h.t.Helper()
 	h.stopOnce.Do(func() {
-		h.cancel()
-		select {
-		case err := <-h.done:
-			if err != nil {
-				h.t.Errorf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			h.t.Fatal("Run did not return 30s after its context was canceled")
+		if err := h.stopRun(); err != nil {
+			h.t.Errorf("Run: %v", err)
 		}
 		if got := h.s.Fleet().Instances(); len(got) != 0 {
 			h.t.Errorf("after Run: fleet instances %v", got)
@@ -139,67 +107,10 @@ func (h *harness) stop() {
 		if len(pids) == 0 {
 			h.t.Error("the fleet reports no started instance")
 		}
-		checkGone(h.t, pids)
+		for _, pid := range testkit.StillRunning(2*time.Second, pids...) {
+			h.t.Errorf("process %d or its process group still runs after the stack stopped", pid)
+		}
 	})
-}
-
-// checkGone fails the test if a process in pids, or one of their process
-// groups, still runs 2 s from now.
-func checkGone(t *testing.T, pids []int) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond) // waiting for the kernel to reap
-		}
-		if alive(pid) {
-			t.Errorf("process %d or its process group still runs after the stack stopped", pid)
-		}
-	}
-}
-
-// alive reports whether pid or a member of its process group still runs.
-// Zombies do not count.
-func alive(pid int) bool {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil || len(stats) == 0 {
-		// No procfs: ask kill(2), which counts zombies too.
-		return !errors.Is(syscall.Kill(-pid, 0), syscall.ESRCH) || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
-	}
-	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid pgrp ...
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		p, _ := strconv.Atoi(strings.Fields(string(b))[0])
-		g, _ := strconv.Atoi(f[2])
-		if p == pid || g == pid {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFor polls cond every 50 ms until it holds, or fails the test after
-// timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond) // polling real processes
-	}
 }
 
 // running returns the fleet's running instances, by slot.
@@ -230,7 +141,7 @@ func (h *harness) routable() []string {
 // balancer routes to exactly those, and returns them.
 func (h *harness) waitReady(n int, timeout time.Duration) []fleet.ProcessStatus {
 	h.t.Helper()
-	waitFor(h.t, timeout, fmt.Sprintf("%d running instances, all routable", n), func() bool {
+	testkit.WaitFor(h.t, timeout, fmt.Sprintf("%d running instances, all routable", n), func() bool {
 		run := h.running()
 		if len(run) != n {
 			return false

@@ -14,6 +14,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // loadRate is the steady load of the tests below, in logins per second.
@@ -38,7 +39,7 @@ func TestKillReplaced(t *testing.T) {
 	killed := time.Now()
 
 	var successor fleet.ProcessStatus
-	waitFor(t, 15*time.Second, "a successor of the killed instance, routable", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "a successor of the killed instance, routable", func() bool {
 		for _, s := range h.running() {
 			if s.Slot == victim.Slot && s.ID != victim.ID && slices.Contains(h.routable(), s.Service) {
 				successor = s
@@ -114,7 +115,7 @@ func TestBackendHang(t *testing.T) {
 		}
 		restoredAt := time.Now()
 		var reopened time.Duration // shedding ended: recovering or ok
-		waitFor(t, 20*time.Second, "the backend no longer shed", func() bool {
+		testkit.WaitFor(t, 20*time.Second, "the backend no longer shed", func() bool {
 			d, ok := h.dependency("backend")
 			if ok && d.State != lb.ShedShedding && reopened == 0 {
 				reopened = time.Since(restoredAt)
@@ -231,7 +232,7 @@ func TestRollingRestart(t *testing.T) {
 	}
 	began := time.Now()
 	var outcome string
-	waitFor(t, 60*time.Second, "the rolling restart to end", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the rolling restart to end", func() bool {
 		for _, e := range h.s.events.list() {
 			if e.Kind == "rolling_restart" && (strings.Contains(e.Message, "done") || strings.Contains(e.Message, "stopped")) {
 				outcome = e.Message

@@ -6,20 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
+	"github.com/spillway-dev/spillway/internal/testkit/chromium"
 )
 
 // The tests below run `spillway up` as a user does: the built binary, as
@@ -29,7 +28,7 @@ import (
 type upProcess struct {
 	cmd    *exec.Cmd
 	bin    string // the binary, a copy of the test's own for this process
-	stderr *syncBuffer
+	stderr *testkit.SyncBuffer
 	waited chan error
 
 	dashboard string // the dashboard's URL, token included
@@ -47,7 +46,7 @@ func startUp(t *testing.T, token string) *upProcess {
 	// tests run.
 	bin := filepath.Join(t.TempDir(), "spillway-up")
 	copyFile(t, spillwayBinary(t), bin)
-	p := &upProcess{bin: bin, stderr: &syncBuffer{}, waited: make(chan error, 1)}
+	p := &upProcess{bin: bin, stderr: &testkit.SyncBuffer{}, waited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--backend-listen", "127.0.0.1:0")
 	p.cmd.Env = append(os.Environ(), "SPILLWAY_ADMIN_TOKEN="+token)
 	p.cmd.Stderr = p.stderr
@@ -184,10 +183,7 @@ func TestUpPortTaken(t *testing.T) {
 	for _, flag := range []string{"--listen", "--admin-listen"} {
 		t.Run(strings.TrimPrefix(flag, "--"), func(t *testing.T) {
 			t.Parallel()
-			taken, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			taken := testkit.Listen(t)
 			defer taken.Close()
 			addr := taken.Addr().String()
 			args := map[string]string{"--listen": "127.0.0.1:0", "--admin-listen": "127.0.0.1:0", "--backend-listen": "127.0.0.1:0"}
@@ -197,10 +193,10 @@ func TestUpPortTaken(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, "up", "--listen", args["--listen"], "--admin-listen", args["--admin-listen"], "--backend-listen", args["--backend-listen"])
 			cmd.Env = append(os.Environ(), "SPILLWAY_ADMIN_TOKEN="+testToken)
-			var stdout, stderr syncBuffer
+			var stdout, stderr testkit.SyncBuffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			start := time.Now()
-			err = cmd.Run()
+			err := cmd.Run()
 			took := time.Since(start)
 
 			var exit *exec.ExitError
@@ -225,163 +221,16 @@ func TestUpPortTaken(t *testing.T) {
 	}
 }
 
-// chromiumPath is Debian's chromium, which CI installs.
-const chromiumPath = "/usr/bin/chromium"
-
-// browserWait bounds every wait for the page.
-const browserWait = 30 * time.Second
-
-// browser is a headless Chromium tab, with the page's errors collected.
-type browser struct {
-	t   *testing.T
-	ctx context.Context
-	dir string // screenshots
-
-	mu     sync.Mutex
-	errors []string
-}
-
-// needChromium skips the test when Chromium is missing, except in CI
-// (CI=true), which installs it: there the test fails.
-func needChromium(t *testing.T) {
+// newBrowser starts a headless Chromium tab for the dashboard that
+// `spillway up` serves.
+func newBrowser(t *testing.T) *chromium.Tab {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no %s in CI: %v", chromiumPath, err)
-		}
-		t.Skipf("no %s: %v", chromiumPath, err)
-	}
-}
-
-// newBrowser starts Chromium with a fresh profile (see needChromium).
-func newBrowser(t *testing.T) *browser {
-	t.Helper()
-	needChromium(t)
-	dir := os.Getenv("SPILLWAY_SCREENSHOT_DIR")
-	if dir == "" {
-		dir = t.TempDir()
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc) // waits for the browser process to exit
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelTab)
-
-	b := &browser{t: t, ctx: ctx, dir: dir}
-	// The first Run starts the browser: no timeout on it (it would bound
-	// the browser's life), but a watchdog in case it never comes up.
-	started := make(chan error, 1)
-	go func() { started <- chromedp.Do(ctx) }()
-	select {
-	case err := <-started:
-		if err != nil {
-			t.Fatalf("start chromium: %v", err)
-		}
-	case <-time.After(browserWait):
-		cancelTab()
-		t.Fatalf("chromium did not start within %v", browserWait)
-	}
-	err := chromedp.Listen(ctx, func(ev any) {
-		var msg string
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			msg = "exception: " + (&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error()
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
-				var parts []string
-				for _, a := range ev.Args {
-					parts = append(parts, string(a.Value)+a.Description)
-				}
-				msg = "console." + string(ev.Type) + ": " + strings.Join(parts, " ")
-			}
-		}
-		if msg != "" {
-			b.mu.Lock()
-			b.errors = append(b.errors, msg)
-			b.mu.Unlock()
-		}
+	return chromium.New(t, chromium.Options{
+		Wait:        30 * time.Second,
+		Dump:        `[...document.querySelectorAll('#dependencies .dep, #instances tbody tr')].map(e => e.id + ' ' + JSON.stringify(e.dataset)).join('\n') + '\n' + document.getElementById('toast').textContent`,
+		Settle:      `document.getElementById('toast').hidden = true`, // the last action's toast
+		FailureShot: "up-failure",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// step returns a context for one bounded action.
-func (b *browser) step() context.Context {
-	ctx, cancel := context.WithTimeout(b.ctx, browserWait)
-	b.t.Cleanup(cancel)
-	return ctx
-}
-
-func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	if err := chromedp.Do(b.step(), actions...); err != nil {
-		b.fail(what, err)
-	}
-}
-
-// waitFor polls the page until the JavaScript expression is true, and
-// returns how long that took.
-func (b *browser) waitFor(what, expr string) time.Duration {
-	b.t.Helper()
-	start := time.Now()
-	_, err := chromedp.Run(b.step(), chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingTimeout(browserWait), chromedp.WithPollingInterval(100*time.Millisecond)))
-	if err != nil {
-		b.fail("waiting for "+what, err)
-	}
-	return time.Since(start)
-}
-
-// fail saves what the page looked like and ends the test.
-func (b *browser) fail(what string, err error) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	defer cancel()
-	if png, serr := chromedp.Run(ctx, chromedp.FullScreenshot(100)); serr == nil {
-		path := filepath.Join(b.dir, "up-failure.png")
-		if os.WriteFile(path, png, 0o644) == nil {
-			b.t.Logf("page at failure: %s", path)
-		}
-	}
-	dump, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('#dependencies .dep, #instances tbody tr')].map(e => e.id + ' ' + JSON.stringify(e.dataset)).join('\n') + '\n' + document.getElementById('toast').textContent`))
-	b.t.Fatalf("%s: %v\npage:\n%s\npage errors: %v", what, err, dump, b.pageErrors())
-}
-
-func (b *browser) screenshot(name string) {
-	b.t.Helper()
-	// Hide the last action's toast and let the page finish drawing.
-	b.do("settle", chromedp.Evaluate[chromedp.Void](`document.getElementById('toast').hidden = true; new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))`))
-	png, err := chromedp.Run(b.step(), chromedp.FullScreenshot(100))
-	if err != nil {
-		b.fail("screenshot "+name, err)
-	}
-	path := filepath.Join(b.dir, name+".png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Logf("screenshot: %s", path)
-}
-
-func (b *browser) pageErrors() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.errors)
 }
 
 // depIs is an expression: the backend dependency's element has these data
@@ -417,53 +266,49 @@ func kpiAbove(key string, v float64) string {
 // $SPILLWAY_SCREENSHOT_DIR (or the test's temporary directory).
 func TestUpBrowser(t *testing.T) {
 	t.Parallel()
-	needChromium(t)
+	chromium.Need(t)
 	up := startUp(t, testToken)
 	// Its cleanup runs before up's: the page is closed before up stops.
 	b := newBrowser(t)
 
-	b.do("open the dashboard", chromedp.Navigate(up.dashboard))
-	took := b.waitFor("three ready instances", readyInstances(3))
+	b.Do("open the dashboard", chromedp.Navigate(up.dashboard))
+	took := b.WaitFor("three ready instances", readyInstances(3))
 	t.Logf("three instances ready on the dashboard %s after it opened", took.Round(100*time.Millisecond))
-	b.waitFor("the token taken from the address", `document.getElementById('auth').dataset.state === 'set' && location.hash === ''`)
+	b.WaitFor("the token taken from the address", `document.getElementById('auth').dataset.state === 'set' && location.hash === ''`)
 
 	// The guard's recovery probe runs only while a breaker is open, and a
 	// breaker opens only on failed calls: without traffic, breaking the
 	// backend shows nothing. Start the load button's logins.
-	b.do("start the load", chromedp.SetValue(chromedp.ID("load-rps"), "50"), chromedp.SetValue(chromedp.ID("load-seconds"), "120"), chromedp.Click(chromedp.ID("btn-load-start")))
-	b.waitFor("the load running", `document.getElementById('load-status').dataset.running === 'true'`)
-	b.waitFor("the backend up, no shedding", depIs("up", "ok"))
-	b.waitFor("5 s of logins succeeding on the chart", kpiAbove("ok", 35))
-	b.screenshot("up-1-healthy")
+	b.Do("start the load", chromedp.SetValue(chromedp.ID("load-rps"), "50"), chromedp.SetValue(chromedp.ID("load-seconds"), "120"), chromedp.Click(chromedp.ID("btn-load-start")))
+	b.WaitFor("the load running", `document.getElementById('load-status').dataset.running === 'true'`)
+	b.WaitFor("the backend up, no shedding", depIs("up", "ok"))
+	b.WaitFor("5 s of logins succeeding on the chart", kpiAbove("ok", 35))
+	b.Screenshot("up-1-healthy")
 
-	b.do("break the backend", chromedp.Click(chromedp.ID("btn-break")))
-	b.waitFor("the backend mode badge", `document.getElementById('backend-mode').dataset.mode === 'hang'`)
-	took = b.waitFor("the backend down and shedding on", depIs("down", "shedding"))
+	b.Do("break the backend", chromedp.Click(chromedp.ID("btn-break")))
+	b.WaitFor("the backend mode badge", `document.getElementById('backend-mode').dataset.mode === 'hang'`)
+	took = b.WaitFor("the backend down and shedding on", depIs("down", "shedding"))
 	t.Logf("backend down and shed at the edge %s after 'break backend'", took.Round(100*time.Millisecond))
-	b.waitFor("the chart to show shedding", kpiAbove("shed", 20))
-	b.waitFor("the shedding event", `[...document.querySelectorAll('#events li')].some((li) => li.dataset.kind === 'shedding_on')`)
-	b.screenshot("up-2-broken-shedding")
+	b.WaitFor("the chart to show shedding", kpiAbove("shed", 20))
+	b.WaitFor("the shedding event", `[...document.querySelectorAll('#events li')].some((li) => li.dataset.kind === 'shedding_on')`)
+	b.Screenshot("up-2-broken-shedding")
 
-	b.do("restore the backend", chromedp.Click(chromedp.ID("btn-restore")))
-	b.waitFor("the backend mode badge", `document.getElementById('backend-mode').dataset.mode === 'up'`)
-	took = b.waitFor("the backend up and the edge reopening", depIs("up", "recovering", "ok"))
+	b.Do("restore the backend", chromedp.Click(chromedp.ID("btn-restore")))
+	b.WaitFor("the backend mode badge", `document.getElementById('backend-mode').dataset.mode === 'up'`)
+	took = b.WaitFor("the backend up and the edge reopening", depIs("up", "recovering", "ok"))
 	t.Logf("backend up again on the dashboard %s after 'restore'", took.Round(100*time.Millisecond))
-	b.screenshot("up-3-recovering")
-	took += b.waitFor("full recovery", depIs("up", "ok"))
-	b.waitFor("the chart to show logins succeeding again", kpiAbove("ok", 20))
+	b.Screenshot("up-3-recovering")
+	took += b.WaitFor("full recovery", depIs("up", "ok"))
+	b.WaitFor("the chart to show logins succeeding again", kpiAbove("ok", 20))
 	t.Logf("fully recovered %s after 'restore'", took.Round(100*time.Millisecond))
-	b.waitFor("three ready instances", readyInstances(3))
-	b.screenshot("up-4-recovered")
+	b.WaitFor("three ready instances", readyInstances(3))
+	b.Screenshot("up-4-recovered")
 
 	// Nothing was replaced: a dependency outage is not an instance failure.
-	replaced, err := chromedp.Run(b.step(), chromedp.Evaluate[bool](`[...document.querySelectorAll('#events li')].some((li) => li.dataset.kind === 'replaced')`))
-	if err != nil {
-		b.fail("read the events", err)
-	}
-	if replaced {
+	if chromium.Eval[bool](b, `[...document.querySelectorAll('#events li')].some((li) => li.dataset.kind === 'replaced')`) {
 		t.Error("an instance was replaced during the backend outage")
 	}
-	if errs := b.pageErrors(); len(errs) > 0 {
+	if errs := b.Errors(); len(errs) > 0 {
 		t.Errorf("page errors:\n%s", strings.Join(errs, "\n"))
 	}
 	if strings.Contains(up.stderr.String(), testToken) {

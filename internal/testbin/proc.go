@@ -3,15 +3,15 @@
 package testbin
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // Proc is a spillway process started by Start: its combined output is
@@ -19,7 +19,7 @@ import (
 // it still runs; a test that wants a graceful stop calls Stop itself.
 type Proc struct {
 	cmd  *exec.Cmd
-	out  lockedBuffer
+	out  testkit.SyncBuffer
 	done chan struct{}
 	err  error // Wait's, once done is closed
 }
@@ -134,22 +134,4 @@ func (p *Proc) Stop(grace time.Duration) error {
 		<-p.done
 	}
 	return p.err
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -3,10 +3,12 @@
 //
 // The binary is built once per test process, on first use, with
 // CGO_ENABLED=0 and without the race detector, as it ships. A package that
-// uses it calls Cleanup when its tests end (goleak.Cleanup in TestMain),
-// which removes the build directory. Start runs it as a process that the
-// test owns: its output kept, stopped by PID when the test ends. Safe for
-// concurrent use.
+// uses it runs its tests through Main (its TestMain is
+// `func TestMain(m *testing.M) { testbin.Main(m) }`), which checks them for
+// leaked goroutines and removes the build directory when they end; or it
+// calls Cleanup itself. Start runs it as a process that the test owns: its
+// output kept, stopped by PID when the test ends. Safe for concurrent use.
+// Like internal/testkit, whose helpers it uses, only tests import it.
 package testbin
 
 import (
@@ -16,6 +18,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -52,4 +56,11 @@ func Cleanup() {
 	if dir != "" {
 		os.RemoveAll(dir)
 	}
+}
+
+// Main runs a package's tests, as its TestMain: it checks that they leak
+// no goroutine (goleak.VerifyTestMain) and removes the build directory
+// when they end.
+func Main(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { Cleanup() }))
 }

@@ -6,19 +6,12 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/health"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 func TestSeries(t *testing.T) {
-	c := &clock{t: time.Unix(1_000_000, 0)}
-	r := New(10, c.now)
+	c := testkit.NewClock(time.Unix(1_000_000, 0))
+	r := New(10, c.Now)
 	for range 90 {
 		r.Observe(health.OutcomeOK, 10*time.Millisecond)
 	}
@@ -26,10 +19,10 @@ func TestSeries(t *testing.T) {
 		r.Observe(health.OutcomeOK, 200*time.Millisecond)
 	}
 	r.Observe(health.OutcomeShed, 300*time.Microsecond)
-	c.add(time.Second) // an empty second
-	c.add(time.Second)
+	c.Advance(time.Second) // an empty second
+	c.Advance(time.Second)
 	r.Observe(health.OutcomeFailed, 2*time.Second)
-	c.add(time.Second)
+	c.Advance(time.Second)
 
 	s := r.Series(3)
 	if len(s) != 3 {
@@ -59,10 +52,10 @@ func TestSeries(t *testing.T) {
 }
 
 func TestRingForgets(t *testing.T) {
-	c := &clock{t: time.Unix(5_000, 0)}
-	r := New(4, c.now)
+	c := testkit.NewClock(time.Unix(5_000, 0))
+	r := New(4, c.Now)
 	r.Observe(health.OutcomeOK, time.Millisecond)
-	c.add(10 * time.Second)
+	c.Advance(10 * time.Second)
 	for _, p := range r.Series(10) {
 		if p.Total != 0 {
 			t.Errorf("second %v still holds %d requests after the ring wrapped", p.Time, p.Total)
