@@ -83,7 +83,7 @@ const (
 
 // trialOverhead is roughly what a trial takes beyond its load: starting
 // the processes, the last attempts' timeout, stopping them.
-const trialOverhead = 5 * time.Second
+const trialOverhead = 3 * time.Second
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("racebench", flag.ContinueOnError)
@@ -187,7 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		trials = append(trials, t)
 	}
 
-	md := renderResults(m, sel, b.rate, *runs, trials)
+	md := renderResults(m, sel, b.rate, *runs, trials, time.Since(began))
 	if err := os.WriteFile(filepath.Join(*out, "results.md"), []byte(md), 0o644); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,17 +97,21 @@ var doors = []struct{ key, label string }{
 // renderResults is results.md: the machine, the method, and one table per
 // scenario with the medians over the runs. Trials with an error count in
 // the runs column only.
-func renderResults(m machine, sel []Scenario, rate float64, runs int, trials []*Trial) string {
+func renderResults(m machine, sel []Scenario, rate float64, runs int, trials []*Trial, took time.Duration) string {
 	var b strings.Builder
 	b.WriteString("# Recovery race: spillway lb vs HAProxy\n\n")
 	fmt.Fprintf(&b, "| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| date | %s |\n| command | `%s` |\n", m.Date, m.Command)
 	fmt.Fprintf(&b, "| machine | %d CPUs (nproc), %s, kernel %s |\n", m.NProc, m.CPU, m.Kernel)
 	fmt.Fprintf(&b, "| Go | %s |\n| HAProxy | %s |\n| spillway | %s, commit %s |\n", m.Go, m.HAProxy, m.Spillway, m.Commit)
-	fmt.Fprintf(&b, "| runs | %d, interleaved: each run plays every scenario against both front doors, the first door alternating run by run |\n\n", runs)
+	fmt.Fprintf(&b, "| runs | %d, interleaved: each run plays every scenario against both front doors, the first door alternating run by run |\n", runs)
+	fmt.Fprintf(&b, "| took | %v for %d trials |\n\n", took.Round(time.Second), len(trials))
 
 	b.WriteString(method(rate))
 	for _, sc := range sel {
+		if !slices.ContainsFunc(trials, func(t *Trial) bool { return t.Scenario == sc.Name }) {
+			continue // interrupted before it
+		}
 		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n", sc.Name, sc.describe(rate))
 		b.WriteString("| front door | recover_s | runs | failed_p99_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
@@ -201,7 +206,8 @@ calls/s, %.2f × the %g/s steady load.
   calls in the per-second figures of the seconds that overlap [R, R+%v)
   (whole seconds: up to one second before R may be included).
 - queue_503_after_1s: the backend's queue timeouts and queue-full 503s in
-  the seconds that begin at or after R+%v (mostly after R+%v), to the end.
+  the seconds that begin at or after R+%v (mostly after R+%v), to the end;
+  the storm's acceptance is 0.
 
 Every column is the median over the runs (an even count averages the two
 middle ones; "never" counts as infinite). Each trial's summary (marks,
@@ -268,8 +274,12 @@ func trialLine(t *Trial, took time.Duration) string {
 	if mt.FailedDuringOutage > 0 {
 		p = mt.FailedP99MS
 	}
-	return fmt.Sprintf("recover %s s, failed p99 %s ms, ok %s %%, client timeouts %d, lost %d, retries %d, backend peak busy %d queued %d, queue 503s after 1 s %d (%s)",
-		fmtRecover(r), fmtMS(p), fmtPct(mt.OKPct), mt.ClientTimeouts, mt.Lost, mt.Retries,
+	rs := fmtRecover(r)
+	if mt.Recovered {
+		rs += " s"
+	}
+	return fmt.Sprintf("recover %s, failed p99 %s ms, ok %s %%, client timeouts %d, lost %d, retries %d, backend peak busy %d queued %d, queue 503s after 1 s %d (%s)",
+		rs, fmtMS(p), fmtPct(mt.OKPct), mt.ClientTimeouts, mt.Lost, mt.Retries,
 		mt.Pool.PeakBusy, mt.Pool.PeakQueued, mt.Pool.Queue503After1s, took.Round(time.Second))
 }
 

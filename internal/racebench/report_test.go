@@ -29,10 +29,11 @@ func TestRenderResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	md := renderResults(m, sel, 300, 3, trials)
+	md := renderResults(m, sel, 300, 3, trials, 90*time.Second)
 	for _, want := range []string{
 		"| command | `./scripts/bench-recovery.sh -runs 3` |",
 		"| machine | 2 CPUs (nproc), AMD EPYC, kernel 6.1 |",
+		"| took | 1m30s for 6 trials |",
 		"The storm backend has 7 workers and a 500ms queue timeout: 7 × 1/20ms = 350\ncalls/s, 1.17 × the 300/s steady load.",
 		"## hang\n\nbackend mode hang from 6 s to 16 s (outage 10 s); load 300 logins/s until 26 s; no client retries.\n",
 		"| front door | recover_s | runs | failed_p99_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries |",
