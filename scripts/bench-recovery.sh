@@ -17,6 +17,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+export CGO_ENABLED=0 # the binaries, and racebench itself
 
 if ! command -v haproxy >/dev/null 2>&1; then
 	echo "== install haproxy (Debian's package)" >&2
