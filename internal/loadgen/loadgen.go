@@ -85,6 +85,13 @@ type Config struct {
 	// Retry is what a client does after a retryable outcome. Default: no
 	// retry.
 	Retry RetryPolicy
+	// OnResult, if set, is called once per attempt when it ends, with
+	// the time the attempt started, its outcome and how long it took (0
+	// for one dropped at MaxInFlight). It is called from the attempt's
+	// goroutine (the scheduler's for a dropped one), so it must be safe
+	// for concurrent use, and fast: the attempt's goroutine, and so Run,
+	// waits for it. Run returns only after every call has returned.
+	OnResult func(start time.Time, o health.Outcome, d time.Duration)
 }
 
 // RetryMode names a client's retry behaviour.
@@ -324,7 +331,7 @@ func (r *run) attempt(ctx context.Context, body []byte, n int) {
 	if cur > int64(r.cfg.MaxInFlight) {
 		r.inFlight.Add(-1)
 		r.dropped.Add(1)
-		r.finish(health.OutcomeClientTimeout, 0)
+		r.finish(time.Now(), health.OutcomeClientTimeout, 0)
 		return
 	}
 	for {
@@ -410,7 +417,7 @@ func (r *run) do(ctx context.Context, body []byte) (health.Outcome, time.Duratio
 	}
 	req, err := http.NewRequestWithContext(rctx, r.cfg.Method, r.cfg.URL, rd)
 	if err != nil { // the URL was validated; cannot happen
-		r.finish(health.OutcomeFailed, time.Since(begin))
+		r.finish(begin, health.OutcomeFailed, time.Since(begin))
 		return health.OutcomeFailed, -1
 	}
 	for k, vs := range r.cfg.Header {
@@ -419,7 +426,7 @@ func (r *run) do(ctx context.Context, body []byte) (health.Outcome, time.Duratio
 	res, err := r.client.Do(req)
 	if err != nil {
 		o := r.errOutcome(ctx, rctx, err)
-		r.finish(o, time.Since(begin))
+		r.finish(begin, o, time.Since(begin))
 		return o, -1
 	}
 	head, err := io.ReadAll(io.LimitReader(res.Body, classifyBytes))
@@ -432,11 +439,11 @@ func (r *run) do(ctx context.Context, body []byte) (health.Outcome, time.Duratio
 	d := time.Since(begin)
 	if err != nil { // cut short: no answer to classify
 		o := r.errOutcome(ctx, rctx, err)
-		r.finish(o, d)
+		r.finish(begin, o, d)
 		return o, -1
 	}
 	o := health.ClassifyAnswer(res.StatusCode, res.Header, head)
-	r.finish(o, d)
+	r.finish(begin, o, d)
 	return o, parseRetryAfter(res.Header.Get("Retry-After"))
 }
 
@@ -461,11 +468,16 @@ func (r *run) errOutcome(ctx, rctx context.Context, err error) health.Outcome {
 	return health.OutcomeFailed
 }
 
-func (r *run) finish(o health.Outcome, d time.Duration) {
+// finish records the outcome o of an attempt that started at start and
+// took d.
+func (r *run) finish(start time.Time, o health.Outcome, d time.Duration) {
 	r.outcomes[o].Add(1)
 	r.answered.Add(1)
 	if r.rec != nil {
 		r.rec.Observe(o, d)
+	}
+	if r.cfg.OnResult != nil {
+		r.cfg.OnResult(start, o, d)
 	}
 }
 

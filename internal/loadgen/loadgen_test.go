@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/testkit"
 	"github.com/spillway-dev/spillway/internal/timeline"
 )
@@ -409,4 +410,105 @@ func TestController(t *testing.T) {
 	if err := c.Start(t.Context(), 50, 10); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Start after Run: err = %v, want ErrNotRunning", err)
 	}
+}
+
+// TestOnResult checks the per-attempt hook: one call per attempt, retries
+// and dropped attempts included, agreeing with the Result, each with its
+// attempt's start and duration.
+func TestOnResult(t *testing.T) {
+	type record struct {
+		start time.Time
+		o     health.Outcome
+		d     time.Duration
+	}
+	collect := func(cfg *Config) func() []record {
+		var mu sync.Mutex
+		var recs []record
+		cfg.OnResult = func(start time.Time, o health.Outcome, d time.Duration) {
+			mu.Lock()
+			recs = append(recs, record{start, o, d})
+			mu.Unlock()
+		}
+		return func() []record {
+			mu.Lock()
+			defer mu.Unlock()
+			return recs
+		}
+	}
+	check := func(t *testing.T, res Result, recs []record, begin time.Time, cfg Config) {
+		t.Helper()
+		checkAccounting(t, res, nil)
+		if int64(len(recs)) != res.Sent {
+			t.Fatalf("%d calls, sent %d: want one per attempt", len(recs), res.Sent)
+		}
+		got := map[string]int64{}
+		for _, o := range health.Outcomes {
+			got[o.String()] = 0
+		}
+		for _, r := range recs {
+			got[r.o.String()]++
+			if r.start.Before(begin) || !r.start.Before(begin.Add(cfg.Duration+100*time.Millisecond)) {
+				t.Errorf("attempt started %v after the run began, want within its %v", r.start.Sub(begin), cfg.Duration)
+			}
+			if r.d < 0 || r.d > cfg.Timeout+time.Second {
+				t.Errorf("attempt took %v, want in [0, timeout %v]", r.d, cfg.Timeout)
+			}
+		}
+		if diff := cmp.Diff(res.Outcomes, got); diff != "" {
+			t.Errorf("outcomes of the calls differ from the result's (-result +calls):\n%s", diff)
+		}
+	}
+
+	t.Run("retries", func(t *testing.T) {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			if i, _ := strconv.Atoi(string(b)); i%2 == 1 {
+				w.Header().Set("X-Spillway-Reason", "overloaded")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			io.WriteString(w, `{"token":"x"}`)
+		}))
+		defer ts.Close()
+		cfg := Config{
+			URL: ts.URL, Rate: 100, Duration: 300 * time.Millisecond, Timeout: time.Second,
+			Body:  func(i int) []byte { return []byte(strconv.Itoa(i)) },
+			Retry: RetryPolicy{Mode: RetryImmediate, MaxRetries: 1},
+		}
+		recs := collect(&cfg)
+		begin := time.Now()
+		res, err := Run(t.Context(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, res, recs(), begin, cfg)
+		if res.Retries == 0 || res.Outcomes["ok"] == 0 || res.Outcomes["overloaded"] == 0 {
+			t.Errorf("result %+v: want ok answers, overloaded ones and retries", res)
+		}
+	})
+
+	t.Run("dropped", func(t *testing.T) {
+		ts := newHangServer(t)
+		cfg := Config{URL: ts.URL, Rate: 100, Duration: 300 * time.Millisecond, Timeout: 200 * time.Millisecond, MaxInFlight: 5}
+		recs := collect(&cfg)
+		begin := time.Now()
+		res, err := Run(t.Context(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := recs()
+		check(t, res, all, begin, cfg)
+		var zero, timedOut int64
+		for _, r := range all {
+			switch {
+			case r.d == 0:
+				zero++
+			case r.d >= cfg.Timeout:
+				timedOut++
+			}
+		}
+		if zero != res.Dropped || zero+timedOut != res.Sent {
+			t.Errorf("%d calls took 0 and %d the timeout; want the %d dropped and the rest of %d timed out", zero, timedOut, res.Dropped, res.Sent)
+		}
+	})
 }
