@@ -59,8 +59,12 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	bits := rand.Uint64()
 
-	// (a) Edge shedding: answered without touching an instance.
-	if dep, shed := b.shedder.Blocked(path, now, float64(bits>>11)/(1<<53)); shed {
+	// (a) Edge shedding: answered without touching an instance. A
+	// recovering dependency's congestion window is entered here; the
+	// ticket gives its slot back when the request ends (finish, or
+	// unanswered below).
+	tk, dep, shed := b.shedder.Enter(path, now, float64(bits>>11)/(1<<53))
+	if shed {
 		a := (*b.answers.Load())[dep]
 		if a == nil {
 			a = shedAnswer(dep) // a dependency seen since the last evaluation
@@ -69,6 +73,13 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.m.count(outShed)
 		return
 	}
+
+	var c *call // once set, its finish ends tk
+	defer func() {
+		if c == nil {
+			tk.Done(time.Time{}, false, false) // never sent
+		}
+	}()
 
 	// (b) The body, in full, before anything scarce is held (body.go).
 	if set.maxBody > 0 && !upgrade && r.ContentLength != 0 {
@@ -113,7 +124,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.budget.Load().Request(now)
 
 	// (e) Proxy.
-	c := &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep, path: path}
+	c = &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep, tk: tk}
 	c.Context, c.cancel = context.WithCancelCause(c.parent)
 	c.phase.Store(phaseHeader)
 	c.timer = time.AfterFunc(min(c.t.header, c.t.total), c.fire)
@@ -146,7 +157,7 @@ type call struct {
 	timer *time.Timer
 	phase atomic.Uint32
 	start time.Time
-	path  string    // the request's, for the shedder's feedback
+	tk    Ticket    // the shedder's (Shedder.Enter), ended by finish
 	ep    *Endpoint // the instance of the last attempt
 	body  trackedBody
 	// Set by the round tripper; read after ReverseProxy returns.
@@ -229,17 +240,15 @@ func (c *call) finish() {
 		}
 	}
 	c.b.m.count(o)
-	if c.attempted && c.fail != outClientError && c.fail != outOverloaded {
-		// What the dependencies behind the instance did: the feedback
-		// ramp's signal, and their baseline latency while ok. A client's
-		// own failure, or the balancer's (out of descriptors), says
-		// nothing about them.
-		end := c.headersAt
-		if end.IsZero() {
-			end = time.Now()
-		}
-		c.b.shedder.Observe(c.path, end.Sub(c.start), c.fail != outOK || c.status >= 500)
+	// What the dependencies behind the instance did: the feedback ramp's
+	// signal, and their baseline latency while ok. A client's own
+	// failure, or the balancer's (out of descriptors), says nothing about
+	// them.
+	end := c.headersAt
+	if end.IsZero() {
+		end = time.Now()
 	}
+	c.tk.Done(end, c.attempted && c.fail != outClientError && c.fail != outOverloaded, c.fail != outOK || c.status >= 500)
 }
 
 // trackedBody passes the request body to the transport and remembers

@@ -1,80 +1,43 @@
 package lb
 
-// This file holds the feedback recovery ramp: once a dependency's votes
-// fall below the quorum, the share of its requests that the edge admits
-// starts small and grows step by step while the admitted requests show a
-// healthy dependency, holds while their latency climbs, and falls back on
-// errors. TCP slow start (grow multiplicatively while nothing is lost,
-// halve on loss) and Envoy's admission_control filter (admit by the
-// success rate of recent requests) are the models. The policy is pure: it
-// takes the step's outcomes and the time, and is tested on a fake clock.
+// This file holds the feedback recovery ramp. Once a dependency's votes
+// fall below the quorum, the balancer lets its requests through a
+// congestion window, as TCP does after a loss: the requests in flight
+// that need it are bounded by a window that starts small and grows by one
+// for every request that comes back in time (so it doubles every round
+// trip: slow start), stops growing while they come back late, and halves
+// when they fail or come back very late. A request over the window gets
+// the fast 503 of a shed one. The window follows what the dependency
+// serves, not the clock: a backend that is fully back is at full traffic
+// within a few round trips, one that can only take part of the surge gets
+// that part, with its queue kept short. Envoy's admission_control filter
+// (reject by the recent success rate) is the other reference.
+//
+// The policy is pure: rampWindow takes the time of every event and is
+// tested on a fake clock.
 
 import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/field"
 )
 
-// RecoveryMode is how the admitted share of a dependency's requests
-// returns to 1 after shedding.
+// RecoveryMode is how traffic to a dependency returns after shedding.
 type RecoveryMode string
 
 const (
-	// RecoveryFeedback follows the dependency: the share grows by
-	// RampConfig.Growth every RampConfig.Step while the admitted requests
-	// succeed fast enough (the default).
+	// RecoveryFeedback follows the dependency through a congestion window
+	// (RampConfig; the default).
 	RecoveryFeedback RecoveryMode = "feedback"
-	// RecoveryWindow follows the clock: the share grows linearly over
-	// ShedConfig.RecoveryWindow, whatever the dependency does.
+	// RecoveryWindow follows the clock: the admitted share grows linearly
+	// over ShedConfig.RecoveryWindow, whatever the dependency does.
 	RecoveryWindow RecoveryMode = "window"
 )
-
-// RampConfig configures the feedback recovery ramp (shedding.recovery
-// feedback).
-type RampConfig struct {
-	// InitialShare is the share of the dependency's requests admitted in
-	// the ramp's first step, in (0,1]. Default 0.1. Each ramp cut short by
-	// renewed shedding halves the next ramp's initial share (down to
-	// 1/64 of it), until a ramp completes.
-	InitialShare float64 `yaml:"initial_share"`
-	// Growth multiplies the share after each step whose admitted requests
-	// all succeeded (at most 1% failed) within the latency bound. More
-	// than 1, at most 16. Default 2: from 0.1, the share reaches 1 after
-	// four good steps.
-	Growth float64 `yaml:"growth"`
-	// Step is how long the share stays put before the requests admitted at
-	// it are judged. Default 100ms.
-	Step time.Duration `yaml:"step"`
-	// LatencyBound is the median latency (to the response headers) of the
-	// successful admitted requests of a step above which the share holds
-	// rather than grows; above twice the bound it falls back, as on
-	// errors. 0 (the default) derives it: 4 × the dependency's median
-	// latency while it was ok (or the lowest step median of the ramp, if
-	// the balancer never saw it ok), at least 50ms.
-	LatencyBound time.Duration `yaml:"latency_bound"`
-}
-
-// DefaultRampConfig returns the defaults documented on RampConfig.
-func DefaultRampConfig() RampConfig {
-	return RampConfig{InitialShare: 0.1, Growth: 2, Step: 100 * time.Millisecond}
-}
-
-// Validate reports every invalid field.
-func (c RampConfig) Validate() error {
-	var errs []error
-	if !(c.InitialShare > 0 && c.InitialShare <= 1) {
-		errs = append(errs, field.New("initial_share", c.InitialShare, "must be more than 0 and at most 1"))
-	}
-	if !(c.Growth > 1 && c.Growth <= 16) {
-		errs = append(errs, field.New("growth", c.Growth, "must be more than 1 and at most 16"))
-	}
-	errs = append(errs, field.Positive("step", c.Step), field.NonNegative("latency_bound", c.LatencyBound))
-	return errors.Join(errs...)
-}
 
 func (m RecoveryMode) validate() error {
 	switch m {
@@ -84,71 +47,82 @@ func (m RecoveryMode) validate() error {
 	return field.New("recovery", string(m), fmt.Sprintf("must be %q or %q", RecoveryFeedback, RecoveryWindow))
 }
 
-// Tuning of the feedback ramp that is not worth a setting.
+// RampConfig configures the feedback recovery ramp (shedding.recovery
+// feedback).
+type RampConfig struct {
+	// InitialWindow is how many requests needing the dependency may be in
+	// flight when the ramp starts; each that comes back in time lets one
+	// more in. Default 4. Each ramp cut short by renewed shedding halves
+	// the next ramp's, down to 1, until a ramp completes.
+	InitialWindow int `yaml:"initial_window"`
+	// LatencyBound is the latency (to the response headers) above which a
+	// request counts as late: the window stops growing; above twice the
+	// bound it halves, as on a failure. 0 (the default) derives it: 4 ×
+	// the dependency's median latency while it was ok, as the balancer
+	// measured it (or, if it never saw it ok, 4 × the fastest answer of
+	// the ramp), at least 50ms.
+	LatencyBound time.Duration `yaml:"latency_bound"`
+	// Calm is how long the window must go without refusing a request,
+	// and without a late or failed answer, for the ramp to end. Default
+	// 500ms.
+	Calm time.Duration `yaml:"calm"`
+}
+
+// DefaultRampConfig returns the defaults documented on RampConfig.
+func DefaultRampConfig() RampConfig {
+	return RampConfig{InitialWindow: 4, Calm: 500 * time.Millisecond}
+}
+
+// MaxRampWindow bounds InitialWindow and the window itself.
+const MaxRampWindow = 1 << 20
+
+// Validate reports every invalid field.
+func (c RampConfig) Validate() error {
+	var errs []error
+	if c.InitialWindow < 1 || c.InitialWindow > MaxRampWindow {
+		errs = append(errs, field.New("initial_window", c.InitialWindow, fmt.Sprintf("must be from 1 to %d", MaxRampWindow)))
+	}
+	errs = append(errs, field.NonNegative("latency_bound", c.LatencyBound), field.Positive("calm", c.Calm))
+	return errors.Join(errs...)
+}
+
+// Tuning of the ramp that is not worth a setting.
 const (
-	// rampFailureShare: a step with more failures than this share of its
-	// outcomes falls back.
-	rampFailureShare = 0.01
-	// rampMinSamples: a step needs this many successes for its latency
-	// to be judged; with fewer it is judged on failures alone.
-	rampMinSamples = 5
 	// rampBoundFactor and rampMinBound derive the latency bound.
 	rampBoundFactor = 4
 	rampMinBound    = 50 * time.Millisecond
-	// rampMinShare floors a ramp's initial share, after halvings.
-	rampMinShareDivisor = 64
 	// baselineMinSamples and baselineMinSpan: a window of a dependency's
 	// requests while it is ok updates its baseline latency once it holds
-	// this many successes over this long.
-	baselineMinSamples = 20
-	baselineMinSpan    = time.Second
+	// this many successes over this long; baselineFailureShare is the most
+	// failures it may hold.
+	baselineMinSamples   = 20
+	baselineMinSpan      = time.Second
+	baselineFailureShare = 0.01
 	// baselineWeight is the weight of a new window in the baseline's
 	// moving average.
 	baselineWeight = 0.2
 )
 
-// RampStep is what a step of the feedback ramp decided.
+// RampStep is what the feedback ramp last did with its window.
 type RampStep string
 
 const (
-	RampGrow    RampStep = "grow"     // the step went well: the share grows
-	RampHold    RampStep = "hold"     // latency above the bound: the share stays
-	RampBackOff RampStep = "back_off" // failures, or latency above twice the bound: the share halves
+	RampGrow    RampStep = "grow"     // an answer in time: the window grows
+	RampHold    RampStep = "hold"     // a late answer: the window holds
+	RampBackOff RampStep = "back_off" // a failure or a very late answer: the window halves
 )
 
-// stepSample is what the requests admitted during a step showed.
-type stepSample struct {
-	ok, failed int64
-	median     time.Duration // of the successes; 0 when there were none
-}
-
-// rampDecision is the feedback ramp's rule: the next share, from the
-// share of the step that ended, its sample and the latency bound (0: none
-// known yet). floor is the least share it falls back to.
-func rampDecision(cfg RampConfig, share, floor float64, s stepSample, bound time.Duration) (float64, RampStep) {
-	total := s.ok + s.failed
-	switch {
-	case s.failed > 0 && float64(s.failed) > rampFailureShare*float64(total):
-		return max(share/2, floor), RampBackOff
-	case bound > 0 && s.ok >= rampMinSamples && s.median > 2*bound:
-		return max(share/2, floor), RampBackOff
-	case bound > 0 && s.ok >= rampMinSamples && s.median > bound:
-		return share, RampHold
-	}
-	return min(share*cfg.Growth, 1), RampGrow
-}
-
-// latencyBound returns the bound a step's median latency is held to:
+// latencyBound returns the bound an answer's latency is held to:
 // cfg.LatencyBound if set, else derived from the baseline (the median
-// latency while ok) or, without one, the ramp's lowest step median; 0
+// latency while ok) or, without one, the fastest answer of the ramp; 0
 // when neither is known.
-func latencyBound(cfg RampConfig, baseline, rampLow time.Duration) time.Duration {
+func latencyBound(cfg RampConfig, baseline, fastest time.Duration) time.Duration {
 	if cfg.LatencyBound > 0 {
 		return cfg.LatencyBound
 	}
 	ref := baseline
 	if ref <= 0 {
-		ref = rampLow
+		ref = fastest
 	}
 	if ref <= 0 {
 		return 0
@@ -156,9 +130,127 @@ func latencyBound(cfg RampConfig, baseline, rampLow time.Duration) time.Duration
 	return max(rampBoundFactor*ref, rampMinBound)
 }
 
-// initialShare is a ramp's first share after flaps ramps cut short.
-func initialShare(cfg RampConfig, flaps int) float64 {
-	return max(cfg.InitialShare/float64(uint64(1)<<min(flaps, 6)), cfg.InitialShare/rampMinShareDivisor)
+// rampWindow is one dependency's congestion window while it recovers.
+// Safe for concurrent use: the proxy acquires and releases slots from
+// every request's goroutine.
+type rampWindow struct {
+	cfg      RampConfig
+	baseline time.Duration // the dependency's median latency while ok; 0 unknown
+
+	mu        sync.Mutex
+	cwnd      float64 // requests allowed in flight
+	ssthresh  float64 // slow start below it, +1/cwnd per answer above
+	inFlight  int
+	peak      int           // the most in flight at once during the ramp
+	fastest   time.Duration // of the ramp's successes
+	bound     time.Duration // latencyBound of the moment
+	cutAt     time.Time     // the last halving: answers to requests sent before it cannot halve again
+	calmSince time.Time     // the last refusal, late or failed answer, or halving
+	admitted  int64
+	refused   int64
+	last      RampStep
+}
+
+// newRampWindow starts a ramp at now with the initial window for flaps
+// ramps cut short in a row.
+func newRampWindow(cfg RampConfig, baseline time.Duration, flaps int, now time.Time) *rampWindow {
+	w := &rampWindow{
+		cfg:       cfg,
+		baseline:  baseline,
+		cwnd:      max(float64(cfg.InitialWindow)/float64(uint64(1)<<min(flaps, 20)), 1),
+		ssthresh:  MaxRampWindow,
+		calmSince: now,
+	}
+	w.bound = latencyBound(cfg, baseline, 0)
+	return w
+}
+
+// open reports whether a request would be let in now, without taking a
+// slot.
+func (w *rampWindow) open() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return float64(w.inFlight) < w.cwnd
+}
+
+// acquire takes a slot for a request at now, or refuses it.
+func (w *rampWindow) acquire(now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if float64(w.inFlight) >= w.cwnd {
+		w.refused++
+		w.calmSince = now
+		return false
+	}
+	w.inFlight++
+	w.peak = max(w.peak, w.inFlight)
+	w.admitted++
+	return true
+}
+
+// done gives back the slot of a request sent at start. If an instance
+// answered it (answered) at now, failed (a 5xx or a gateway failure) or
+// not, the window moves by it; otherwise (it never reached one) not.
+func (w *rampWindow) done(start, now time.Time, answered, failed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.inFlight--
+	if !answered {
+		return
+	}
+	latency := now.Sub(start)
+	if !failed && (w.fastest == 0 || latency < w.fastest) {
+		w.fastest = latency
+		w.bound = latencyBound(w.cfg, w.baseline, w.fastest)
+	}
+	switch {
+	case failed || (w.bound > 0 && latency > 2*w.bound):
+		w.calmSince = now
+		if start.Before(w.cutAt) {
+			return // sent before the last halving: it was counted then
+		}
+		w.ssthresh = max(w.cwnd/2, 1)
+		w.cwnd, w.cutAt, w.last = w.ssthresh, now, RampBackOff
+	case w.bound > 0 && latency > w.bound:
+		w.calmSince, w.last = now, RampHold
+	default:
+		if w.cwnd < w.ssthresh {
+			w.cwnd++
+		} else {
+			w.cwnd += 1 / w.cwnd
+		}
+		// A window far above what was ever used would say nothing about
+		// the dependency (RFC 7661): at most twice the peak, plus the
+		// initial window.
+		w.cwnd = min(w.cwnd, 2*float64(w.peak)+float64(w.cfg.InitialWindow), MaxRampWindow)
+		w.last = RampGrow
+	}
+}
+
+// calmAt returns when the ramp ends if nothing happens meanwhile: Calm
+// after the last refusal, late or failed answer.
+func (w *rampWindow) calmAt() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.calmSince.Add(w.cfg.Calm)
+}
+
+// rampState is a rampWindow's figures for the admin API.
+type rampState struct {
+	window, admittedShare float64
+	inFlight              int
+	bound                 time.Duration
+	last                  RampStep
+}
+
+func (w *rampWindow) state() rampState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := rampState{window: w.cwnd, inFlight: w.inFlight, bound: w.bound, last: w.last, admittedShare: 1}
+	if n := w.admitted + w.refused; n > 0 {
+		st.admittedShare = float64(w.admitted) / float64(n)
+	}
+	return st
 }
 
 // latencyBuckets: a log-scale histogram of microseconds with four buckets
@@ -167,8 +259,8 @@ func initialShare(cfg RampConfig, flaps int) float64 {
 const latencyBuckets = 4 * 28
 
 // outcomes counts the outcomes of the proxied requests that need one
-// dependency over a window (a ramp step, or a baseline window), from any
-// goroutine, without a lock.
+// dependency over a window of time while it is ok, from any goroutine,
+// without a lock: its baseline latency comes from them.
 type outcomes struct {
 	from   time.Time
 	ok     atomic.Int64
@@ -205,10 +297,16 @@ func (o *outcomes) add(latency time.Duration, failed bool) {
 	o.hist[bucketOf(latency)].Add(1)
 }
 
+// sample is what a window of outcomes showed.
+type sample struct {
+	ok, failed int64
+	median     time.Duration // of the successes; 0 when there were none
+}
+
 // sample summarises the window. Requests recorded while it runs may or
 // may not be in it.
-func (o *outcomes) sample() stepSample {
-	s := stepSample{ok: o.ok.Load(), failed: o.failed.Load()}
+func (o *outcomes) sample() sample {
+	s := sample{ok: o.ok.Load(), failed: o.failed.Load()}
 	var n int64
 	for i := range o.hist {
 		n += int64(o.hist[i].Load())
@@ -221,4 +319,13 @@ func (o *outcomes) sample() stepSample {
 		}
 	}
 	return s
+}
+
+// fold returns the baseline after a window of successes with median m:
+// the first window's median, then a moving average.
+func fold(baseline, m time.Duration) time.Duration {
+	if baseline == 0 {
+		return m
+	}
+	return time.Duration((1-baselineWeight)*float64(baseline) + baselineWeight*float64(m))
 }

@@ -5,63 +5,143 @@ import (
 	"time"
 )
 
-func TestRampDecision(t *testing.T) {
-	cfg := DefaultRampConfig()
-	const bound = 80 * time.Millisecond
-	ms := time.Millisecond
-	tests := []struct {
-		name  string
-		share float64
-		s     stepSample
-		bound time.Duration
-		want  float64
-		step  RampStep
-	}{
-		{"fast successes: grow", 0.1, stepSample{ok: 30, median: 20 * ms}, bound, 0.2, RampGrow},
-		{"growth stops at 1", 0.8, stepSample{ok: 30, median: 20 * ms}, bound, 1, RampGrow},
-		{"no traffic: nothing at risk, grow", 0.1, stepSample{}, bound, 0.2, RampGrow},
-		{"no bound known yet: grow on successes", 0.1, stepSample{ok: 30, median: time.Second}, 0, 0.2, RampGrow},
-		{"latency over the bound: hold", 0.4, stepSample{ok: 30, median: 100 * ms}, bound, 0.4, RampHold},
-		{"latency over twice the bound: back off", 0.4, stepSample{ok: 30, median: 200 * ms}, bound, 0.2, RampBackOff},
-		{"too few successes to judge latency", 0.1, stepSample{ok: rampMinSamples - 1, median: time.Second}, bound, 0.2, RampGrow},
-		{"a failure among few: back off", 0.4, stepSample{ok: 5, failed: 1, median: 20 * ms}, bound, 0.2, RampBackOff},
-		{"1 failure in 200 is noise", 0.4, stepSample{ok: 199, failed: 1, median: 20 * ms}, bound, 0.8, RampGrow},
-		{"back off stops at the floor", 0.1, stepSample{failed: 3}, bound, 0.1, RampBackOff},
-	}
-	for _, tt := range tests {
-		got, step := rampDecision(cfg, tt.share, cfg.InitialShare, tt.s, tt.bound)
-		if step != tt.step {
-			t.Errorf("%s: step %s, want %s", tt.name, step, tt.step)
-		}
-		approx(t, tt.name, got, tt.want, 1e-9)
-	}
-}
+const ms = time.Millisecond
 
 func TestLatencyBound(t *testing.T) {
-	ms := time.Millisecond
 	cfg := DefaultRampConfig()
 	for _, tt := range []struct {
-		name           string
-		set, base, low time.Duration
-		want           time.Duration
+		name               string
+		set, base, fastest time.Duration
+		want               time.Duration
 	}{
 		{"set", 30 * ms, 20 * ms, 10 * ms, 30 * ms},
 		{"from the baseline", 0, 20 * ms, 10 * ms, 80 * ms},
-		{"from the ramp without a baseline", 0, 0, 30 * ms, 120 * ms},
+		{"from the ramp's fastest without a baseline", 0, 0, 30 * ms, 120 * ms},
 		{"at least 50ms", 0, 2 * ms, 0, 50 * ms},
 		{"unknown", 0, 0, 0, 0},
 	} {
 		cfg.LatencyBound = tt.set
-		if got := latencyBound(cfg, tt.base, tt.low); got != tt.want {
+		if got := latencyBound(cfg, tt.base, tt.fastest); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
 
-func TestInitialShareHalvesPerFlap(t *testing.T) {
+// fill takes every slot the window has at now and returns how many.
+func fill(w *rampWindow, now time.Time) int {
+	n := 0
+	for w.acquire(now) {
+		n++
+	}
+	return n
+}
+
+// answerAll answers n requests sent at start, at start+lat.
+func answerAll(w *rampWindow, n int, start time.Time, lat time.Duration, failed bool) {
+	for range n {
+		w.done(start, start.Add(lat), true, failed)
+	}
+}
+
+// Slow start: answers in time grow the window by one each, so it doubles
+// every round trip; a full window refuses.
+func TestRampWindowSlowStart(t *testing.T) {
+	now := t0
+	w := newRampWindow(DefaultRampConfig(), 20*ms, 0, now) // bound 80ms
+	for round, want := range []int{4, 8, 16, 32} {
+		if n := fill(w, now); n != want {
+			t.Fatalf("round %d: %d slots, want %d", round, n, want)
+		}
+		answerAll(w, want, now, 20*ms, false)
+		now = now.Add(20 * ms)
+	}
+	st := w.state()
+	if st.window != 64 || st.inFlight != 0 || st.last != RampGrow || st.bound != 80*ms {
+		t.Errorf("after four round trips: %+v, want a window of 64", st)
+	}
+	// Every round refused one request (the one fill found the window full
+	// with): 60 admitted, 4 refused.
+	if st.admittedShare != 60.0/64 {
+		t.Errorf("admitted share %v, want 60/64", st.admittedShare)
+	}
+}
+
+func TestRampWindowLateAndFailed(t *testing.T) {
+	now := t0
+	w := newRampWindow(DefaultRampConfig(), 20*ms, 0, now) // bound 80ms
+	n := fill(w, now)
+	answerAll(w, n, now, 100*ms, false) // late: hold
+	if st := w.state(); st.window != 4 || st.last != RampHold {
+		t.Fatalf("late answers: %+v, want the window held at 4", st)
+	}
+	if got := w.calmAt(); !got.Equal(now.Add(100 * ms).Add(500 * ms)) {
+		t.Errorf("calm at +%v, want 500ms after the late answer", got.Sub(now))
+	}
+
+	// Grow to 16, then a failure halves it once for the whole round.
+	for range 2 {
+		n = fill(w, now)
+		answerAll(w, n, now, 20*ms, false)
+		now = now.Add(20 * ms)
+	}
+	if st := w.state(); st.window != 16 {
+		t.Fatalf("window %v, want 16", st.window)
+	}
+	sent := now
+	n = fill(w, sent)
+	now = sent.Add(30 * ms)
+	w.done(sent, now, true, true)
+	answerAll(w, n-1, sent, 200*ms, false) // very late: would halve, but sent before the cut
+	if st := w.state(); st.window != 8 || st.last != RampBackOff {
+		t.Fatalf("a failed round: %+v, want the window halved once, to 8", st)
+	}
+	// A failure of a request sent after the cut halves it again.
+	later := now.Add(time.Millisecond)
+	w.acquire(later)
+	w.done(later, later.Add(10*ms), true, true)
+	if st := w.state(); st.window != 4 {
+		t.Fatalf("window %v, want 4", st.window)
+	}
+	// Past the threshold, growth is additive: +1/window per answer.
+	now = later.Add(20 * ms)
+	n = fill(w, now)
+	answerAll(w, n, now, 20*ms, false)
+	if st := w.state(); st.window < 4.9 || st.window > 5.1 {
+		t.Errorf("congestion avoidance: window %v after a round of 4, want about 5", st.window)
+	}
+
+	// Requests that never reached an instance give their slot back and
+	// move nothing.
+	st := w.state()
+	n = fill(w, now)
+	for range n {
+		w.done(now, now.Add(time.Second), false, true)
+	}
+	if got := w.state(); got.window != st.window || got.inFlight != 0 {
+		t.Errorf("unanswered: %+v, want the window unchanged (%v) and no slot held", got, st.window)
+	}
+}
+
+// Without a baseline the bound comes from the ramp's fastest answer.
+func TestRampWindowBoundWithoutBaseline(t *testing.T) {
+	w := newRampWindow(DefaultRampConfig(), 0, 0, t0)
+	if w.state().bound != 0 {
+		t.Fatal("a bound before any answer")
+	}
+	w.acquire(t0)
+	w.done(t0, t0.Add(30*ms), true, false)
+	if b := w.state().bound; b != 120*ms {
+		t.Errorf("bound %v, want 4 × 30ms", b)
+	}
+}
+
+func TestRampInitialWindowHalvesPerFlap(t *testing.T) {
 	cfg := DefaultRampConfig()
-	for flaps, want := range []float64{0.1, 0.05, 0.025, 0.0125, 0.00625, 0.003125, 0.1 / 64, 0.1 / 64} {
-		approx(t, "initial share", initialShare(cfg, flaps), want, 1e-12)
+	cfg.InitialWindow = 16
+	for flaps, want := range []float64{16, 8, 4, 2, 1, 1, 1} {
+		if got := newRampWindow(cfg, 0, flaps, t0).state().window; got != want {
+			t.Errorf("%d flaps: initial window %v, want %v", flaps, got, want)
+		}
 	}
 }
 
@@ -79,14 +159,29 @@ func TestLatencyBuckets(t *testing.T) {
 		}
 	}
 	var o outcomes
-	for _, ms := range []int{10, 20, 21, 22, 500} {
-		o.add(time.Duration(ms)*time.Millisecond, false)
+	for _, n := range []int{10, 20, 21, 22, 500} {
+		o.add(time.Duration(n)*ms, false)
 	}
 	o.add(0, true)
 	s := o.sample()
-	if s.ok != 5 || s.failed != 1 || s.median < 19*time.Millisecond || s.median > 23*time.Millisecond {
+	if s.ok != 5 || s.failed != 1 || s.median < 19*ms || s.median > 23*ms {
 		t.Errorf("sample = %+v, want 5 ok, 1 failed, median about 21ms", s)
 	}
+}
+
+// enter sends n requests for /login through s at now and answers them
+// after lat; it returns how many were let through.
+func enter(s *Shedder, now time.Time, n int, lat time.Duration, failed bool) int {
+	var tks []Ticket
+	for range n {
+		if tk, _, blocked := s.Enter("/login", now, 0.5); !blocked {
+			tks = append(tks, tk)
+		}
+	}
+	for _, tk := range tks {
+		tk.Done(now.Add(lat), true, failed)
+	}
+	return len(tks)
 }
 
 // feedbackShedder returns a Shedder with the default (feedback) recovery
@@ -99,14 +194,12 @@ func feedbackShedder(t *testing.T, lat time.Duration) (*Shedder, time.Time) {
 	now := t0
 	s.Update(now, up)
 	for range 3 { // three baseline windows of a second
-		for range 50 {
-			s.Observe("/login", lat, false)
-		}
+		enter(s, now, 50, lat, false)
 		now = now.Add(time.Second)
 		s.Update(now, up)
 	}
 	if st := state(t, s, "backend", now); st.Baseline < lat*9/10 || st.Baseline > lat*11/10 {
-		t.Fatalf("baseline %v after %v requests", st.Baseline, lat)
+		t.Fatalf("baseline %v after requests of %v", st.Baseline, lat)
 	}
 	s.Update(now, reports(bothNames, backend, backend, none))
 	if st := state(t, s, "backend", now); st.State != ShedShedding {
@@ -115,127 +208,119 @@ func feedbackShedder(t *testing.T, lat time.Duration) (*Shedder, time.Time) {
 	return s, now
 }
 
-// step feeds n requests needing the backend at latency lat (failed ones
-// as failures), moves the clock one ramp step and updates with up.
-func step(s *Shedder, now time.Time, ok int, lat time.Duration, failed int) time.Time {
-	for range ok {
-		s.Observe("/login", lat, false)
-	}
-	for range failed {
-		s.Observe("/login", lat, true)
-	}
-	now = now.Add(DefaultRampConfig().Step)
-	s.Update(now, reports(bothNames, none, none, none))
-	return now
-}
-
-// A healthy backend: the share doubles every step from 0.1, so the ramp
-// is over in four steps (400ms).
-func TestFeedbackRampGrows(t *testing.T) {
-	s, now := feedbackShedder(t, 20*time.Millisecond)
+// A healthy backend: the window doubles every round trip and stops
+// refusing after three; the ramp ends after 500ms of calm.
+func TestFeedbackRecovery(t *testing.T) {
+	s, now := feedbackShedder(t, 20*ms)
+	up := reports(bothNames, none, none, none)
 	now = now.Add(3 * time.Second) // the outage
-	s.Update(now, reports(bothNames, none, none, none))
-	start := now
+	s.Update(now, up)
 	st := state(t, s, "backend", now)
-	if st.State != ShedRecovering || st.Recovery != RecoveryFeedback || st.Admitted != 0.1 {
-		t.Fatalf("back: %+v, want recovering by feedback at 0.1", st)
+	if st.State != ShedRecovering || st.Recovery != RecoveryFeedback || st.Window != 4 {
+		t.Fatalf("back: %+v, want recovering through a window of 4", st)
 	}
-	if next := s.next(now); !next.Equal(now.Add(100 * time.Millisecond)) {
-		t.Errorf("next evaluation at %v, want the end of the step", next.Sub(now))
+	if st.LatencyBound < 72*ms || st.LatencyBound > 88*ms {
+		t.Errorf("bound %v, want 4 × the 20ms baseline (the histogram is within 10%%)", st.LatencyBound)
 	}
-	// The share admits that share of requests.
-	n := 0
-	for i := range 1000 {
-		if s.Admit("backend", now, (float64(i)+0.5)/1000) {
-			n++
-		}
+	// 10 requests every 20ms (a round trip): 4, 8, then all 10 let in.
+	var admitted []int
+	for range 5 {
+		admitted = append(admitted, enter(s, now, 10, 20*ms, false))
+		now = now.Add(20 * ms)
+		s.Update(now, up)
 	}
-	if n != 100 {
-		t.Errorf("%d of 1000 admitted at share 0.1", n)
+	if want := []int{4, 8, 10, 10, 10}; !equalInts(admitted, want) {
+		t.Errorf("admitted per round trip %v, want %v", admitted, want)
 	}
-	for _, want := range []float64{0.2, 0.4, 0.8} {
-		now = step(s, now, 30, 20*time.Millisecond, 0)
-		if st := state(t, s, "backend", now); st.State != ShedRecovering || st.Admitted != want || st.LastStep != RampGrow {
-			t.Fatalf("+%v: %+v, want share %v", now.Sub(start), st, want)
-		}
+	lastRefusal := t0.Add(3*time.Second + 3*time.Second + 20*ms) // in the second round
+	if next := s.next(now); next.After(lastRefusal.Add(500 * ms)) {
+		t.Errorf("next evaluation at %v, after the calm's end", next)
 	}
-	now = step(s, now, 30, 20*time.Millisecond, 0)
-	if st := state(t, s, "backend", now); st.State != ShedOK || st.Admitted != 1 || !s.Admit("backend", now, 0.999) {
-		t.Fatalf("+%v: %+v, want ok", now.Sub(start), st)
+	s.Update(lastRefusal.Add(499*ms), up)
+	if st := state(t, s, "backend", lastRefusal.Add(499*ms)); st.State != ShedRecovering {
+		t.Fatalf("before 500ms of calm: %s", st.State)
 	}
-	if got := now.Sub(start); got != 400*time.Millisecond {
-		t.Errorf("ramp took %v, want 4 steps", got)
+	s.Update(lastRefusal.Add(500*ms), up)
+	if st := state(t, s, "backend", lastRefusal.Add(500*ms)); st.State != ShedOK || st.Flaps != 0 {
+		t.Fatalf("after 500ms of calm: %+v, want ok", st)
 	}
-	if !s.next(now).IsZero() {
-		t.Errorf("an evaluation scheduled after the ramp: %v", s.next(now))
+	if n := enter(s, now.Add(time.Second), 1000, 20*ms, false); n != 1000 {
+		t.Errorf("ok: %d of 1000 let in", n)
 	}
 }
 
-// A backend that slows down under the returning load: the share holds
-// while the median is over the bound (4 × 20ms), falls back when it is
-// over twice the bound or requests fail, and grows again when it recovers.
-func TestFeedbackRampFollowsLatencyAndErrors(t *testing.T) {
-	s, now := feedbackShedder(t, 20*time.Millisecond)
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A backend that can serve only part of the returning load: its answers
+// come late, the window stops growing and the excess is refused at the
+// edge; the ramp does not end while it lasts.
+func TestFeedbackRecoveryHoldsAnOverloadedBackend(t *testing.T) {
+	s, now := feedbackShedder(t, 20*ms)
+	up := reports(bothNames, none, none, none)
 	now = now.Add(3 * time.Second)
-	s.Update(now, reports(bothNames, none, none, none))
-	ms := time.Millisecond
-	for i, tt := range []struct {
-		ok     int
-		lat    time.Duration
-		failed int
-		share  float64
-		step   RampStep
-	}{
-		{30, 20 * ms, 0, 0.2, RampGrow},
-		{30, 25 * ms, 0, 0.4, RampGrow},
-		{30, 100 * ms, 0, 0.4, RampHold},    // over 80ms
-		{30, 120 * ms, 0, 0.4, RampHold},    // still
-		{30, 200 * ms, 0, 0.2, RampBackOff}, // over 160ms
-		{30, 30 * ms, 0, 0.4, RampGrow},
-		{20, 30 * ms, 2, 0.2, RampBackOff}, // failures
-		{0, 0, 4, 0.1, RampBackOff},        // only failures: down to the initial share
-		{0, 0, 4, 0.1, RampBackOff},        // not below it
-		{0, 0, 0, 0.2, RampGrow},           // no traffic, nothing at risk
-	} {
-		now = step(s, now, tt.ok, tt.lat, tt.failed)
-		st := state(t, s, "backend", now)
-		if st.State != ShedRecovering || st.LastStep != tt.step {
-			t.Fatalf("step %d: %+v, want recovering, %s", i, st, tt.step)
-		}
-		approx(t, "share", st.Admitted, tt.share, 1e-9)
-		if st.LatencyBound < 72*ms || st.LatencyBound > 88*ms {
-			t.Errorf("step %d: bound %v, want 4 × the 20ms baseline (the histogram is within 10%%)", i, st.LatencyBound)
-		}
+	s.Update(now, up)
+	for range 50 { // a second of 100 requests per round trip, all late
+		enter(s, now, 100, 100*ms, false)
+		now = now.Add(20 * ms)
+		s.Update(now, up)
+	}
+	st := state(t, s, "backend", now)
+	if st.State != ShedRecovering || st.Window != 4 || st.LastStep != RampHold || st.Admitted > 0.05 {
+		t.Errorf("late answers for a second: %+v, want the window held at 4, the rest refused", st)
+	}
+	for range 5 { // failures
+		enter(s, now, 100, 20*ms, true)
+		now = now.Add(20 * ms)
+	}
+	if st := state(t, s, "backend", now); st.Window != 1 || st.LastStep != RampBackOff {
+		t.Errorf("failures: %+v, want the window down to 1", st)
 	}
 }
 
-// A ramp cut short by renewed shedding starts the next one at half the
-// initial share; a completed ramp forgets it.
-func TestFeedbackRampAfterFlap(t *testing.T) {
-	s, now := feedbackShedder(t, 20*time.Millisecond)
+// A ramp cut short by renewed shedding starts the next one with half the
+// window; a completed ramp forgets it.
+func TestFeedbackRecoveryAfterFlap(t *testing.T) {
+	s, now := feedbackShedder(t, 20*ms)
 	up, down := reports(bothNames, none, none, none), reports(bothNames, backend, backend, none)
 	s.Update(now.Add(time.Second), up)
-	now = step(s, now.Add(time.Second), 30, 20*time.Millisecond, 0) // 0.2
-	s.Update(now, down)
-	if st := state(t, s, "backend", now); st.State != ShedShedding || st.Flaps != 1 || s.Admit("backend", now, 0) {
+	s.Update(now.Add(time.Second+100*ms), down) // within the ramp's calm
+	if st := state(t, s, "backend", now.Add(time.Second+100*ms)); st.State != ShedShedding || st.Flaps != 1 || s.Admit("backend", now, 0) {
 		t.Fatalf("down mid-ramp: %+v, want shedding at once", st)
 	}
-	s.Update(now.Add(time.Second), up)
-	if st := state(t, s, "backend", now.Add(time.Second)); st.Admitted != 0.05 {
-		t.Errorf("after a flap the ramp starts at %v, want 0.05", st.Admitted)
+	s.Update(now.Add(3*time.Second), up)
+	if st := state(t, s, "backend", now.Add(3*time.Second)); st.Window != 2 {
+		t.Errorf("after a flap the ramp starts with a window of %v, want 2", st.Window)
 	}
 }
 
-// The balancer never saw the backend ok (it started during the outage):
-// the ramp's own best step gives the bound.
-func TestFeedbackRampWithoutBaseline(t *testing.T) {
-	s := newShedder(t, DefaultShedConfig(), nil)
-	now := t0
-	s.Update(now, reports(bothNames, backend, backend, none))
-	s.Update(now, reports(bothNames, none, none, none))
-	now = step(s, now, 30, 30*time.Millisecond, 0)
-	st := state(t, s, "backend", now)
-	if st.Baseline != 0 || st.LatencyBound < 108*time.Millisecond || st.LatencyBound > 132*time.Millisecond || st.Admitted != 0.2 {
-		t.Errorf("%+v, want a bound of about 4 × 30ms and share 0.2", st)
+// A request refused by a second recovering dependency gives back its slot
+// of the first.
+func TestTicketReleasesOnRefusal(t *testing.T) {
+	s := newShedder(t, DefaultShedConfig(), []Route{{Prefix: "/both", Dependencies: []string{"backend", "mail"}}})
+	s.Update(t0, reports(bothNames, bothNames, bothNames))
+	s.Update(t0, reports(bothNames, none, none)) // both recovering, windows of 4
+	for i := range 4 {
+		if _, _, blocked := s.Enter("/both", t0, 0.5); blocked {
+			t.Fatalf("request %d refused", i)
+		}
+	}
+	// Free one backend slot only: the next request takes it, then finds
+	// mail's window full.
+	s.view.Load().deps["backend"].win.done(t0, t0.Add(ms), false, false)
+	if _, dep, blocked := s.Enter("/both", t0, 0.5); !blocked || dep != "mail" {
+		t.Fatalf("fifth request: blocked %v by %q, want refused by mail's full window", blocked, dep)
+	}
+	if got := s.view.Load().deps["backend"].win.state().inFlight; got != 3 {
+		t.Errorf("backend holds %d slots, want 3: the refused request gave its slot back", got)
 	}
 }

@@ -558,8 +558,9 @@ func TestOneInstanceCutOffFromTheBackend(t *testing.T) {
 // after 2 successes). The backend hangs under load, the edge sheds; the
 // backend returns: the instances' breakers close on their probes, their
 // long-polled reports reach the balancer at once (not at its next 2 s
-// check), and the feedback ramp admits everything once the admitted
-// requests succeed, within 3 s of the backend's return.
+// check), and the feedback ramp's window opens as the admitted requests
+// succeed: within 3 s of the backend's return nothing is refused, and
+// the ramp has ended.
 func TestFeedbackRecovery(t *testing.T) {
 	sim, simURL := startSim(t)
 	defaults := login.DefaultConfig().Backend
@@ -607,9 +608,9 @@ func TestFeedbackRecovery(t *testing.T) {
 	var last lb.DependencyStatus
 	took := testkit.WaitFor(t, 10*time.Second, "recovered", func() bool {
 		d := b.dependency(login.BackendName)
-		if d.State == lb.ShedRecovering && (d.Admitted != last.Admitted || d.LastStep != last.LastStep) {
-			steps = append(steps, fmt.Sprintf("+%v %.2f %s (median %v, bound %v)",
-				time.Since(upAt).Round(time.Millisecond), d.Admitted, d.LastStep, d.StepMedian, d.LatencyBound))
+		if d.State == lb.ShedRecovering && (d.LastStep != last.LastStep || last.State != lb.ShedRecovering) {
+			steps = append(steps, fmt.Sprintf("+%v window %.1f, %d in flight, %s (admitted %.2f, bound %v)",
+				time.Since(upAt).Round(time.Millisecond), d.Window, d.InFlight, d.LastStep, d.Admitted, d.LatencyBound))
 		}
 		last = d
 		return d.State == lb.ShedOK
@@ -639,5 +640,17 @@ func TestFeedbackRecovery(t *testing.T) {
 	}
 	if n < 50 || len(bad) > 0 {
 		t.Errorf("after recovery: %d logins, not ok: %v", n, bad)
+	}
+	// What the clients saw: the last login after the backend's return
+	// that was not ok.
+	var lastBad time.Duration
+	for _, r := range out {
+		if r.start.After(upAt) && r.status != 200 {
+			lastBad = max(lastBad, r.start.Sub(upAt))
+		}
+	}
+	t.Logf("clients: the last login refused started %v after the backend's return", lastBad)
+	if lastBad > 3*time.Second {
+		t.Errorf("logins refused until %v after the return, want under 3s", lastBad)
 	}
 }

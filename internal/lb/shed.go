@@ -103,7 +103,7 @@ type ShedState string
 const (
 	ShedOK         ShedState = "ok"         // every request admitted
 	ShedShedding   ShedState = "shedding"   // every request that needs it answered 503 at the edge
-	ShedRecovering ShedState = "recovering" // the admitted share ramps from 0 to 1
+	ShedRecovering ShedState = "recovering" // requests admitted through a congestion window, or a share ramping from 0 to 1
 )
 
 // DependencyStatus is one dependency's shedding status, for the admin API.
@@ -111,15 +111,18 @@ type DependencyStatus struct {
 	Name     string    `json:"name"`
 	State    ShedState `json:"state"`
 	Override Override  `json:"override"`
-	// Admitted is the share of requests needing it that are admitted now.
+	// Admitted is the share of requests needing it that are admitted: now
+	// (ok, shedding, a window ramp), or since the feedback ramp began.
 	Admitted float64 `json:"admitted_share"`
 	// Recovery is the ramp's mode while recovering.
 	Recovery RecoveryMode `json:"recovery,omitempty"`
-	// LastStep, StepMedian and LatencyBound tell the feedback ramp's last
-	// decision and what it was based on: the median latency of the step's
-	// successful requests and the bound it was held to (0: none known).
+	// Window and InFlight are the feedback ramp's congestion window and
+	// the requests in flight through it; LastStep what its last answer
+	// did to it; LatencyBound the latency it holds answers to (0: none
+	// known yet).
+	Window       float64       `json:"window,omitempty"`
+	InFlight     int           `json:"in_flight,omitempty"`
 	LastStep     RampStep      `json:"last_step,omitempty"`
-	StepMedian   time.Duration `json:"step_median_ns,omitempty"`
 	LatencyBound time.Duration `json:"latency_bound_ns,omitempty"`
 	// Baseline is the dependency's median latency while ok (0: not
 	// measured yet); the feedback ramp's bound derives from it.
@@ -135,115 +138,8 @@ type DependencyStatus struct {
 	Ready int `json:"ready"`
 	// Flaps counts ramps cut short by renewed shedding since the last
 	// completed ramp; the next window ramp lasts RecoveryWindow × 2^Flaps,
-	// the next feedback ramp starts at InitialShare / 2^Flaps.
+	// the next feedback ramp starts with InitialWindow / 2^Flaps.
 	Flaps int `json:"flaps"`
-}
-
-// Route maps a path prefix to the dependencies its requests need.
-type Route struct {
-	// Prefix matches request paths by plain string prefix ("/api/" matches
-	// "/api/login"); the longest matching prefix wins.
-	Prefix string
-	// Dependencies are the dependencies the route needs; empty means
-	// none, so the route is never shed. Paths that match no route need
-	// every known dependency.
-	Dependencies []string
-	// All means the route needs every known dependency, like a path that
-	// matches no route; Dependencies is then ignored. It lets a route that
-	// exists for another reason (its timeouts) keep the default.
-	All bool
-}
-
-// RouteTable answers which dependencies a path needs. Immutable; safe for
-// concurrent use.
-type RouteTable struct {
-	routes []Route // longest prefix first
-}
-
-// NewRouteTable validates routes and returns their table. Prefixes must
-// start with "/" and be unique; dependency names must not be empty.
-func NewRouteTable(routes []Route) (*RouteTable, error) {
-	t := &RouteTable{}
-	seen := map[string]bool{}
-	var errs []error
-	for i, r := range routes {
-		path := fmt.Sprintf("routes[%d]", i)
-		switch {
-		case !strings.HasPrefix(r.Prefix, "/"):
-			errs = append(errs, field.New(path+".prefix", r.Prefix, `must start with "/"`))
-		case seen[r.Prefix]:
-			errs = append(errs, field.New(path+".prefix", r.Prefix, "duplicate prefix"))
-		}
-		seen[r.Prefix] = true
-		if r.All {
-			t.routes = append(t.routes, Route{Prefix: r.Prefix, All: true})
-			continue
-		}
-		for j, d := range r.Dependencies {
-			switch {
-			case d == "":
-				errs = append(errs, field.New(fmt.Sprintf("%s.dependencies[%d]", path, j), d, "must not be empty"))
-			case !ValidDependencyName(d):
-				errs = append(errs, field.New(fmt.Sprintf("%s.dependencies[%d]", path, j), d, dependencyNameRule))
-			}
-		}
-		t.routes = append(t.routes, Route{Prefix: r.Prefix, Dependencies: slices.Clone(r.Dependencies)})
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	slices.SortStableFunc(t.routes, func(a, b Route) int { return len(b.Prefix) - len(a.Prefix) })
-	return t, nil
-}
-
-// match returns the index of the longest route prefix of path, or -1.
-func (t *RouteTable) match(path string) int {
-	if t == nil {
-		return -1
-	}
-	for i := range t.routes {
-		if strings.HasPrefix(path, t.routes[i].Prefix) {
-			return i
-		}
-	}
-	return -1
-}
-
-// Lookup returns the dependencies path needs; all is true when no route
-// matches and the path therefore needs every dependency. deps must not be
-// modified.
-func (t *RouteTable) Lookup(path string) (deps []string, all bool) {
-	if i := t.match(path); i >= 0 && !t.routes[i].All {
-		return t.routes[i].Dependencies, false
-	}
-	return nil, true
-}
-
-// MaxDependencyName bounds a dependency's name.
-const MaxDependencyName = 64
-
-const dependencyNameRule = `must be 1 to 64 ASCII letters, digits and "_.:/-", starting with a letter or digit`
-
-// ValidDependencyName reports whether name may name a dependency: 1 to
-// MaxDependencyName bytes of ASCII letters, digits and "_.:/-", starting
-// with a letter or digit. Names come from instances' reports and from the
-// admin API: outside input that ends up in metric labels, logs and JSON,
-// so anything else is refused (an override) or ignored (a report entry)
-// rather than allowed to break the metrics exposition.
-func ValidDependencyName(name string) bool {
-	if name == "" || len(name) > MaxDependencyName {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case i > 0 && strings.IndexByte("_.:/-", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // maxDependencies bounds the dependencies a Shedder tracks; names beyond it
@@ -257,9 +153,11 @@ const maxDependencies = 64
 // State machine per dependency, evaluated at each Update:
 //
 //	ok/recovering → shedding   when down ≥ Quorum × ready, or override on
-//	shedding → recovering      when down < Quorum × ready (override auto);
-//	                           the admitted share is (now − since)/window
-//	recovering → ok            when the window has elapsed
+//	shedding → recovering      when down < Quorum × ready (override auto):
+//	                           through a congestion window (feedback,
+//	                           ramp.go) or a share (now − since)/window
+//	recovering → ok            when the window is calm (feedback) or the
+//	                           recovery window has elapsed
 //	any → ok                   with override off, at once
 //
 // Flapping. Instances already damp their own reports (a breaker reports
@@ -268,16 +166,18 @@ const maxDependencies = 64
 // shedding in an outage or the return of traffic. Instead: (1) shedding
 // resumes at once whenever the quorum is met again, even mid-ramp, since
 // a dependency reported down must not receive traffic; (2) a ramp cut short
-// that way doubles the next ramp (up to MaxRecoveryWindow), which breaks
+// that way halves the next feedback ramp's initial window, or doubles the
+// next window ramp (up to MaxRecoveryWindow), which breaks
 // the classic cycle where the ramp itself overloads a barely-recovered
 // backend; a completed ramp resets it. (3) With no ready instance (no
 // fresh report) there is no vote and the state is held rather than
 // guessed.
 //
 // Writers (Update, SetOverride, SetRoutes, SetConfig, Status) serialise on
-// an internal mutex; readers (Admit, Blocked) read an immutable view
-// through an atomic pointer, neither lock nor allocate, and compute ramps
-// from now. Safe for concurrent use.
+// an internal mutex; readers (Enter, Admit, Blocked) read an immutable
+// view through an atomic pointer and compute window ramps from now; they
+// neither allocate nor lock, except the mutex of a recovering
+// dependency's congestion window. Safe for concurrent use.
 type Shedder struct {
 	mu     sync.Mutex
 	cfg    ShedConfig
@@ -298,14 +198,8 @@ type depState struct {
 	ready    int
 	inRoutes bool
 
-	// The feedback ramp (ramp.go): the admitted share, the end of its
-	// step, the lowest step median of this ramp and the last decision.
-	share    float64
-	stepEnd  time.Time
-	rampLow  time.Duration
-	lastStep RampStep
-	lastSamp stepSample
-	bound    time.Duration
+	// The feedback ramp's congestion window while recovering (ramp.go).
+	win *rampWindow
 	// The outcomes of the requests that need it since obs.from, and its
 	// median latency while ok (0: not measured yet).
 	obs      *outcomes
@@ -324,17 +218,20 @@ type depView struct {
 	shed   bool
 	from   time.Time     // window ramp start
 	window time.Duration // > 0 while recovering by the window
-	share  float64       // the admitted share otherwise: 1 when ok
-	obs    *outcomes     // where the proxy records outcomes
+	win    *rampWindow   // not nil while recovering by feedback
+	obs    *outcomes     // where the proxy records outcomes while ok
 }
 
-// admit reports whether a request with uniform u in [0,1) is admitted.
+// admit reports whether a request with uniform u in [0,1) is admitted,
+// without taking a slot of a congestion window (Enter does).
 func (d *depView) admit(now time.Time, u float64) bool {
-	if d.shed {
+	switch {
+	case d.shed:
 		return false
-	}
-	if d.window <= 0 {
-		return u < d.share
+	case d.win != nil:
+		return d.win.open()
+	case d.window <= 0:
+		return true
 	}
 	el := now.Sub(d.from)
 	if el >= d.window {
@@ -401,7 +298,7 @@ func (s *Shedder) depLocked(name string, now time.Time, force bool) *depState {
 	if !force && len(s.deps) >= maxDependencies {
 		return nil
 	}
-	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now, share: 1, obs: &outcomes{from: now}}
+	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now, obs: &outcomes{from: now}}
 	s.deps[name] = d
 	return d
 }
@@ -469,7 +366,7 @@ func (s *Shedder) SetOverride(dep string, o Override, now time.Time) error {
 
 func (s *Shedder) stepLocked(d *depState, now time.Time) {
 	if d.state == ShedRecovering && d.window > 0 && !now.Before(d.since.Add(d.window)) {
-		d.state, d.since, d.flaps, d.share = ShedOK, d.since.Add(d.window), 0, 1
+		d.okLocked(d.since.Add(d.window))
 	}
 	s.observeLocked(d, now)
 	want := d.autoDown
@@ -484,58 +381,52 @@ func (s *Shedder) stepLocked(d *depState, now time.Time) {
 		if d.state == ShedRecovering && d.override == OverrideAuto {
 			d.flaps++
 		}
-		d.state, d.since, d.window, d.share = ShedShedding, now, 0, 0
+		d.state, d.since, d.window, d.win = ShedShedding, now, 0, nil
 	case !want && d.state == ShedShedding:
 		switch {
 		case d.override == OverrideOff:
-			d.state, d.since, d.share = ShedOK, now, 1
+			d.okLocked(now)
 		case s.cfg.Recovery == RecoveryFeedback:
 			d.state, d.since, d.window = ShedRecovering, now, 0
-			d.share, d.rampLow, d.lastStep = initialShare(s.cfg.Ramp, d.flaps), 0, ""
-			d.stepEnd, d.obs = now.Add(s.cfg.Ramp.Step), &outcomes{from: now}
+			d.win = newRampWindow(s.cfg.Ramp, d.baseline, d.flaps, now)
 		default:
 			if w := s.recoveryWindowLocked(d.flaps); w > 0 {
 				d.state, d.since, d.window = ShedRecovering, now, w
 			} else {
-				d.state, d.since, d.share = ShedOK, now, 1
+				d.okLocked(now)
 			}
 		}
 	case !want && d.state == ShedRecovering && d.override == OverrideOff:
-		d.state, d.since, d.window, d.share = ShedOK, now, 0, 1
+		d.okLocked(now)
 	}
 }
 
-// observeLocked reads the outcomes of d's requests at now: at the end of
-// a feedback ramp's step it moves the share (rampDecision); while ok, a
-// window long enough updates the baseline latency.
+// okLocked makes d ok at t: every request admitted, the baseline measured
+// anew from t. A completed ramp forgets the flaps.
+func (d *depState) okLocked(t time.Time) {
+	if d.state == ShedRecovering && d.override == OverrideAuto {
+		d.flaps = 0
+	}
+	d.state, d.since, d.window, d.win = ShedOK, t, 0, nil
+	d.obs = &outcomes{from: t}
+}
+
+// observeLocked ends a feedback ramp whose window has been calm long
+// enough, and while ok folds a window of outcomes long enough into the
+// baseline latency.
 func (s *Shedder) observeLocked(d *depState, now time.Time) {
 	switch {
-	case d.state == ShedRecovering && d.window == 0:
-		if now.Before(d.stepEnd) {
-			return
-		}
-		smp := d.obs.sample()
-		if smp.ok >= rampMinSamples && (d.rampLow == 0 || smp.median < d.rampLow) {
-			d.rampLow = smp.median
-		}
-		d.bound = latencyBound(s.cfg.Ramp, d.baseline, d.rampLow)
-		d.share, d.lastStep = rampDecision(s.cfg.Ramp, d.share, initialShare(s.cfg.Ramp, d.flaps), smp, d.bound)
-		d.lastSamp = smp
-		d.stepEnd, d.obs = now.Add(s.cfg.Ramp.Step), &outcomes{from: now}
-		if d.share >= 1 {
-			d.state, d.since, d.flaps, d.share = ShedOK, now, 0, 1
+	case d.state == ShedRecovering && d.win != nil:
+		if !now.Before(d.win.calmAt()) {
+			d.okLocked(now)
 		}
 	case d.state == ShedOK:
 		if now.Sub(d.obs.from) < baselineMinSpan {
 			return
 		}
 		smp := d.obs.sample()
-		if smp.ok >= baselineMinSamples && float64(smp.failed) <= rampFailureShare*float64(smp.ok+smp.failed) {
-			if d.baseline == 0 {
-				d.baseline = smp.median
-			} else {
-				d.baseline = time.Duration((1-baselineWeight)*float64(d.baseline) + baselineWeight*float64(smp.median))
-			}
+		if smp.ok >= baselineMinSamples && float64(smp.failed) <= baselineFailureShare*float64(smp.ok+smp.failed) {
+			d.baseline = fold(d.baseline, smp.median)
 		}
 		d.obs = &outcomes{from: now}
 	}
@@ -552,7 +443,7 @@ func (s *Shedder) recoveryWindowLocked(flaps int) time.Duration {
 func (s *Shedder) publishLocked() {
 	v := &shedView{deps: make(map[string]*depView, len(s.deps)), routes: s.routes}
 	for name, d := range s.deps {
-		dv := &depView{name: name, shed: d.state == ShedShedding, share: d.share, obs: d.obs}
+		dv := &depView{name: name, shed: d.state == ShedShedding, win: d.win, obs: d.obs}
 		if d.state == ShedRecovering && d.window > 0 {
 			dv.from, dv.window = d.since, d.window
 		}
@@ -606,7 +497,7 @@ func (s *Shedder) Status(now time.Time) []DependencyStatus {
 	out := make([]DependencyStatus, 0, len(s.deps))
 	for _, d := range s.deps {
 		if d.state == ShedRecovering && d.window > 0 && !now.Before(d.since.Add(d.window)) {
-			d.state, d.since, d.flaps, d.share = ShedOK, d.since.Add(d.window), 0, 1
+			d.okLocked(d.since.Add(d.window))
 		}
 		st := DependencyStatus{
 			Name: d.name, State: d.state, Override: d.override, Since: d.since,
@@ -621,8 +512,9 @@ func (s *Shedder) Status(now time.Time) []DependencyStatus {
 			st.Admitted = clampFraction(st.Admitted, 0, 1)
 			st.RecoveryEnd = d.since.Add(d.window)
 		case d.state == ShedRecovering:
-			st.Recovery, st.Admitted = RecoveryFeedback, d.share
-			st.LastStep, st.StepMedian, st.LatencyBound = d.lastStep, d.lastSamp.median, d.bound
+			w := d.win.state()
+			st.Recovery, st.Admitted, st.Window, st.InFlight = RecoveryFeedback, w.admittedShare, w.window, w.inFlight
+			st.LastStep, st.LatencyBound = w.last, w.bound
 		}
 		out = append(out, st)
 	}
@@ -640,9 +532,16 @@ func (s *Shedder) next(now time.Time) time.Time {
 		if d.state != ShedRecovering {
 			continue
 		}
-		end := d.stepEnd
+		var end time.Time
 		if d.window > 0 {
 			end = d.since.Add(d.window)
+		} else {
+			// The calm that ends the ramp; its start moves with every
+			// refusal, so look again soon after.
+			end = d.win.calmAt()
+			if soon := now.Add(s.cfg.Ramp.Calm / 4); end.Before(soon) {
+				end = soon
+			}
 		}
 		if end.After(now) && (t.IsZero() || end.Before(t)) {
 			t = end
@@ -651,19 +550,68 @@ func (s *Shedder) next(now time.Time) time.Time {
 	return t
 }
 
-// Observe records the outcome of a request for path that an instance
-// answered: its latency to the response headers and whether it failed (a
-// 5xx or a gateway failure), for each dependency the path needs. The
-// feedback ramp judges its steps by them, and while a dependency is ok
-// they give its baseline latency. Lock-free; safe for concurrent use.
-func (s *Shedder) Observe(path string, latency time.Duration, failed bool) {
+// Ticket is one request's passage through the shedder (Enter): the
+// congestion windows it holds a slot of, and where its outcome goes. Its
+// zero value holds nothing. Call Done exactly once.
+type Ticket struct {
+	deps []*depView // the path's dependencies, as of Enter
+	win  *rampWindow
+	more []*rampWindow // a second recovering dependency, and more: rare
+	at   time.Time
+}
+
+// Enter decides, as Blocked does, whether a request for path at now is
+// shed at the edge (u as for Admit) and, if it is not, takes a slot of
+// the congestion window of every dependency it needs that is recovering
+// by feedback; the Ticket gives them back. A full window sheds the
+// request like a shed dependency.
+func (s *Shedder) Enter(path string, now time.Time, u float64) (t Ticket, dep string, blocked bool) {
 	v := s.view.Load()
 	deps := v.all
 	if i := v.routes.match(path); i >= 0 {
 		deps = v.routeDeps[i]
 	}
+	t = Ticket{deps: deps, at: now}
 	for _, d := range deps {
-		if d.obs != nil {
+		switch {
+		case d.win != nil:
+			if !d.win.acquire(now) {
+				t.Done(now, false, false)
+				return Ticket{}, d.name, true
+			}
+			if t.win == nil {
+				t.win = d.win
+			} else {
+				t.more = append(t.more, d.win)
+			}
+		case !d.admit(now, u):
+			t.Done(now, false, false)
+			return Ticket{}, d.name, true
+		}
+	}
+	return t, "", false
+}
+
+// Done ends the ticket's request. answered is whether an instance
+// answered it (or failed it at the gateway), at end (its response
+// headers, or the failure), and failed whether that was a 5xx or a
+// gateway failure: the windows it holds move by it, and while the
+// dependency is ok its latency counts for its baseline. An unanswered
+// request (refused later at the edge, its client gone) gives its slots
+// back and says nothing. It locks nothing but the windows.
+func (t Ticket) Done(end time.Time, answered, failed bool) {
+	if t.win != nil {
+		t.win.done(t.at, end, answered, failed)
+		for _, w := range t.more {
+			w.done(t.at, end, answered, failed)
+		}
+	}
+	if !answered {
+		return
+	}
+	latency := end.Sub(t.at)
+	for _, d := range t.deps {
+		if d.obs != nil && d.win == nil {
 			d.obs.add(latency, failed)
 		}
 	}

@@ -232,7 +232,7 @@ func TestShedOverride(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newShedder(t, DefaultShedConfig(), nil)
+			s := newShedder(t, windowShedConfig(), nil) // a ramp admits nothing at its start
 			s.Update(t0, up)
 			for i, st := range tt.steps {
 				now := at(time.Duration(i+1) * time.Second)
@@ -390,11 +390,10 @@ func TestShedConfigValidate(t *testing.T) {
 	if err := DefaultShedConfig().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	err := ShedConfig{Quorum: 1.5, Recovery: "linear", Ramp: RampConfig{InitialShare: 0, Growth: 1, Step: 0},
+	err := ShedConfig{Quorum: 1.5, Recovery: "linear", Ramp: RampConfig{InitialWindow: 0, Calm: 0},
 		RecoveryWindow: 10 * time.Second, MaxRecoveryWindow: time.Second}.Validate()
 	for _, want := range []string{"quorum: 1.5", "max_recovery_window: 1s: must be at least recovery_window (10s)",
-		`recovery: "linear": must be "feedback" or "window"`, "ramp.initial_share: 0: must be more than 0", "ramp.growth: 1: must be more than 1",
-		"ramp.step: 0s: must be"} {
+		`recovery: "linear": must be "feedback" or "window"`, "ramp.initial_window: 0: must be from 1 to 1048576", "ramp.calm: 0s: must be"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want %q", err, want)
 		}
