@@ -31,6 +31,11 @@ const (
 	queueGrace = time.Second
 	// failedQuantile is the quantile of failedP99.
 	failedQuantile = 0.99
+	// settle is how long after the break the outage is detected: the
+	// instances' backend timeout (1 s) must run out before anything can
+	// tell a hang from a slow answer, and a front door then needs its own
+	// check or report. failed_p99_settled_ms leaves these attempts out.
+	settle = 2 * time.Second
 )
 
 // Record is one attempt of the load: when it started, as an offset from the
@@ -120,10 +125,10 @@ func recoverTime(recs []Record, m Marks) Recovery {
 // failedP99 is the 99th percentile (nearest rank) of the latency of the
 // attempts that were not ok and started during the outage, [Break,
 // Return), and how many there were; 0, 0 when there were none.
-func failedP99(recs []Record, m Marks) (time.Duration, int) {
+func failedP99(recs []Record, m Marks, from time.Duration) (time.Duration, int) {
 	var lat []time.Duration
 	for _, r := range recs {
-		if r.Outcome != health.OutcomeOK && r.At >= m.Break && r.At < m.Return {
+		if r.Outcome != health.OutcomeOK && r.At >= m.Break+from && r.At < m.Return {
 			lat = append(lat, r.Latency)
 		}
 	}
@@ -256,6 +261,10 @@ type Metrics struct {
 	// and started during the outage; FailedDuringOutage counts them.
 	FailedP99MS        float64 `json:"failed_p99_ms"`
 	FailedDuringOutage int     `json:"failed_during_outage"`
+	// FailedP99SettledMS and FailedSettled are the same for the attempts
+	// started from settle after the break.
+	FailedP99SettledMS float64 `json:"failed_p99_settled_ms"`
+	FailedSettled      int     `json:"failed_settled"`
 	// Attempts counts every attempt, retries included; Outcomes counts
 	// them by outcome.
 	Attempts       int64            `json:"attempts"`
@@ -272,13 +281,16 @@ type Metrics struct {
 // pool figures with the return's wall time.
 func measure(recs []Record, m Marks, lost, retries int64, secs []backendsim.Second, retWall time.Time) Metrics {
 	rec := recoverTime(recs, m)
-	p99, nFailed := failedP99(recs, m)
+	p99, nFailed := failedP99(recs, m, 0)
+	p99s, nSettled := failedP99(recs, m, settle)
 	counts := outcomeCounts(recs)
 	mt := Metrics{
 		RecoverS:           rec.After.Seconds(),
 		Recovered:          rec.Recovered,
 		FailedP99MS:        float64(p99) / float64(time.Millisecond),
 		FailedDuringOutage: nFailed,
+		FailedP99SettledMS: float64(p99s) / float64(time.Millisecond),
+		FailedSettled:      nSettled,
 		Attempts:           int64(len(recs)),
 		Outcomes:           make(map[string]int64, len(counts)),
 		ClientTimeouts:     counts[health.OutcomeClientTimeout],

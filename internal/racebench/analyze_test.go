@@ -152,15 +152,19 @@ func TestFailedP99(t *testing.T) {
 		Record{At: sec(16), Outcome: cto, Latency: time.Hour},           // at the return: after the outage
 		Record{At: sec(15.999), Outcome: cto, Latency: 2 * time.Second}, // the outage's last failure
 	)
-	p99, n := failedP99(recs, m)
+	p99, n := failedP99(recs, m, 0)
 	if n != 101 || p99 != 100*time.Millisecond {
 		t.Errorf("failedP99 = %v over %d, want 100ms over 101", p99, n)
 	}
-	if p99, n := failedP99(nil, m); p99 != 0 || n != 0 {
+	// Settled: from 2 s after the break, only the last failure is left.
+	if p99, n := failedP99(recs, m, settle); n != 1 || p99 != 2*time.Second {
+		t.Errorf("failedP99 settled = %v over %d, want 2s over 1", p99, n)
+	}
+	if p99, n := failedP99(nil, m, 0); p99 != 0 || n != 0 {
 		t.Errorf("failedP99(none) = %v, %d, want 0, 0", p99, n)
 	}
 	one := []Record{{At: sec(7), Outcome: shed, Latency: 3 * time.Millisecond}}
-	if p99, n := failedP99(one, m); p99 != 3*time.Millisecond || n != 1 {
+	if p99, n := failedP99(one, m, 0); p99 != 3*time.Millisecond || n != 1 {
 		t.Errorf("failedP99(one) = %v, %d, want 3ms, 1", p99, n)
 	}
 }
@@ -261,6 +265,8 @@ func TestMeasure(t *testing.T) {
 		Recovered:          true,
 		FailedP99MS:        2000,
 		FailedDuringOutage: 1000,
+		FailedP99SettledMS: 1, // from 8 s: the sheds only
+		FailedSettled:      800,
 		Attempts:           2600,
 		Outcomes:           map[string]int64{"ok": 1450, "client_error": 0, "shed": 1050, "overloaded": 0, "failed": 0, "client_timeout": 100},
 		ClientTimeouts:     100,

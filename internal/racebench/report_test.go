@@ -11,7 +11,7 @@ func TestRenderResults(t *testing.T) {
 	m := machine{NProc: 2, Kernel: "6.1", CPU: "AMD EPYC", Go: "go1.26", HAProxy: "HAProxy version 2.6.12", Spillway: "spillway devel", Commit: "abc", Date: "2026-11-29T08:00:00Z", Command: "./scripts/bench-recovery.sh -runs 3"}
 	tr := func(run int, door string, recovered bool, rec float64, cto int64, okPct float64) *Trial {
 		return &Trial{Run: run, Scenario: "hang", Door: door, Metrics: Metrics{
-			RecoverS: rec, Recovered: recovered, FailedP99MS: 1003.4, FailedDuringOutage: 10,
+			RecoverS: rec, Recovered: recovered, FailedP99MS: 1003.4, FailedDuringOutage: 10, FailedP99SettledMS: 2.5, FailedSettled: 8,
 			ClientTimeouts: cto, OKPct: okPct, Retries: 0,
 			Pool: PoolFigures{PeakBusy: 7, PeakQueued: int(cto), Queue503After1s: 0},
 		}}
@@ -36,11 +36,11 @@ func TestRenderResults(t *testing.T) {
 		"| took | 1m30s for 6 trials |",
 		"The storm backend has 7 workers and a 500ms queue timeout: 7 × 1/20ms = 350\ncalls/s, 1.17 × the 300/s steady load.",
 		"## hang\n\nbackend mode hang from 6 s to 16 s (outage 10 s); load 300 logins/s until 26 s; no client retries.\n",
-		"| front door | recover_s | runs | failed_p99_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries |",
+		"| front door | recover_s | runs | failed_p99_ms | failed_p99_settled_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries |",
 		// Spillway: recover 1.2, never, 0.9 → median 1.2; timeouts 0 2 1 → 1.
-		"| spillway lb | 1.2 | 1.2 never 0.9 | 1003 | 1 | 0 | 7 | 1 | 0 | 60.00 | 0 |",
+		"| spillway lb | 1.2 | 1.2 never 0.9 | 1003 | 2.5 | 1 | 0 | 7 | 1 | 0 | 60.00 | 0 |",
 		// HAProxy: two trials, one error: means of the middle two.
-		"| HAProxy | 1.2 | 1.4 1.1 err | 1003 | 2.5 | 0 | 7 | 2.5 | 0 | 57.50 | 0 |",
+		"| HAProxy | 1.2 | 1.4 1.1 err | 1003 | 2.5 | 2.5 | 0 | 7 | 2.5 | 0 | 57.50 | 0 |",
 		"- run 1 hang spillway: something odd",
 		"- run 3 hang haproxy failed: haproxy exited",
 	} {
@@ -83,7 +83,7 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("findScenarios(%q): no error", bad)
 		}
 	}
-	durations := map[string]time.Duration{"hang": 26 * time.Second, "error": 26 * time.Second, "slow": 26 * time.Second, "storm": 41 * time.Second}
+	durations := map[string]time.Duration{"hang": 26 * time.Second, "error": 26 * time.Second, "slow": 26 * time.Second, "storm": 56 * time.Second}
 	for _, s := range scenarios {
 		if d := s.duration(); d != durations[s.Name] {
 			t.Errorf("%s lasts %v, want %v", s.Name, d, durations[s.Name])

@@ -60,7 +60,7 @@ var scenarios = []Scenario{
 	{Name: "hang", Mode: "hang", Outage: 10 * time.Second, Tail: 10 * time.Second},
 	{Name: "error", Mode: "error", Outage: 10 * time.Second, Tail: 10 * time.Second, Retries: 3},
 	{Name: "slow", Mode: "slow", Outage: 10 * time.Second, Tail: 10 * time.Second, SlowLatency: 3 * time.Second},
-	{Name: "storm", Mode: "hang", Outage: 20 * time.Second, Tail: 15 * time.Second, Retries: 3, Storm: true},
+	{Name: "storm", Mode: "hang", Outage: 20 * time.Second, Tail: 30 * time.Second, Retries: 3, Storm: true},
 }
 
 // findScenarios returns the scenarios named in the comma-separated list,
