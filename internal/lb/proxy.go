@@ -63,11 +63,18 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// recovering dependency's congestion window is entered here; the
 	// ticket gives its slot back when the request ends (finish, or
 	// unanswered below).
-	tk, dep, shed := b.shedder.Enter(path, now, float64(bits>>11)/(1<<53))
-	if shed {
-		a := (*b.answers.Load())[dep]
+	tk, no := b.shedder.Enter(path, now, float64(bits>>11)/(1<<53))
+	switch {
+	case no.Full:
+		// The dependency is back but at its capacity (its congestion
+		// window is full): overloaded, come back in a second.
+		writeAnswer(w, ansOverloaded, set.overloadRetryAfter)
+		b.m.count(outOverloaded)
+		return
+	case no.Dep != "":
+		a := (*b.answers.Load())[no.Dep]
 		if a == nil {
-			a = shedAnswer(dep) // a dependency seen since the last evaluation
+			a = shedAnswer(no.Dep) // a dependency seen since the last evaluation
 		}
 		writeAnswer(w, a, set.shedRetryAfter[int(uint32(bits)%uint32(len(set.shedRetryAfter)))])
 		b.m.count(outShed)

@@ -174,7 +174,7 @@ func TestLatencyBuckets(t *testing.T) {
 func enter(s *Shedder, now time.Time, n int, lat time.Duration, failed bool) int {
 	var tks []Ticket
 	for range n {
-		if tk, _, blocked := s.Enter("/login", now, 0.5); !blocked {
+		if tk, no := s.Enter("/login", now, 0.5); no.Dep == "" {
 			tks = append(tks, tk)
 		}
 	}
@@ -310,15 +310,15 @@ func TestTicketReleasesOnRefusal(t *testing.T) {
 	s.Update(t0, reports(bothNames, bothNames, bothNames))
 	s.Update(t0, reports(bothNames, none, none)) // both recovering, windows of 4
 	for i := range 4 {
-		if _, _, blocked := s.Enter("/both", t0, 0.5); blocked {
+		if _, no := s.Enter("/both", t0, 0.5); no.Dep != "" {
 			t.Fatalf("request %d refused", i)
 		}
 	}
 	// Free one backend slot only: the next request takes it, then finds
 	// mail's window full.
 	s.view.Load().deps["backend"].win.done(t0, t0.Add(ms), false, false)
-	if _, dep, blocked := s.Enter("/both", t0, 0.5); !blocked || dep != "mail" {
-		t.Fatalf("fifth request: blocked %v by %q, want refused by mail's full window", blocked, dep)
+	if _, no := s.Enter("/both", t0, 0.5); no != (Refusal{Dep: "mail", Full: true}) {
+		t.Fatalf("fifth request: %+v, want refused by mail's full window", no)
 	}
 	if got := s.view.Load().deps["backend"].win.state().inFlight; got != 3 {
 		t.Errorf("backend holds %d slots, want 3: the refused request gave its slot back", got)

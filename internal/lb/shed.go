@@ -560,24 +560,32 @@ type Ticket struct {
 	at   time.Time
 }
 
+// Refusal is why Enter refused a request: Dep is the dependency (empty:
+// not refused); Full says that it is up but its congestion window is
+// full (the dependency is at its capacity: an overloaded answer), not
+// shed (it is down: a dependency_unavailable answer).
+type Refusal struct {
+	Dep  string
+	Full bool
+}
+
 // Enter decides, as Blocked does, whether a request for path at now is
-// shed at the edge (u as for Admit) and, if it is not, takes a slot of
+// refused at the edge (u as for Admit) and, if it is not, takes a slot of
 // the congestion window of every dependency it needs that is recovering
-// by feedback; the Ticket gives them back. A full window sheds the
-// request like a shed dependency.
-func (s *Shedder) Enter(path string, now time.Time, u float64) (t Ticket, dep string, blocked bool) {
+// by feedback; the Ticket gives them back.
+func (s *Shedder) Enter(path string, now time.Time, u float64) (Ticket, Refusal) {
 	v := s.view.Load()
 	deps := v.all
 	if i := v.routes.match(path); i >= 0 {
 		deps = v.routeDeps[i]
 	}
-	t = Ticket{deps: deps, at: now}
+	t := Ticket{deps: deps, at: now}
 	for _, d := range deps {
 		switch {
 		case d.win != nil:
 			if !d.win.acquire(now) {
 				t.Done(now, false, false)
-				return Ticket{}, d.name, true
+				return Ticket{}, Refusal{Dep: d.name, Full: true}
 			}
 			if t.win == nil {
 				t.win = d.win
@@ -586,10 +594,10 @@ func (s *Shedder) Enter(path string, now time.Time, u float64) (t Ticket, dep st
 			}
 		case !d.admit(now, u):
 			t.Done(now, false, false)
-			return Ticket{}, d.name, true
+			return Ticket{}, Refusal{Dep: d.name}
 		}
 	}
-	return t, "", false
+	return t, Refusal{}
 }
 
 // Done ends the ticket's request. answered is whether an instance
