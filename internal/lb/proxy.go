@@ -76,7 +76,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a == nil {
 			a = shedAnswer(no.Dep) // a dependency seen since the last evaluation
 		}
-		writeAnswer(w, a, set.shedRetryAfter[int(uint32(bits)%uint32(len(set.shedRetryAfter)))])
+		writeAnswer(w, a, set.shedRetryAfter)
 		b.m.count(outShed)
 		return
 	}

@@ -29,8 +29,8 @@ type settings struct {
 	// server.max_request_body (0: stream), body_timeout, max_buffered_bytes
 	maxBody, maxBuffered int64
 	bodyTimeout          time.Duration
-	// Retry-After values of a shed answer, [base, 2×base] seconds.
-	shedRetryAfter [][]string
+	// Retry-After of a shed answer.
+	shedRetryAfter []string
 	// Retry-After of an overloaded answer.
 	overloadRetryAfter []string
 	maxHeader          time.Duration
@@ -74,10 +74,7 @@ func newSettings(c *Config) *settings {
 		s.maxHeader, s.maxConnect = max(s.maxHeader, t.ResponseHeader), max(s.maxConnect, t.Connect)
 	}
 	slices.SortStableFunc(s.routes, func(a, b routeTimeouts) int { return len(b.prefix) - len(a.prefix) })
-	base := max(int((c.Shedding.RetryAfter+time.Second-1)/time.Second), 1)
-	for n := base; n <= 2*base; n++ {
-		s.shedRetryAfter = append(s.shedRetryAfter, []string{strconv.Itoa(n)})
-	}
+	s.shedRetryAfter = []string{strconv.Itoa(max(int((c.Shedding.RetryAfter+time.Second-1)/time.Second), 1))}
 	s.overloadRetryAfter = []string{strconv.Itoa(max(int((c.Admission.RetryAfter+time.Second-1)/time.Second), 1))}
 	return s
 }

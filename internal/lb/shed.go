@@ -44,10 +44,12 @@ type ShedConfig struct {
 	// (three doublings: 8 × RecoveryWindow). Must be at least
 	// RecoveryWindow.
 	MaxRecoveryWindow time.Duration `yaml:"max_recovery_window"`
-	// RetryAfter is the base of a shed answer's Retry-After header: each
-	// answer carries a whole number of seconds drawn uniformly from
-	// [RetryAfter, 2 × RetryAfter], so shed clients do not come back in
-	// lockstep. Default 1s; at most 1h.
+	// RetryAfter is a shed answer's Retry-After, in whole seconds (rounded
+	// up): how soon the dependency's return can be noticed (the guards'
+	// recovery probes) and let in (the feedback ramp). Not spread: clients
+	// come back as spread as they came, the ramp paces their return, and
+	// a spread only makes them wait longer (a longer echo of retries after
+	// the return). Default 1s; at most 1h.
 	RetryAfter time.Duration `yaml:"retry_after"`
 }
 
