@@ -84,8 +84,8 @@ func TestDefaultScenario(t *testing.T) {
 	if d := sc.Duration(); d != 60*time.Second {
 		t.Errorf("duration = %s, want 1m", d)
 	}
-	if after := sc.Duration() - w.End; after < 3*recoveryRamp {
-		t.Errorf("observation after recovery %s < 3 × the %s ramp", after, recoveryRamp)
+	if after := sc.Duration() - w.End; after < 5*recoveryBound {
+		t.Errorf("observation after recovery %s < 5 × the %s recovery bound", after, recoveryBound)
 	}
 }
 
@@ -502,9 +502,11 @@ func FuzzParseScenario(f *testing.F) {
 // TestIncident runs the short incident scenario on the real binaries, both
 // profiles, and asserts the drill's acceptance: the 2018 profile
 // reproduces the incident, the spillway profile survives it. The margins
-// are the acceptance's own (a recovery within the 5s ramp + 2s, failed
-// requests under 50ms at p99) or generous (replacements: at least two
-// during the outage); nothing depends on exact timings. About 90s.
+// are the acceptance's own (failed requests under 50ms at p99), with a
+// margin for a loaded machine (a recovery within the 3 s bound + 2 s: the
+// bound itself is measured on the default scenario, docs/DRILL.md), or
+// generous (replacements: at least two during the outage); nothing
+// depends on exact timings. About 90s.
 func TestIncident(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the whole system for about 90s")
@@ -557,8 +559,8 @@ func TestIncident(t *testing.T) {
 	if cur.Replacements != 0 {
 		fail("spillway: %d replacements, want 0", cur.Replacements)
 	}
-	if !cur.Recovered || *cur.TimeToRecoverS > recoveryRamp.Seconds()+2 {
-		fail("spillway: recovered %v after %v, want within %s + 2s", cur.Recovered, cur.TimeToRecoverS, recoveryRamp)
+	if !cur.Recovered || *cur.TimeToRecoverS > recoveryBound.Seconds()+2 {
+		fail("spillway: recovered %v after %v, want within %s + 2s", cur.Recovered, cur.TimeToRecoverS, recoveryBound)
 	}
 	if cur.FailedP99Ms >= 50 {
 		fail("spillway: failed p99 %vms during the outage, want under 50ms", cur.FailedP99Ms)

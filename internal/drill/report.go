@@ -125,7 +125,7 @@ type Checks struct {
 	NoReplacements  bool
 	AllAnswered     bool // no client timeout during the disruption, nothing lost
 	FastFailures    bool // failed p99 during the disruption under 50ms
-	RecoveredInTime bool // time to recover at most the ramp + 2s
+	RecoveredInTime bool // time to recover at most recoveryBound
 	NothingLost     bool
 }
 
@@ -141,7 +141,7 @@ func (pr *ProfileRun) Checks() Checks {
 		NoReplacements:  s.Replacements == 0,
 		AllAnswered:     pr.Details.ClientTimeoutsDuring == 0 && s.Lost == 0,
 		FastFailures:    s.FailedP99Ms < 50,
-		RecoveredInTime: s.Recovered && *s.TimeToRecoverS <= recoveryRamp.Seconds()+2,
+		RecoveredInTime: s.Recovered && *s.TimeToRecoverS <= recoveryBound.Seconds(),
 		NothingLost:     s.Lost == 0,
 	}
 }
@@ -160,13 +160,13 @@ func (pr *ProfileRun) verdict(sc *Scenario) string {
 	switch {
 	case pr.Incident():
 		return fmt.Sprintf("**reproduces the incident**: %d instances replaced during the disruption and %d after it; "+
-			"not recovered in the %s observed after the backend returned (%.0f× the %s recovery ramp); "+
+			"not recovered in the %s observed after the backend returned (%.0f× the %s spillway is allowed); "+
 			"every instance routable in %.0f%% of the samples after it.",
-			pr.Details.ReplacementsDuring, pr.Details.ReplacementsAfter, after, after.Seconds()/recoveryRamp.Seconds(), recoveryRamp,
+			pr.Details.ReplacementsDuring, pr.Details.ReplacementsAfter, after, after.Seconds()/recoveryBound.Seconds(), recoveryBound,
 			100*pr.Details.FullyRoutableAfter)
 	case pr.Checks().OK():
 		return fmt.Sprintf("**survives**: no instance replaced, every request answered (failed p99 %.0fms during the disruption), "+
-			"recovered %gs after the backend returned (ramp %s + 2s allowed), nothing lost.", s.FailedP99Ms, *s.TimeToRecoverS, recoveryRamp)
+			"recovered %gs after the backend returned (%s allowed), nothing lost.", s.FailedP99Ms, *s.TimeToRecoverS, recoveryBound)
 	}
 	c := pr.Checks()
 	var notes []string
@@ -238,7 +238,7 @@ func (rep *Report) Markdown() string {
 		}
 		return "**no**"
 	})
-	row(fmt.Sprintf("time to recover (ramp %s)", recoveryRamp), func(pr *ProfileRun) string {
+	row(fmt.Sprintf("time to recover (spillway: at most %s)", recoveryBound), func(pr *ProfileRun) string {
 		if !pr.Summary.Recovered {
 			return fmt.Sprintf("— (not within %s)", sc.Duration()-w.End)
 		}
