@@ -503,8 +503,13 @@ func (b *Balancer) shedChangesLocked(now time.Time) {
 			}
 			b.event("shedding_on", fmt.Sprintf("%s: %s; answering 503 at the edge", d.Name, why))
 		case ShedRecovering:
-			b.log.Info("shedding: dependency back; ramping the admitted share", append(attrs, "recovery_end", d.RecoveryEnd)...)
-			b.event("shedding_recovering", fmt.Sprintf("%s: back; ramping the admitted share until %s", d.Name, d.RecoveryEnd.Format("15:04:05")))
+			if d.Recovery == RecoveryWindow {
+				b.log.Info("shedding: dependency back; ramping the admitted share", append(attrs, "recovery", string(d.Recovery), "recovery_end", d.RecoveryEnd)...)
+				b.event("shedding_recovering", fmt.Sprintf("%s: back; ramping the admitted share until %s", d.Name, d.RecoveryEnd.Format("15:04:05")))
+				break
+			}
+			b.log.Info("shedding: dependency back; admitting through a congestion window", append(attrs, "recovery", string(d.Recovery), "window", d.Window)...)
+			b.event("shedding_recovering", fmt.Sprintf("%s: back; admitting through a congestion window of %g in flight, growing while answers come back in time", d.Name, d.Window))
 		case ShedOK:
 			b.log.Info("shedding: ended", attrs...)
 			b.event("shedding_off", fmt.Sprintf("%s: every request admitted", d.Name))

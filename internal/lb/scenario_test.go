@@ -569,7 +569,17 @@ func TestFeedbackRecovery(t *testing.T) {
 	cfg := testConfig(lbInstances(fleet)...)
 	cfg.HealthCheck = lb.DefaultConfig().HealthCheck
 	cfg.HealthCheck.HealthyThreshold = 1 // start fast; the check interval is what matters
-	b := startLB(t, cfg, nil)
+	var events struct {
+		sync.Mutex
+		recovering []string
+	}
+	b := startLBWith(t, cfg, lb.Options{Event: func(kind, msg string) {
+		if kind == "shedding_recovering" {
+			events.Lock()
+			events.recovering = append(events.recovering, msg)
+			events.Unlock()
+		}
+	}})
 	b.waitRoutable(t, 3)
 
 	// Paced clients: 8 workers, a login every 5 ms each at most.
@@ -651,5 +661,11 @@ func TestFeedbackRecovery(t *testing.T) {
 	t.Logf("clients: the last login refused started %v after the backend's return", lastBad)
 	if lastBad > 3*time.Second {
 		t.Errorf("logins refused until %v after the return, want under 3s", lastBad)
+	}
+	// The event says what the ramp does: a window, not a time to reach.
+	events.Lock()
+	defer events.Unlock()
+	if len(events.recovering) == 0 || !strings.Contains(events.recovering[0], "congestion window") {
+		t.Errorf("shedding_recovering events %q, want one about the congestion window", events.recovering)
 	}
 }
