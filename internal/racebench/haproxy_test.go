@@ -43,8 +43,8 @@ func TestHAProxyConfig(t *testing.T) {
 		}
 	}
 
-	// The real check, where HAProxy is installed (scripts/bench-recovery.sh
-	// installs it; CI need not have it).
+	// The real check, where HAProxy is installed (scripts/test and
+	// scripts/bench-recovery.sh install it; a plain go test may lack it).
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		t.Skip("haproxy not on PATH: config not validated by haproxy -c")
