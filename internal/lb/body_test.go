@@ -81,7 +81,7 @@ func TestSlowUploadsHoldNothingScarce(t *testing.T) {
 	t.Parallel()
 	_, simURL := startSim(t)
 	fleet := startFleet(t, 2, simURL, steady)
-	cfg := testConfig(lbInstances(fleet)...)
+	cfg := patientChecks(testConfig(lbInstances(fleet)...))
 	const bodyTimeout = 3 * time.Second
 	cfg.Server.BodyTimeout = bodyTimeout
 	b := startLB(t, cfg, nil)
@@ -147,7 +147,7 @@ func TestClientFailuresNeverEject(t *testing.T) {
 			t.Parallel()
 			_, simURL := startSim(t)
 			fleet := startFleet(t, 2, simURL, steady)
-			cfg := testConfig(lbInstances(fleet)...)
+			cfg := patientChecks(testConfig(lbInstances(fleet)...))
 			cfg.Server.BodyTimeout = 300 * time.Millisecond
 			if streamed {
 				zero := int64(0)

@@ -201,6 +201,18 @@ func testConfig(insts ...lb.Instance) *lb.Config {
 	return c
 }
 
+// patientChecks gives c active checks that a loaded machine's stalls do
+// not fail (500ms interval and timeout, three failures in a row to leave
+// rotation), for tests whose point is that an instance stays in rotation
+// while something else goes wrong: testConfig's 100ms checks can time out
+// twice in a row when the race detector and other work share two cores.
+func patientChecks(c *lb.Config) *lb.Config {
+	c.HealthCheck.Interval = 500 * time.Millisecond
+	c.HealthCheck.Timeout = 500 * time.Millisecond
+	c.HealthCheck.UnhealthyThreshold = 3
+	return c
+}
+
 // balancer is a running Balancer with its addresses.
 type balancer struct {
 	*lb.Balancer

@@ -505,7 +505,7 @@ func TestOneInstanceCutOffFromTheBackend(t *testing.T) {
 			own, ownURL := startSim(t)
 			a, bInst := startLogin(t, shared, nil), startLogin(t, shared, nil)
 			cut := startLogin(t, ownURL, nil)
-			b := startLB(t, testConfig(a.lbInstance(), bInst.lbInstance(), cut.lbInstance()), nil)
+			b := startLB(t, patientChecks(testConfig(a.lbInstance(), bInst.lbInstance(), cut.lbInstance())), nil)
 			b.waitRoutable(t, 3)
 
 			stop := b.load(8)
