@@ -82,6 +82,14 @@ func validateInstances(path string, insts []Instance) error {
 	return errors.Join(errs...)
 }
 
+// CheckInstance checks one instance's addresses as the configuration's
+// instances are checked: each host:port, with a host and a port from 1 to
+// 65535. The errors are *field.Error naming "service" and "health".
+// Discovery sources use it to refuse a bad set whole.
+func CheckInstance(in Instance) error {
+	return errors.Join(checkDialAddr("service", in.Service), checkDialAddr("health", in.Health))
+}
+
 // checkDialAddr checks an address the balancer dials: host:port with a
 // host and a port from 1 to 65535.
 func checkDialAddr(path, s string) error {
