@@ -60,17 +60,27 @@ type Target struct {
 	Prefix string
 }
 
-// ErrURL is wrapped by every error of ParseURL.
+// ErrURL is what every error of ParseURL is (errors.Is).
 var ErrURL = errors.New("invalid etcd URL")
+
+// URLError is the error of ParseURL: the rule the URL breaks.
+type URLError struct {
+	Rule string
+}
+
+func (e *URLError) Error() string { return ErrURL.Error() + ": " + e.Rule }
+
+// Is reports whether target is ErrURL.
+func (e *URLError) Is(target error) bool { return target == ErrURL }
 
 // ParseURL parses etcd://HOST:PORT[,HOST:PORT...]/PREFIX. Each endpoint
 // needs a host and a numeric port (1-65535); an IPv6 host is bracketed.
 // PREFIX is one or more path segments of printable characters without
 // spaces, none empty, "." or ".."; a trailing "/" is dropped. No user,
-// query or fragment.
+// query or fragment. Its errors are *URLError.
 func ParseURL(raw string) (Target, error) {
 	fail := func(format string, args ...any) (Target, error) {
-		return Target{}, fmt.Errorf("%w: %s", ErrURL, fmt.Sprintf(format, args...))
+		return Target{}, &URLError{Rule: fmt.Sprintf(format, args...)}
 	}
 	rest, ok := strings.CutPrefix(raw, Scheme+"://")
 	if !ok {
