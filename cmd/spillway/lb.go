@@ -27,8 +27,10 @@ import (
 //
 //	spillway lb --config FILE
 //	spillway lb [--listen ADDR] [--admin-listen ADDR] [--trusted-proxies LIST] [--proxy-protocol MODE] --instance SERVICE_ADDR=HEALTH_ADDR [--instance ...]
+//	spillway lb [...] --discovery etcd://HOST:PORT[,HOST:PORT...]/PREFIX
 //
-// Flags override the file's lb: section (--instance replaces its list).
+// Flags override the file's lb: section (--instance replaces its list;
+// --discovery and a list are mutually exclusive).
 // SIGHUP reloads the file, all or nothing, with the same flags applied.
 // SIGTERM or SIGINT (or ctx) stops it: /readyz turns 503, the proxy serves
 // on for server.drain_delay, then closes its listener and gives the
@@ -41,6 +43,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	adminListen := fs.String("admin-listen", "", "admin API `address` (default 127.0.0.1:8081)")
 	var instances instanceFlag
 	fs.Var(&instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)")
+	discovery := fs.String("discovery", "", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-*/Forwarded headers are kept and appended to (default none: replaced)")
 	proxyProtocol := fs.String("proxy-protocol", "", "PROXY protocol on the proxy listener: `off`, optional or required (default off)")
 	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
@@ -66,6 +69,8 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					c.AdminListen = *adminListen
 				case "instance":
 					c.Instances = append([]lb.Instance(nil), instances...)
+				case "discovery":
+					c.Discovery = *discovery
 				case "trusted-proxies":
 					c.TrustedProxies = splitList(*trusted)
 				case "proxy-protocol":
@@ -79,23 +84,35 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := field.Prefix("lb", f.LB.Validate()); err != nil {
 			return nil, err
 		}
+		if _, err := discoveryFor(f.LB.Discovery); err != nil {
+			return nil, err
+		}
 		return &f.LB, nil
 	}
 	c, err := load()
 	if err != nil {
 		return err
 	}
+	open, _ := discoveryFor(c.Discovery) // validated by load
+	var disc lb.Discovery
+	if open != nil {
+		var closeDisc func()
+		if disc, closeDisc, err = open(logger); err != nil {
+			return fmt.Errorf("lb.discovery: %w", err)
+		}
+		defer closeDisc() // after Run has returned: its watch has stopped
+	}
 	token, generated, err := adminTokenFor(*adminToken, c)
 	if err != nil {
 		return err
 	}
-	if len(c.Instances) == 0 {
+	if len(c.Instances) == 0 && disc == nil {
 		logger.Warn("no instances configured: every request gets 503 no_healthy_instance until some are added")
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token})
+	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc})
 	if err != nil {
 		return err
 	}
@@ -134,7 +151,11 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if generated {
 		fmt.Fprintf(stderr, "spillway lb: admin token (generated; set SPILLWAY_ADMIN_TOKEN to choose one): %s\n", token)
 	}
-	logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "instances", len(c.Instances))
+	if disc != nil {
+		logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "discovery", c.Discovery)
+	} else {
+		logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "instances", len(c.Instances))
+	}
 	if !httpapi.IsLoopback(aln.Addr()) {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}

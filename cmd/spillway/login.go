@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +25,8 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limit := fs.Int("limit", 0, "admission: concurrent logins (default 64)")
 	rateLimit := fs.Float64("rate-limit", 0, "login attempts per second per client; 0 disables (default 5)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-For is believed; \"\" trusts nobody (default loopback and private ranges)")
+	register := fs.String("register", "", "register this instance at `URL` etcd://HOST:PORT[,HOST:PORT...]/PREFIX once it serves (default none)")
+	registerTTL := fs.Duration("register-ttl", 0, "lease TTL of the registration: how long a dead instance stays registered (default 5s)")
 	dev := fs.Bool("dev", false, "generate an ephemeral signing key when none is configured")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -56,6 +59,10 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 					c.RateLimit.PerSecond = *rateLimit
 				case "trusted-proxies":
 					c.TrustedProxies = splitList(*trusted)
+				case "register":
+					c.Register = *register
+				case "register-ttl":
+					c.RegisterTTL = *registerTTL
 				}
 			})
 		})
@@ -147,7 +154,8 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if err := f.Validate(); err != nil {
+	_, derr := discoveryFor(f.LB.Discovery)
+	if err := errors.Join(f.Validate(), derr); err != nil {
 		return fmt.Errorf("%s:\n%w", *cfgPath, err)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)

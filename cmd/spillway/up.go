@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/spillway-dev/spillway/internal/config"
+	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/stack"
 )
@@ -58,6 +59,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if err := f.Validate(); err != nil {
 			return nil, err
+		}
+		if f.LB.Discovery != "" {
+			return nil, field.New("lb.discovery", f.LB.Discovery, "not used by spillway up, whose load balancer follows its own fleet; remove it")
 		}
 		return &f, nil
 	}

@@ -37,6 +37,13 @@ type Config struct {
 	// Instances is the static instance list (a fleet or a discovery may
 	// replace it at run time). Reloaded on SIGHUP.
 	Instances []Instance `yaml:"instances"`
+	// Discovery names where `spillway lb` finds its instances instead of
+	// Instances, as a URL whose scheme is the source:
+	// etcd://HOST:PORT[,HOST:PORT...]/PREFIX follows the instances
+	// registered under PREFIX (login.register); while etcd is
+	// unreachable the last set is kept. Set it or Instances, not both.
+	// Changing it needs a restart. Default "": the static list.
+	Discovery string `yaml:"discovery"`
 
 	// TrustedProxies are the peers (IP addresses or CIDR prefixes) whose
 	// forwarding headers are kept: from one of them the balancer appends

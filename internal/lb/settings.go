@@ -197,10 +197,14 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	if serverChanged(old.cfg.Server, cfg.Server) {
 		ignored = append(ignored, "server")
 	}
+	discoveryChanged := old.cfg.Discovery != cfg.Discovery
+	if discoveryChanged {
+		ignored = append(ignored, "discovery (and instances)")
+	}
 	if len(ignored) > 0 {
 		b.log.Warn("config reload: these settings need a restart and were not applied", "settings", strings.Join(ignored, ", "))
 	}
-	if b.static != nil {
+	if b.static != nil && !discoveryChanged {
 		b.static.Set(cfg.Instances) // the discovery watch applies it
 	}
 	b.evaluateLocked(time.Now())

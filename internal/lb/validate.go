@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,14 @@ func (c *Config) Validate() error {
 		add(field.New("admin_token", nil, fmt.Sprintf("must be at least %d characters (value not shown)", minAdminTokenLen)))
 	}
 	add(validateInstances("instances", c.Instances))
+	if c.Discovery != "" {
+		if u, err := url.Parse(c.Discovery); err != nil || u.Scheme == "" || !strings.Contains(c.Discovery, "://") {
+			add(field.New("discovery", c.Discovery, "not a URL (SCHEME://...)"))
+		}
+		if len(c.Instances) > 0 {
+			add(field.New("discovery", c.Discovery, "set either discovery or instances (--instance), not both"))
+		}
+	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
 		add(field.Prefix("trusted_proxies", err))
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
+	"github.com/spillway-dev/spillway/internal/registry"
 )
 
 // Config is the configuration of one login instance (the `login:` section
@@ -57,6 +58,23 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after the service listener closes. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Register is where the instance registers itself once it serves, for
+	// load balancers that discover instances there (lb.discovery):
+	// etcd://HOST:PORT[,HOST:PORT...]/PREFIX (package registry). The key
+	// PREFIX/instances/HOSTNAME-PID holds the service and health
+	// addresses the listeners bound (an unspecified IP, 0.0.0.0 or ::, is
+	// replaced by the hostname), under a lease of RegisterTTL kept alive
+	// while the instance runs and revoked when it starts draining. An
+	// instance that cannot register at start exits with the error; one
+	// that loses etcd later serves on and registers again when etcd
+	// answers. Default "": no registration.
+	Register string `yaml:"register"`
+	// RegisterTTL is the registration's lease TTL: how long the key of an
+	// instance that died without draining (kill -9, a lost host) stays.
+	// Whole seconds (rounded up), at least 1s. Default 5s. Ignored
+	// without Register.
+	RegisterTTL time.Duration `yaml:"register_ttl"`
 }
 
 // BackendConfig names the validation API. The guard's settings sit inline:
@@ -148,6 +166,7 @@ func DefaultConfig() Config {
 		TrustedProxies:  slices.Clone(clientip.Private),
 		MaxConnections:  connlimit.DefaultFor(),
 		ShutdownTimeout: 10 * time.Second,
+		RegisterTTL:     registry.DefaultTTL,
 	}
 }
 
@@ -201,5 +220,17 @@ func (c *Config) Validate() error {
 		add(field.New("max_connections", c.MaxConnections, "must not be negative (0 disables the cap)"))
 	}
 	add(field.NonNegative("shutdown_timeout", c.ShutdownTimeout))
+	if c.Register != "" {
+		if _, err := registry.ParseURL(c.Register); err != nil {
+			rule := err.Error()
+			if ue := (*registry.URLError)(nil); errors.As(err, &ue) {
+				rule = ue.Rule
+			}
+			add(field.New("register", c.Register, rule))
+		}
+	}
+	if c.RegisterTTL < time.Second {
+		add(field.New("register_ttl", c.RegisterTTL, "must be at least 1s"))
+	}
 	return errors.Join(errs...)
 }

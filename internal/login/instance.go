@@ -24,6 +24,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/httpapi"
+	"github.com/spillway-dev/spillway/internal/registry"
 )
 
 // BackendName is the dependency's name in /health and in metrics.
@@ -39,6 +40,9 @@ type Options struct {
 	Getenv func(string) string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// InstanceID names the instance in its registration (Config.Register).
+	// Default HOSTNAME-PID.
+	InstanceID string
 }
 
 // Instance is one login instance. Create it with New and call Run once.
@@ -56,6 +60,7 @@ type Instance struct {
 	registry *prometheus.Registry
 	metrics  *metrics
 	service  http.Handler
+	id       string // the registration's id
 }
 
 type metrics struct {
@@ -93,7 +98,14 @@ func New(c *Config, opts Options) (*Instance, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	in := &Instance{cfg: cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv}
+	in := &Instance{cfg: cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv, id: opts.InstanceID}
+	if in.id == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "login"
+		}
+		in.id = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
 
 	tokens, err := LoadTokens(cfg.Token, opts.Dev, opts.Getenv, opts.Now)
 	if err != nil {
@@ -350,6 +362,8 @@ func (in *Instance) Reload(cfg *Config) (needRestart []string, err error) {
 		{"admission", old.Admission, cfg.Admission},
 		{"health", old.Health, cfg.Health},
 		{"shutdown_timeout", old.ShutdownTimeout, cfg.ShutdownTimeout},
+		{"register", old.Register, cfg.Register},
+		{"register_ttl", old.RegisterTTL, cfg.RegisterTTL},
 	} {
 		if !reflect.DeepEqual(d.old, d.new) {
 			needRestart = append(needRestart, d.name)
@@ -359,8 +373,10 @@ func (in *Instance) Reload(cfg *Config) (needRestart []string, err error) {
 }
 
 // Run serves the service port on svc and, unless health.shared_port is
-// set, the health port on hl (which may then be nil). It returns when ctx
-// is done and shutdown has completed: /readyz turns 503, after
+// set, the health port on hl (which may then be nil). With register set,
+// once it serves it registers the listeners' addresses there, and returns
+// the error if that fails. It returns when ctx is done and shutdown has
+// completed: /readyz turns 503 and the registration is revoked, after
 // health.drain_delay the service listener closes, in-flight requests get
 // up to shutdown_timeout to finish, then the health server stops.
 func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
@@ -394,6 +410,20 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(capped) }()
 
+	reg, closeReg, err := in.register(ctx, svc.Addr(), hl)
+	if err != nil {
+		_ = srv.Close()
+		<-serveErr
+		stopBG()
+		_ = g.Wait()
+		in.backend.http.CloseIdleConnections()
+		return err
+	}
+	defer closeReg()
+	if reg != nil {
+		g.Go(func() error { return reg.Run(gctx) })
+	}
+
 	err = nil
 	select {
 	case err = <-serveErr:
@@ -404,6 +434,13 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		in.log.Info("draining", "drain_delay", in.cfg.Health.DrainDelay)
 		in.health.Drain()
 		t := time.NewTimer(in.cfg.Health.DrainDelay)
+		if reg != nil {
+			if derr := reg.Deregister(context.WithoutCancel(ctx)); derr != nil {
+				in.log.Warn("deregister failed; the registration expires with its lease", "register_ttl", in.cfg.RegisterTTL, "error", derr)
+			} else {
+				in.log.Info("deregistered", "key", reg.Key())
+			}
+		}
 		select {
 		case <-t.C:
 		case <-gctx.Done():
@@ -424,4 +461,50 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	}
 	in.backend.http.CloseIdleConnections()
 	return err
+}
+
+// register registers the instance at cfg.Register, when it is set, with
+// the addresses svc and hl are bound to (svc's for both when hl is nil),
+// and returns the registration and what closes its client; without
+// cfg.Register it returns nil, a no-op and nil.
+func (in *Instance) register(ctx context.Context, svc net.Addr, hl net.Listener) (*registry.Registration, func(), error) {
+	if in.cfg.Register == "" {
+		return nil, func() {}, nil
+	}
+	target, err := registry.ParseURL(in.cfg.Register)
+	if err != nil {
+		return nil, nil, fmt.Errorf("register: %w", err)
+	}
+	healthAddr := svc
+	if hl != nil {
+		healthAddr = hl.Addr()
+	}
+	rec := registry.Record{ID: in.id, Service: advertised(svc), Health: advertised(healthAddr), Started: in.now()}
+	cli, err := registry.Dial(target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("register: %w", err)
+	}
+	reg, err := registry.Register(ctx, cli, target.Prefix, rec, registry.Options{TTL: in.cfg.RegisterTTL, Logger: in.log})
+	if err != nil {
+		cli.Close()
+		return nil, nil, err
+	}
+	in.log.Info("registered", "key", reg.Key(), "service", rec.Service, "health", rec.Health, "register_ttl", in.cfg.RegisterTTL)
+	return reg, func() { cli.Close() }, nil
+}
+
+// advertised is addr as others reach it: an unspecified IP (0.0.0.0, ::)
+// is replaced by the hostname.
+func advertised(addr net.Addr) string {
+	s := addr.String()
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return s
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			return net.JoinHostPort(h, port)
+		}
+	}
+	return s
 }

@@ -480,6 +480,10 @@ func TestConfigValidate(t *testing.T) {
 		{"short ttl", func(c *Config) { c.Token.TTL = time.Millisecond }, "token.ttl: "},
 		{"bad guard", func(c *Config) { c.Backend.FailureRate = 2 }, "backend.failure_rate"},
 		{"bad admission", func(c *Config) { c.Admission.Algorithm = "magic" }, "admission.algorithm"},
+		{"register", func(c *Config) { c.Register = "etcd://127.0.0.1:2379/spillway" }, ""},
+		{"bad register", func(c *Config) { c.Register = "etcd://127.0.0.1:2379" }, `register: "etcd://127.0.0.1:2379": no key prefix`},
+		{"register not etcd", func(c *Config) { c.Register = "http://127.0.0.1:2379/x" }, `register: "http://127.0.0.1:2379/x": want etcd://`},
+		{"short register_ttl", func(c *Config) { c.RegisterTTL = 500 * time.Millisecond }, "register_ttl: 500ms: must be at least 1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
