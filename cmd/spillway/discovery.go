@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/spillway-dev/spillway/internal/discovery"
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/registry"
@@ -36,15 +37,31 @@ func discoveryFor(raw string) (openDiscovery, error) {
 			d := registry.NewDiscovery(cli, t.Prefix, registry.Options{Logger: logger})
 			return d, func() { cli.Close() }, nil
 		}, nil
+	case discovery.SchemeFile, discovery.SchemeSRV:
+		spec, err := discovery.ParseURL(raw)
+		if err != nil {
+			return nil, field.New("lb.discovery", raw, ruleOf(err))
+		}
+		return func(logger *slog.Logger) (lb.Discovery, func(), error) {
+			d, err := discovery.New(spec, logger)
+			if err != nil {
+				return nil, nil, err
+			}
+			return d, func() {}, nil
+		}, nil
 	default:
-		return nil, field.New("lb.discovery", raw, "unknown source; want etcd://HOST:PORT[,HOST:PORT...]/PREFIX")
+		return nil, field.New("lb.discovery", raw, "unknown source; want etcd://HOST:PORT[,HOST:PORT...]/PREFIX, file:///PATH or dns+srv://NAME")
 	}
 }
 
-// ruleOf is the rule a registry URL error states.
+// ruleOf is the rule a discovery URL error states, without the URL that
+// the field error quotes already.
 func ruleOf(err error) string {
 	if ue := (*registry.URLError)(nil); errors.As(err, &ue) {
 		return ue.Rule
+	}
+	if ue := (*discovery.URLError)(nil); errors.As(err, &ue) {
+		return ue.Err.Error()
 	}
 	return err.Error()
 }

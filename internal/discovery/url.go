@@ -40,6 +40,18 @@ const (
 // means the URL is one of ours and is wrong.
 var ErrUnknownScheme = errors.New("unknown discovery scheme")
 
+// URLError is ParseURL's error for a URL of its schemes that is wrong:
+// Err says what is wrong (several lines when several things are), URL is
+// the URL with any password redacted.
+type URLError struct {
+	URL string
+	Err error
+}
+
+func (e *URLError) Error() string { return fmt.Sprintf("discovery URL %q: %v", e.URL, e.Err) }
+
+func (e *URLError) Unwrap() error { return e.Err }
+
 // Spec describes a discovery source, as ParseURL reads it from a URL.
 // Exactly one of File and SRV is set, as Scheme says; their Log, Resolver
 // and After are left nil for the caller.
@@ -70,7 +82,7 @@ func ParseURL(raw string) (Spec, error) {
 	}
 	shown := u.Redacted() // an etcd URL may carry a password
 	fail := func(errs ...error) (Spec, error) {
-		return Spec{}, fmt.Errorf("discovery URL %q: %w", shown, errors.Join(errs...))
+		return Spec{}, &URLError{URL: shown, Err: errors.Join(errs...)}
 	}
 	var errs []error
 	if u.User != nil {
