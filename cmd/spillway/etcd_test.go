@@ -104,6 +104,42 @@ func TestEtcdDiscovery(t *testing.T) {
 		t.Errorf("after the kill: routable %v, known %v; want the survivor alone", r, known)
 	}
 
+	// etcd out of reach: the balancer keeps its set and serves on, and
+	// says so on /status; etcd back: it reads afresh.
+	connected := func() (bool, bool) { // connected, answered
+		res, err := client.Get("http://" + admin + "/status")
+		if err != nil {
+			return false, false
+		}
+		defer res.Body.Close()
+		var st lb.Status
+		if err := json.NewDecoder(res.Body).Decode(&st); err != nil || st.Discovery == nil {
+			t.Fatalf("/status: %v, discovery %v", err, st.Discovery)
+		}
+		return st.Discovery.Connected, true
+	}
+	if c, _ := connected(); !c {
+		t.Error("/status: discovery not connected while etcd answers")
+	}
+	e.Stop()
+	testkit.WaitFor(t, 3*time.Second, "/status saying etcd is out of reach", func() bool {
+		c, ok := connected()
+		return ok && !c
+	})
+	loginsOK(20)
+	if r, _ := status(); len(r) != 1 {
+		t.Errorf("etcd stopped: routable %v, want the survivor still", r)
+	}
+	e.Restart()
+	testkit.WaitFor(t, 5*time.Second, "/status saying etcd answers again", func() bool {
+		c, _ := connected()
+		return c
+	})
+	loginsOK(20)
+	if r, _ := status(); len(r) != 1 {
+		t.Errorf("etcd back: routable %v, want the survivor still", r)
+	}
+
 	// A graceful stop deregisters at once, before the drain delay ends.
 	stopped := time.Now()
 	if err := logins[1].Signal(syscall.SIGTERM); err != nil {

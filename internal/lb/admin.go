@@ -33,6 +33,9 @@ type Status struct {
 	Instances []InstanceView `json:"instances"`
 	// Dependencies is each tracked dependency's shedding state, by name.
 	Dependencies []DependencyStatus `json:"dependencies"`
+	// Discovery is the discovery source's state, when it reports one
+	// (SourceReporter: etcd); nil for a static list.
+	Discovery *SourceStatus `json:"discovery,omitempty"`
 	// Counters since start.
 	Counters Counters `json:"counters"`
 }
@@ -99,6 +102,10 @@ func (b *Balancer) Status() Status {
 	}
 	for i, in := range insts {
 		st.Instances[i] = InstanceView{InstanceStatus: in, Health: health[in.ID]}
+	}
+	if r, ok := b.disc.(SourceReporter); ok {
+		ss := r.SourceStatus()
+		st.Discovery = &ss
 	}
 	ls := b.limiter.Load().Stats()
 	st.Capacity = CapacityStatus{Bounded: limit < maxEdgeLimit, InFlight: ls.InFlight, Queue: ls.Queue}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Discovery supplies the set of instances to balance.
@@ -22,6 +23,26 @@ import (
 // itself can push sets through a Static's Set, or implement Discovery.
 type Discovery interface {
 	Watch(ctx context.Context, update func([]Instance)) error
+}
+
+// SourceReporter is implemented by a Discovery that depends on something
+// that can be out of reach (etcd, an API server): the balancer shows its
+// SourceStatus on /status and as spillway_lb_discovery_connected. While a
+// source is not connected, the balancer keeps serving the set it last
+// had.
+type SourceReporter interface {
+	SourceStatus() SourceStatus
+}
+
+// SourceStatus is a discovery source's state, for /status.
+type SourceStatus struct {
+	// Source names the kind of source, e.g. "etcd".
+	Source string `json:"source"`
+	// Connected: the source answered its last read or probe.
+	Connected bool `json:"connected"`
+	// LastSync is when the set was last known to be current (zero before
+	// the first read).
+	LastSync time.Time `json:"last_sync,omitzero"`
 }
 
 var _ Discovery = (*Static)(nil)

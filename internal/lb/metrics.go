@@ -68,7 +68,7 @@ type metrics struct {
 	dRequests, dRetries, dEjections, dReloads          *prometheus.Desc
 	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
 	dInFlight, dQueue, dShedding                       *prometheus.Desc
-	dStreams, dStreamIdleCuts                          *prometheus.Desc
+	dStreams, dStreamIdleCuts, dDiscovery              *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -93,6 +93,7 @@ func newMetrics(b *Balancer) *metrics {
 		dShedding:       d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
 		dStreams:        d("streams", "Streams open: upgraded connections (WebSocket) and event streams (SSE), bounded by their idle timeout."),
 		dStreamIdleCuts: d("stream_idle_timeouts_total", "Streams closed because nothing passed either way for their idle timeout."),
+		dDiscovery:      d("discovery_connected", "1 while the discovery source (etcd) answers, 0 while it is out of reach and the last set is kept; absent for a static list.", "source"),
 	}
 }
 
@@ -110,7 +111,7 @@ func (m *metrics) setEval(ev Eval, limit int) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
 		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding,
-		m.dStreams, m.dStreamIdleCuts} {
+		m.dStreams, m.dStreamIdleCuts, m.dDiscovery} {
 		ch <- d
 	}
 }
@@ -153,5 +154,13 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.dQueue, float64(st.Queue))
 	for _, d := range m.b.shedder.Status(time.Now()) {
 		gauge(m.dShedding, 1-d.Admitted, d.Name)
+	}
+	if r, ok := m.b.disc.(SourceReporter); ok {
+		ss := r.SourceStatus()
+		c := 0.0
+		if ss.Connected {
+			c = 1
+		}
+		gauge(m.dDiscovery, c, ss.Source)
 	}
 }

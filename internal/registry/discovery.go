@@ -15,7 +15,10 @@ import (
 	"github.com/spillway-dev/spillway/internal/lb"
 )
 
-var _ lb.Discovery = (*Discovery)(nil)
+var (
+	_ lb.Discovery      = (*Discovery)(nil)
+	_ lb.SourceReporter = (*Discovery)(nil)
+)
 
 // Discovery is an lb.Discovery of the instances registered under a
 // prefix. Make it with NewDiscovery. Its methods are safe for concurrent
@@ -43,6 +46,14 @@ func (d *Discovery) Connected() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.connected
+}
+
+// SourceStatus implements lb.SourceReporter: whether etcd answers, and
+// when the set was last known to be current.
+func (d *Discovery) SourceStatus() lb.SourceStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return lb.SourceStatus{Source: Scheme, Connected: d.connected, LastSync: d.lastSync}
 }
 
 // LastSync returns when the set was last known to be current: the last
