@@ -1,7 +1,9 @@
 // Package registry keeps a fleet's instances in etcd: an instance
 // registers itself under a lease (Register), and a load balancer
 // discovers the registered set and follows its changes (Discovery, an
-// lb.Discovery).
+// lb.Discovery). Balancers in front of the same fleet register too
+// (RegisterLB, PREFIX/lbs/ID) and each takes its share of the fleet's
+// capacity by weight (Peers, an lb.Peers).
 //
 // # Contract
 //
@@ -19,8 +21,11 @@
 //     it read, retries with backoff and, once etcd answers again, reads
 //     the whole prefix afresh. Connected and LastSync tell whether etcd
 //     answers and when the set was last known to be current.
-//   - Registration and Discovery are safe for concurrent use. Each Run or
-//     Watch runs until its context is done; the etcd client is the
+//   - Losing etcd never changes a balancer's share: Peers keeps the last
+//     one (taking the whole capacity would multiply the admitted load)
+//     and reads PREFIX/lbs/ afresh once etcd answers.
+//   - Registration, Discovery and Peers are safe for concurrent use. Each
+//     Run or Watch runs until its context is done; the etcd client is the
 //     caller's, who closes it after they have returned.
 //   - Backoff and time are injected (Options); the I/O is the etcd
 //     client's.
