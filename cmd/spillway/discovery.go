@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/spillway-dev/spillway/internal/discovery"
 	"github.com/spillway-dev/spillway/internal/field"
@@ -11,9 +14,29 @@ import (
 	"github.com/spillway-dev/spillway/internal/registry"
 )
 
-// openDiscovery starts the source of instances that lb.discovery names,
-// with what closes it once the balancer has stopped.
-type openDiscovery func(*slog.Logger) (lb.Discovery, func(), error)
+// openDiscovery starts the source of instances that lb.discovery names
+// for the balancer self.
+type openDiscovery func(logger *slog.Logger, self lbSelf) (*source, error)
+
+// lbSelf is what a source that counts the balancers needs to know of this
+// one.
+type lbSelf struct {
+	id     string
+	weight float64
+}
+
+// source is an open discovery source.
+type source struct {
+	disc lb.Discovery
+	// peers, for etcd, are the balancers in front of the same fleet; nil
+	// otherwise.
+	peers *registry.Peers
+	// register, for etcd, registers this balancer with its admin address
+	// once it listens; nil otherwise.
+	register func(ctx context.Context, admin string) (*registry.Registration, error)
+	// close closes the source once the balancer has stopped.
+	close func()
+}
 
 // discoveryFor parses lb.discovery, raw, and returns what opens the source
 // it names; nil for "" (the static list, lb.instances). Each source is one
@@ -29,25 +52,44 @@ func discoveryFor(raw string) (openDiscovery, error) {
 		if err != nil {
 			return nil, field.New("lb.discovery", raw, ruleOf(err))
 		}
-		return func(logger *slog.Logger) (lb.Discovery, func(), error) {
+		return func(logger *slog.Logger, self lbSelf) (*source, error) {
 			cli, err := registry.Dial(t)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			d := registry.NewDiscovery(cli, t.Prefix, registry.Options{Logger: logger})
-			return d, func() { cli.Close() }, nil
+			opts := registry.Options{Logger: logger}
+			peers := registry.NewPeers(cli, t.Prefix, self.id, self.weight, opts)
+			// The first read of the balancers before the first request:
+			// without it this one would admit the whole capacity until Run
+			// has read. etcd out of reach at start fails, as the
+			// registration would.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := peers.Refresh(ctx); err != nil {
+				cli.Close()
+				return nil, fmt.Errorf("balancers at etcd %s: %w", strings.Join(cli.Endpoints(), ","), err)
+			}
+			return &source{
+				disc:  registry.NewDiscovery(cli, t.Prefix, opts),
+				peers: peers,
+				register: func(ctx context.Context, admin string) (*registry.Registration, error) {
+					rec := registry.LBRecord{ID: self.id, Admin: admin, Weight: self.weight, Started: time.Now().UTC()}
+					return registry.RegisterLB(ctx, cli, t.Prefix, rec, opts)
+				},
+				close: func() { cli.Close() },
+			}, nil
 		}, nil
 	case discovery.SchemeFile, discovery.SchemeSRV:
 		spec, err := discovery.ParseURL(raw)
 		if err != nil {
 			return nil, field.New("lb.discovery", raw, ruleOf(err))
 		}
-		return func(logger *slog.Logger) (lb.Discovery, func(), error) {
+		return func(logger *slog.Logger, _ lbSelf) (*source, error) {
 			d, err := discovery.New(spec, logger)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			return d, func() {}, nil
+			return &source{disc: d, close: func() {}}, nil
 		}, nil
 	default:
 		return nil, field.New("lb.discovery", raw, "unknown source; want etcd://HOST:PORT[,HOST:PORT...]/PREFIX, file:///PATH or dns+srv://NAME")

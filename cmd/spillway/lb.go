@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var instances instanceFlag
 	fs.Var(&instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)")
 	discovery := fs.String("discovery", "", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance)")
+	weight := fs.Float64("weight", 0, "with etcd discovery, this balancer's part of the fleet's capacity among the balancers registered there (default 1)")
 	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-*/Forwarded headers are kept and appended to (default none: replaced)")
 	proxyProtocol := fs.String("proxy-protocol", "", "PROXY protocol on the proxy listener: `off`, optional or required (default off)")
 	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
@@ -71,6 +73,8 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					c.Instances = append([]lb.Instance(nil), instances...)
 				case "discovery":
 					c.Discovery = *discovery
+				case "weight":
+					c.Weight = *weight
 				case "trusted-proxies":
 					c.TrustedProxies = splitList(*trusted)
 				case "proxy-protocol":
@@ -94,13 +98,20 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	open, _ := discoveryFor(c.Discovery) // validated by load
-	var disc lb.Discovery
+	var (
+		disc  lb.Discovery
+		src   *source
+		peers lb.Peers
+	)
 	if open != nil {
-		var closeDisc func()
-		if disc, closeDisc, err = open(logger); err != nil {
+		if src, err = open(logger, lbSelf{id: lbID(), weight: c.Weight}); err != nil {
 			return fmt.Errorf("lb.discovery: %w", err)
 		}
-		defer closeDisc() // after Run has returned: its watch has stopped
+		defer src.close() // after Run has returned: its watch has stopped
+		disc = src.disc
+		if src.peers != nil {
+			peers = src.peers
+		}
 	}
 	token, generated, err := adminTokenFor(*adminToken, c)
 	if err != nil {
@@ -112,7 +123,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc})
+	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, Peers: peers})
 	if err != nil {
 		return err
 	}
@@ -160,6 +171,35 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}
 
+	// With etcd: this balancer registers under PREFIX/lbs/ so that the
+	// others count it, follows them (its share) and deregisters as soon
+	// as it starts draining. Both goroutines stop once Run has returned.
+	if src != nil && src.register != nil {
+		lbReg, err := src.register(ctx, aln.Addr().String())
+		if err != nil {
+			ln.Close()
+			aln.Close()
+			return fmt.Errorf("lb.discovery: %w", err)
+		}
+		sh, _ := src.peers.Share()
+		logger.Info("registered", "key", lbReg.Key(), "weight", c.Weight, "share", sh.Share, "peers", sh.Peers)
+		regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer stopReg()
+		wg.Go(func() { _ = lbReg.Run(regCtx) })
+		wg.Go(func() { _ = src.peers.Run(regCtx) })
+		deregister := sync.OnceFunc(func() {
+			if err := lbReg.Deregister(context.WithoutCancel(ctx)); err != nil {
+				logger.Warn("deregister failed; the registration expires with its lease", "error", err)
+				return
+			}
+			logger.Info("deregistered", "key", lbReg.Key())
+		})
+		context.AfterFunc(runCtx, deregister) // the drain begins
+		defer deregister()                    // or Run failed
+	}
+
 	// The signal goroutine stops once Run has returned, before runLB does.
 	sigDone, runDone := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -184,6 +224,15 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	close(runDone)
 	<-sigDone
 	return err
+}
+
+// lbID names this balancer among those registered in etcd: hostname-pid.
+func lbID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "lb"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }
 
 // lbGCPercent is the garbage collector's target percentage (GOGC) for

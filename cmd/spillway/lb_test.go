@@ -26,6 +26,8 @@ func TestLBFlagErrors(t *testing.T) {
 		{[]string{"lb", "--listen", "nowhere"}, `lb.listen: "nowhere": not a host:port`},
 		{[]string{"lb", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--admin-token", "short"}, "--admin-token: the admin token must be at least 16"},
 		{[]string{"lb", "--log-level", "loud"}, "--log-level"},
+		{[]string{"lb", "--weight", "-1"}, `lb.weight: -1: must be a finite number above 0`},
+		{[]string{"lb", "--discovery", "etcd://127.0.0.1:1/spillway", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, "lb.discovery: balancers at etcd http://127.0.0.1:1"},
 		{[]string{"lb", "--config", "testdata/missing.yaml"}, "missing.yaml"},
 		{[]string{"lb", "--config", "testdata/lb-quorum.bad.yaml"}, "lb.shedding.quorum: 1.5"},
 	}

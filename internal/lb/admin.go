@@ -60,6 +60,11 @@ type CapacityStatus struct {
 	Limit    int `json:"limit"`
 	InFlight int `json:"in_flight"`
 	Queue    int `json:"queue"`
+	// Share is this balancer's part of the fleet's reported capacity
+	// (Options.Peers; 1 alone): a bound that follows the reports is the
+	// capacity × share. Peers counts the live balancers, itself included.
+	Share float64 `json:"share"`
+	Peers int     `json:"peers"`
 }
 
 // InstanceView is an instance's status with its health address.
@@ -84,7 +89,7 @@ type Counters struct {
 func (b *Balancer) Status() Status {
 	now := time.Now()
 	b.mu.Lock()
-	ev, limit := b.ev, b.edgeLimit
+	ev, limit, share := b.ev, b.edgeLimit, b.share
 	insts := b.pool.Status(now)
 	health := make(map[string]string, len(b.checkers))
 	for id, h := range b.checkers {
@@ -108,7 +113,7 @@ func (b *Balancer) Status() Status {
 		st.Discovery = &ss
 	}
 	ls := b.limiter.Load().Stats()
-	st.Capacity = CapacityStatus{Bounded: limit < maxEdgeLimit, InFlight: ls.InFlight, Queue: ls.Queue}
+	st.Capacity = CapacityStatus{Bounded: limit < maxEdgeLimit, InFlight: ls.InFlight, Queue: ls.Queue, Share: share.Share, Peers: share.Peers}
 	if st.Capacity.Bounded {
 		st.Capacity.Limit = limit
 	}

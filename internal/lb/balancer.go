@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -50,6 +51,12 @@ type Options struct {
 	// It is called with the balancer's lock held: it must return quickly
 	// and must not call back into the Balancer.
 	Event func(kind, message string)
+	// Peers, if set, gives this balancer its share of the fleet's reported
+	// capacity when other balancers stand in front of the same instances:
+	// the edge bound that follows the instances' reported limits becomes
+	// max(1, floor(capacity × share)). A fixed admission.fallback_limit is
+	// this balancer's own and is not split. Nil: the whole capacity.
+	Peers Peers
 	// Middleware, if set, wraps the proxy handler that Run serves, e.g. to
 	// record every answer's outcome and latency. It is not applied to
 	// ServeHTTP called directly.
@@ -82,6 +89,7 @@ type Balancer struct {
 	checks  *http.Client // health checks: a transport of their own
 	static  *Static      // nil when Options.Discovery was given
 	disc    Discovery
+	peers   Peers         // nil: alone
 	wake    chan struct{} // the evaluator's next deadline moved
 	health  *health.Server
 	hurry   chan struct{} // Hurry's steps
@@ -101,7 +109,8 @@ type Balancer struct {
 	mu        sync.Mutex
 	pool      *Pool
 	ev        Eval
-	edgeLimit int // applied to the limiter; maxEdgeLimit when unbounded
+	edgeLimit int       // applied to the limiter; maxEdgeLimit when unbounded
+	share     PeerShare // this balancer's part of the fleet's capacity
 	next      time.Time
 	checkers  map[string]*checkerHandle // by instance id
 	shedState map[string]ShedState      // as last logged
@@ -153,6 +162,8 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 		shedder:    pool.Shedder(),
 		pool:       pool,
 		disc:       opts.Discovery,
+		peers:      opts.Peers,
+		share:      alone,
 		wake:       make(chan struct{}, 1),
 		hurry:      make(chan struct{}, 2),
 		evaluated:  make(chan struct{}, 1),
@@ -164,6 +175,10 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	}
 	if b.event == nil {
 		b.event = func(string, string) {}
+	}
+	if b.peers != nil {
+		sh, _ := b.peers.Share()
+		b.share = sh.normalized()
 	}
 	if b.disc == nil {
 		b.static = NewStatic(cfg.Instances)
@@ -185,6 +200,7 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	b.checks = newCheckClient()
 	b.answers.Store(&map[string]*answer{})
 	b.m = newMetrics(b)
+	b.m.share.Store(math.Float64bits(b.share.Share))
 	if err := b.reg.Register(b.m); err != nil {
 		return nil, fmt.Errorf("lb: register metrics: %w", err)
 	}
@@ -275,6 +291,9 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { return b.runEvaluator(gctx) })
+	if b.peers != nil {
+		g.Go(func() error { return b.runPeers(gctx) })
+	}
 
 	b.awaitFirstChecks(ctx, gctx, 2*set.cfg.HealthCheck.Timeout)
 	serving := ctx.Err() == nil && gctx.Err() == nil
@@ -428,6 +447,27 @@ func (b *Balancer) runEvaluator(ctx context.Context) error {
 	}
 }
 
+// runPeers re-evaluates whenever this balancer's share of the fleet's
+// capacity changes, until ctx is done.
+func (b *Balancer) runPeers(ctx context.Context) error {
+	for {
+		sh, changed := b.peers.Share()
+		sh = sh.normalized()
+		b.mu.Lock()
+		if sh != b.share {
+			b.log.Info("capacity share changed", "share", sh.Share, "peers", sh.Peers, "was", b.share.Share)
+			b.share = sh
+			b.evaluateLocked(time.Now())
+		}
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
 // evaluateLocked publishes the routing snapshot and shedding state at now,
 // applies the edge capacity to the limiter, updates the gauges, logs what
 // changed and schedules the next evaluation.
@@ -442,13 +482,13 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 	case ev.Candidates == 0:
 		// No limit: requests reach the picker and get no_healthy_instance.
 	case ev.Bounded:
-		limit = ev.Capacity
+		limit = sharedLimit(ev.Capacity, b.share.Share)
 	case set.cfg.Admission.FallbackLimit > 0:
 		limit = set.cfg.Admission.FallbackLimit
 	}
 	b.edgeLimit = limit
 	b.limiter.Load().SetLimit(limit)
-	b.m.setEval(ev, limit)
+	b.m.setEval(ev, limit, b.share.Share)
 	select {
 	case b.evaluated <- struct{}{}:
 	default:

@@ -44,6 +44,14 @@ type Config struct {
 	// unreachable the last set is kept. Set it or Instances, not both.
 	// Changing it needs a restart. Default "": the static list.
 	Discovery string `yaml:"discovery"`
+	// Weight is this balancer's part of the fleet's capacity relative to
+	// the other balancers in front of the same instances: with etcd
+	// discovery each balancer registers under PREFIX/lbs/ and bounds its
+	// edge at the fleet's reported capacity × its weight / the sum of the
+	// live balancers' weights (docs/LB.md, "Several balancers"). A
+	// finite number above 0. Default 1. Without etcd discovery it has no
+	// effect. Changing it needs a restart.
+	Weight float64 `yaml:"weight"`
 
 	// TrustedProxies are the peers (IP addresses or CIDR prefixes) whose
 	// forwarding headers are kept: from one of them the balancer appends
@@ -241,6 +249,7 @@ func DefaultConfig() Config {
 		Listen:        DefaultListen,
 		AdminListen:   DefaultAdminListen,
 		AdminTokenEnv: DefaultAdminTokenEnv,
+		Weight:        1,
 		HealthCheck:   h,
 		Outlier:       o,
 		SlowStart:     DefaultSlowStartConfig(),

@@ -63,11 +63,12 @@ type metrics struct {
 	routable  atomic.Int64
 	members   atomic.Int64
 	instances atomic.Int64
-	capacity  atomic.Int64 // maxEdgeLimit when unbounded
+	capacity  atomic.Int64  // maxEdgeLimit when unbounded
+	share     atomic.Uint64 // math.Float64bits of the capacity share
 
 	dRequests, dRetries, dEjections, dReloads          *prometheus.Desc
 	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
-	dInFlight, dQueue, dShedding                       *prometheus.Desc
+	dInFlight, dQueue, dShedding, dShare               *prometheus.Desc
 	dStreams, dStreamIdleCuts, dDiscovery              *prometheus.Desc
 }
 
@@ -88,6 +89,7 @@ func newMetrics(b *Balancer) *metrics {
 		dMembers:        d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
 		dInstances:      d("instances", "Instances known from discovery."),
 		dCapacity:       d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
+		dShare:          d("capacity_share", "This balancer's share of the fleet's reported capacity: its weight over the live balancers' (1 alone); the edge bound that follows the reports is capacity × share."),
 		dInFlight:       d("in_flight", "Proxied requests admitted at the edge and not finished."),
 		dQueue:          d("queue_length", "Requests waiting at the edge for a slot."),
 		dShedding:       d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
@@ -99,7 +101,8 @@ func newMetrics(b *Balancer) *metrics {
 
 func (m *metrics) count(o outcome) { m.requests[o].Add(1) }
 
-func (m *metrics) setEval(ev Eval, limit int) {
+func (m *metrics) setEval(ev Eval, limit int, share float64) {
+	m.share.Store(math.Float64bits(share))
 	m.panicking.Store(ev.Panic)
 	m.routable.Store(int64(ev.Routable))
 	m.members.Store(int64(ev.Members))
@@ -110,7 +113,7 @@ func (m *metrics) setEval(ev Eval, limit int) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
-		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding,
+		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding, m.dShare,
 		m.dStreams, m.dStreamIdleCuts, m.dDiscovery} {
 		ch <- d
 	}
@@ -149,6 +152,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		c = math.Inf(1)
 	}
 	gauge(m.dCapacity, c)
+	gauge(m.dShare, math.Float64frombits(m.share.Load()))
 	st := m.b.limiter.Load().Stats()
 	gauge(m.dInFlight, float64(st.InFlight))
 	gauge(m.dQueue, float64(st.Queue))

@@ -3,6 +3,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -43,6 +44,9 @@ func (c *Config) Validate() error {
 		if len(c.Instances) > 0 {
 			add(field.New("discovery", c.Discovery, "set either discovery or instances (--instance), not both"))
 		}
+	}
+	if !(c.Weight > 0) || math.IsInf(c.Weight, 0) {
+		add(field.New("weight", c.Weight, "must be a finite number above 0"))
 	}
 	if _, err := clientip.Parse(c.TrustedProxies); err != nil {
 		add(field.Prefix("trusted_proxies", err))

@@ -65,8 +65,9 @@ func ttlSeconds(ttl time.Duration) int64 {
 	return int64((ttl + time.Second - 1) / time.Second)
 }
 
-// Registration is one instance's key in etcd, kept alive by Run and
-// removed by Deregister. Make it with Register.
+// Registration is one instance's (or balancer's) key in etcd, kept alive
+// by Run and removed by Deregister. Make it with Register (or
+// RegisterLB).
 type Registration struct {
 	cli   *clientv3.Client
 	key   string
@@ -89,11 +90,27 @@ func Register(ctx context.Context, cli *clientv3.Client, prefix string, rec Reco
 	if err := rec.Validate(); err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
+	return registerKey(ctx, cli, Key(prefix, rec.ID), rec, opts)
+}
+
+// RegisterLB puts a balancer's rec under prefix (the key PREFIX/lbs/ID)
+// with a lease of opts.TTL, as Register does for an instance; Peers
+// counts the balancers registered so.
+func RegisterLB(ctx context.Context, cli *clientv3.Client, prefix string, rec LBRecord, opts Options) (*Registration, error) {
+	if err := rec.Validate(); err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
+	return registerKey(ctx, cli, LBKey(prefix, rec.ID), rec, opts)
+}
+
+// registerKey puts rec, in JSON, at key under a lease, and returns the
+// registration.
+func registerKey(ctx context.Context, cli *clientv3.Client, key string, rec any, opts Options) (*Registration, error) {
 	value, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("register: %w", err)
 	}
-	r := &Registration{cli: cli, key: Key(prefix, rec.ID), value: string(value), opts: opts.withDefaults()}
+	r := &Registration{cli: cli, key: key, value: string(value), opts: opts.withDefaults()}
 	r.stopped, r.stopRuns = context.WithCancel(context.Background())
 	lease, err := r.put(ctx)
 	if err != nil {

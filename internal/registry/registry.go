@@ -1,7 +1,9 @@
 // Package registry keeps a fleet's instances in etcd: an instance
 // registers itself under a lease (Register), and a load balancer
 // discovers the registered set and follows its changes (Discovery, an
-// lb.Discovery).
+// lb.Discovery). Balancers in front of the same fleet register too
+// (RegisterLB, PREFIX/lbs/ID) and each takes its share of the fleet's
+// capacity by weight (Peers, an lb.Peers).
 //
 // # Contract
 //
@@ -19,8 +21,11 @@
 //     it read, retries with backoff and, once etcd answers again, reads
 //     the whole prefix afresh. Connected and LastSync tell whether etcd
 //     answers and when the set was last known to be current.
-//   - Registration and Discovery are safe for concurrent use. Each Run or
-//     Watch runs until its context is done; the etcd client is the
+//   - Losing etcd never changes a balancer's share: Peers keeps the last
+//     one (taking the whole capacity would multiply the admitted load)
+//     and reads PREFIX/lbs/ afresh once etcd answers.
+//   - Registration, Discovery and Peers are safe for concurrent use. Each
+//     Run or Watch runs until its context is done; the etcd client is the
 //     caller's, who closes it after they have returned.
 //   - Backoff and time are injected (Options); the I/O is the etcd
 //     client's.
@@ -31,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -149,6 +155,51 @@ func instancesDir(prefix string) string { return prefix + "/instances/" }
 // Key returns the key of the instance id under prefix.
 func Key(prefix, id string) string { return instancesDir(prefix) + id }
 
+// lbsDir is the directory of balancer keys under a prefix, with its
+// trailing slash.
+func lbsDir(prefix string) string { return prefix + "/lbs/" }
+
+// LBKey returns the key of the balancer id under prefix.
+func LBKey(prefix, id string) string { return lbsDir(prefix) + id }
+
+// LBRecord is the value of a balancer's key, PREFIX/lbs/ID: the balancers
+// in front of one fleet split its reported capacity by weight (Peers).
+type LBRecord struct {
+	// ID names the balancer uniquely among those of the fleet
+	// (hostname-pid, say); it is the last segment of its key.
+	ID string `json:"id"`
+	// Admin is the admin API's address, host:port.
+	Admin string `json:"admin"`
+	// Weight is the balancer's part of the fleet's capacity relative to
+	// the others' (lb.weight): finite and above 0.
+	Weight float64 `json:"weight"`
+	// Started is when the balancer started.
+	Started time.Time `json:"started"`
+}
+
+// Validate reports what is wrong with r.
+func (r *LBRecord) Validate() error {
+	var errs []error
+	if err := validateID(r.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if host, port, err := net.SplitHostPort(r.Admin); err != nil || host == "" || port == "" || port == "0" {
+		errs = append(errs, fmt.Errorf("admin %q: not a host:port", r.Admin))
+	}
+	if !(r.Weight > 0) || math.IsInf(r.Weight, 0) {
+		errs = append(errs, fmt.Errorf("weight %v: want a finite number above 0", r.Weight))
+	}
+	return errors.Join(errs...)
+}
+
+// validateID checks the id of an instance or balancer.
+func validateID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(c rune) bool { return !isPrintable(c) || c == '/' }) {
+		return fmt.Errorf("id %q: want 1-128 printable characters without spaces or \"/\"", id)
+	}
+	return nil
+}
+
 // Record is the value of an instance's key: who it is and where.
 type Record struct {
 	// ID names the instance uniquely in the fleet (hostname-pid, say); it
@@ -166,8 +217,8 @@ type Record struct {
 // Validate reports what is wrong with r.
 func (r *Record) Validate() error {
 	var errs []error
-	if r.ID == "" || len(r.ID) > 128 || strings.ContainsFunc(r.ID, func(c rune) bool { return !isPrintable(c) || c == '/' }) {
-		errs = append(errs, fmt.Errorf("id %q: want 1-128 printable characters without spaces or \"/\"", r.ID))
+	if err := validateID(r.ID); err != nil {
+		errs = append(errs, err)
 	}
 	for _, a := range []struct{ name, addr string }{{"service", r.Service}, {"health", r.Health}} {
 		if host, port, err := net.SplitHostPort(a.addr); err != nil || host == "" || port == "" || port == "0" {

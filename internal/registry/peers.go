@@ -1,0 +1,266 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/spillway-dev/spillway/internal/lb"
+)
+
+var _ lb.Peers = (*Peers)(nil)
+
+// Peers is an lb.Peers: it follows the balancers registered under a
+// prefix (PREFIX/lbs/, RegisterLB) and gives one of them, self, its share
+// of the fleet's capacity, its weight over the sum of the live balancers'
+// weights. Self counts with its own weight whether or not its key is
+// there yet (or still: it revokes it when it drains).
+//
+// While etcd does not answer, the share stays what it was: a balancer
+// that lost etcd cannot tell whether its peers are gone or only out of
+// its sight, and taking the whole capacity in the second case would let
+// in a multiple of what the fleet carries. Once etcd answers again, the
+// prefix is read afresh. Before the first read the share is 1: make the
+// first read (Refresh) before the balancer is built, or accept that it
+// admits up to the whole capacity until Run's first read.
+//
+// Make it with NewPeers; its methods are safe for concurrent use. Run
+// follows etcd until its context is done; call it once.
+type Peers struct {
+	cli    *clientv3.Client
+	dir    string // PREFIX/lbs/
+	id     string
+	weight float64
+	opts   Options
+
+	mu        sync.Mutex
+	share     lb.PeerShare
+	changed   chan struct{} // closed and replaced when share changes
+	connected bool
+	down      bool // etcd was lost and not yet back: warned once
+	lastSync  time.Time
+}
+
+// NewPeers returns the Peers of the balancer id, of the given weight,
+// among those registered under prefix. weight must be finite and above 0.
+func NewPeers(cli *clientv3.Client, prefix, id string, weight float64, opts Options) *Peers {
+	return &Peers{
+		cli: cli, dir: lbsDir(prefix), id: id, weight: weight, opts: opts.withDefaults(),
+		share:   lb.PeerShare{Share: 1, Peers: 1},
+		changed: make(chan struct{}),
+	}
+}
+
+// Share implements lb.Peers.
+func (p *Peers) Share() (lb.PeerShare, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.share, p.changed
+}
+
+// Connected reports whether etcd answered the last read, watch event or
+// probe.
+func (p *Peers) Connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connected
+}
+
+// LastSync returns when the set of balancers was last known to be
+// current. Zero before the first read.
+func (p *Peers) LastSync() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastSync
+}
+
+// Run reads the balancers registered under the prefix, then watches it,
+// updating the share after each change, until ctx is done; it returns
+// nil then (it never returns an error). While etcd does not answer it
+// keeps the share and retries with opts.Backoff; once etcd answers again
+// it reads the prefix afresh.
+func (p *Peers) Run(ctx context.Context) error {
+	for attempt := 0; ; {
+		rev, set, err := p.readAll(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.lost(err)
+			if !sleep(ctx, p.opts.Backoff(attempt)) {
+				return nil
+			}
+			attempt++
+			continue
+		}
+		attempt = 0
+		p.synced()
+		p.publish(set)
+		err = p.follow(ctx, rev, set)
+		if ctx.Err() != nil {
+			return nil
+		}
+		p.opts.Logger.Debug("registry: reading the balancers afresh", "prefix", p.dir, "reason", err)
+	}
+}
+
+// Refresh reads the balancers registered under the prefix once and
+// updates the share, within opts.Timeout (or ctx's deadline): the first
+// read, before the balancer is built. Run reads again.
+func (p *Peers) Refresh(ctx context.Context) error {
+	_, set, err := p.readAll(ctx)
+	if err != nil {
+		p.lost(err)
+		return err
+	}
+	p.synced()
+	p.publish(set)
+	return nil
+}
+
+// readAll gets every balancer key under the prefix, and the revision it
+// read at.
+func (p *Peers) readAll(ctx context.Context) (int64, map[string]float64, error) {
+	rctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	res, err := p.cli.Get(rctx, p.dir, clientv3.WithPrefix())
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", p.dir, err)
+	}
+	set := make(map[string]float64, len(res.Kvs))
+	for _, kv := range res.Kvs {
+		p.put(set, string(kv.Key), kv.Value)
+	}
+	return res.Header.Revision, set, nil
+}
+
+// put adds the weight of the balancer at key to set, unless it is self
+// or does not decode (logged; what the key held before is dropped).
+func (p *Peers) put(set map[string]float64, key string, value []byte) {
+	var r LBRecord
+	err := json.Unmarshal(value, &r)
+	if err == nil {
+		err = r.Validate()
+	}
+	if err == nil && !strings.HasSuffix(key, "/"+r.ID) {
+		err = fmt.Errorf("id %q is not the key's last segment", r.ID)
+	}
+	if err != nil {
+		p.opts.Logger.Warn("registry: balancer record skipped", "key", key, "error", err)
+		delete(set, key)
+		return
+	}
+	if r.ID == p.id {
+		return // self counts with its own weight, key or not
+	}
+	set[key] = r.Weight
+}
+
+// follow watches the prefix from rev+1, applying each change to set and
+// publishing it, and probes etcd every ProbeInterval. It returns when ctx
+// is done, or with why the prefix must be read afresh.
+func (p *Peers) follow(ctx context.Context, rev int64, set map[string]float64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := p.cli.Watch(wctx, p.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	tick := time.NewTicker(p.opts.ProbeInterval)
+	defer tick.Stop()
+	probeFailed := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case wr, ok := <-wch:
+			if !ok {
+				return errors.New("watch closed")
+			}
+			if err := wr.Err(); err != nil {
+				p.lost(err)
+				return fmt.Errorf("watch: %w", err)
+			}
+			if wr.IsProgressNotify() {
+				continue
+			}
+			for _, ev := range wr.Events {
+				key := string(ev.Kv.Key)
+				switch ev.Type {
+				case clientv3.EventTypePut:
+					p.put(set, key, ev.Kv.Value)
+				case clientv3.EventTypeDelete:
+					delete(set, key)
+				}
+			}
+			if !probeFailed {
+				p.synced()
+			}
+			p.publish(set)
+		case <-tick.C:
+			pctx, pcancel := context.WithTimeout(ctx, min(p.opts.Timeout, p.opts.ProbeInterval))
+			_, err := p.cli.Get(pctx, p.dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			pcancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					p.lost(err)
+					probeFailed = true
+				}
+				continue
+			}
+			if probeFailed {
+				return errResync
+			}
+			p.synced()
+		}
+	}
+}
+
+// publish computes the share from the other balancers in set and, if it
+// changed, tells the watchers.
+func (p *Peers) publish(set map[string]float64) {
+	total := p.weight
+	// In key order, so that the same set always sums to the same float.
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		total += set[k]
+	}
+	sh := lb.PeerShare{Share: p.weight / total, Peers: 1 + len(set)}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sh == p.share {
+		return
+	}
+	p.opts.Logger.Info("registry: balancers changed; capacity share", "share", sh.Share, "peers", sh.Peers, "was", p.share.Share)
+	p.share = sh
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// lost records that etcd did not answer; the first time in an outage it
+// logs a warning.
+func (p *Peers) lost(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.connected = false
+	if !p.down {
+		p.down = true
+		p.opts.Logger.Warn("registry: etcd unreachable; keeping the last capacity share", "endpoints", strings.Join(p.cli.Endpoints(), ","), "prefix", p.dir, "share", p.share.Share, "error", err)
+	}
+}
+
+// synced records that etcd answered and the set is current.
+func (p *Peers) synced() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.down {
+		p.down = false
+		p.opts.Logger.Info("registry: etcd answers again; balancers read afresh", "prefix", p.dir, "last_sync", p.lastSync)
+	}
+	p.connected = true
+	p.lastSync = p.opts.Now()
+}
