@@ -161,6 +161,7 @@ func FuzzParseURL(f *testing.F) {
 	} {
 		f.Add(s)
 	}
+	client := fake.NewSimpleClientset() // never contacted; NewKubernetes only keeps it
 	f.Fuzz(func(t *testing.T, raw string) {
 		s, err := ParseURL(raw)
 		if err != nil {
@@ -178,7 +179,7 @@ func FuzzParseURL(f *testing.F) {
 				t.Fatalf("%q: accepted, but New: %v", raw, err)
 			}
 		case SchemeKubernetes:
-			if _, err := NewKubernetes(s.Kubernetes, fake.NewSimpleClientset()); err != nil {
+			if _, err := NewKubernetes(s.Kubernetes, client); err != nil {
 				t.Fatalf("%q: accepted, but NewKubernetes: %v", raw, err)
 			}
 		}
