@@ -18,6 +18,7 @@ func ExampleParseURL() {
 	for _, raw := range []string{
 		"dns+srv://_login._tcp.login.default.svc.cluster.local?health_srv=_health._tcp.login.default.svc.cluster.local",
 		"file:///etc/spillway/instances.yaml",
+		"kubernetes://default/login",
 		"etcd://127.0.0.1:2379/spillway/instances",
 		"dns+srv://_login._tcp.example.com?interval=100ms",
 	} {
@@ -34,6 +35,7 @@ func ExampleParseURL() {
 	// Output:
 	// dns+srv dns+srv://_login._tcp.login.default.svc.cluster.local?health_srv=_health._tcp.login.default.svc.cluster.local&interval=10s
 	// file file:///etc/spillway/instances.yaml?interval=5s
+	// kubernetes kubernetes://default/login
 	// another source's: etcd://127.0.0.1:2379/spillway/instances
 	// discovery URL "dns+srv://_login._tcp.example.com?interval=100ms": interval: "100ms": must be at least 1s
 }

@@ -18,8 +18,9 @@ import (
 
 // The schemes ParseURL reads.
 const (
-	SchemeFile = "file"
-	SchemeSRV  = "dns+srv"
+	SchemeFile       = "file"
+	SchemeSRV        = "dns+srv"
+	SchemeKubernetes = "kubernetes"
 )
 
 // Defaults and floors of the URL options.
@@ -35,8 +36,8 @@ const (
 )
 
 // ErrUnknownScheme is returned (wrapped) by ParseURL and New for a URL
-// whose scheme this package does not handle, such as etcd:// or
-// kubernetes://: the caller dispatches those elsewhere. Any other error
+// whose scheme this package does not handle, such as etcd://: the caller
+// dispatches those elsewhere. Any other error
 // means the URL is one of ours and is wrong.
 var ErrUnknownScheme = errors.New("unknown discovery scheme")
 
@@ -53,28 +54,33 @@ func (e *URLError) Error() string { return fmt.Sprintf("discovery URL %q: %v", e
 func (e *URLError) Unwrap() error { return e.Err }
 
 // Spec describes a discovery source, as ParseURL reads it from a URL.
-// Exactly one of File and SRV is set, as Scheme says; their Log, Resolver
-// and After are left nil for the caller.
+// Exactly one of File, SRV and Kubernetes is set, as Scheme says; their
+// Log, Resolver and After are left nil for the caller.
 type Spec struct {
-	// Scheme is SchemeFile or SchemeSRV.
+	// Scheme is SchemeFile, SchemeSRV or SchemeKubernetes.
 	Scheme string
 	// File is the file source's configuration, when Scheme is SchemeFile.
 	File FileConfig
 	// SRV is the SRV source's configuration, when Scheme is SchemeSRV.
 	SRV SRVConfig
+	// Kubernetes is the Kubernetes source's configuration, when Scheme is
+	// SchemeKubernetes.
+	Kubernetes KubernetesConfig
 }
 
 // ParseURL reads a discovery URL:
 //
 //	file:///abs/path/instances.yaml[?interval=5s]
 //	dns+srv://_login._tcp.example.com[?interval=10s][&health_port=9090 | &health_srv=_health._tcp.example.com]
+//	kubernetes://NAMESPACE/SERVICE[?kubeconfig=/abs/path/kubeconfig]
 //
 // interval is a Go duration of at least MinInterval (defaults
 // DefaultFileInterval and DefaultSRVInterval); health_port and health_srv
-// say where SRV's instances are health checked (SRVConfig). Unknown or
-// repeated options, user information, fragments and relative paths are
-// errors, each naming what is wrong. A scheme other than file or dns+srv
-// returns an error wrapping ErrUnknownScheme.
+// say where SRV's instances are health checked (SRVConfig); kubeconfig
+// is for use outside the cluster (KubernetesConfig). Unknown or repeated
+// options, user information, fragments and relative paths are errors,
+// each naming what is wrong. A scheme other than file, dns+srv or
+// kubernetes returns an error wrapping ErrUnknownScheme.
 func ParseURL(raw string) (Spec, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -138,10 +144,38 @@ func ParseURL(raw string) (Spec, error) {
 		if s.SRV.HealthPort != 0 && s.SRV.HealthName != "" {
 			opts.add(errors.New("health_port and health_srv: give one, not both"))
 		}
+	case SchemeKubernetes:
+		s.Scheme = SchemeKubernetes
+		if u.Opaque != "" || u.Host == "" {
+			errs = append(errs, errors.New("want kubernetes://NAMESPACE/SERVICE"))
+		}
+		ns := u.Host
+		if u.Port() != "" || strings.HasSuffix(u.Host, ":") {
+			errs = append(errs, field.New("host", u.Host, "has a port; the host is the namespace"))
+			ns = u.Hostname()
+		}
+		svc, ok := strings.CutPrefix(u.Path, "/")
+		switch {
+		case u.Opaque != "" || u.Host == "":
+		case !ok || svc == "":
+			errs = append(errs, field.New("service", "", "required: kubernetes://NAMESPACE/SERVICE"))
+		default:
+			opts.add(checkServiceName("service", svc))
+		}
+		if u.Opaque == "" && u.Host != "" {
+			opts.add(checkNamespace("namespace", ns))
+		}
+		s.Kubernetes = KubernetesConfig{Namespace: ns, Service: svc, Kubeconfig: opts.str("kubeconfig")}
+		if kc := s.Kubernetes.Kubeconfig; kc != "" {
+			if !filepath.IsAbs(kc) {
+				opts.add(field.New("kubeconfig", kc, "must be an absolute path"))
+			}
+			s.Kubernetes.Kubeconfig = filepath.Clean(kc)
+		}
 	case "":
-		return fail(errors.New("no scheme; want file:///path or dns+srv://name"))
+		return fail(errors.New("no scheme; want file:///path, dns+srv://name or kubernetes://namespace/service"))
 	default:
-		return Spec{}, fmt.Errorf("discovery URL %q: scheme %q: %w (this package reads file and dns+srv)", shown, u.Scheme, ErrUnknownScheme)
+		return Spec{}, fmt.Errorf("discovery URL %q: scheme %q: %w (this package reads file, dns+srv and kubernetes)", shown, u.Scheme, ErrUnknownScheme)
 	}
 	errs = append(errs, opts.errs...)
 	errs = append(errs, opts.unknown()...)
@@ -168,6 +202,11 @@ func (s Spec) String() string {
 		if s.SRV.HealthName != "" {
 			q.Set("health_srv", s.SRV.HealthName)
 		}
+	case SchemeKubernetes:
+		u = url.URL{Scheme: SchemeKubernetes, Host: s.Kubernetes.Namespace, Path: "/" + s.Kubernetes.Service}
+		if s.Kubernetes.Kubeconfig != "" {
+			q.Set("kubeconfig", s.Kubernetes.Kubeconfig)
+		}
 	default:
 		return s.Scheme + ":"
 	}
@@ -175,7 +214,10 @@ func (s Spec) String() string {
 	return u.String()
 }
 
-// New builds the source s describes, logging to log (nil: discarded).
+// New builds the source s describes, logging to log (nil: discarded). A
+// Kubernetes source gets a client from its kubeconfig file, or from the
+// pod's service account (an error outside a cluster); nothing is
+// contacted yet.
 func New(s Spec, log *slog.Logger) (lb.Discovery, error) {
 	switch s.Scheme {
 	case SchemeFile:
@@ -186,6 +228,17 @@ func New(s Spec, log *slog.Logger) (lb.Discovery, error) {
 		c := s.SRV
 		c.Log = log
 		return NewSRV(c)
+	case SchemeKubernetes:
+		c := s.Kubernetes
+		c.Log = log
+		if err := errors.Join(checkNamespace("namespace", c.Namespace), checkServiceName("service", c.Service)); err != nil {
+			return nil, fmt.Errorf("discovery kubernetes %s/%s: %w", c.Namespace, c.Service, err)
+		}
+		client, err := newKubernetesClient(c.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("discovery kubernetes %s/%s: %w", c.Namespace, c.Service, err)
+		}
+		return NewKubernetes(c, client)
 	default:
 		return nil, fmt.Errorf("discovery: scheme %q: %w", s.Scheme, ErrUnknownScheme)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/spillway-dev/spillway/internal/testkit"
 )
@@ -24,6 +25,9 @@ func TestParseURL(t *testing.T) {
 		{"dns+srv://login.service.consul./?interval=30s&health_port=9000", Spec{Scheme: SchemeSRV, SRV: SRVConfig{Name: "login.service.consul.", Interval: 30 * time.Second, HealthPort: 9000}}},
 		{"dns+srv://_login._tcp.login.default.svc.cluster.local?health_srv=_health._tcp.login.default.svc.cluster.local", Spec{Scheme: SchemeSRV, SRV: SRVConfig{
 			Name: "_login._tcp.login.default.svc.cluster.local", Interval: DefaultSRVInterval, HealthName: "_health._tcp.login.default.svc.cluster.local"}}},
+		{"kubernetes://default/login", Spec{Scheme: SchemeKubernetes, Kubernetes: KubernetesConfig{Namespace: "default", Service: "login"}}},
+		{"KUBERNETES://spillway-prod/login-v2?kubeconfig=/home/me/.kube/../config", Spec{Scheme: SchemeKubernetes, Kubernetes: KubernetesConfig{
+			Namespace: "spillway-prod", Service: "login-v2", Kubeconfig: "/home/me/config"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -65,6 +69,19 @@ func TestParseURLErrors(t *testing.T) {
 		{"dns+srv://x.test?health_srv=a%20b", `health_srv: "a b": not a DNS name`},
 		{"dns+srv://x.test?bogus=1&interval=0s", "must be at least 1s\nbogus: \"1\": unknown option"},
 		{"dns+srv://x.test?a=%zz", "query: invalid URL escape"},
+		{"kubernetes:///login", "want kubernetes://NAMESPACE/SERVICE"},
+		{"kubernetes:default/login", "want kubernetes://NAMESPACE/SERVICE"},
+		{"kubernetes://default", `service: "": required`},
+		{"kubernetes://default/", `service: "": required`},
+		{"kubernetes://default/login/x", `service: "login/x": not a Service name`},
+		{"kubernetes://default/Login", `service: "Login": not a Service name`},
+		{"kubernetes://default/1login", `service: "1login": not a Service name`},
+		{"kubernetes://Default/login", `namespace: "Default": not a namespace name`},
+		{"kubernetes://my_ns/login", `namespace: "my_ns": not a namespace name`},
+		{"kubernetes://default:6443/login", "has a port; the host is the namespace"},
+		{"kubernetes://default/login?kubeconfig=kubeconfig", `kubeconfig: "kubeconfig": must be an absolute path`},
+		{"kubernetes://default/login?interval=10s", `interval: "10s": unknown option`},
+		{"kubernetes://user:secret@default/login", "user information is not allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
@@ -85,7 +102,7 @@ func TestParseURLErrors(t *testing.T) {
 // Other sources' schemes are left to the caller, with ErrUnknownScheme,
 // and never show a password.
 func TestParseURLUnknownScheme(t *testing.T) {
-	for _, raw := range []string{"etcd://user:secret@127.0.0.1:2379/spillway/instances", "kubernetes:///default/login", "http://example.com"} {
+	for _, raw := range []string{"etcd://user:secret@127.0.0.1:2379/spillway/instances", "http://example.com"} {
 		_, err := ParseURL(raw)
 		if !errors.Is(err, ErrUnknownScheme) {
 			t.Errorf("ParseURL(%q) = %v, want ErrUnknownScheme", raw, err)
@@ -102,7 +119,9 @@ func TestParseURLUnknownScheme(t *testing.T) {
 func TestNew(t *testing.T) {
 	path := t.TempDir() + "/instances.yaml"
 	writeInPlace(t, path, oneYAML)
-	for _, raw := range []string{"file://" + path, "dns+srv://_login._tcp.example.com?health_port=9000"} {
+	kubeconfig := t.TempDir() + "/kubeconfig"
+	writeInPlace(t, kubeconfig, testKubeconfig)
+	for _, raw := range []string{"file://" + path, "dns+srv://_login._tcp.example.com?health_port=9000", "kubernetes://default/login?kubeconfig=" + kubeconfig} {
 		s, err := ParseURL(raw)
 		if err != nil {
 			t.Fatal(err)
@@ -115,6 +134,15 @@ func TestNew(t *testing.T) {
 	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/instances.yaml") {
 		t.Errorf("New of a missing file = %v, want an error naming it", err)
 	}
+	s, _ = ParseURL("kubernetes://default/login?kubeconfig=/nonexistent/kubeconfig")
+	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
+		t.Errorf("New with a missing kubeconfig = %v, want an error naming it", err)
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	s, _ = ParseURL("kubernetes://default/login")
+	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "in-cluster") {
+		t.Errorf("New in-cluster outside a cluster = %v, want an error saying so", err)
+	}
 }
 
 func FuzzParseURL(f *testing.F) {
@@ -125,9 +153,15 @@ func FuzzParseURL(f *testing.F) {
 		"etcd://user:pw@127.0.0.1:2379/x",
 		"file:rel#frag",
 		"dns+srv://[::1]:53/%zz",
+		"kubernetes://default/login",
+		"kubernetes://spillway-prod/login?kubeconfig=/etc/kube/config",
+		"kubernetes:///login",
+		"kubernetes://Default/login/x?kubeconfig=rel",
+		"kubernetes://default:1/%41",
 	} {
 		f.Add(s)
 	}
+	client := fake.NewSimpleClientset() // never contacted; NewKubernetes only keeps it
 	f.Fuzz(func(t *testing.T, raw string) {
 		s, err := ParseURL(raw)
 		if err != nil {
@@ -139,9 +173,14 @@ func FuzzParseURL(f *testing.F) {
 		if err != nil || !cmp.Equal(back, s, cmpopts.IgnoreFields(SRVConfig{}, "After")) {
 			t.Fatalf("%q: String %q reads back as %+v, %v; want %+v", raw, s.String(), back, err, s)
 		}
-		if s.Scheme == SchemeSRV {
+		switch s.Scheme {
+		case SchemeSRV:
 			if _, err := New(s, nil); err != nil {
 				t.Fatalf("%q: accepted, but New: %v", raw, err)
+			}
+		case SchemeKubernetes:
+			if _, err := NewKubernetes(s.Kubernetes, client); err != nil {
+				t.Fatalf("%q: accepted, but NewKubernetes: %v", raw, err)
 			}
 		}
 	})
@@ -164,3 +203,18 @@ func FuzzParseInstances(f *testing.F) {
 		}
 	})
 }
+
+// testKubeconfig is a kubeconfig for a cluster that is never contacted.
+const testKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: "https://127.0.0.1:1"}
+users:
+- name: test
+  user: {token: not-a-secret}
+contexts:
+- name: test
+  context: {cluster: test, user: test}
+current-context: test
+`
