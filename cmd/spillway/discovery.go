@@ -79,7 +79,7 @@ func discoveryFor(raw string) (openDiscovery, error) {
 				close: func() { cli.Close() },
 			}, nil
 		}, nil
-	case discovery.SchemeFile, discovery.SchemeSRV:
+	case discovery.SchemeFile, discovery.SchemeSRV, discovery.SchemeKubernetes:
 		spec, err := discovery.ParseURL(raw)
 		if err != nil {
 			return nil, field.New("lb.discovery", raw, ruleOf(err))
@@ -92,7 +92,7 @@ func discoveryFor(raw string) (openDiscovery, error) {
 			return &source{disc: d, close: func() {}}, nil
 		}, nil
 	default:
-		return nil, field.New("lb.discovery", raw, "unknown source; want etcd://HOST:PORT[,HOST:PORT...]/PREFIX, file:///PATH or dns+srv://NAME")
+		return nil, field.New("lb.discovery", raw, "unknown source; want etcd://HOST:PORT[,HOST:PORT...]/PREFIX, file:///PATH, dns+srv://NAME or kubernetes://NAMESPACE/SERVICE")
 	}
 }
 
