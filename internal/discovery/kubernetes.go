@@ -1,3 +1,5 @@
+//go:build kubernetes
+
 package discovery
 
 import (
@@ -5,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -17,7 +18,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -27,30 +27,6 @@ import (
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/lb"
 )
-
-// The EndpointSlice port names Kubernetes reads.
-const (
-	// KubernetesServicePort names the port requests are proxied to.
-	KubernetesServicePort = "http"
-	// KubernetesHealthPort names the port health is checked on.
-	KubernetesHealthPort = "health"
-)
-
-// KubernetesConfig configures a Kubernetes.
-type KubernetesConfig struct {
-	// Namespace is the Service's namespace, a DNS-1123 label.
-	Namespace string
-	// Service is the Service's name, a DNS-1035 label (as the API
-	// requires of Service names).
-	Service string
-	// Kubeconfig, when set, is the absolute path of a kubeconfig file
-	// whose current context is used (out of the cluster); "" uses the
-	// pod's service account (rest.InClusterConfig). Only New reads it:
-	// NewKubernetes is given its client.
-	Kubeconfig string
-	// Log receives the source's events. Nil: discarded.
-	Log *slog.Logger
-}
 
 // Kubernetes is a Discovery that follows the EndpointSlices of a Service
 // through a client-go informer (list, then watch), limited to the
@@ -92,6 +68,10 @@ type Kubernetes struct {
 }
 
 var _ lb.Discovery = (*Kubernetes)(nil)
+
+// KubernetesBuilt reports whether this binary can follow a Kubernetes
+// Service (built with the tag kubernetes).
+const KubernetesBuilt = true
 
 // NewKubernetes validates c and returns its source, which lists and
 // watches through client (tests pass k8s.io/client-go/kubernetes/fake's
@@ -343,25 +323,12 @@ func namedPort(ports []discoveryv1.EndpointPort, name string) (int, bool) {
 	return 0, false
 }
 
-// checkNamespace checks a namespace name: a DNS-1123 label.
-func checkNamespace(path, ns string) error {
-	if ns == "" {
-		return field.New(path, ns, "required: kubernetes://NAMESPACE/SERVICE")
+// newKubernetesSource builds the source c describes, with a client from
+// its kubeconfig or the pod's service account.
+func newKubernetesSource(c KubernetesConfig) (lb.Discovery, error) {
+	client, err := newKubernetesClient(c.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("discovery kubernetes %s/%s: %w", c.Namespace, c.Service, err)
 	}
-	if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
-		return field.New(path, ns, "not a namespace name: "+strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
-// checkServiceName checks a Service's name: a DNS-1035 label (a DNS-1123
-// label that starts with a letter), as the API requires.
-func checkServiceName(path, name string) error {
-	if name == "" {
-		return field.New(path, name, "required: kubernetes://NAMESPACE/SERVICE")
-	}
-	if msgs := validation.IsDNS1035Label(name); len(msgs) > 0 {
-		return field.New(path, name, "not a Service name: "+strings.Join(msgs, "; "))
-	}
-	return nil
+	return NewKubernetes(c, client)
 }

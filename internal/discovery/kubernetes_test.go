@@ -1,9 +1,12 @@
+//go:build kubernetes
+
 package discovery
 
 import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -323,3 +326,53 @@ func TestKubernetesWatchStops(t *testing.T) {
 		}
 	}
 }
+
+// fuzzClient is the clientset FuzzParseURL's specs are built with; it is
+// never contacted (NewKubernetes only keeps it).
+var fuzzClient = sync.OnceValue(func() *fake.Clientset { return fake.NewSimpleClientset() })
+
+// checkKubernetesSpec: a kubernetes spec ParseURL accepts builds a source.
+func checkKubernetesSpec(t *testing.T, raw string, c KubernetesConfig) {
+	if _, err := NewKubernetes(c, fuzzClient()); err != nil {
+		t.Fatalf("%q: accepted, but NewKubernetes: %v", raw, err)
+	}
+}
+
+// testNewKubernetes: New builds a source from a kubeconfig, and says what
+// is wrong with a missing one or with in-cluster credentials outside a
+// cluster.
+func testNewKubernetes(t *testing.T) {
+	kubeconfig := t.TempDir() + "/kubeconfig"
+	writeInPlace(t, kubeconfig, testKubeconfig)
+	s, err := ParseURL("kubernetes://default/login?kubeconfig=" + kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(s, nil); err != nil {
+		t.Errorf("New(%+v): %v", s, err)
+	}
+	s, _ = ParseURL("kubernetes://default/login?kubeconfig=/nonexistent/kubeconfig")
+	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
+		t.Errorf("New with a missing kubeconfig = %v, want an error naming it", err)
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	s, _ = ParseURL("kubernetes://default/login")
+	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "in-cluster") {
+		t.Errorf("New in-cluster outside a cluster = %v, want an error saying so", err)
+	}
+}
+
+// testKubeconfig is a kubeconfig for a cluster that is never contacted.
+const testKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: "https://127.0.0.1:1"}
+users:
+- name: test
+  user: {token: not-a-secret}
+contexts:
+- name: test
+  context: {cluster: test, user: test}
+current-context: test
+`

@@ -234,11 +234,7 @@ func New(s Spec, log *slog.Logger) (lb.Discovery, error) {
 		if err := errors.Join(checkNamespace("namespace", c.Namespace), checkServiceName("service", c.Service)); err != nil {
 			return nil, fmt.Errorf("discovery kubernetes %s/%s: %w", c.Namespace, c.Service, err)
 		}
-		client, err := newKubernetesClient(c.Kubeconfig)
-		if err != nil {
-			return nil, fmt.Errorf("discovery kubernetes %s/%s: %w", c.Namespace, c.Service, err)
-		}
-		return NewKubernetes(c, client)
+		return newKubernetesSource(c)
 	default:
 		return nil, fmt.Errorf("discovery: scheme %q: %w", s.Scheme, ErrUnknownScheme)
 	}

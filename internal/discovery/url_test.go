@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/spillway-dev/spillway/internal/testkit"
 )
@@ -119,9 +118,7 @@ func TestParseURLUnknownScheme(t *testing.T) {
 func TestNew(t *testing.T) {
 	path := t.TempDir() + "/instances.yaml"
 	writeInPlace(t, path, oneYAML)
-	kubeconfig := t.TempDir() + "/kubeconfig"
-	writeInPlace(t, kubeconfig, testKubeconfig)
-	for _, raw := range []string{"file://" + path, "dns+srv://_login._tcp.example.com?health_port=9000", "kubernetes://default/login?kubeconfig=" + kubeconfig} {
+	for _, raw := range []string{"file://" + path, "dns+srv://_login._tcp.example.com?health_port=9000"} {
 		s, err := ParseURL(raw)
 		if err != nil {
 			t.Fatal(err)
@@ -134,15 +131,7 @@ func TestNew(t *testing.T) {
 	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/instances.yaml") {
 		t.Errorf("New of a missing file = %v, want an error naming it", err)
 	}
-	s, _ = ParseURL("kubernetes://default/login?kubeconfig=/nonexistent/kubeconfig")
-	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
-		t.Errorf("New with a missing kubeconfig = %v, want an error naming it", err)
-	}
-	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	s, _ = ParseURL("kubernetes://default/login")
-	if _, err := New(s, nil); err == nil || !strings.Contains(err.Error(), "in-cluster") {
-		t.Errorf("New in-cluster outside a cluster = %v, want an error saying so", err)
-	}
+	testNewKubernetes(t)
 }
 
 func FuzzParseURL(f *testing.F) {
@@ -161,7 +150,6 @@ func FuzzParseURL(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	client := fake.NewSimpleClientset() // never contacted; NewKubernetes only keeps it
 	f.Fuzz(func(t *testing.T, raw string) {
 		s, err := ParseURL(raw)
 		if err != nil {
@@ -179,9 +167,7 @@ func FuzzParseURL(f *testing.F) {
 				t.Fatalf("%q: accepted, but New: %v", raw, err)
 			}
 		case SchemeKubernetes:
-			if _, err := NewKubernetes(s.Kubernetes, client); err != nil {
-				t.Fatalf("%q: accepted, but NewKubernetes: %v", raw, err)
-			}
+			checkKubernetesSpec(t, raw, s.Kubernetes)
 		}
 	})
 }
@@ -203,18 +189,3 @@ func FuzzParseInstances(f *testing.F) {
 		}
 	})
 }
-
-// testKubeconfig is a kubeconfig for a cluster that is never contacted.
-const testKubeconfig = `apiVersion: v1
-kind: Config
-clusters:
-- name: test
-  cluster: {server: "https://127.0.0.1:1"}
-users:
-- name: test
-  user: {token: not-a-secret}
-contexts:
-- name: test
-  context: {cluster: test, user: test}
-current-context: test
-`
