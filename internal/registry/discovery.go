@@ -143,10 +143,37 @@ var errResync = errors.New("etcd answers again")
 // publishing it, and probes etcd every ProbeInterval. It returns when ctx
 // is done, or with why the prefix must be read afresh.
 func (d *Discovery) follow(ctx context.Context, rev int64, set map[string]Record, publish func(map[string]Record)) error {
+	return followPrefix(ctx, d.cli, d.dir, rev, d.opts, prefixHooks{
+		put:     func(key string, value []byte) { d.put(set, key, value) },
+		del:     func(key string) { delete(set, key) },
+		publish: func() { publish(set) },
+		synced:  d.synced,
+		lost:    d.lost,
+	})
+}
+
+// prefixHooks are what followPrefix does with what it sees: a key put or
+// deleted, the end of a batch of changes (publish), etcd answering
+// (synced) or not (lost).
+type prefixHooks struct {
+	put     func(key string, value []byte)
+	del     func(key string)
+	publish func()
+	synced  func()
+	lost    func(error)
+}
+
+// followPrefix watches dir from rev+1, passing each change to h, and
+// probes etcd every opts.ProbeInterval (a watch alone never notices etcd
+// going away). It returns nil when ctx is done, or with why the prefix
+// must be read afresh: the watch failed or closed, or etcd answers again
+// after a failed probe (errResync). Discovery and Peers both follow their
+// prefix with it.
+func followPrefix(ctx context.Context, cli *clientv3.Client, dir string, rev int64, opts Options, h prefixHooks) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := d.cli.Watch(wctx, d.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	tick := time.NewTicker(d.opts.ProbeInterval)
+	wch := cli.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	tick := time.NewTicker(opts.ProbeInterval)
 	defer tick.Stop()
 	probeFailed := false
 	for {
@@ -158,7 +185,7 @@ func (d *Discovery) follow(ctx context.Context, rev int64, set map[string]Record
 				return errors.New("watch closed")
 			}
 			if err := wr.Err(); err != nil {
-				d.lost(err)
+				h.lost(err)
 				return fmt.Errorf("watch: %w", err)
 			}
 			if wr.IsProgressNotify() {
@@ -168,19 +195,19 @@ func (d *Discovery) follow(ctx context.Context, rev int64, set map[string]Record
 				key := string(ev.Kv.Key)
 				switch ev.Type {
 				case clientv3.EventTypePut:
-					d.put(set, key, ev.Kv.Value)
+					h.put(key, ev.Kv.Value)
 				case clientv3.EventTypeDelete:
-					delete(set, key)
+					h.del(key)
 				}
 			}
 			if !probeFailed {
-				d.synced()
+				h.synced()
 			}
-			publish(set)
+			h.publish()
 		case <-tick.C:
-			if err := d.probe(ctx); err != nil {
+			if err := probePrefix(ctx, cli, dir, opts); err != nil {
 				if ctx.Err() == nil {
-					d.lost(err)
+					h.lost(err)
 					probeFailed = true
 				}
 				continue
@@ -188,17 +215,17 @@ func (d *Discovery) follow(ctx context.Context, rev int64, set map[string]Record
 			if probeFailed {
 				return errResync
 			}
-			d.synced()
+			h.synced()
 		}
 	}
 }
 
-// probe asks etcd for a linearizable count of the prefix's keys: it
+// probePrefix asks etcd for a linearizable count of dir's keys: it
 // answers only with a leader.
-func (d *Discovery) probe(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, min(d.opts.Timeout, d.opts.ProbeInterval))
+func probePrefix(ctx context.Context, cli *clientv3.Client, dir string, opts Options) error {
+	ctx, cancel := context.WithTimeout(ctx, min(opts.Timeout, opts.ProbeInterval))
 	defer cancel()
-	_, err := d.cli.Get(ctx, d.dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	_, err := cli.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
 	return err
 }
 

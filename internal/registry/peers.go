@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -165,60 +164,16 @@ func (p *Peers) put(set map[string]float64, key string, value []byte) {
 }
 
 // follow watches the prefix from rev+1, applying each change to set and
-// publishing it, and probes etcd every ProbeInterval. It returns when ctx
-// is done, or with why the prefix must be read afresh.
+// publishing the share, and probes etcd every ProbeInterval
+// (followPrefix).
 func (p *Peers) follow(ctx context.Context, rev int64, set map[string]float64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := p.cli.Watch(wctx, p.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	tick := time.NewTicker(p.opts.ProbeInterval)
-	defer tick.Stop()
-	probeFailed := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok := <-wch:
-			if !ok {
-				return errors.New("watch closed")
-			}
-			if err := wr.Err(); err != nil {
-				p.lost(err)
-				return fmt.Errorf("watch: %w", err)
-			}
-			if wr.IsProgressNotify() {
-				continue
-			}
-			for _, ev := range wr.Events {
-				key := string(ev.Kv.Key)
-				switch ev.Type {
-				case clientv3.EventTypePut:
-					p.put(set, key, ev.Kv.Value)
-				case clientv3.EventTypeDelete:
-					delete(set, key)
-				}
-			}
-			if !probeFailed {
-				p.synced()
-			}
-			p.publish(set)
-		case <-tick.C:
-			pctx, pcancel := context.WithTimeout(ctx, min(p.opts.Timeout, p.opts.ProbeInterval))
-			_, err := p.cli.Get(pctx, p.dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
-			pcancel()
-			if err != nil {
-				if ctx.Err() == nil {
-					p.lost(err)
-					probeFailed = true
-				}
-				continue
-			}
-			if probeFailed {
-				return errResync
-			}
-			p.synced()
-		}
-	}
+	return followPrefix(ctx, p.cli, p.dir, rev, p.opts, prefixHooks{
+		put:     func(key string, value []byte) { p.put(set, key, value) },
+		del:     func(key string) { delete(set, key) },
+		publish: func() { p.publish(set) },
+		synced:  p.synced,
+		lost:    p.lost,
+	})
 }
 
 // publish computes the share from the other balancers in set and, if it
