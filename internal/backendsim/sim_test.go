@@ -456,6 +456,23 @@ func TestStats(t *testing.T) {
 		},
 		Total: 5,
 	}
+	// The client sees a dropped connection close before the handler that
+	// closed it returns and leaves the in-flight count: wait for it.
+	deadline := time.After(5 * time.Second)
+	for {
+		st, err := h.client.Stats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.InFlight == 0 {
+			break
+		}
+		select {
+		case <-deadline:
+			t.Fatalf("in flight still %d after 5s", st.InFlight)
+		case <-time.After(time.Millisecond):
+		}
+	}
 	// The pool's figures have tests of their own.
 	noPool := cmpopts.IgnoreFields(Stats{}, "Pool")
 	got, err := h.client.ResetStats(ctx)
