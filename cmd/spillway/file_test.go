@@ -11,8 +11,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spillway-dev/spillway/internal/config"
-	"github.com/spillway-dev/spillway/internal/strictyaml"
-	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // wantErrors maps each testdata/*.bad.yaml to a part of the error `spillway
@@ -109,28 +107,6 @@ func TestVersion(t *testing.T) {
 		!strings.HasPrefix(out.String(), "spillway ") || !strings.Contains(out.String(), runtime.Version()) {
 		t.Fatalf("version: %d %q", code, out.String())
 	}
-}
-
-// FuzzLoadFile feeds arbitrary bytes through the whole loader: strict
-// decode onto the defaults, Resolve, validation. It must never panic, and
-// a file it accepts must validate again after a second Resolve (Resolve is
-// idempotent).
-func FuzzLoadFile(f *testing.F) {
-	testkit.Seed(f, "testdata/*.yaml")
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fc := config.Default()
-		if err := strictyaml.Decode(data, &fc); err != nil {
-			return
-		}
-		fc.Resolve()
-		if err := fc.Validate(); err != nil {
-			return
-		}
-		fc.Resolve()
-		if err := fc.Validate(); err != nil {
-			t.Fatalf("valid config invalid after a second Resolve: %v", err)
-		}
-	})
 }
 
 // TestIncident2018File: testdata/incident2018.good.yaml is the 2018

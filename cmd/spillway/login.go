@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/spillway-dev/spillway/internal/config"
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/membership"
+	"github.com/spillway-dev/spillway/internal/registry"
 )
 
 func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -78,7 +81,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	in, err := login.New(c, login.Options{Logger: logger, Dev: *dev})
+	in, err := login.New(c, login.Options{Logger: logger, Dev: *dev, Registrar: registerInEtcd})
 	if err != nil {
 		return err
 	}
@@ -168,4 +171,13 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// registerInEtcd is the login instances' Registrar: the etcd registry.
+func registerInEtcd(ctx context.Context, target membership.Target, rec membership.Record, ttl time.Duration, log *slog.Logger) (login.Registration, error) {
+	r, err := registry.RegisterAt(ctx, target, rec, ttl, log)
+	if err != nil {
+		return nil, err // not a nil *Registration in an interface
+	}
+	return r, nil
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
-	"github.com/spillway-dev/spillway/internal/registry"
+	"github.com/spillway-dev/spillway/internal/membership"
 )
 
 // Config is the configuration of one login instance (the `login:` section
@@ -166,7 +166,7 @@ func DefaultConfig() Config {
 		TrustedProxies:  slices.Clone(clientip.Private),
 		MaxConnections:  connlimit.DefaultFor(),
 		ShutdownTimeout: 10 * time.Second,
-		RegisterTTL:     registry.DefaultTTL,
+		RegisterTTL:     membership.DefaultTTL,
 	}
 }
 
@@ -221,9 +221,9 @@ func (c *Config) Validate() error {
 	}
 	add(field.NonNegative("shutdown_timeout", c.ShutdownTimeout))
 	if c.Register != "" {
-		if _, err := registry.ParseURL(c.Register); err != nil {
+		if _, err := membership.ParseURL(c.Register); err != nil {
 			rule := err.Error()
-			if ue := (*registry.URLError)(nil); errors.As(err, &ue) {
+			if ue := (*membership.URLError)(nil); errors.As(err, &ue) {
 				rule = ue.Rule
 			}
 			add(field.New("register", c.Register, rule))

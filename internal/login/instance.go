@@ -24,7 +24,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/httpapi"
-	"github.com/spillway-dev/spillway/internal/registry"
+	"github.com/spillway-dev/spillway/internal/membership"
 )
 
 // BackendName is the dependency's name in /health and in metrics.
@@ -43,24 +43,49 @@ type Options struct {
 	// InstanceID names the instance in its registration (Config.Register).
 	// Default HOSTNAME-PID.
 	InstanceID string
+	// Registrar registers the instance at Config.Register. The command
+	// wires the etcd registry (registry.Registrar); this package links no
+	// client of it. New fails when Config.Register is set and Registrar
+	// is nil.
+	Registrar Registrar
+}
+
+// Registrar registers rec at target, under a lease of ttl that the
+// returned Registration keeps alive, or fails at once with the reason.
+type Registrar func(ctx context.Context, target membership.Target, rec membership.Record, ttl time.Duration, log *slog.Logger) (Registration, error)
+
+// Registration is a registered instance.
+type Registration interface {
+	// Key is where the instance is registered.
+	Key() string
+	// Run keeps the registration alive until ctx is done or Deregister
+	// is called; it registers again when the registry comes back after
+	// an outage.
+	Run(ctx context.Context) error
+	// Deregister removes the registration at once.
+	Deregister(ctx context.Context) error
+	// Close releases the registration's client. Call it after Run has
+	// returned.
+	Close() error
 }
 
 // Instance is one login instance. Create it with New and call Run once.
 type Instance struct {
-	cfg      Config
-	log      *slog.Logger
-	now      func() time.Time
-	getenv   func(string) string
-	tokens   atomic.Pointer[Tokens]
-	backend  *backendClient
-	guard    *guard.Guard
-	limiter  *admission.Limiter
-	health   *health.Server
-	rate     atomic.Pointer[clientLimiter] // nil: no per-client limit
-	registry *prometheus.Registry
-	metrics  *metrics
-	service  http.Handler
-	id       string // the registration's id
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time
+	getenv    func(string) string
+	tokens    atomic.Pointer[Tokens]
+	backend   *backendClient
+	guard     *guard.Guard
+	limiter   *admission.Limiter
+	health    *health.Server
+	rate      atomic.Pointer[clientLimiter] // nil: no per-client limit
+	registry  *prometheus.Registry
+	metrics   *metrics
+	service   http.Handler
+	id        string // the registration's id
+	registrar Registrar
 }
 
 type metrics struct {
@@ -98,7 +123,10 @@ func New(c *Config, opts Options) (*Instance, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	in := &Instance{cfg: cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv, id: opts.InstanceID}
+	if cfg.Register != "" && opts.Registrar == nil {
+		return nil, errors.New("register is set but this program cannot register (no Registrar)")
+	}
+	in := &Instance{cfg: cfg, log: opts.Logger, now: opts.Now, getenv: opts.Getenv, id: opts.InstanceID, registrar: opts.Registrar}
 	if in.id == "" {
 		host, err := os.Hostname()
 		if err != nil || host == "" {
@@ -410,7 +438,7 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(capped) }()
 
-	reg, closeReg, err := in.register(ctx, svc.Addr(), hl)
+	reg, err := in.register(ctx, svc.Addr(), hl)
 	if err != nil {
 		_ = srv.Close()
 		<-serveErr
@@ -419,8 +447,9 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		in.backend.http.CloseIdleConnections()
 		return err
 	}
-	defer closeReg()
 	if reg != nil {
+		// After g.Wait below, which waits for Run.
+		defer func() { _ = reg.Close() }()
 		g.Go(func() error { return reg.Run(gctx) })
 	}
 
@@ -464,33 +493,27 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 }
 
 // register registers the instance at cfg.Register, when it is set, with
-// the addresses svc and hl are bound to (svc's for both when hl is nil),
-// and returns the registration and what closes its client; without
-// cfg.Register it returns nil, a no-op and nil.
-func (in *Instance) register(ctx context.Context, svc net.Addr, hl net.Listener) (*registry.Registration, func(), error) {
+// the addresses svc and hl are bound to (svc's for both when hl is nil);
+// without cfg.Register it returns nil and nil.
+func (in *Instance) register(ctx context.Context, svc net.Addr, hl net.Listener) (Registration, error) {
 	if in.cfg.Register == "" {
-		return nil, func() {}, nil
+		return nil, nil
 	}
-	target, err := registry.ParseURL(in.cfg.Register)
+	target, err := membership.ParseURL(in.cfg.Register)
 	if err != nil {
-		return nil, nil, fmt.Errorf("register: %w", err)
+		return nil, fmt.Errorf("register: %w", err)
 	}
 	healthAddr := svc
 	if hl != nil {
 		healthAddr = hl.Addr()
 	}
-	rec := registry.Record{ID: in.id, Service: advertised(svc), Health: advertised(healthAddr), Started: in.now()}
-	cli, err := registry.Dial(target)
+	rec := membership.Record{ID: in.id, Service: advertised(svc), Health: advertised(healthAddr), Started: in.now()}
+	reg, err := in.registrar(ctx, target, rec, in.cfg.RegisterTTL, in.log)
 	if err != nil {
-		return nil, nil, fmt.Errorf("register: %w", err)
-	}
-	reg, err := registry.Register(ctx, cli, target.Prefix, rec, registry.Options{TTL: in.cfg.RegisterTTL, Logger: in.log})
-	if err != nil {
-		cli.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	in.log.Info("registered", "key", reg.Key(), "service", rec.Service, "health", rec.Health, "register_ttl", in.cfg.RegisterTTL)
-	return reg, func() { cli.Close() }, nil
+	return reg, nil
 }
 
 // advertised is addr as others reach it: an unspecified IP (0.0.0.0, ::)

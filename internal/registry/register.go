@@ -80,6 +80,8 @@ type Registration struct {
 	mu     sync.Mutex
 	lease  clientv3.LeaseID // the lease the key is attached to
 	closed bool             // Deregister was called
+
+	own bool // cli is the registration's own (RegisterAt): Close closes it
 }
 
 // Register puts rec under prefix (the key PREFIX/instances/ID) with a
@@ -91,6 +93,33 @@ func Register(ctx context.Context, cli *clientv3.Client, prefix string, rec Reco
 		return nil, fmt.Errorf("register: %w", err)
 	}
 	return registerKey(ctx, cli, Key(prefix, rec.ID), rec, opts)
+}
+
+// RegisterAt dials target and registers rec there (Register) with a
+// client of its own, under a lease of ttl, logging to log; Close releases
+// the client. It is what a login instance's Registrar does.
+func RegisterAt(ctx context.Context, target Target, rec Record, ttl time.Duration, log *slog.Logger) (*Registration, error) {
+	cli, err := Dial(target)
+	if err != nil {
+		return nil, fmt.Errorf("register: %w", err)
+	}
+	r, err := Register(ctx, cli, target.Prefix, rec, Options{TTL: ttl, Logger: log})
+	if err != nil {
+		cli.Close()
+		return nil, err
+	}
+	r.own = true
+	return r, nil
+}
+
+// Close closes the etcd client of a registration made by RegisterAt; it
+// does nothing for one made with the caller's client. Call it after Run
+// has returned.
+func (r *Registration) Close() error {
+	if !r.own {
+		return nil
+	}
+	return r.cli.Close()
 }
 
 // RegisterLB puts a balancer's rec under prefix (the key PREFIX/lbs/ID)

@@ -1,41 +1,59 @@
 //go:build unix
 
-package login
+package registry_test
 
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/membership"
 	"github.com/spillway-dev/spillway/internal/registry"
 	"github.com/spillway-dev/spillway/internal/testkit"
 	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 )
 
-func registerConfig(t *testing.T, etcd string) *Config {
+// registerConfig is a login instance's configuration with a real
+// backend-sim, registering in the etcd at etcd.
+func registerConfig(t *testing.T, etcd string) *login.Config {
 	t.Helper()
 	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig("http://" + testkit.Serve(t, sim.Serve))
+	d := login.DefaultConfig()
+	cfg := &d
+	cfg.Backend.URL = "http://" + testkit.Serve(t, sim.Serve)
+	cfg.RateLimit.PerSecond = 0
+	cfg.ShutdownTimeout = 2 * time.Second
 	cfg.Register = "etcd://" + etcd + "/login-test"
 	cfg.RegisterTTL = 2 * time.Second
 	cfg.Health.DrainDelay = 500 * time.Millisecond
 	return cfg
 }
 
-// TestRegisterAndDeregisterOnDrain: a registering instance's key holds
+// registrar is what `spillway login` wires.
+func registrar(ctx context.Context, target membership.Target, rec membership.Record, ttl time.Duration, log *slog.Logger) (login.Registration, error) {
+	r, err := registry.RegisterAt(ctx, target, rec, ttl, log)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// TestLoginRegistersAndDeregistersOnDrain: a registering instance's key holds
 // its listeners' addresses while it serves, and is gone as soon as it
 // starts draining, while its service port still accepts connections.
-func TestRegisterAndDeregisterOnDrain(t *testing.T) {
+func TestLoginRegistersAndDeregistersOnDrain(t *testing.T) {
 	e := etcdtest.Start(t)
 	cfg := registerConfig(t, e.HostPort())
-	in, err := New(cfg, Options{Dev: true, InstanceID: "test-1"})
+	in, err := login.New(cfg, login.Options{Dev: true, InstanceID: "test-1", Registrar: registrar})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +104,13 @@ func TestRegisterAndDeregisterOnDrain(t *testing.T) {
 	}
 }
 
-// TestRegisterFailsAtStart: with etcd unreachable the instance does not
+// TestLoginRegisterFailsAtStart: with etcd unreachable the instance does not
 // start serving: Run returns the error, and the service port is closed.
-func TestRegisterFailsAtStart(t *testing.T) {
+func TestLoginRegisterFailsAtStart(t *testing.T) {
 	dead := testkit.Listen(t)
 	addr := dead.Addr().String()
 	dead.Close()
-	in, err := New(registerConfig(t, addr), Options{Dev: true})
+	in, err := login.New(registerConfig(t, addr), login.Options{Dev: true, Registrar: registrar})
 	if err != nil {
 		t.Fatal(err)
 	}
