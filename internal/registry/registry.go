@@ -1,9 +1,8 @@
-// Package registry keeps a fleet's instances in etcd (what it stores, the
-// URL and the key layout, are package membership's, which links no etcd
-// client): an instance
+// Package registry keeps a fleet's instances in etcd: an instance
 // registers itself under a lease (Register), and a load balancer
 // discovers the registered set and follows its changes (Discovery, an
-// lb.Discovery). Balancers in front of the same fleet register too
+// lb.Discovery). What it stores, and the URL and key layout, are package
+// membership's, which links no etcd client. Balancers in front of the same fleet register too
 // (RegisterLB, PREFIX/lbs/ID) and each takes its share of the fleet's
 // capacity by weight (Peers, an lb.Peers).
 //
