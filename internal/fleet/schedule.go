@@ -59,7 +59,9 @@ type Window struct {
 	// TimeZone is the IANA time zone Start is read in, such as
 	// "Europe/Berlin": 08:00 stays 08:00 local time across daylight-saving
 	// changes. A start in the hour skipped when clocks go forward does not
-	// happen that day. Default "UTC".
+	// happen that day; one in the hour repeated when they go back happens
+	// twice (an hour apart: with a duration of an hour or more, the two
+	// make one longer window). Default "UTC".
 	TimeZone string `yaml:"time_zone"`
 	// Instances is the fewest instances needed while the window is open,
 	// from 1 to MaxSize. The fleet keeps the largest of size and every
@@ -287,6 +289,9 @@ func (w want) describe(size int) string {
 	need := fmt.Sprintf("%d per host", c.Instances)
 	if c.Scope == ScopeFleet {
 		need = fmt.Sprintf("%d over %d hosts", c.Instances, w.hosts)
+		if w.hosts == 1 {
+			need = fmt.Sprintf("%d over 1 host", c.Instances)
+		}
 	}
 	const layout = "Mon 15:04"
 	return fmt.Sprintf("window %q (%s) %s to %s %s", c.Name, need,
