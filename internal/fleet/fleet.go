@@ -88,7 +88,8 @@ type Probe struct {
 // process, and for a while those it replaces.
 type ProcessStatus struct {
 	ID string `json:"id"`
-	// Slot is the place in the fleet (0 to Size-1) the process fills.
+	// Slot is the place in the fleet (0 to the target - 1) the process
+	// fills; slots above Size exist while the schedule asks for them.
 	Slot int `json:"slot"`
 	PID  int `json:"pid"`
 	// Service and Health are the addresses given to the instance with

@@ -619,7 +619,7 @@ func TestSchedulePrewarmsAndScalesBack(t *testing.T) {
 		// The fleet's clock reads 08:59:59.3 as it starts: the lead
 		// (0.5s) begins 0.2s later, the window opens at 0.7s and closes
 		// 1.5s after that.
-		shift := time.Date(2026, 3, 2, 8, 59, 59, 300_000_000, time.UTC).Sub(time.Now())
+		shift := time.Until(time.Date(2026, 3, 2, 8, 59, 59, 300_000_000, time.UTC))
 		f.clock = func() time.Time { return time.Now().Add(shift) }
 		f.hosts = func() int { return 2 }
 	})

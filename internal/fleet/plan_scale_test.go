@@ -30,14 +30,6 @@ func startedAll(at time.Duration, ids ...string) []step {
 	return out
 }
 
-func readyAll(at time.Duration, ids ...string) []step {
-	var out []step
-	for _, id := range ids {
-		out = append(out, step{at, ready(id), []string{"ready " + id}})
-	}
-	return out
-}
-
 // A weekday window in Europe/Berlin across the spring daylight-saving
 // change: 08:00 local is 07:00 UTC on Friday and 06:00 UTC on Monday. The
 // extra instances start schedule_lead (default 2m) before it opens and
