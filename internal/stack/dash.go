@@ -64,9 +64,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Stack) sources() dashboard.Sources {
 	src := dashboard.Sources{
 		LB:     func() any { return s.balancer.Status() },
-		Fleet: func() any {
-			return map[string]any{"instances": s.fleet.Status(), "frozen": s.fleet.Frozen(), "schedule": s.fleet.Schedule()}
-		},
+		Fleet:  func() any { return map[string]any{"instances": s.fleet.Status(), "frozen": s.fleet.Frozen(), "schedule": s.fleet.Schedule()} },
 		Events: s.allEvents,
 		Series: s.rec.Series,
 		Load:   func() any { return s.load.Status() },
