@@ -230,12 +230,13 @@ func (f *Fleet) Run(ctx context.Context) error {
 	defer spawn.Close() // after shutdown: every instance has exited
 	base, cancelBase := context.WithCancel(context.Background())
 
+	hosts := f.hostCount() // outside the lock
 	f.mu.Lock()
 	f.phase = phaseRunning
 	f.spawn = spawn
 	f.baseCtx = base
 	now := f.clock()
-	f.plan.SetHosts(f.hostCount())
+	f.plan.SetHosts(hosts)
 	var bootErr error
 	for _, a := range f.plan.Boot(now) {
 		if a.Kind != ActStart {

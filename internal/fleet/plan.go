@@ -50,8 +50,7 @@ type Plan struct {
 }
 
 // slot is one of the places of the fleet: Size of them, and more while
-// the schedule asks for more. Its process changes; the
-// slot stays.
+// the schedule asks for more. Its process changes; the slot stays.
 type slot struct {
 	index    int
 	key      string    // the slot's key in the guardrails
