@@ -98,7 +98,8 @@ type Sources struct {
 	// missing.
 	LB func() any
 	// Fleet returns the fleet's status: a list of instance statuses, or an
-	// object with "instances" and "frozen". Passed through as JSON; the
+	// object with "instances", "frozen" and "schedule" (the target and the
+	// window that sets it). Passed through as JSON; the
 	// page matches its instances to the LB's by id or service address.
 	Fleet func() any
 	// Events returns recent events, newest last. /api/state returns the

@@ -55,6 +55,11 @@ const (
 	// process is tried again After the backoff; a rolling restart's new
 	// one ends the restart.
 	ActStartFailed ActionKind = "start_failed"
+	// ActScaled: the schedule changed the number of instances kept From
+	// to Target; Window is the window that sets it (empty: size), Detail
+	// says how. The starts (slots From to Target-1) or the stops (Reason
+	// ReasonScaleDown, the newest slot first) follow it in the batch.
+	ActScaled ActionKind = "scaled"
 )
 
 // Action is one thing the Plan asks its caller to do, or reports. Which
@@ -79,9 +84,12 @@ type Action struct {
 	// Failing is the number of instances counted as failing (ActFrozen,
 	// ActUnfrozen).
 	Failing int
+	// From, Target and Window describe an ActScaled.
+	From, Target int
+	Window       string
 	// Check is the check that made ID unhealthy.
 	Check Probe
-	// Detail describes an exit.
+	// Detail describes an exit, or an ActScaled's window.
 	Detail string
 	// Err is why a start failed, or how a rolling restart ended.
 	Err error

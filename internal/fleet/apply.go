@@ -40,6 +40,7 @@ func (f *Fleet) doLocked(a Action, now time.Time) []Action {
 	if p := f.procs[a.ID]; p != nil {
 		pid = p.pid
 	}
+	size := f.plan.Target() // the instances kept now: the shares are of it
 	switch a.Kind {
 	case ActStart:
 		if a.Restart {
@@ -84,21 +85,26 @@ func (f *Fleet) doLocked(a Action, now time.Time) []Action {
 		f.eventLocked(Event{Time: now, Kind: EventReplaced, Instance: a.ID, PID: pid, Reason: a.Reason, Detail: detail})
 		f.log.Warn("instance replaced", "instance", a.ID, "reason", a.Reason, "detail", detail)
 	case ActBudgetExhausted:
+		budget := f.cfg.Budget.Max.Of(size)
 		f.eventLocked(Event{Time: now, Kind: EventBudgetExhausted, Instance: a.ID, PID: pid,
-			Detail: fmt.Sprintf("%d replacements per %s spent; keeping the unhealthy instance", f.cfg.Budget.Max.Of(f.cfg.Size), f.cfg.Budget.Window)})
+			Detail: fmt.Sprintf("%d replacements per %s spent; keeping the unhealthy instance", budget, f.cfg.Budget.Window)})
 		f.log.Warn("replacement budget exhausted; keeping unhealthy instance", "instance", a.ID,
-			"budget_max", f.cfg.Budget.Max.Of(f.cfg.Size), "budget_window", f.cfg.Budget.Window)
+			"budget_max", budget, "budget_window", f.cfg.Budget.Window)
 	case ActFrozen:
 		f.m.frozen.Set(1)
 		f.eventLocked(Event{Time: now, Kind: EventFrozen,
-			Detail: fmt.Sprintf("%d of %d instances failed within %s: shared cause, replacing nothing", a.Failing, f.cfg.Size, f.cfg.Freeze.Window)})
-		f.log.Warn("fleet frozen: correlated failures, replacing nothing", "failing", a.Failing, "size", f.cfg.Size,
+			Detail: fmt.Sprintf("%d of %d instances failed within %s: shared cause, replacing nothing", a.Failing, size, f.cfg.Freeze.Window)})
+		f.log.Warn("fleet frozen: correlated failures, replacing nothing", "failing", a.Failing, "size", size,
 			"share", f.cfg.Freeze.Share, "window", f.cfg.Freeze.Window)
 	case ActUnfrozen:
 		f.m.frozen.Set(0)
 		f.eventLocked(Event{Time: now, Kind: EventUnfrozen,
-			Detail: fmt.Sprintf("%d of %d instances failing; their failures so far are forgiven", a.Failing, f.cfg.Size)})
-		f.log.Info("fleet unfrozen: failures cleared", "failing", a.Failing, "size", f.cfg.Size)
+			Detail: fmt.Sprintf("%d of %d instances failing; their failures so far are forgiven", a.Failing, size)})
+		f.log.Info("fleet unfrozen: failures cleared", "failing", a.Failing, "size", size)
+	case ActScaled:
+		f.m.target.Set(float64(a.Target))
+		f.eventLocked(Event{Time: now, Kind: EventScaled, Detail: fmt.Sprintf("%d → %d instances: %s", a.From, a.Target, a.Detail)})
+		f.log.Info("fleet scaled by schedule", "from", a.From, "to", a.Target, "window", a.Window, "detail", a.Detail)
 	case ActCrashed:
 		f.eventLocked(Event{Time: now, Kind: EventCrashed, Instance: a.ID, PID: pid, Detail: a.Detail})
 		switch {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,6 +89,25 @@ type Config struct {
 	// default, then up to its shutdown_timeout, 10s, for requests in
 	// flight) before it and its process group get SIGKILL. Default 15s.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+
+	// Schedule pre-warms the fleet before known peaks: while a window is
+	// open (from ScheduleLead before its start), the fleet keeps the
+	// largest of Size and every open window's need; extra instances are
+	// started as slots of their own (announced, checked and replaced like
+	// the others) and stopped, newest first, once the windows close, never
+	// during a rolling restart. The replacement budget's and the freeze's
+	// shares are then of the current target. Default none; at most
+	// MaxWindows.
+	Schedule []Window `yaml:"schedule"`
+	// ScheduleLead is how long before a window opens its extra instances
+	// start, so that they are ready and past the load balancer's slow start
+	// when it opens. Default 2m: a start that succeeds at the second try
+	// (backoff.base 1s) and becomes ready within ready_timeout (30s), the
+	// load balancer's healthy threshold (2 checks, 2s apart) and its
+	// slow_start window (10s) take under a minute; the rest is margin.
+	// Raise it for instances that warm up longer. 0 starts them as the
+	// window opens.
+	ScheduleLead time.Duration `yaml:"schedule_lead"`
 }
 
 // CheckConfig configures the health checks the fleet makes itself. They are
@@ -183,18 +203,27 @@ func DefaultConfig() Config {
 			Liveness:           ProbeConfig{Path: "/livez", Port: PortHealth},
 			Traffic:            ProbeConfig{Path: "/readyz", Port: PortHealth},
 		},
-		ReplaceOn:   ReplaceOnLiveness,
-		Budget:      BudgetConfig{Max: Percent(25), Window: time.Minute},
-		Freeze:      FreezeConfig{Share: 0.5, Window: time.Minute},
-		Backoff:     BackoffConfig{Base: time.Second, Reset: time.Minute},
-		StopTimeout: 15 * time.Second,
+		ReplaceOn:    ReplaceOnLiveness,
+		Budget:       BudgetConfig{Max: Percent(25), Window: time.Minute},
+		Freeze:       FreezeConfig{Share: 0.5, Window: time.Minute},
+		Backoff:      BackoffConfig{Base: time.Second, Reset: time.Minute},
+		StopTimeout:  15 * time.Second,
+		ScheduleLead: DefaultScheduleLead,
 	}
 }
 
 // Resolve fills the fields whose default derives from another, when they
 // are 0: check.timeout (1s, or the interval if shorter) and backoff.max
-// (30s, or the base if longer). It is idempotent; New calls it.
+// (30s, or the base if longer); and each schedule window's empty
+// time_zone ("UTC") and scope ("host"), which a list entry cannot take
+// from DefaultConfig. It is idempotent; New calls it.
 func (c *Config) Resolve() {
+	if slices.ContainsFunc(c.Schedule, func(w Window) bool { return w.TimeZone == "" || w.Scope == "" }) {
+		c.Schedule = slices.Clone(c.Schedule) // not the caller's array
+		for i := range c.Schedule {
+			c.Schedule[i].resolve()
+		}
+	}
 	if c.Check.Timeout == 0 {
 		c.Check.Timeout = min(time.Second, c.Check.Interval)
 	}
@@ -248,6 +277,7 @@ func (c *Config) Validate() error {
 	}
 	add(field.Positive("backoff.reset", c.Backoff.Reset))
 	add(field.Positive("stop_timeout", c.StopTimeout))
+	add(validateSchedule(c.Schedule, c.ScheduleLead))
 	return errors.Join(errs...)
 }
 

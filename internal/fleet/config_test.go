@@ -28,11 +28,12 @@ func TestDefaults(t *testing.T) {
 			Liveness:           ProbeConfig{Path: "/livez", Port: PortHealth},
 			Traffic:            ProbeConfig{Path: "/readyz", Port: PortHealth},
 		},
-		ReplaceOn:   ReplaceOnLiveness,
-		Budget:      BudgetConfig{Max: Percent(25), Window: time.Minute},
-		Freeze:      FreezeConfig{Share: 0.5, Window: time.Minute},
-		Backoff:     BackoffConfig{Base: time.Second, Max: 30 * time.Second, Reset: time.Minute},
-		StopTimeout: 15 * time.Second,
+		ReplaceOn:    ReplaceOnLiveness,
+		Budget:       BudgetConfig{Max: Percent(25), Window: time.Minute},
+		Freeze:       FreezeConfig{Share: 0.5, Window: time.Minute},
+		Backoff:      BackoffConfig{Base: time.Second, Max: 30 * time.Second, Reset: time.Minute},
+		StopTimeout:  15 * time.Second,
+		ScheduleLead: 2 * time.Minute,
 	}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Fatalf("defaults (-want +got):\n%s", diff)
@@ -68,6 +69,24 @@ func TestConfigFiles(t *testing.T) {
 			`freeze.share: 1.5: must be in [0, 1]`,
 			`backoff.max: 1s: must be at least backoff.base (10s)`,
 		},
+		"bad-schedule.bad.yaml": {
+			`schedule_lead: -1s: must not be negative`,
+			`schedule[1].name: "ok": schedule[0] has this name too; names must be unique`,
+			`schedule[1].time_zone: "Mars/Olympus": not a known IANA time zone name such as "Europe/Berlin"`,
+			`schedule[1].start: "0 8 * *": expected exactly 5 fields, found 4: [0 8 * *]`,
+			`schedule[1].duration: 0s: must be positive`,
+			`schedule[1].instances: 0: must be from 1 to 256`,
+			`schedule[1].scope: "region": must be "host" or "fleet"`,
+			`schedule[2].name: "": required: names the window in logs and events`,
+			`schedule[2].start: "CRON_TZ=Europe/Berlin 0 8 * * *": the time zone goes in time_zone, not in start`,
+			`schedule[2].duration: -1m0s: must be positive`,
+			`schedule[2].instances: 257: must be from 1 to 256`,
+			`schedule[3].time_zone: "Local": not an IANA time zone name such as "Europe/Berlin" ("Local" differs from host to host)`,
+			`schedule[3].start: "0 0 30 2 *": matches no date`,
+			`schedule[4].start: "TZ=x": the time zone goes in time_zone, not in start`,
+			`schedule[5].name: "tab\tname": at most 64 printable characters`,
+			`schedule[5].start: "0 25 * * *": end of range (25) above maximum (23): 25`,
+		},
 	}
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -102,7 +121,7 @@ func TestConfigFiles(t *testing.T) {
 					t.Errorf("error lacks %q:\n%v", w, err)
 				}
 			}
-			if n := strings.Count(err.Error(), "\n") + 1; strings.HasPrefix(name, "bad-values") && n != len(want) {
+			if n := strings.Count(err.Error(), "\n") + 1; (strings.HasPrefix(name, "bad-values") || strings.HasPrefix(name, "bad-schedule")) && n != len(want) {
 				t.Errorf("%d errors, want %d:\n%v", n, len(want), err)
 			}
 		})
@@ -132,5 +151,36 @@ func FuzzConfig(f *testing.F) {
 		g := NewGuardrails(c)
 		g.Request(t0)
 		NewBackoff(c.Backoff).Exited(t0, t0)
+		// And a plan whose schedule evaluates (the cron parser sees
+		// outside input).
+		p, err := NewPlan(*c, nil)
+		if err != nil {
+			t.Fatalf("valid configuration, no plan: %v", err)
+		}
+		p.Boot(t0)
+		p.Tick(t0.Add(25 * time.Hour))
+		p.Next()
 	})
+}
+
+// Resolve fills a window's empty time zone and scope, on a copy of the
+// caller's list.
+func TestScheduleResolve(t *testing.T) {
+	ws := []Window{{Name: "w", Start: "0 8 * * *", Duration: time.Hour, Instances: 2}}
+	c := DefaultConfig()
+	c.Schedule = ws
+	c.Resolve()
+	if got := c.Schedule[0]; got.TimeZone != "UTC" || got.Scope != ScopeHost {
+		t.Errorf("resolved window %+v, want time_zone UTC and scope host", got)
+	}
+	if ws[0].TimeZone != "" || ws[0].Scope != "" {
+		t.Errorf("Resolve changed the caller's list: %+v", ws[0])
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.Schedule = make([]Window, MaxWindows+1)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "schedule: 65: at most 64 windows") {
+		t.Errorf("too many windows: %v", err)
+	}
 }

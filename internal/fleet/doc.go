@@ -1,7 +1,8 @@
 // Package fleet supervises a group of instance processes (by default this
-// binary's own `login` subcommand): it starts Size of them, each on free
-// ports chosen at its start, replaces them on liveness only, and announces
-// the set to the load balancer as instances come and go.
+// binary's own `login` subcommand): it starts Size of them (more while a
+// schedule window asks for more), each on free ports chosen at its start,
+// replaces them on liveness only, and announces the set to the load
+// balancer as instances come and go.
 //
 // # Contract
 //
@@ -13,10 +14,10 @@
 //     an instance is announced as soon as its process starts and withdrawn
 //     as soon as it is told to stop; it becomes routable only through the
 //     load balancer's own health checks and slow start.
-//   - Status, Events and Frozen are for dashboards; the metrics
+//   - Status, Schedule, Events and Frozen are for dashboards; the metrics
 //     spillway_fleet_instances, spillway_fleet_replacements_total{reason},
-//     spillway_fleet_frozen and spillway_fleet_restarts_total go to the
-//     injected Registerer.
+//     spillway_fleet_frozen, spillway_fleet_restarts_total and
+//     spillway_fleet_target_instances go to the injected Registerer.
 //
 // # How it decides
 //
@@ -74,6 +75,20 @@
 //   - Rolling restart: one slot at a time, new instance first, old one
 //     stopped only once the new one's /readyz answers 200, and drained
 //     before the next slot: capacity never drops and the surge is one.
+//   - Schedule (pre-warming before known peaks): each window of
+//     Config.Schedule (a five-field cron start read in its IANA time zone,
+//     a duration, the instances it needs on this host or over the fleet)
+//     raises the number of instances kept from schedule_lead (default 2m)
+//     before it opens until it closes: the fleet keeps the largest of size
+//     and every open window's need. Extra instances are slots of their
+//     own, started, announced, checked and replaced like the others; when
+//     the windows close they are stopped gracefully, the newest first,
+//     never below size and never during a rolling restart (the scale-down
+//     waits for it to end). A fleet-scope window's instances are split
+//     over the live hosts (Options.Hosts): this host keeps ceil(instances
+//     / hosts), a share that does not fall while the window is open. The
+//     budget's and the freeze's shares are of the current target. The
+//     Fleet wakes at each lead and close (Plan.Next), without polling.
 //
 // # Processes
 //

@@ -18,6 +18,7 @@ const (
 	EventFrozen          EventKind = "frozen"           // correlated failures: replacement stopped
 	EventUnfrozen        EventKind = "unfrozen"         // failures cleared: replacement resumed
 	EventBudgetExhausted EventKind = "budget_exhausted" // an unhealthy instance is kept: no budget left
+	EventScaled          EventKind = "scaled"           // the schedule changed the number of instances kept; Detail says why
 )
 
 // Replacement reasons, in Event.Reason and the replacements metric's
@@ -26,6 +27,9 @@ const (
 	ReasonLiveness = "liveness"        // its liveness check failed its threshold
 	ReasonTraffic  = "traffic"         // its traffic check failed its threshold (replace_on: traffic)
 	ReasonRolling  = "rolling_restart" // a rolling restart replaced it
+	// ReasonScaleDown is why an instance is stopped when a schedule window
+	// closes (not a replacement: it has no successor).
+	ReasonScaleDown = "scale_down"
 )
 
 // EventCapacity is the number of recent events a Fleet keeps.
@@ -86,6 +90,7 @@ type metrics struct {
 	replacements *prometheus.CounterVec
 	frozen       prometheus.Gauge
 	restarts     prometheus.Counter
+	target       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -106,6 +111,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "spillway_fleet_restarts_total",
 			Help: "Processes started again after their predecessor exited unasked.",
 		}),
+		target: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "spillway_fleet_target_instances",
+			Help: "Instances the fleet keeps: fleet.size, or more while a fleet.schedule window is open.",
+		}),
 	}
 	for _, r := range []string{ReasonLiveness, ReasonTraffic, ReasonRolling} {
 		m.replacements.WithLabelValues(r)
@@ -113,7 +122,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.instances, m.replacements, m.frozen, m.restarts} {
+	for _, c := range []prometheus.Collector{m.instances, m.replacements, m.frozen, m.restarts, m.target} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -95,3 +95,50 @@ func ExamplePlan() {
 	// wake at 1m1s
 	// start i-3 0s
 }
+
+// A schedule pre-warms the fleet before a known peak: the plan wakes its
+// caller (Next) when the window's lead begins, starts the extra
+// instances, and stops them, newest first, when the window closes.
+func ExamplePlan_schedule() {
+	cfg := fleet.DefaultConfig()
+	cfg.Size = 2
+	cfg.Schedule = []fleet.Window{{
+		Name: "morning-peak", Start: "0 8 * * 1-5", Duration: 2 * time.Hour,
+		TimeZone: "Europe/Berlin", Instances: 4,
+	}}
+	p, err := fleet.NewPlan(cfg, nil)
+	if err != nil {
+		panic(err)
+	}
+	show := func(now time.Time, acts []fleet.Action) {
+		for _, a := range acts {
+			switch a.Kind {
+			case fleet.ActScaled:
+				fmt.Printf("scaled %d -> %d: %s\n", a.From, a.Target, a.Detail)
+			case fleet.ActStart:
+				p.Started(a.ID, now) // the start succeeded
+				fmt.Println(a.Kind, a.ID)
+			default:
+				fmt.Println(a.Kind, a.ID, a.Reason)
+			}
+		}
+	}
+	monday := time.Date(2026, 3, 2, 6, 0, 0, 0, time.UTC) // 07:00 in Berlin
+	show(monday, p.Boot(monday))
+	for range 2 {
+		now := p.Next()
+		fmt.Println("wake at", now.In(time.UTC).Format("15:04 MST"))
+		show(now, p.Tick(now))
+	}
+	// Output:
+	// start i-1
+	// start i-2
+	// wake at 06:58 UTC
+	// scaled 2 -> 4: window "morning-peak" (4 per host) Mon 08:00 to Mon 10:00 Europe/Berlin
+	// start i-3
+	// start i-4
+	// wake at 09:00 UTC
+	// scaled 4 -> 2: size 2: no open window needs more
+	// stop i-4 scale_down
+	// stop i-3 scale_down
+}

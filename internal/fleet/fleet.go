@@ -88,7 +88,8 @@ type Probe struct {
 // process, and for a while those it replaces.
 type ProcessStatus struct {
 	ID string `json:"id"`
-	// Slot is the place in the fleet (0 to Size-1) the process fills.
+	// Slot is the place in the fleet (0 to the target - 1) the process
+	// fills; slots above Size exist while the schedule asks for them.
 	Slot int `json:"slot"`
 	PID  int `json:"pid"`
 	// Service and Health are the addresses given to the instance with
@@ -118,6 +119,13 @@ type Options struct {
 	// KEY=VALUE entries (a later entry wins). It is the place for secrets,
 	// such as a shared signing key, that must not be on a command line.
 	Env []string
+	// Hosts returns the number of live hosts whose fleets share the
+	// fleet-scope windows of fleet.schedule (this one included): this host
+	// keeps ceil(instances / hosts) of such a window's instances. Called
+	// at boot and at every tick (at least every check interval), without
+	// the fleet's lock held; it should answer from memory. Nil, or an
+	// answer below 1, counts as 1.
+	Hosts func() int
 }
 
 // Lifecycle phases of a Fleet.
@@ -138,6 +146,9 @@ type Fleet struct {
 	log   *slog.Logger
 	out   io.Writer
 	env   []string // added to every instance's environment
+	hosts func() int
+	// clock is the time the plan is fed; time.Now but in tests.
+	clock func() time.Time
 	outMu sync.Mutex
 	m     *metrics
 	probe *prober
@@ -181,6 +192,7 @@ func New(cfg Config, opts Options) (*Fleet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet: register metrics: %w", err)
 	}
+	m.target.Set(float64(cfg.Size))
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -191,6 +203,8 @@ func New(cfg Config, opts Options) (*Fleet, error) {
 		log:     log,
 		out:     opts.Output,
 		env:     slices.Clone(opts.Env),
+		hosts:   opts.Hosts,
+		clock:   time.Now,
 		m:       m,
 		probe:   newProber(cfg.Check.Timeout),
 		results: make(chan probeResult),
@@ -216,13 +230,19 @@ func (f *Fleet) Run(ctx context.Context) error {
 	defer spawn.Close() // after shutdown: every instance has exited
 	base, cancelBase := context.WithCancel(context.Background())
 
+	hosts := f.hostCount() // outside the lock
 	f.mu.Lock()
 	f.phase = phaseRunning
 	f.spawn = spawn
 	f.baseCtx = base
-	now := time.Now()
+	now := f.clock()
+	f.plan.SetHosts(hosts)
 	var bootErr error
 	for _, a := range f.plan.Boot(now) {
+		if a.Kind != ActStart {
+			f.doLocked(a, now)
+			continue
+		}
 		err := f.startLocked(a, now)
 		if err == nil {
 			f.applyLocked(f.plan.Started(a.ID, now), now)
@@ -238,7 +258,8 @@ func (f *Fleet) Run(ctx context.Context) error {
 	f.mu.Unlock()
 
 	if bootErr == nil {
-		f.log.Info("fleet running", "size", f.cfg.Size, "replace_on", f.cfg.ReplaceOn, "grace", f.cfg.Grace)
+		f.log.Info("fleet running", "size", f.cfg.Size, "target", f.Schedule().Target, "schedule_windows", len(f.cfg.Schedule),
+			"replace_on", f.cfg.ReplaceOn, "grace", f.cfg.Grace)
 		f.loop(ctx)
 	}
 	f.shutdown(cancelBase)
@@ -263,16 +284,28 @@ func (f *Fleet) loop(ctx context.Context) {
 				f.applyLocked(f.plan.Exited(p.id, p.exit(), now), now)
 			}
 		case <-timer.C:
-			handle = func(now time.Time) { f.applyLocked(f.plan.Tick(now), now) }
+			hosts := f.hostCount() // outside the lock
+			handle = func(now time.Time) {
+				f.plan.SetHosts(hosts)
+				f.applyLocked(f.plan.Tick(now), now)
+			}
 		case <-f.kick:
 			handle = func(time.Time) {}
 		}
 		f.mu.Lock()
-		now := time.Now()
+		now := f.clock()
 		handle(now)
 		timer.Reset(f.nextWakeLocked(now))
 		f.mu.Unlock()
 	}
+}
+
+// hostCount asks Options.Hosts, if set, how many hosts are live.
+func (f *Fleet) hostCount() int {
+	if f.hosts == nil {
+		return 1
+	}
+	return max(1, f.hosts())
 }
 
 // kickLoop makes the loop recompute when it next ticks.
@@ -371,6 +404,14 @@ func (f *Fleet) Status() []ProcessStatus {
 		}
 	}
 	return out
+}
+
+// Schedule reports how many instances the fleet keeps and the schedule
+// window that sets it, as of the last tick.
+func (f *Fleet) Schedule() ScheduleStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.plan.Schedule()
 }
 
 // Frozen reports whether correlated failures freeze replacement now.

@@ -87,8 +87,9 @@ func fastConfig(edit func(*Config)) Config {
 
 // startFleet runs a fleet of login instances (unless cfg.Command is set)
 // against a fresh backend-sim. The fleet is stopped when the test ends, and
-// every process it started is then checked to be gone.
-func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
+// every process it started is then checked to be gone. setup, if any,
+// changes the fleet before it runs.
+func startFleet(t *testing.T, cfg Config, incident2018 bool, setup ...func(*Fleet)) *harness {
 	t.Helper()
 	h := &harness{t: t, out: &testkit.SyncBuffer{}}
 	if len(cfg.Command) == 0 {
@@ -102,6 +103,9 @@ func startFleet(t *testing.T, cfg Config, incident2018 bool) *harness {
 		t.Fatal(err)
 	}
 	h.f = f
+	for _, fn := range setup {
+		fn(f)
+	}
 	h.stopRun = testkit.Go(t, "Run", 20*time.Second, f.Run)
 	t.Cleanup(func() {
 		h.stop()
@@ -599,4 +603,54 @@ func TestLivenessFailureReplacedWithinBudget(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// A schedule window on the fleet's clock, set a little before the
+// window's lead: the extra instance is started and announced at the lead,
+// and stopped once the window closes, with an event and the target gauge
+// at each step. A fleet-scope window of 3 over Hosts() = 2 is 2 here.
+func TestSchedulePrewarmsAndScalesBack(t *testing.T) {
+	cfg := fastConfig(func(c *Config) {
+		c.Size = 1
+		c.ScheduleLead = 500 * time.Millisecond
+		c.Schedule = []Window{{Name: "peak", Start: "0 9 * * *", Duration: 1500 * time.Millisecond, Instances: 3, Scope: ScopeFleet}}
+	})
+	h := startFleet(t, cfg, false, func(f *Fleet) {
+		// The fleet's clock reads 08:59:59.3 as it starts: the lead
+		// (0.5s) begins 0.2s later, the window opens at 0.7s and closes
+		// 1.5s after that.
+		shift := time.Until(time.Date(2026, 3, 2, 8, 59, 59, 300_000_000, time.UTC))
+		f.clock = func() time.Time { return time.Now().Add(shift) }
+		f.hosts = func() int { return 2 }
+	})
+	testkit.WaitFor(t, 5*time.Second, "the scale-up", func() bool { return len(h.f.Instances()) == 2 })
+	if got := testutil.ToFloat64(h.f.m.target); got != 2 {
+		t.Errorf("target gauge %v during the window, want 2", got)
+	}
+	if st := h.f.Schedule(); st.Target != 2 || st.Window != "peak" || st.Hosts != 2 {
+		t.Errorf("schedule status %+v", st)
+	}
+	testkit.WaitFor(t, 5*time.Second, "2 running instances", func() bool { return len(h.running()) == 2 })
+	testkit.WaitFor(t, 5*time.Second, "the scale-down", func() bool {
+		return len(h.f.Instances()) == 1 && len(h.f.Status()) == 1
+	})
+	if got := testutil.ToFloat64(h.f.m.target); got != 1 {
+		t.Errorf("target gauge %v after the window, want 1", got)
+	}
+	var scaled []string
+	for _, e := range h.f.Events(0) {
+		if e.Kind == EventScaled {
+			scaled = append(scaled, e.Detail)
+		}
+	}
+	want := []string{
+		`1 → 2 instances: window "peak" (3 over 2 hosts) Mon 09:00 to Mon 09:00 UTC`,
+		`2 → 1 instances: size 1: no open window needs more`,
+	}
+	if !slices.Equal(scaled, want) {
+		t.Errorf("scaled events:\n%q\nwant\n%q", scaled, want)
+	}
+	if st := h.f.Status(); len(st) != 1 || st[0].Slot != 0 {
+		t.Errorf("status after the window: %+v", st)
+	}
 }

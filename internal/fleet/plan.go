@@ -8,9 +8,11 @@ import (
 
 // Plan is the fleet's decision layer: it keeps the state of every slot
 // and of every process in it, takes observations with the time they were
-// made (Started, StartFailed, Ready, Checked, Exited, Tick) and operator
-// commands (Boot, Roll, CancelRoll, Shutdown), and answers each with the
-// Actions to take, in order. It starts nothing, reads no clock and keeps no
+// made (Started, StartFailed, Ready, Checked, Exited, Tick, and SetHosts,
+// which Tick acts on) and operator commands (Boot, Roll, CancelRoll,
+// Shutdown), and answers each with the Actions to take, in order. Its
+// schedule (Config.Schedule) sets how many slots it keeps: Boot and Tick
+// scale it (plan_scale.go). It starts nothing, reads no clock and keeps no
 // goroutine: the Fleet runs the processes and the checks, feeds the plan,
 // applies its actions and turns them into logs, events and metrics; a
 // simulation can drive it on virtual time.
@@ -37,10 +39,18 @@ type Plan struct {
 	roll *roll
 	// down: Shutdown was called; observations change nothing.
 	down bool
+
+	// size is the number of slots kept: slots[:size] are the fleet's,
+	// slots[size:] were scaled away and are listed until their processes
+	// have exited. Config.Size, or more while a schedule window is open.
+	size  int
+	sched *schedule
+	hosts int  // live hosts, for fleet-scope windows; at least 1
+	want  want // the schedule's verdict at the last Boot or Tick
 }
 
-// slot is one of the Size places of the fleet. Its process changes; the
-// slot stays.
+// slot is one of the places of the fleet: Size of them, and more while
+// the schedule asks for more. Its process changes; the slot stays.
 type slot struct {
 	index    int
 	key      string    // the slot's key in the guardrails
@@ -87,17 +97,31 @@ func NewPlan(cfg Config, rails Guardrails) (*Plan, error) {
 	if rails == nil {
 		rails = NewGuardrails(&cfg)
 	}
-	p := &Plan{cfg: cfg, rails: rails, byID: map[string]*member{}}
-	for i := range cfg.Size {
-		p.slots = append(p.slots, &slot{index: i, key: fmt.Sprintf("slot-%d", i), backoff: NewBackoff(cfg.Backoff)})
+	sched, err := newSchedule(cfg.Schedule, cfg.ScheduleLead)
+	if err != nil {
+		return nil, err
 	}
+	p := &Plan{cfg: cfg, rails: rails, byID: map[string]*member{}, size: cfg.Size, sched: sched, hosts: 1}
+	for i := range cfg.Size {
+		p.slots = append(p.slots, p.newSlot(i))
+	}
+	p.want = want{n: cfg.Size, hosts: 1}
 	return p, nil
 }
 
-// Boot starts every slot.
+func (p *Plan) newSlot(i int) *slot {
+	return &slot{index: i, key: fmt.Sprintf("slot-%d", i), backoff: NewBackoff(p.cfg.Backoff)}
+}
+
+// Boot starts every slot: Size of them, or more if a schedule window is
+// open at now (an ActScaled comes first then).
 func (p *Plan) Boot(now time.Time) []Action {
 	var out []Action
-	for _, s := range p.slots {
+	if w := p.evaluate(now); w.n > p.size {
+		out = append(out, p.scaled(w))
+		p.grow(w.n)
+	}
+	for _, s := range p.slots[:p.size] {
 		m := p.newMember(s, now)
 		s.cur = m
 		out = append(out, Action{Kind: ActStart, Slot: s.index, ID: m.id})
@@ -297,7 +321,10 @@ func (p *Plan) Exited(id string, x Exit, now time.Time) []Action {
 	if m.state == StateStopping {
 		m.state = StateReplaced
 		s.retiring = slices.DeleteFunc(s.retiring, func(q *member) bool { return q == m })
-		if s.cur == nil || !s.cur.ready {
+		if s.index >= p.size { // its slot was scaled away
+			p.forget(m)
+			p.trim()
+		} else if s.cur == nil || !s.cur.ready {
 			p.setPrev(s, m)
 		} else {
 			p.forget(m)
@@ -354,7 +381,8 @@ func (p *Plan) Exited(id string, x Exit, now time.Time) []Action {
 }
 
 // Tick starts the processes whose restart is due, ends a rolling restart
-// whose new instance is late, and re-evaluates the freeze.
+// whose new instance is late, scales the fleet to its schedule, and
+// re-evaluates the freeze.
 func (p *Plan) Tick(now time.Time) []Action {
 	if p.down {
 		return nil
@@ -371,12 +399,14 @@ func (p *Plan) Tick(now time.Time) []Action {
 		out = append(out, Action{Kind: ActStart, Slot: s.index, ID: m.id, Restart: true})
 	}
 	out = append(out, p.rollTick(now)...)
+	out = append(out, p.scale(now)...)
 	return append(out, p.updateFreeze(now)...)
 }
 
 // Next is when Tick next has something to do by time alone (a restart is
-// due, a rolling restart's new instance is late); zero if nothing is
-// scheduled.
+// due, a rolling restart's new instance is late, a schedule window's lead
+// begins or a window closes, as of the last Boot or Tick); zero if nothing
+// is scheduled.
 func (p *Plan) Next() time.Time {
 	var next time.Time
 	earlier := func(t time.Time) {
@@ -392,6 +422,7 @@ func (p *Plan) Next() time.Time {
 	if r := p.roll; r != nil && !r.draining {
 		earlier(r.deadline)
 	}
+	earlier(p.want.next)
 	return next
 }
 

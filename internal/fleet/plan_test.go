@@ -27,6 +27,9 @@ func show(acts []Action) []string {
 		if a.Kind == ActStart {
 			parts = append(parts, fmt.Sprintf("slot=%d", a.Slot))
 		}
+		if a.Kind == ActScaled {
+			parts = append(parts, fmt.Sprintf("%d->%d", a.From, a.Target))
+		}
 		for _, f := range []struct {
 			on   bool
 			text string
@@ -38,6 +41,7 @@ func show(acts []Action) []string {
 			{a.PortTaken, "port_taken"},
 			{a.After != 0, "after=" + a.After.String()},
 			{a.Failing != 0, fmt.Sprintf("failing=%d", a.Failing)},
+			{a.Window != "", "window=" + a.Window},
 			{a.Detail != "", "detail=" + a.Detail},
 			{a.Err != nil, fmt.Sprintf("err=%v", a.Err)},
 		} {
@@ -126,11 +130,17 @@ func newPlan(t *testing.T, cfg Config, rails Guardrails) *Plan {
 	return p
 }
 
-// run feeds steps to p in order.
+// run feeds steps to p in order, at t0 + each step's at.
 func run(t *testing.T, p *Plan, steps []step) {
 	t.Helper()
+	runFrom(t, p, t0, steps)
+}
+
+// runFrom feeds steps to p in order, at base + each step's at.
+func runFrom(t *testing.T, p *Plan, base time.Time, steps []step) {
+	t.Helper()
 	for i, s := range steps {
-		got := show(s.in(p, at(s.at)))
+		got := show(s.in(p, base.Add(s.at)))
 		if diff := cmp.Diff(s.want, got); diff != "" {
 			t.Fatalf("step %d at %s: actions (-want +got):\n%s", i, s.at, diff)
 		}

@@ -82,7 +82,7 @@ func (c *Checks) Failures() int { return c.fails }
 type Budget struct {
 	max    int
 	window time.Duration
-	spent  []time.Time // times of the replacements in the window, oldest first; len <= max
+	spent  []time.Time // times of the replacements in the window, oldest first; len <= max unless SetMax lowered it
 }
 
 // NewBudget returns a budget of max replacements per window; max < 0 means
@@ -114,6 +114,10 @@ func (b *Budget) Remaining(now time.Time) int {
 	b.prune(now)
 	return b.max - len(b.spent)
 }
+
+// SetMax changes the replacements allowed per window (max < 0: every
+// one). Those already spent in the window still count.
+func (b *Budget) SetMax(max int) { b.max = max }
 
 func (b *Budget) prune(now time.Time) {
 	i := 0
@@ -150,6 +154,10 @@ type failure struct {
 func NewFreeze(share float64, window time.Duration, size int) *Freeze {
 	return &Freeze{share: share, window: window, size: size, failures: make(map[string]*failure)}
 }
+
+// Resize makes size the fleet size the share is of; the next Update
+// applies it.
+func (f *Freeze) Resize(size int) { f.size = size }
 
 // Fail records that key's instance is failing at now: a check failed
 // (after its grace period) or its process exited. Repeated calls while it
@@ -269,13 +277,20 @@ var _ Guardrails = (*LocalGuardrails)(nil)
 type LocalGuardrails struct {
 	Freeze *Freeze
 	Budget *Budget
+
+	// budgetOf is the budget for a fleet of a given size (budget.max may
+	// be a percentage); nil leaves the budget as it is on Resize.
+	budgetOf func(size int) int
 }
 
 // NewGuardrails builds the local guardrails of a validated configuration.
 func NewGuardrails(c *Config) *LocalGuardrails {
+	amount := c.Budget.Max
+	budgetOf := func(size int) int { return int(disabledBelowZero(float64(amount.Of(size)))) }
 	return &LocalGuardrails{
-		Freeze: NewFreeze(disabledBelowZero(c.Freeze.Share), c.Freeze.Window, c.Size),
-		Budget: NewBudget(int(disabledBelowZero(float64(c.Budget.Max.Of(c.Size)))), c.Budget.Window),
+		Freeze:   NewFreeze(disabledBelowZero(c.Freeze.Share), c.Freeze.Window, c.Size),
+		Budget:   NewBudget(budgetOf(c.Size), c.Budget.Window),
+		budgetOf: budgetOf,
 	}
 }
 
@@ -309,6 +324,26 @@ func (g *LocalGuardrails) Failing(now time.Time) int { return g.Freeze.Failing(n
 
 // Frozen calls Freeze.Frozen.
 func (g *LocalGuardrails) Frozen() bool { return g.Freeze.Frozen() }
+
+// Resizer is implemented by Guardrails whose limits are shares of the
+// fleet's size. The Plan calls Resize with the number of instances it
+// keeps whenever its schedule (Config.Schedule) changes that number, so
+// the shares are of the current target rather than of size. It is
+// optional: Guardrails that do not implement it keep their limits.
+type Resizer interface {
+	Resize(size int)
+}
+
+var _ Resizer = (*LocalGuardrails)(nil)
+
+// Resize makes size the fleet size of the freeze's share and, when
+// budget.max is a percentage, of the budget (built by NewGuardrails).
+func (g *LocalGuardrails) Resize(size int) {
+	g.Freeze.Resize(size)
+	if g.budgetOf != nil {
+		g.Budget.SetMax(g.budgetOf(size))
+	}
+}
 
 // Backoff spaces the restarts of one slot whose process keeps exiting: base,
 // doubling per consecutive exit up to max; a process that ran at least

@@ -41,10 +41,10 @@ func (f *Fleet) probeLoop(ctx context.Context, p *proc) {
 			return
 		case <-interval.C:
 			r.hasCheck = true
-			r.check = f.probe.check(ctx, p.addr(decide.Port), decide.Path, time.Now)
+			r.check = f.probe.check(ctx, p.addr(decide.Port), decide.Path, f.clock)
 			r.ready = same && r.check.OK
 		case <-fastC:
-			r.ready = f.probe.check(ctx, p.addr(traffic.Port), traffic.Path, time.Now).OK
+			r.ready = f.probe.check(ctx, p.addr(traffic.Port), traffic.Path, f.clock).OK
 		}
 		if ctx.Err() != nil {
 			return // a check cut short by the stop says nothing about p

@@ -26,7 +26,7 @@ func (f *Fleet) RollingRestart(ctx context.Context) error {
 		f.mu.Unlock()
 		return fmt.Errorf("rolling restart: %w", err)
 	}
-	begin := time.Now()
+	begin := f.clock()
 	acts, err := f.plan.Roll(begin)
 	if err != nil {
 		f.mu.Unlock()
@@ -34,7 +34,7 @@ func (f *Fleet) RollingRestart(ctx context.Context) error {
 	}
 	done := make(chan error, 1)
 	f.rollDone = done
-	f.log.Info("rolling restart begins", "size", f.cfg.Size)
+	f.log.Info("rolling restart begins", "size", f.plan.Target())
 	f.applyLocked(acts, begin)
 	f.mu.Unlock()
 	f.kickLoop() // the new instance's ready deadline is the loop's to watch
@@ -43,7 +43,8 @@ func (f *Fleet) RollingRestart(ctx context.Context) error {
 	case err = <-done:
 	case <-ctx.Done():
 		f.mu.Lock()
-		f.applyLocked(f.plan.CancelRoll(ctx.Err(), time.Now()), time.Now())
+		now := f.clock()
+		f.applyLocked(f.plan.CancelRoll(ctx.Err(), now), now)
 		f.mu.Unlock()
 		select {
 		case err = <-done: // canceled, or done just before
@@ -57,6 +58,6 @@ func (f *Fleet) RollingRestart(ctx context.Context) error {
 		f.log.Warn("rolling restart stopped", "err", err)
 		return err
 	}
-	f.log.Info("rolling restart done", "took", time.Since(begin).Round(time.Millisecond))
+	f.log.Info("rolling restart done", "took", f.clock().Sub(begin).Round(time.Millisecond))
 	return nil
 }

@@ -64,7 +64,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (s *Stack) sources() dashboard.Sources {
 	src := dashboard.Sources{
 		LB:     func() any { return s.balancer.Status() },
-		Fleet:  func() any { return map[string]any{"instances": s.fleet.Status(), "frozen": s.fleet.Frozen()} },
+		Fleet:  s.fleetStatus,
 		Events: s.allEvents,
 		Series: s.rec.Series,
 		Load:   func() any { return s.load.Status() },
@@ -134,6 +134,12 @@ func (s *Stack) controls() dashboard.Controls {
 		}
 	}
 	return c
+}
+
+// fleetStatus is the fleet's document for the dashboard: its instances,
+// whether replacement is frozen, and the target the schedule sets.
+func (s *Stack) fleetStatus() any {
+	return map[string]any{"instances": s.fleet.Status(), "frozen": s.fleet.Frozen(), "schedule": s.fleet.Schedule()}
 }
 
 // allEvents merges the stack's own events with the fleet's, oldest first.
