@@ -43,7 +43,7 @@ func Follow(ctx context.Context, cli *clientv3.Client, dir string, opts Options,
 	opts = opts.withDefaults()
 	h = h.withDefaults()
 	for attempt := 0; ; {
-		rev, err := readPrefix(ctx, cli, dir, opts, h)
+		rev, err := ReadPrefix(ctx, cli, dir, opts, h)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -86,10 +86,14 @@ func (h PrefixHooks) withDefaults() PrefixHooks {
 	return h
 }
 
-// readPrefix gets every key under dir and, once it has them all, passes
-// them to h (Reset, Put each, Synced, Publish). It returns the revision it
-// read at.
-func readPrefix(ctx context.Context, cli *clientv3.Client, dir string, opts Options, h PrefixHooks) (int64, error) {
+// ReadPrefix gets every key under dir, within opts.Timeout (or ctx's
+// deadline), and once it has them all passes them to h (Reset, Put each,
+// Synced, Publish); on error it calls no hook. It returns the revision it
+// read at. Follow starts with it; a first read before following (Peers.
+// Refresh) is it alone.
+func ReadPrefix(ctx context.Context, cli *clientv3.Client, dir string, opts Options, h PrefixHooks) (int64, error) {
+	opts = opts.withDefaults()
+	h = h.withDefaults()
 	rctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	res, err := cli.Get(rctx, dir, clientv3.WithPrefix())

@@ -95,7 +95,7 @@ func (p *Peers) Run(ctx context.Context) error {
 // updates the share, within opts.Timeout (or ctx's deadline): the first
 // read, before the balancer is built. Run reads again.
 func (p *Peers) Refresh(ctx context.Context) error {
-	if _, err := readPrefix(ctx, p.cli, p.dir, p.opts, p.hooks()); err != nil {
+	if _, err := ReadPrefix(ctx, p.cli, p.dir, p.opts, p.hooks()); err != nil {
 		p.lost(err)
 		return err
 	}
