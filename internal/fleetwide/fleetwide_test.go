@@ -323,8 +323,8 @@ func TestView(t *testing.T) {
 	now := time.Now()
 	put := func(key, value string) { g.putLocked("/v/fleet/"+key, []byte(value), 1) }
 	put("hosts/x", `{"id":"x","size":2}`)
-	put("hosts/y", `{"id":"z","size":2}`)  // id is not the key's
-	put("hosts/w", `{"id":"w","size":0}`)  // no size
+	put("hosts/y", `{"id":"z","size":2}`)   // id is not the key's
+	put("hosts/w", `{"id":"w","size":0}`)   // no size
 	put("hosts/me", `{"id":"me","size":9}`) // own key
 	put("failures/x/slot-0", fmt.Sprintf(`{"at":%q,"live":true}`, now.Format(time.RFC3339Nano)))
 	put("failures/x/slot-1", `not json`)
