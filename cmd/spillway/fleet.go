@@ -171,6 +171,9 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	// SIGHUP reloads nothing here: the instances reload their file on
+	// their own SIGHUP; the fleet: section needs a restart.
+	defer onHangup(logger, "spillway fleet reloads nothing (its instances reload their login: section on their own SIGHUP; fleet: changes need a restart)", nil)()
 	var aln net.Listener
 	if f.FleetAdmin.Listen != "" {
 		if aln, err = net.Listen("tcp", f.FleetAdmin.Listen); err != nil {

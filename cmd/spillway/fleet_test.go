@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,13 +24,15 @@ import (
 	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 )
 
-// TestFleetEtcd runs `spillway fleet --instances 2 --host 127.0.0.2
-// --register etcd://...` as a real process around a real etcd: both
-// instances register on 127.0.0.2, and the host registers in the fleet.
-// An instance that hangs (SIGSTOP) is replaced: its successor registers,
-// and it deregisters as it drains. The fleet's process group killed with
-// SIGKILL (the host lost), every key it and its instances held is gone
-// within the lease TTL and a second.
+// TestFleetEtcd runs two `spillway fleet --register etcd://...` as real
+// processes around a real etcd, two hosts of one fleet: host A, two
+// instances on 127.0.0.2, and host B, one on 127.0.0.3. Every instance
+// registers, each host sees the fleet of three. SIGHUP stops neither. B
+// stopped with SIGTERM: its instance drains and deregisters, and B leaves
+// the fleet at once. An instance of A that hangs (SIGSTOP) is replaced:
+// its successor registers, and it deregisters as it drains. A's process
+// group killed with SIGKILL (the host lost), every key it and its
+// instances held is gone within the lease TTL and a second.
 func TestFleetEtcd(t *testing.T) {
 	e := etcdtest.Start(t)
 	const prefix, ttl = "/fleet-it", 2 * time.Second
@@ -47,9 +50,12 @@ fleet:
 	}
 	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
 	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+	startFleet := func(name, host string, n int) *proc {
+		return startProc(t, name, "fleet", "--config", cfg, "--instances", strconv.Itoa(n), "--host", host, "--dev",
+			"--register", "etcd://"+e.HostPort()+prefix, "--backend", "http://"+simAddr, "--admin-listen", "127.0.0.1:0")
+	}
 	start := time.Now()
-	p := startProc(t, "fleet", "fleet", "--config", cfg, "--instances", "2", "--host", "127.0.0.2", "--dev",
-		"--register", "etcd://"+e.HostPort()+prefix, "--backend", "http://"+simAddr, "--admin-listen", "127.0.0.1:0")
+	p, pb := startFleet("fleet A", "127.0.0.2", 2), startFleet("fleet B", "127.0.0.3", 1)
 	admin := p.await(t, `msg=listening admin=(\S+)`, 10*time.Second)[1]
 
 	cli, err := registry.Dial(registry.Target{Endpoints: []string{e.Endpoint()}})
@@ -75,6 +81,17 @@ fleet:
 		t.Fatal(err)
 	}
 	keyOf := func(pid int) string { return registry.Key(prefix, fmt.Sprintf("%s-%d", hostname, pid)) }
+	// on counts the registered instances whose service is on host.
+	on := func(in map[string]string, host string) int {
+		n := 0
+		for _, v := range in {
+			var rec registry.Record
+			if json.Unmarshal([]byte(v), &rec) == nil && strings.HasPrefix(rec.Service, host+":") {
+				n++
+			}
+		}
+		return n
+	}
 
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
@@ -100,27 +117,45 @@ fleet:
 		}
 		return out
 	}
-	registered := func(ps []fleet.ProcessStatus) bool {
+	testkit.WaitFor(t, 10*time.Second, "A's two instances running and registered on 127.0.0.2, B's on 127.0.0.3", func() bool {
+		ps := serving(status())
 		in := keys("/instances/")
 		for _, s := range ps {
-			var rec registry.Record
-			if json.Unmarshal([]byte(in[keyOf(s.PID)]), &rec) != nil || !strings.HasPrefix(rec.Service, "127.0.0.2:") {
+			if _, ok := in[keyOf(s.PID)]; !ok {
 				return false
 			}
 		}
-		return len(in) == len(ps)
-	}
-	testkit.WaitFor(t, 10*time.Second, "two instances running on 127.0.0.2 and registered", func() bool {
-		ps := serving(status())
-		return len(ps) == 2 && registered(ps)
+		return len(ps) == 2 && on(in, "127.0.0.2") == 2 && on(in, "127.0.0.3") == 1 && len(in) == 3
 	})
-	t.Logf("2 instances registered %v after the fleet started", time.Since(start).Round(time.Millisecond))
-	if hosts := keys("/fleet/hosts/"); len(hosts) != 1 {
-		t.Errorf("host keys %v, want this fleet's", hosts)
+	t.Logf("3 instances of 2 hosts registered %v after the fleets started", time.Since(start).Round(time.Millisecond))
+	testkit.WaitFor(t, 2*time.Second, "A seeing the fleet of 3", func() bool {
+		fw := status().FleetWide
+		return fw != nil && fw.Connected && fw.Size == 3 && len(fw.Hosts) == 2
+	})
+	if hosts := keys("/fleet/hosts/"); len(hosts) != 2 {
+		t.Errorf("host keys %v, want A's and B's", hosts)
 	}
-	if fw := st.FleetWide; fw == nil || !fw.Connected || fw.Size != 2 || fw.BudgetMax != 1 {
-		t.Errorf("/status fleet_wide %+v: want connected, a fleet of 2, a budget of 1", fw)
+
+	// SIGHUP: nothing to reload, nothing stops.
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
 	}
+	p.await(t, `SIGHUP ignored`, 5*time.Second)
+
+	// B stops: its instance drains and deregisters, B's lease is revoked.
+	stopped := time.Now()
+	if err := pb.Stop(5 * time.Second); err != nil {
+		t.Errorf("fleet B stopped with %v, want exit status 0", err)
+	}
+	if in, hosts := keys("/instances/"), keys("/fleet/hosts/"); on(in, "127.0.0.3") != 0 || len(hosts) != 1 {
+		t.Errorf("B stopped: instances %v, hosts %v; want B's gone at once", in, hosts)
+	}
+	pb.await(t, `i-1 \| .*msg=deregistered`, time.Second)
+	t.Logf("fleet B stopped, its instance deregistered, in %v", time.Since(stopped).Round(time.Millisecond))
+	testkit.WaitFor(t, 2*time.Second, "A seeing a fleet of 2", func() bool {
+		fw := status().FleetWide
+		return fw != nil && fw.Size == 2 && fw.BudgetMax == 1
+	})
 
 	// An instance hangs: the fleet replaces it. Its SIGTERM waits for
 	// SIGCONT, then it drains and deregisters, well before its lease
