@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/spillway-dev/spillway/internal/fleet"
@@ -91,7 +90,6 @@ type Guardrails struct {
 	down      bool      // etcd was lost and not yet back: warned once
 	lostAt    time.Time // when, if down
 	lastSync  time.Time
-	overflow  bool // a bound of the view was hit: warned once
 }
 
 // failure is one slot's failure, as fleet.Freeze keeps it and as its key
@@ -533,121 +531,6 @@ func (g *Guardrails) synced() {
 	}
 	g.connected = true
 	g.lastSync = g.opts.Etcd.Now()
-}
-
-// hooks apply what the follower reads under PREFIX/fleet/ to the view.
-func (g *Guardrails) hooks() registry.PrefixHooks {
-	return registry.PrefixHooks{
-		Reset: func() {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			clear(g.hosts)
-			clear(g.failures)
-			g.budget = budgetState{}
-		},
-		Put: func(kv *mvccpb.KeyValue) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			g.putLocked(string(kv.Key), kv.Value, kv.ModRevision)
-		},
-		Del: func(key string) {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			g.delLocked(key)
-		},
-		Synced: g.synced,
-		Lost:   g.lost,
-	}
-}
-
-// putLocked applies a key of PREFIX/fleet/ to the view. This host's own
-// keys are skipped: its own state is the truth.
-func (g *Guardrails) putLocked(key string, value []byte, rev int64) {
-	kind, rest, _ := strings.Cut(strings.TrimPrefix(key, g.dir), "/")
-	switch kind {
-	case "budget":
-		if rest == "" && rev >= g.budget.rev {
-			g.budget = budgetState{rev: rev, spent: g.decodeBudget(value)}
-		}
-	case "hosts":
-		if rest == g.id {
-			return
-		}
-		var h hostRecord
-		err := json.Unmarshal(value, &h)
-		switch {
-		case err != nil:
-		case h.ID != rest:
-			err = fmt.Errorf("id %q is not the key's last segment", h.ID)
-		case h.Size < 1 || h.Size > fleet.MaxSize:
-			err = fmt.Errorf("size %d: want 1 to %d", h.Size, fleet.MaxSize)
-		}
-		if err != nil {
-			g.opts.Etcd.Logger.Warn("fleetwide: host record skipped", "key", key, "error", err)
-			delete(g.hosts, rest)
-			return
-		}
-		if _, ok := g.hosts[rest]; !ok && len(g.hosts) >= MaxHosts {
-			g.overflowLocked(key)
-			return
-		}
-		g.hosts[rest] = h
-	case "failures":
-		id, slot, ok := strings.Cut(rest, "/")
-		if !ok || id == g.id || slot == "" {
-			return
-		}
-		var f failure
-		if err := json.Unmarshal(value, &f); err != nil || f.At.IsZero() {
-			g.opts.Etcd.Logger.Warn("fleetwide: failure record skipped", "key", key, "error", err)
-			return
-		}
-		fs := g.failures[id]
-		if fs == nil {
-			if len(g.failures) >= MaxHosts {
-				g.overflowLocked(key)
-				return
-			}
-			fs = map[string]*failure{}
-			g.failures[id] = fs
-		}
-		if _, ok := fs[slot]; !ok && len(fs) >= fleet.MaxSize {
-			g.overflowLocked(key)
-			return
-		}
-		fs[slot] = &f
-	}
-}
-
-// overflowLocked logs, once, that a key was ignored because the view is
-// full.
-func (g *Guardrails) overflowLocked(key string) {
-	if !g.overflow {
-		g.overflow = true
-		g.opts.Etcd.Logger.Warn("fleetwide: view full; key ignored", "key", key, "max_hosts", MaxHosts, "max_failures_per_host", fleet.MaxSize)
-	}
-}
-
-// delLocked applies a deleted key of PREFIX/fleet/ to the view.
-func (g *Guardrails) delLocked(key string) {
-	kind, rest, _ := strings.Cut(strings.TrimPrefix(key, g.dir), "/")
-	switch kind {
-	case "budget":
-		if rest == "" {
-			g.budget = budgetState{}
-		}
-	case "hosts":
-		delete(g.hosts, rest)
-	case "failures":
-		if id, slot, ok := strings.Cut(rest, "/"); ok {
-			if fs := g.failures[id]; fs != nil {
-				delete(fs, slot)
-				if len(fs) == 0 {
-					delete(g.failures, id)
-				}
-			}
-		}
-	}
 }
 
 // Status is the fleet-wide view, for an admin API.

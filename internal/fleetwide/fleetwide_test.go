@@ -321,7 +321,8 @@ func TestView(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	put := func(key, value string) { g.putLocked("/v/fleet/"+key, []byte(value), 1) }
+	fw := &follower{g: g, v: newView()}
+	put := func(key, value string) { fw.put("/v/fleet/"+key, []byte(value), 1); fw.publish() }
 	put("hosts/x", `{"id":"x","size":2}`)
 	put("hosts/y", `{"id":"z","size":2}`)   // id is not the key's
 	put("hosts/w", `{"id":"w","size":0}`)   // no size
@@ -337,7 +338,8 @@ func TestView(t *testing.T) {
 	if got := g.failingLocked(now); got != 1 {
 		t.Errorf("failing %d, want x's one", got)
 	}
-	g.delLocked("/v/fleet/hosts/x")
+	fw.del("/v/fleet/hosts/x")
+	fw.publish()
 	if got := g.failingLocked(now); got != 0 {
 		t.Errorf("failing %d after x left, want 0", got)
 	}
