@@ -82,7 +82,7 @@ type Guardrails struct {
 	mine    []time.Time // replacements granted to this host, in the budget window
 	pending []time.Time // of those, granted by the fallback and not yet in the budget key
 	running bool        // Run runs: etcd may be asked
-	// The view of the others, as last read.
+	// The view of the others, as the follower last published it (view.go).
 	hosts     map[string]hostRecord          // by host ID, without this host
 	failures  map[string]map[string]*failure // by host ID, then slot key
 	budget    budgetState
