@@ -31,9 +31,10 @@
 //   - The fleet.Guardrails methods are called with the fleet's lock held.
 //     Fail, Gone, Recover, Update, Failing and Frozen never touch the
 //     network: they change or read the local view, and the publisher
-//     writes this host's changes to etcd in the background. Request does
-//     one etcd transaction, bounded by Options.RequestTimeout (default
-//     500 ms), only when the view is connected.
+//     writes this host's changes to etcd in the background. Request
+//     talks to etcd only while the view is connected: one transaction
+//     (again after a conflict), all within Options.RequestTimeout
+//     (default 500 ms); past it, it decides as without etcd.
 //   - Time is injected: every decision takes the fleet's now;
 //     Options.Etcd.Now stamps the view's sync and loss times.
 //
