@@ -75,7 +75,9 @@ func startHost(t *testing.T, e *etcdtest.Server, prefix, id string, size int, se
 			Backoff:       registry.Exponential(20*time.Millisecond, 200*time.Millisecond, func() float64 { return 0.5 }),
 			Logger:        testLogger(t, id),
 		},
-		RequestTimeout: 500 * time.Millisecond,
+		// Generous: the tests check what is shared, not how fast, on a
+		// busy CI machine; without etcd nothing waits for it anyway.
+		RequestTimeout: 2 * time.Second,
 		Registerer:     reg,
 	})
 	if err != nil {
@@ -268,7 +270,7 @@ func TestEtcdLost(t *testing.T) {
 	start := time.Now()
 	a.Fail("slot-0", start)
 	frozen, _ := a.Update(start)
-	if took := time.Since(start); took > 50*time.Millisecond {
+	if took := time.Since(start); took > 200*time.Millisecond {
 		t.Errorf("Fail and Update took %v without etcd; they must not wait for it", took)
 	}
 	if !frozen {
@@ -284,8 +286,8 @@ func TestEtcdLost(t *testing.T) {
 	// The budget: a's share of two for a fleet of four is one.
 	start = time.Now()
 	first, second := a.Request(start), a.Request(start)
-	if took := time.Since(start); took > 50*time.Millisecond {
-		t.Errorf("two requests took %v without etcd", took)
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("two requests took %v without etcd; they must not wait for it", took)
 	}
 	if first != fleet.Replace || second != fleet.HoldBudget {
 		t.Errorf("requests without etcd: %v, %v; want replace, then budget_exhausted (a's share is 1)", first, second)
