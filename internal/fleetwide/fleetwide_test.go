@@ -224,10 +224,15 @@ func TestFleetWideFreeze(t *testing.T) {
 	// the freeze window after t0, then b's failure no longer counts.
 	c.Fail("slot-2", t0)
 	b.Gone("slot-1", t0)
-	testkit.WaitFor(t, 2*time.Second, "a frozen again", func() bool {
-		frozen, _ := a.Update(time.Now())
-		return frozen
+	testkit.WaitFor(t, 2*time.Second, "a seeing c failing and b's instance gone", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		fb, fc := a.failures["b"]["slot-1"], a.failures["c"]["slot-2"]
+		return fb != nil && !fb.Live && fc != nil && fc.Live
 	})
+	if frozen, _ := a.Update(time.Now()); !frozen {
+		t.Error("a not frozen again")
+	}
 	if frozen, _ := a.Update(t0.Add(window - time.Second)); !frozen {
 		t.Error("a gone failure stopped counting before the window ended")
 	}
