@@ -35,6 +35,7 @@ var wantErrors = map[string]string{
 	"lb-discovery-scheme.bad.yaml": `lb.discovery: "zk://127.0.0.1:2181/spillway": unknown source; want etcd://`,
 	"login-register.bad.yaml":      "login.register: \"etcd://127.0.0.1:2379\": no key prefix (want etcd://HOST:PORT/PREFIX)\nlogin.register_ttl: 0s: must be at least 1s",
 	"lb-weight.bad.yaml":           `lb.weight: 0: must be a finite number above 0`,
+	"fleet-admin.bad.yaml":         `fleet_admin.listen: "nowhere": not a host:port`,
 	"lb-forwarding.bad.yaml":       "lb.trusted_proxies[1]: \"10.0.0.0/33\": not an IP address or CIDR prefix\nlb.server.proxy_protocol: \"v2\": must be off, optional or required",
 	"fleet-schedule.bad.yaml":      `fleet.schedule[1].start: "0 25 * * *": end of range (25) above maximum (23): 25`,
 }

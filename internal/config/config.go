@@ -1,6 +1,6 @@
 // Package config is the schema of a spillway file: one YAML document with a
 // section per component — `login:` (login.Config), `lb:` (lb.Config),
-// `fleet:` (fleet.Config) and `up:` (Up) — and the one way to load it:
+// `fleet:` (fleet.Config), `fleet_admin:` (FleetAdmin) and `up:` (Up) — and the one way to load it:
 // read, decode strictly onto the defaults (Default, or ForUp for `spillway
 // up`), apply flags, Resolve the defaults that derive from other fields,
 // Validate every section. Each command reads its own section; `spillway
@@ -32,8 +32,11 @@ type File struct {
 	Login login.Config `yaml:"login"`
 	// LB configures `spillway lb`, and the load balancer of `spillway up`.
 	LB lb.Config `yaml:"lb"`
-	// Fleet configures the instance group of `spillway up`.
+	// Fleet configures the instance group of `spillway fleet` and of
+	// `spillway up`.
 	Fleet fleet.Config `yaml:"fleet"`
+	// FleetAdmin configures what only `spillway fleet` needs.
+	FleetAdmin FleetAdmin `yaml:"fleet_admin"`
 	// Up configures what only `spillway up` needs.
 	Up Up `yaml:"up"`
 }
@@ -50,6 +53,28 @@ type Up struct {
 	// BackendLatency is the in-process backend-sim's answer latency.
 	// Default 20ms.
 	BackendLatency time.Duration `yaml:"backend_latency"`
+}
+
+// FleetAdmin is the `fleet_admin:` section: the admin API of `spillway
+// fleet`.
+type FleetAdmin struct {
+	// Listen is the admin API's address, host:port: GET /status (the
+	// processes, the freeze, the budget and, with etcd, the fleet-wide
+	// view, in JSON) and GET /metrics (Prometheus). Read-only: it needs no
+	// token; on a loopback address it answers only to a loopback Host (no
+	// DNS rebinding). Default "": no admin API.
+	Listen string `yaml:"listen"`
+}
+
+// Validate reports every problem in the fleet_admin section.
+func (a *FleetAdmin) Validate() error {
+	if a.Listen == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(a.Listen); err != nil || port == "" {
+		return field.New("listen", a.Listen, "not a host:port")
+	}
+	return nil
 }
 
 // Default returns every section's defaults.
@@ -107,6 +132,7 @@ func (f *File) Validate() error {
 		field.Prefix("login", f.Login.Validate()),
 		field.Prefix("lb", f.LB.Validate()),
 		field.Prefix("fleet", f.Fleet.Validate()),
+		field.Prefix("fleet_admin", f.FleetAdmin.Validate()),
 		field.Prefix("up", f.Up.Validate()),
 	)
 }

@@ -126,6 +126,12 @@ type Options struct {
 	// the fleet's lock held; it should answer from memory. Nil, or an
 	// answer below 1, counts as 1.
 	Hosts func() int
+	// Guardrails decide health-based replacements (the freeze and the
+	// budget). Nil: NewGuardrails of the configuration, this process's
+	// own. A shared implementation (package fleetwide) makes them one for
+	// every host's fleet; its methods are called with the fleet's lock
+	// held (see Guardrails).
+	Guardrails Guardrails
 }
 
 // Lifecycle phases of a Fleet.
@@ -165,6 +171,7 @@ type Fleet struct {
 	spawn    *procgroup.Spawner // set by Run
 	baseCtx  context.Context    // parent of the probers' contexts; canceled at shutdown
 	plan     *Plan
+	rails    Guardrails       // the plan's
 	procs    map[string]*proc // the processes the plan knows, by ID
 	rollDone chan error       // the rolling restart's outcome goes there; nil when none runs
 	events   ring
@@ -176,7 +183,11 @@ type Fleet struct {
 // nothing.
 func New(cfg Config, opts Options) (*Fleet, error) {
 	cfg.Resolve()
-	plan, err := NewPlan(cfg, nil)
+	rails := opts.Guardrails
+	if rails == nil {
+		rails = NewGuardrails(&cfg)
+	}
+	plan, err := NewPlan(cfg, rails)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +223,7 @@ func New(cfg Config, opts Options) (*Fleet, error) {
 		kick:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		plan:    plan,
+		rails:   rails,
 		procs:   map[string]*proc{},
 		changed: make(chan struct{}),
 	}, nil
@@ -419,6 +431,20 @@ func (f *Fleet) Frozen() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.plan.Frozen()
+}
+
+// BudgetRemaining is the number of health-based replacements the
+// guardrails allow now, -1 when the budget is unlimited; ok is false when
+// the guardrails do not tell (they have no Remaining(now time.Time) int
+// method, as LocalGuardrails has).
+func (f *Fleet) BudgetRemaining() (n int, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rails.(interface{ Remaining(time.Time) int })
+	if !ok {
+		return 0, false
+	}
+	return r.Remaining(time.Now()), true
 }
 
 // Events returns the recent events (at most EventCapacity) with Seq

@@ -307,6 +307,10 @@ func (g *LocalGuardrails) Request(now time.Time) Decision {
 	return Replace
 }
 
+// Remaining calls Budget.Remaining: the replacements allowed at now, -1
+// when the budget is unlimited.
+func (g *LocalGuardrails) Remaining(now time.Time) int { return g.Budget.Remaining(now) }
+
 // Fail calls Freeze.Fail.
 func (g *LocalGuardrails) Fail(key string, now time.Time) { g.Freeze.Fail(key, now) }
 

@@ -162,7 +162,7 @@ type LBRecord struct {
 // Validate reports what is wrong with r.
 func (r *LBRecord) Validate() error {
 	var errs []error
-	if err := validateID(r.ID); err != nil {
+	if err := ValidateID(r.ID); err != nil {
 		errs = append(errs, err)
 	}
 	if host, port, err := net.SplitHostPort(r.Admin); err != nil || host == "" || port == "" || port == "0" {
@@ -174,8 +174,10 @@ func (r *LBRecord) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateID checks the id of an instance or balancer.
-func validateID(id string) error {
+// ValidateID checks the id of an instance, a balancer or a host: 1-128
+// printable characters without spaces or "/", as it is a key's last
+// segment.
+func ValidateID(id string) error {
 	if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(c rune) bool { return !isPrintable(c) || c == '/' }) {
 		return fmt.Errorf("id %q: want 1-128 printable characters without spaces or \"/\"", id)
 	}
@@ -199,7 +201,7 @@ type Record struct {
 // Validate reports what is wrong with r.
 func (r *Record) Validate() error {
 	var errs []error
-	if err := validateID(r.ID); err != nil {
+	if err := ValidateID(r.ID); err != nil {
 		errs = append(errs, err)
 	}
 	for _, a := range []struct{ name, addr string }{{"service", r.Service}, {"health", r.Health}} {

@@ -38,6 +38,9 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Defaults returns o with each zero field set to its default.
+func (o Options) Defaults() Options { return o.withDefaults() }
+
 func (o Options) withDefaults() Options {
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL

@@ -28,6 +28,9 @@
 //   - Registration, Discovery and Peers are safe for concurrent use. Each
 //     Run or Watch runs until its context is done; the etcd client is the
 //     caller's, who closes it after they have returned.
+//   - Follow is the watch loop they share (read a prefix, watch it, probe
+//     etcd, read afresh after an outage), exported for the other packages
+//     that follow a prefix (package fleetwide).
 //   - Backoff and time are injected (Options); the I/O is the etcd
 //     client's.
 package registry
