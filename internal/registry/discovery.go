@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -74,53 +72,27 @@ func (d *Discovery) LastSync() time.Time {
 // read succeeds update is not called at all. Records that do not decode
 // are skipped and logged.
 func (d *Discovery) Watch(ctx context.Context, update func([]lb.Instance)) error {
-	var last []lb.Instance
-	sent := false
-	publish := func(set map[string]Record) {
-		insts := instances(set)
-		if sent && slices.Equal(insts, last) {
-			return
-		}
-		update(insts)
-		last, sent = insts, true
-	}
-	for attempt := 0; ; {
-		rev, set, err := d.read(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+	var (
+		last []lb.Instance
+		sent bool
+		set  map[string]Record
+	)
+	runPrefix(ctx, d.cli, d.dir, d.opts, prefixHooks{
+		reset: func() { set = map[string]Record{} },
+		put:   func(key string, value []byte, _ int64) { d.put(set, key, value) },
+		del:   func(key string, _ int64) { delete(set, key) },
+		publish: func() {
+			insts := instances(set)
+			if sent && slices.Equal(insts, last) {
+				return
 			}
-			d.lost(err)
-			if !sleep(ctx, d.opts.Backoff(attempt)) {
-				return nil
-			}
-			attempt++
-			continue
-		}
-		attempt = 0
-		d.synced()
-		publish(set)
-		err = d.follow(ctx, rev, set, publish)
-		if ctx.Err() != nil {
-			return nil
-		}
-		d.opts.Logger.Debug("registry: reading the prefix afresh", "prefix", d.dir, "reason", err)
-	}
-}
-
-// read gets every key under the prefix, and the revision it read at.
-func (d *Discovery) read(ctx context.Context) (int64, map[string]Record, error) {
-	rctx, cancel := context.WithTimeout(ctx, d.opts.Timeout)
-	defer cancel()
-	res, err := d.cli.Get(rctx, d.dir, clientv3.WithPrefix())
-	if err != nil {
-		return 0, nil, fmt.Errorf("read %s: %w", d.dir, err)
-	}
-	set := make(map[string]Record, len(res.Kvs))
-	for _, kv := range res.Kvs {
-		d.put(set, string(kv.Key), kv.Value)
-	}
-	return res.Header.Revision, set, nil
+			update(insts)
+			last, sent = insts, true
+		},
+		synced: d.synced,
+		lost:   d.lost,
+	})
+	return nil
 }
 
 // put adds the record at key to set, or logs why not (and drops what
@@ -133,100 +105,6 @@ func (d *Discovery) put(set map[string]Record, key string, value []byte) {
 		return
 	}
 	set[key] = r
-}
-
-// errResync ends follow when etcd answers again after a probe failed:
-// whatever the watch missed, a fresh read has.
-var errResync = errors.New("etcd answers again")
-
-// follow watches the prefix from rev+1, applying each change to set and
-// publishing it, and probes etcd every ProbeInterval. It returns when ctx
-// is done, or with why the prefix must be read afresh.
-func (d *Discovery) follow(ctx context.Context, rev int64, set map[string]Record, publish func(map[string]Record)) error {
-	return followPrefix(ctx, d.cli, d.dir, rev, d.opts, prefixHooks{
-		put:     func(key string, value []byte) { d.put(set, key, value) },
-		del:     func(key string) { delete(set, key) },
-		publish: func() { publish(set) },
-		synced:  d.synced,
-		lost:    d.lost,
-	})
-}
-
-// prefixHooks are what followPrefix does with what it sees: a key put or
-// deleted, the end of a batch of changes (publish), etcd answering
-// (synced) or not (lost).
-type prefixHooks struct {
-	put     func(key string, value []byte)
-	del     func(key string)
-	publish func()
-	synced  func()
-	lost    func(error)
-}
-
-// followPrefix watches dir from rev+1, passing each change to h, and
-// probes etcd every opts.ProbeInterval (a watch alone never notices etcd
-// going away). It returns nil when ctx is done, or with why the prefix
-// must be read afresh: the watch failed or closed, or etcd answers again
-// after a failed probe (errResync). Discovery and Peers both follow their
-// prefix with it.
-func followPrefix(ctx context.Context, cli *clientv3.Client, dir string, rev int64, opts Options, h prefixHooks) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := cli.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-	tick := time.NewTicker(opts.ProbeInterval)
-	defer tick.Stop()
-	probeFailed := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok := <-wch:
-			if !ok {
-				return errors.New("watch closed")
-			}
-			if err := wr.Err(); err != nil {
-				h.lost(err)
-				return fmt.Errorf("watch: %w", err)
-			}
-			if wr.IsProgressNotify() {
-				continue
-			}
-			for _, ev := range wr.Events {
-				key := string(ev.Kv.Key)
-				switch ev.Type {
-				case clientv3.EventTypePut:
-					h.put(key, ev.Kv.Value)
-				case clientv3.EventTypeDelete:
-					h.del(key)
-				}
-			}
-			if !probeFailed {
-				h.synced()
-			}
-			h.publish()
-		case <-tick.C:
-			if err := probePrefix(ctx, cli, dir, opts); err != nil {
-				if ctx.Err() == nil {
-					h.lost(err)
-					probeFailed = true
-				}
-				continue
-			}
-			if probeFailed {
-				return errResync
-			}
-			h.synced()
-		}
-	}
-}
-
-// probePrefix asks etcd for a linearizable count of dir's keys: it
-// answers only with a leader.
-func probePrefix(ctx context.Context, cli *clientv3.Client, dir string, opts Options) error {
-	ctx, cancel := context.WithTimeout(ctx, min(opts.Timeout, opts.ProbeInterval))
-	defer cancel()
-	_, err := cli.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	return err
 }
 
 // lost records that etcd did not answer; the first time in an outage it

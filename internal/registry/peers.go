@@ -87,58 +87,33 @@ func (p *Peers) LastSync() time.Time {
 // keeps the share and retries with opts.Backoff; once etcd answers again
 // it reads the prefix afresh.
 func (p *Peers) Run(ctx context.Context) error {
-	for attempt := 0; ; {
-		rev, set, err := p.readAll(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.lost(err)
-			if !sleep(ctx, p.opts.Backoff(attempt)) {
-				return nil
-			}
-			attempt++
-			continue
-		}
-		attempt = 0
-		p.synced()
-		p.publish(set)
-		err = p.follow(ctx, rev, set)
-		if ctx.Err() != nil {
-			return nil
-		}
-		p.opts.Logger.Debug("registry: reading the balancers afresh", "prefix", p.dir, "reason", err)
-	}
+	runPrefix(ctx, p.cli, p.dir, p.opts, p.hooks())
+	return nil
 }
 
 // Refresh reads the balancers registered under the prefix once and
 // updates the share, within opts.Timeout (or ctx's deadline): the first
 // read, before the balancer is built. Run reads again.
 func (p *Peers) Refresh(ctx context.Context) error {
-	_, set, err := p.readAll(ctx)
-	if err != nil {
+	if _, err := readPrefix(ctx, p.cli, p.dir, p.opts, p.hooks()); err != nil {
 		p.lost(err)
 		return err
 	}
-	p.synced()
-	p.publish(set)
 	return nil
 }
 
-// readAll gets every balancer key under the prefix, and the revision it
-// read at.
-func (p *Peers) readAll(ctx context.Context) (int64, map[string]float64, error) {
-	rctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
-	defer cancel()
-	res, err := p.cli.Get(rctx, p.dir, clientv3.WithPrefix())
-	if err != nil {
-		return 0, nil, fmt.Errorf("read %s: %w", p.dir, err)
+// hooks keep the weights of the other balancers under the prefix, by
+// key, and publish the share after each read or change.
+func (p *Peers) hooks() prefixHooks {
+	var set map[string]float64
+	return prefixHooks{
+		reset:   func() { set = map[string]float64{} },
+		put:     func(key string, value []byte, _ int64) { p.put(set, key, value) },
+		del:     func(key string, _ int64) { delete(set, key) },
+		publish: func() { p.publish(set) },
+		synced:  p.synced,
+		lost:    p.lost,
 	}
-	set := make(map[string]float64, len(res.Kvs))
-	for _, kv := range res.Kvs {
-		p.put(set, string(kv.Key), kv.Value)
-	}
-	return res.Header.Revision, set, nil
 }
 
 // put adds the weight of the balancer at key to set, unless it is self
@@ -161,19 +136,6 @@ func (p *Peers) put(set map[string]float64, key string, value []byte) {
 		return // self counts with its own weight, key or not
 	}
 	set[key] = r.Weight
-}
-
-// follow watches the prefix from rev+1, applying each change to set and
-// publishing the share, and probes etcd every ProbeInterval
-// (followPrefix).
-func (p *Peers) follow(ctx context.Context, rev int64, set map[string]float64) error {
-	return followPrefix(ctx, p.cli, p.dir, rev, p.opts, prefixHooks{
-		put:     func(key string, value []byte) { p.put(set, key, value) },
-		del:     func(key string) { delete(set, key) },
-		publish: func() { p.publish(set) },
-		synced:  p.synced,
-		lost:    p.lost,
-	})
 }
 
 // publish computes the share from the other balancers in set and, if it
