@@ -28,7 +28,8 @@ type Discovery struct {
 
 	mu        sync.Mutex
 	connected bool
-	down      bool // etcd was lost and not yet back: warned once
+	down      bool      // etcd was lost and not yet back: warned once
+	lostAt    time.Time // when, while down
 	lastSync  time.Time
 }
 
@@ -51,7 +52,7 @@ func (d *Discovery) Connected() bool {
 func (d *Discovery) SourceStatus() lb.SourceStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return lb.SourceStatus{Source: Scheme, Connected: d.connected, LastSync: d.lastSync}
+	return lb.SourceStatus{Source: Scheme, Connected: d.connected, LastSync: d.lastSync, UnreachableSince: d.lostAt}
 }
 
 // LastSync returns when the set was last known to be current: the last
@@ -81,7 +82,7 @@ func (d *Discovery) Watch(ctx context.Context, update func([]lb.Instance)) error
 		reset: func() { set = map[string]Record{} },
 		put:   func(key string, value []byte, _ int64) { d.put(set, key, value) },
 		del:   func(key string, _ int64) { delete(set, key) },
-		publish: func() {
+		publish: func(int64) {
 			insts := instances(set)
 			if sent && slices.Equal(insts, last) {
 				return
@@ -114,7 +115,7 @@ func (d *Discovery) lost(err error) {
 	defer d.mu.Unlock()
 	d.connected = false
 	if !d.down {
-		d.down = true
+		d.down, d.lostAt = true, d.opts.Now()
 		d.opts.Logger.Warn("registry: etcd unreachable; keeping the last set of instances", "endpoints", strings.Join(d.cli.Endpoints(), ","), "prefix", d.dir, "error", err)
 	}
 }
@@ -124,7 +125,7 @@ func (d *Discovery) synced() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.down {
-		d.down = false
+		d.down, d.lostAt = false, time.Time{}
 		d.opts.Logger.Info("registry: etcd answers again; set read afresh", "prefix", d.dir, "last_sync", d.lastSync)
 	}
 	d.connected = true

@@ -110,7 +110,7 @@ func (p *Peers) hooks() prefixHooks {
 		reset:   func() { set = map[string]float64{} },
 		put:     func(key string, value []byte, _ int64) { p.put(set, key, value) },
 		del:     func(key string, _ int64) { delete(set, key) },
-		publish: func() { p.publish(set) },
+		publish: func(int64) { p.publish(set) },
 		synced:  p.synced,
 		lost:    p.lost,
 	}

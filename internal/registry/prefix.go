@@ -12,14 +12,15 @@ import (
 // prefixHooks are what readPrefix and followPrefix do with what they
 // see: a full read begins (reset: forget every key), a key put or
 // deleted (with the revision of the change: the key's mod revision, or
-// the deletion's), the end of a read or of a batch of changes (publish), etcd
+// the deletion's), the end of a read or of a batch of changes (publish,
+// with the revision the prefix is now known at), etcd
 // answering (synced) or not (lost). They are called from one goroutine
 // at a time.
 type prefixHooks struct {
 	reset   func()
 	put     func(key string, value []byte, rev int64)
 	del     func(key string, rev int64)
-	publish func()
+	publish func(rev int64)
 	synced  func()
 	lost    func(error)
 }
@@ -68,7 +69,7 @@ func readPrefix(ctx context.Context, cli *clientv3.Client, dir string, opts Opti
 		h.put(string(kv.Key), kv.Value, kv.ModRevision)
 	}
 	h.synced()
-	h.publish()
+	h.publish(res.Header.Revision)
 	return res.Header.Revision, nil
 }
 
@@ -115,7 +116,7 @@ func followPrefix(ctx context.Context, cli *clientv3.Client, dir string, rev int
 			if !probeFailed {
 				h.synced()
 			}
-			h.publish()
+			h.publish(wr.Header.Revision)
 		case <-tick.C:
 			if err := probePrefix(ctx, cli, dir, opts); err != nil {
 				if ctx.Err() == nil {
