@@ -191,4 +191,3 @@ func (p *Proxy) open() bool {
 		}
 	}
 }
-
