@@ -31,6 +31,9 @@ type source struct {
 	// peers, for etcd, are the balancers in front of the same fleet; nil
 	// otherwise.
 	peers *registry.Peers
+	// shared, for etcd, are the operators' decisions shared with them;
+	// nil otherwise.
+	shared *registry.Decisions
 	// register, for etcd, registers this balancer with its admin address
 	// once it listens; nil otherwise.
 	register func(ctx context.Context, admin string) (*registry.Registration, error)
@@ -59,19 +62,26 @@ func discoveryFor(raw string) (openDiscovery, error) {
 			}
 			opts := registry.Options{Logger: logger}
 			peers := registry.NewPeers(cli, t.Prefix, self.id, self.weight, opts)
-			// The first read of the balancers before the first request:
-			// without it this one would admit the whole capacity until Run
-			// has read. etcd out of reach at start fails, as the
-			// registration would.
+			shared := registry.NewDecisions(cli, t.Prefix, self.id, opts)
+			// The first read of the balancers and of the operators'
+			// decisions before the first request: without it this one
+			// would admit the whole capacity, and ignore the fleet's
+			// overrides and drains, until Run has read. etcd out of reach
+			// at start fails, as the registration would.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			if err := peers.Refresh(ctx); err != nil {
 				cli.Close()
 				return nil, fmt.Errorf("balancers at etcd %s: %w", strings.Join(cli.Endpoints(), ","), err)
 			}
+			if err := shared.Refresh(ctx); err != nil {
+				cli.Close()
+				return nil, fmt.Errorf("shared decisions at etcd %s: %w", strings.Join(cli.Endpoints(), ","), err)
+			}
 			return &source{
-				disc:  registry.NewDiscovery(cli, t.Prefix, opts),
-				peers: peers,
+				disc:   registry.NewDiscovery(cli, t.Prefix, opts),
+				peers:  peers,
+				shared: shared,
 				register: func(ctx context.Context, admin string) (*registry.Registration, error) {
 					rec := registry.LBRecord{ID: self.id, Admin: admin, Weight: self.weight, Started: time.Now().UTC()}
 					return registry.RegisterLB(ctx, cli, t.Prefix, rec, opts)

@@ -99,9 +99,10 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	open, _ := discoveryFor(c.Discovery) // validated by load
 	var (
-		disc  lb.Discovery
-		src   *source
-		peers lb.Peers
+		disc   lb.Discovery
+		src    *source
+		peers  lb.Peers
+		shared lb.Shared
 	)
 	if open != nil {
 		if src, err = open(logger, lbSelf{id: lbID(), weight: c.Weight}); err != nil {
@@ -111,6 +112,11 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		disc = src.disc
 		if src.peers != nil {
 			peers = src.peers
+		}
+		if src.shared != nil {
+			shared = src.shared
+			cur, _ := src.shared.Current()
+			logger.Info("shared decisions", "overrides", len(cur.Overrides), "drains", len(cur.Drains), "id", src.shared.Status().Self)
 		}
 	}
 	token, generated, err := adminTokenFor(*adminToken, c)
@@ -123,7 +129,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, Peers: peers})
+	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, Peers: peers, Shared: shared})
 	if err != nil {
 		return err
 	}
@@ -172,8 +178,9 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	// With etcd: this balancer registers under PREFIX/lbs/ so that the
-	// others count it, follows them (its share) and deregisters as soon
-	// as it starts draining. Both goroutines stop once Run has returned.
+	// others count it, follows them (its share) and the operators'
+	// decisions, and deregisters as soon as it starts draining. The
+	// goroutines stop once Run has returned.
 	if src != nil && src.register != nil {
 		lbReg, err := src.register(ctx, aln.Addr().String())
 		if err != nil {
@@ -189,6 +196,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer stopReg()
 		wg.Go(func() { _ = lbReg.Run(regCtx) })
 		wg.Go(func() { _ = src.peers.Run(regCtx) })
+		wg.Go(func() { _ = src.shared.Run(regCtx) })
 		deregister := sync.OnceFunc(func() {
 			if err := lbReg.Deregister(context.WithoutCancel(ctx)); err != nil {
 				logger.Warn("deregister failed; the registration expires with its lease", "error", err)

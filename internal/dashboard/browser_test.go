@@ -99,7 +99,10 @@ func TestBrowserBreakAndRestore(t *testing.T) {
 }
 
 // TestBrowserTokenAndDrain: without a token the controls refuse to act
-// and ask for it; with the token typed in, drain and undrain work.
+// and ask for it; with the token typed in, drain and undrain work; an
+// override shows the LB it came from (this one, then another through
+// etcd), automatic shedding that it is decided here; the etcd line turns
+// unreachable when etcd is lost.
 func TestBrowserTokenAndDrain(t *testing.T) {
 	f := newFakeSystem(nil)
 	ts := httptest.NewServer(New(f.Sources(), f.Controls(), Options{Token: testToken}))
@@ -127,8 +130,17 @@ func TestBrowserTokenAndDrain(t *testing.T) {
 	b.WaitFor("the instance drained", row+`.dataset.state === 'drained' && document.getElementById('btn-drain-127_0_0_1_41002').textContent === 'Undrain'`)
 	b.Do("undrain it", chromedp.Click(chromedp.ID("btn-drain-127_0_0_1_41002")))
 	b.WaitFor("the instance back", row+`.dataset.state === 'healthy'`)
+	const decided = `document.querySelector('[data-testid=decided-backend]').textContent`
+	b.WaitFor("automatic shedding decided here", decided+`.startsWith("auto (decided here from the instances' reports)")`)
 	b.Do("force shedding on", chromedp.Click(chromedp.ID("btn-shed-backend-on")))
 	b.WaitFor("shedding forced", `document.getElementById('dep-backend').dataset.shedding === 'shedding' && document.getElementById('dep-backend').dataset.override === 'on'`)
+	b.WaitFor("the override from this LB", `document.getElementById('dep-backend').dataset.origin === 'lb-a' && `+decided+`.startsWith('override on from lb-a')`)
+	f.overrideFrom("lb-b", "off")
+	b.WaitFor("another LB's override", `document.getElementById('dep-backend').dataset.origin === 'lb-b' && `+decided+`.startsWith('override off from lb-b') && document.getElementById('dep-backend').dataset.shedding === 'ok'`)
+	b.WaitFor("etcd connected, the capacity share", `document.getElementById('pill-etcd').dataset.state === 'connected' && document.getElementById('pill-share').textContent.includes('50% · 2 LBs')`)
+	f.loseEtcd()
+	b.WaitFor("etcd unreachable", `document.getElementById('pill-etcd').dataset.state === 'unreachable' && document.getElementById('pill-etcd').textContent.includes('unreachable since')`)
+	b.Screenshot("etcd-unreachable")
 	b.Do("start a load", chromedp.SetValue(chromedp.ID("load-rps"), "75"), chromedp.Click(chromedp.ID("btn-load-start")))
 	b.WaitFor("the load running", `document.getElementById('load-status').dataset.running === 'true'`)
 

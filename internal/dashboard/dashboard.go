@@ -36,8 +36,10 @@
 // #btn-load-start, #btn-load-stop; rows of #instances with data-state (the
 // LB's state) and data-display (starting, slow start, ready, ejected, ...);
 // #dep-NAME with data-state (up|down|degraded|unknown, the instances' view)
-// and data-shedding (ok|shedding|recovering, the edge's); [data-kpi=KEY]
-// with data-value. Names in ids have characters outside [A-Za-z0-9_-]
+// and data-shedding (ok|shedding|recovering, the edge's) and data-origin
+// (the LB an override came from, "local", or empty for auto), its
+// [data-testid=decided-NAME] line saying who decides; #pill-etcd with
+// data-state (connected|unreachable); [data-kpi=KEY] with data-value. Names in ids have characters outside [A-Za-z0-9_-]
 // replaced by "_".
 //
 // The handler is safe for concurrent use, starts no goroutines and needs
@@ -93,9 +95,11 @@ type Event struct {
 // so they should be cheap.
 type Sources struct {
 	// LB returns the load balancer's status document (lb.Status). It is
-	// passed through as JSON; the page reads instances, dependencies,
-	// panic, routing and capacity from it and shows "—" for what is
-	// missing.
+	// passed through as JSON; the page reads instances (and where a
+	// drain came from), dependencies (and where an override came from),
+	// panic, routing, capacity (and the share of several LBs), discovery
+	// (etcd connected or not) and shared from it and shows "—" for what
+	// is missing.
 	LB func() any
 	// Fleet returns the fleet's status: a list of instance statuses, or an
 	// object with "instances", "frozen" and "schedule" (the target and the

@@ -24,6 +24,9 @@ type fakeSystem struct {
 	start    time.Time
 	spans    []modeSpan // backend modes, oldest first
 	override string     // shedding override of "backend"
+	origin   string     // the LB the override came from ("local": this one)
+	overAt   time.Time
+	etcdLost time.Time // zero while etcd answers
 	drained  map[string]bool
 	events   []Event
 	calls    []string
@@ -194,13 +197,39 @@ func (f *fakeSystem) LB() any {
 	return map[string]any{
 		"time": now, "panic": false,
 		"routing":   map[string]any{"instances": len(fakeIDs), "members": members, "routable": routable, "ejected": 0, "candidates": routable},
-		"capacity":  map[string]any{"bounded": true, "limit": 64 * members, "in_flight": edgeInFlight, "queue": 0},
+		"capacity":  map[string]any{"bounded": true, "limit": 64 * members, "in_flight": edgeInFlight, "queue": 0, "share": 0.5, "peers": 2},
+		"discovery": f.discoveryLocked(now),
+		"shared":    map[string]any{"store": "etcd", "self": "lb-a", "connected": f.etcdLost.IsZero(), "pending": 0},
 		"instances": insts,
 		"dependencies": []map[string]any{{
 			"name": "backend", "state": p.edge, "override": f.override, "admitted_share": p.admitted,
 			"down": down, "ready": members, "flaps": 0,
+			"override_origin": f.origin, "override_at": f.overAt,
 		}},
 	}
+}
+
+// discoveryLocked is the LB's discovery block: etcd, answering or not.
+func (f *fakeSystem) discoveryLocked(now time.Time) map[string]any {
+	d := map[string]any{"source": "etcd", "connected": f.etcdLost.IsZero(), "last_sync": now.Add(-400 * time.Millisecond)}
+	if !f.etcdLost.IsZero() {
+		d["last_sync"], d["unreachable_since"] = f.etcdLost.Add(-time.Second), f.etcdLost
+	}
+	return d
+}
+
+// overrideFrom sets the override as another LB would, through etcd.
+func (f *fakeSystem) overrideFrom(origin, mode string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.override, f.origin, f.overAt = mode, origin, f.now()
+}
+
+// loseEtcd makes etcd unreachable from the LB.
+func (f *fakeSystem) loseEtcd() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.etcdLost = f.now()
 }
 
 func (f *fakeSystem) Fleet() any {
@@ -313,7 +342,10 @@ func (f *fakeSystem) Controls() Controls {
 			if dep != "backend" {
 				return fmt.Errorf("dependency %q: unknown", dep)
 			}
-			f.override = mode
+			f.override, f.origin, f.overAt = mode, "lb-a", f.now()
+			if mode == "auto" {
+				f.origin, f.overAt = "", time.Time{}
+			}
 			f.events = append(f.events, Event{f.now(), "shedding_override", "backend: override set to " + mode})
 			return nil
 		},

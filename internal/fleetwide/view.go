@@ -54,7 +54,7 @@ func (g *Guardrails) hooks() registry.PrefixHooks {
 		Reset:   func() { fw.v = newView() },
 		Put:     func(kv *mvccpb.KeyValue) { fw.put(string(kv.Key), kv.Value, kv.ModRevision) },
 		Del:     fw.del,
-		Publish: fw.publish,
+		Publish: func(int64) { fw.publish() },
 		Synced:  g.synced,
 		Lost:    g.lost,
 	}

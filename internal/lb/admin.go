@@ -3,8 +3,10 @@ package lb
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -36,6 +38,13 @@ type Status struct {
 	// Discovery is the discovery source's state, when it reports one
 	// (SourceReporter: etcd); nil for a static list.
 	Discovery *SourceStatus `json:"discovery,omitempty"`
+	// Shared is the state of the store of the decisions shared with the
+	// other balancers (Options.Shared); nil when they are this
+	// balancer's own.
+	Shared *SharedStatus `json:"shared,omitempty"`
+	// DrainsWaiting are the instances drained by a shared decision that
+	// this balancer does not know (yet): each is drained as it appears.
+	DrainsWaiting []string `json:"drains_waiting,omitempty"`
 	// Counters since start.
 	Counters Counters `json:"counters"`
 }
@@ -67,10 +76,18 @@ type CapacityStatus struct {
 	Peers int     `json:"peers"`
 }
 
-// InstanceView is an instance's status with its health address.
+// InstanceView is an instance's status with its health address and,
+// when an operator drained it, where and when.
 type InstanceView struct {
 	InstanceStatus
 	Health string `json:"health"`
+	// DrainOrigin is the balancer whose admin API drained it (its id, or
+	// "local" when the drain is not shared); DrainedAt when;
+	// DrainPending: drained here while etcd was out of reach, not shared
+	// yet.
+	DrainOrigin  string    `json:"drain_origin,omitempty"`
+	DrainedAt    time.Time `json:"drained_at,omitzero"`
+	DrainPending bool      `json:"drain_pending,omitempty"`
 }
 
 // Counters are the balancer's counters, as exported in /metrics.
@@ -89,7 +106,7 @@ type Counters struct {
 func (b *Balancer) Status() Status {
 	now := time.Now()
 	b.mu.Lock()
-	ev, limit, share := b.ev, b.edgeLimit, b.share
+	ev, limit, share, dec := b.ev, b.edgeLimit, b.share, b.decisions
 	insts := b.pool.Status(now)
 	health := make(map[string]string, len(b.checkers))
 	for id, h := range b.checkers {
@@ -105,12 +122,31 @@ func (b *Balancer) Status() Status {
 		Dependencies: b.shedder.Status(now),
 		Instances:    make([]InstanceView, len(insts)),
 	}
+	known := make(map[string]bool, len(insts))
 	for i, in := range insts {
-		st.Instances[i] = InstanceView{InstanceStatus: in, Health: health[in.ID]}
+		v := InstanceView{InstanceStatus: in, Health: health[in.ID]}
+		if d, ok := dec.Drains[in.ID]; ok && in.State == InstanceDrained {
+			v.DrainOrigin, v.DrainedAt, v.DrainPending = d.Origin, d.At, d.Pending
+		}
+		st.Instances[i] = v
+		known[in.ID] = true
+	}
+	for id := range dec.Drains {
+		if !known[id] {
+			st.DrainsWaiting = append(st.DrainsWaiting, id)
+		}
+	}
+	slices.Sort(st.DrainsWaiting)
+	for i := range st.Dependencies {
+		withOrigin(&st.Dependencies[i], dec)
 	}
 	if r, ok := b.disc.(SourceReporter); ok {
 		ss := r.SourceStatus()
 		st.Discovery = &ss
+	}
+	if b.shared != nil {
+		ss := b.shared.Status()
+		st.Shared = &ss
 	}
 	ls := b.limiter.Load().Stats()
 	st.Capacity = CapacityStatus{Bounded: limit < maxEdgeLimit, InFlight: ls.InFlight, Queue: ls.Queue, Share: share.Share, Peers: share.Peers}
@@ -199,16 +235,29 @@ func (b *Balancer) handleStatus(w http.ResponseWriter, _ *http.Request) error {
 }
 
 // SetDrained drains an instance (no new requests; those in flight finish)
-// or undrains it (it gets requests again, with a slow start). id is the
-// instance's service address; an unknown id returns ErrUnknownInstance.
+// or undrains it (it gets requests again, with a slow start), here at
+// once and, with Options.Shared, on every balancer that shares
+// decisions. id is the instance's service address; an unknown id returns
+// ErrUnknownInstance, except to undrain an instance that a shared drain
+// waits for.
 func (b *Balancer) SetDrained(id string, drain bool) error {
 	now := time.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.pool.SetDrained(id, drain, now); err != nil {
-		return err
+	_, known := b.pool.Drained(id)
+	_, decided := b.decisions.Drains[id]
+	if !known && (drain || !decided) {
+		return fmt.Errorf("instance %q: %w", id, ErrUnknownInstance)
 	}
-	b.evaluateLocked(now)
+	if b.shared != nil {
+		if err := b.shared.SetDrained(id, drain); err != nil {
+			return fmt.Errorf("share the drain of %s: %w", id, err)
+		}
+		b.decisions, _ = b.shared.Current()
+	} else {
+		b.setLocalDrainLocked(id, drain, now)
+	}
+	b.applyDecisionsLocked(now)
 	return nil
 }
 
@@ -218,6 +267,9 @@ func (b *Balancer) handleDrain(drain bool) adminFunc {
 		err := b.SetDrained(id, drain)
 		if errors.Is(err, ErrUnknownInstance) {
 			return &httpapi.Error{Status: http.StatusNotFound, Code: "unknown_instance", Err: err}
+		}
+		if errors.Is(err, ErrTooManyDecisions) {
+			return &httpapi.Error{Status: http.StatusConflict, Code: "too_many_decisions", Err: err}
 		}
 		if err != nil {
 			return err
@@ -248,6 +300,9 @@ func (b *Balancer) handleShedding(w http.ResponseWriter, r *http.Request) error 
 		return &httpapi.Error{Status: http.StatusBadRequest, Code: "bad_mode", Err: err}
 	}
 	d, err := b.SetShedding(dep, o)
+	if errors.Is(err, ErrTooManyDecisions) {
+		return &httpapi.Error{Status: http.StatusConflict, Code: "too_many_decisions", Err: err}
+	}
 	if err != nil {
 		return &httpapi.Error{Status: http.StatusConflict, Code: "too_many_dependencies", Err: err}
 	}
@@ -258,20 +313,41 @@ func (b *Balancer) handleShedding(w http.ResponseWriter, r *http.Request) error 
 
 // SetShedding sets the operator's shedding override for a dependency:
 // OverrideOn sheds every request that needs it, OverrideOff admits them
-// all, OverrideAuto follows the instances' reports. It returns the
-// dependency's state after the change.
+// all, OverrideAuto follows the instances' reports. It applies here at
+// once and, with Options.Shared, on every balancer that shares
+// decisions. It returns the dependency's state after the change.
 func (b *Balancer) SetShedding(dep string, o Override) (DependencyStatus, error) {
 	now := time.Now()
+	b.mu.Lock()
 	if err := b.shedder.SetOverride(dep, o, now); err != nil {
+		b.mu.Unlock()
 		return DependencyStatus{}, err
 	}
-	b.mu.Lock()
-	b.evaluateLocked(now)
+	if b.shared != nil {
+		if err := b.shared.SetOverride(dep, o); err != nil {
+			b.applyDecisionsLocked(now) // back to the decisions in force
+			b.mu.Unlock()
+			return DependencyStatus{}, fmt.Errorf("share the override of %s: %w", dep, err)
+		}
+		b.decisions, _ = b.shared.Current()
+	} else {
+		b.setLocalOverrideLocked(dep, o, now)
+	}
+	b.applyDecisionsLocked(now)
+	dec := b.decisions
 	b.mu.Unlock()
 	for _, d := range b.shedder.Status(now) {
 		if d.Name == dep {
+			withOrigin(&d, dec)
 			return d, nil
 		}
 	}
 	return DependencyStatus{Name: dep, Override: o}, nil
+}
+
+// withOrigin adds to d where and when its override was decided.
+func withOrigin(d *DependencyStatus, dec SharedDecisions) {
+	if o, ok := dec.Overrides[d.Name]; ok && o.Mode == d.Override {
+		d.OverrideOrigin, d.OverrideAt, d.OverridePending = o.Origin, o.At, o.Pending
+	}
 }

@@ -57,6 +57,14 @@ type Options struct {
 	// max(1, floor(capacity × share)). A fixed admission.fallback_limit is
 	// this balancer's own and is not split. Nil: the whole capacity.
 	Peers Peers
+	// Shared, if set, shares the operators' decisions (shedding
+	// overrides, drains) with the other balancers in front of the same
+	// fleet: a change on this balancer's admin API applies here at once
+	// and is published; the others' changes are applied as they come,
+	// with their origin on /status; the decisions in force when New is
+	// called apply from the start, a drain as soon as its instance
+	// appears. Nil: this balancer's decisions are its own.
+	Shared Shared
 	// Middleware, if set, wraps the proxy handler that Run serves, e.g. to
 	// record every answer's outcome and latency. It is not applied to
 	// ServeHTTP called directly.
@@ -89,10 +97,13 @@ type Balancer struct {
 	checks  *http.Client // health checks: a transport of their own
 	static  *Static      // nil when Options.Discovery was given
 	disc    Discovery
-	peers   Peers         // nil: alone
-	wake    chan struct{} // the evaluator's next deadline moved
-	health  *health.Server
-	hurry   chan struct{} // Hurry's steps
+	peers   Peers  // nil: alone
+	shared  Shared // nil: decisions are this balancer's own
+	// sharedSelf is this balancer's id among those sharing decisions.
+	sharedSelf string
+	wake       chan struct{} // the evaluator's next deadline moved
+	health     *health.Server
+	hurry      chan struct{} // Hurry's steps
 	// evaluated is signalled after every evaluation, for
 	// awaitFirstChecks.
 	evaluated chan struct{}
@@ -111,6 +122,10 @@ type Balancer struct {
 	ev        Eval
 	edgeLimit int       // applied to the limiter; maxEdgeLimit when unbounded
 	share     PeerShare // this balancer's part of the fleet's capacity
+	// decisions are the operators' decisions in force (Shared's, or this
+	// balancer's own without one); their maps are replaced, never
+	// changed in place.
+	decisions SharedDecisions
 	next      time.Time
 	checkers  map[string]*checkerHandle // by instance id
 	shedState map[string]ShedState      // as last logged
@@ -163,6 +178,7 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 		pool:       pool,
 		disc:       opts.Discovery,
 		peers:      opts.Peers,
+		shared:     opts.Shared,
 		share:      alone,
 		wake:       make(chan struct{}, 1),
 		hurry:      make(chan struct{}, 2),
@@ -179,6 +195,18 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	if b.peers != nil {
 		sh, _ := b.peers.Share()
 		b.share = sh.normalized()
+	}
+	if b.shared != nil {
+		// The fleet's overrides from the start; its drains as the
+		// instances appear (setInstances).
+		b.sharedSelf = b.shared.Status().Self
+		b.decisions, _ = b.shared.Current()
+		now := time.Now()
+		for name, o := range b.decisions.Overrides {
+			if err := b.shedder.SetOverride(name, o.Mode, now); err != nil {
+				b.log.Warn("shared: shedding override not applied", "dependency", name, "mode", string(o.Mode), "error", err)
+			}
+		}
 	}
 	if b.disc == nil {
 		b.static = NewStatic(cfg.Instances)
@@ -294,6 +322,9 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	if b.peers != nil {
 		g.Go(func() error { return b.runPeers(gctx) })
 	}
+	if b.shared != nil {
+		g.Go(func() error { return b.runShared(gctx) })
+	}
 
 	b.awaitFirstChecks(ctx, gctx, 2*set.cfg.HealthCheck.Timeout)
 	serving := ctx.Err() == nil && gctx.Err() == nil
@@ -395,6 +426,16 @@ func (b *Balancer) setInstances(ctx context.Context, insts []Instance) {
 	defer b.mu.Unlock()
 	added, removed := b.pool.Sync(ids, now)
 	b.discovered = true
+	if b.shared == nil && removed > 0 {
+		// A balancer's own drain ends with its instance; a shared one
+		// waits for the instance to come back (or an undrain).
+		for id := range b.decisions.Drains {
+			if !seen[id] {
+				b.setLocalDrainLocked(id, false, now)
+			}
+		}
+	}
+	b.applyDrainsLocked(now)
 	want := make(map[string]Instance, len(valid))
 	for _, in := range valid {
 		want[in.Service] = in

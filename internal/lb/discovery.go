@@ -43,6 +43,9 @@ type SourceStatus struct {
 	// LastSync is when the set was last known to be current (zero before
 	// the first read).
 	LastSync time.Time `json:"last_sync,omitzero"`
+	// UnreachableSince is when the source stopped answering, while it
+	// does not (zero while connected).
+	UnreachableSince time.Time `json:"unreachable_since,omitzero"`
 }
 
 var _ Discovery = (*Static)(nil)

@@ -2,7 +2,10 @@
 // health state, passive outlier ejection, slow start, the panic threshold,
 // dependency-aware edge shedding, the retry budget, the picker and the edge
 // capacity bound, plus Pool, which ties them together per instance) and
-// the runtime that drives them (Balancer, FileConfig, Discovery).
+// the runtime that drives them (Balancer, FileConfig, Discovery). The
+// runtime's seams to other balancers are Peers (the share of the fleet's
+// capacity) and Shared (the operators' overrides and drains); package
+// registry implements them, and Discovery, over etcd.
 //
 // The runtime: build a Balancer with New from a FileConfig that has had
 // SetDefaults and passes Validate, and call Run once; Run owns every

@@ -70,6 +70,7 @@ type metrics struct {
 	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
 	dInFlight, dQueue, dShedding, dShare               *prometheus.Desc
 	dStreams, dStreamIdleCuts, dDiscovery              *prometheus.Desc
+	dSharedPending, dSharedSuperseded                  *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -79,23 +80,25 @@ func newMetrics(b *Balancer) *metrics {
 		return prometheus.NewDesc("spillway_lb_"+name, help, labels, nil)
 	}
 	return &metrics{
-		b:               b,
-		dRequests:       d("requests_total", "Requests answered, by outcome.", "outcome"),
-		dRetries:        d("retries_total", "Retries on another instance, by result.", "result"),
-		dEjections:      d("ejections_total", "Passive outlier ejections."),
-		dReloads:        d("config_reload_total", "Configuration reloads, by result.", "result"),
-		dPanic:          d("panic", "1 while in panic mode (routing across every instance that accepts connections)."),
-		dRoutable:       d("routable_instances", "Instances that are healthy, not ejected and not drained."),
-		dMembers:        d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
-		dInstances:      d("instances", "Instances known from discovery."),
-		dCapacity:       d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
-		dShare:          d("capacity_share", "This balancer's share of the fleet's reported capacity: its weight over the live balancers' (1 alone); the edge bound that follows the reports is capacity × share."),
-		dInFlight:       d("in_flight", "Proxied requests admitted at the edge and not finished."),
-		dQueue:          d("queue_length", "Requests waiting at the edge for a slot."),
-		dShedding:       d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
-		dStreams:        d("streams", "Streams open: upgraded connections (WebSocket) and event streams (SSE), bounded by their idle timeout."),
-		dStreamIdleCuts: d("stream_idle_timeouts_total", "Streams closed because nothing passed either way for their idle timeout."),
-		dDiscovery:      d("discovery_connected", "1 while the discovery source (etcd) answers, 0 while it is out of reach and the last set is kept; absent for a static list.", "source"),
+		b:                 b,
+		dRequests:         d("requests_total", "Requests answered, by outcome.", "outcome"),
+		dRetries:          d("retries_total", "Retries on another instance, by result.", "result"),
+		dEjections:        d("ejections_total", "Passive outlier ejections."),
+		dReloads:          d("config_reload_total", "Configuration reloads, by result.", "result"),
+		dPanic:            d("panic", "1 while in panic mode (routing across every instance that accepts connections)."),
+		dRoutable:         d("routable_instances", "Instances that are healthy, not ejected and not drained."),
+		dMembers:          d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
+		dInstances:        d("instances", "Instances known from discovery."),
+		dCapacity:         d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
+		dShare:            d("capacity_share", "This balancer's share of the fleet's reported capacity: its weight over the live balancers' (1 alone); the edge bound that follows the reports is capacity × share."),
+		dInFlight:         d("in_flight", "Proxied requests admitted at the edge and not finished."),
+		dQueue:            d("queue_length", "Requests waiting at the edge for a slot."),
+		dShedding:         d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
+		dStreams:          d("streams", "Streams open: upgraded connections (WebSocket) and event streams (SSE), bounded by their idle timeout."),
+		dStreamIdleCuts:   d("stream_idle_timeouts_total", "Streams closed because nothing passed either way for their idle timeout."),
+		dDiscovery:        d("discovery_connected", "1 while the discovery source (etcd) answers, 0 while it is out of reach and the last set is kept; absent for a static list.", "source"),
+		dSharedPending:    d("shared_decisions_pending", "Operator decisions (overrides, drains) taken on this balancer while the shared store (etcd) was out of reach, applied here and not published yet; absent when decisions are not shared."),
+		dSharedSuperseded: d("shared_decisions_superseded_total", "Operator decisions taken on this balancer and dropped because another balancer had changed the same decision first; absent when decisions are not shared."),
 	}
 }
 
@@ -114,7 +117,7 @@ func (m *metrics) setEval(ev Eval, limit int, share float64) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
 		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding, m.dShare,
-		m.dStreams, m.dStreamIdleCuts, m.dDiscovery} {
+		m.dStreams, m.dStreamIdleCuts, m.dDiscovery, m.dSharedPending, m.dSharedSuperseded} {
 		ch <- d
 	}
 }
@@ -166,5 +169,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			c = 1
 		}
 		gauge(m.dDiscovery, c, ss.Source)
+	}
+	if m.b.shared != nil {
+		ss := m.b.shared.Status()
+		gauge(m.dSharedPending, float64(ss.Pending))
+		counter(m.dSharedSuperseded, ss.Superseded)
 	}
 }

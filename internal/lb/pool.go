@@ -305,6 +305,16 @@ func (p *Pool) SetDrained(id string, drained bool, now time.Time) error {
 	return nil
 }
 
+// Drained reports whether the instance is drained by an operator, and
+// whether the pool knows it.
+func (p *Pool) Drained(id string) (drained, known bool) {
+	in := p.byID[id]
+	if in == nil {
+		return false, false
+	}
+	return in.drained, true
+}
+
 // routableSince returns when the instance last became routable: the latest
 // of the events that could have kept it out, capped at now.
 func (in *instance) routableSince(now time.Time) time.Time {

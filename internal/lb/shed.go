@@ -113,6 +113,15 @@ type DependencyStatus struct {
 	Name     string    `json:"name"`
 	State    ShedState `json:"state"`
 	Override Override  `json:"override"`
+	// OverrideOrigin, for an override other than auto, is the balancer
+	// whose admin API set it: its id, or "local" when the override is
+	// not shared (Balancer.Status fills it in); OverrideAt is when;
+	// OverridePending: set here while etcd was out of reach, not shared
+	// yet. Without an override the state is decided here, from the
+	// instances' reports.
+	OverrideOrigin  string    `json:"override_origin,omitempty"`
+	OverrideAt      time.Time `json:"override_at,omitzero"`
+	OverridePending bool      `json:"override_pending,omitempty"`
 	// Admitted is the share of requests needing it that are admitted: now
 	// (ok, shedding, a window ramp), or since the feedback ramp began.
 	Admitted float64 `json:"admitted_share"`
@@ -364,6 +373,19 @@ func (s *Shedder) SetOverride(dep string, o Override, now time.Time) error {
 	s.stepLocked(d, now)
 	s.publishLocked()
 	return nil
+}
+
+// Overrides returns the overrides other than auto, by dependency.
+func (s *Shedder) Overrides() map[string]Override {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]Override{}
+	for name, d := range s.deps {
+		if d.override != OverrideAuto {
+			out[name] = d.override
+		}
+	}
+	return out
 }
 
 func (s *Shedder) stepLocked(d *depState, now time.Time) {

@@ -29,7 +29,8 @@ type Discovery struct {
 
 	mu        sync.Mutex
 	connected bool
-	down      bool // etcd was lost and not yet back: warned once
+	down      bool      // etcd was lost and not yet back: warned once
+	lostAt    time.Time // when, while down
 	lastSync  time.Time
 }
 
@@ -52,7 +53,7 @@ func (d *Discovery) Connected() bool {
 func (d *Discovery) SourceStatus() lb.SourceStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return lb.SourceStatus{Source: Scheme, Connected: d.connected, LastSync: d.lastSync}
+	return lb.SourceStatus{Source: Scheme, Connected: d.connected, LastSync: d.lastSync, UnreachableSince: d.lostAt}
 }
 
 // LastSync returns when the set was last known to be current: the last
@@ -80,7 +81,7 @@ func (d *Discovery) Watch(ctx context.Context, update func([]lb.Instance)) error
 		Reset: func() { clear(set) },
 		Put:   func(kv *mvccpb.KeyValue) { d.put(set, string(kv.Key), kv.Value) },
 		Del:   func(key string) { delete(set, key) },
-		Publish: func() {
+		Publish: func(int64) {
 			insts := instances(set)
 			if sent && slices.Equal(insts, last) {
 				return
@@ -112,7 +113,7 @@ func (d *Discovery) lost(err error) {
 	defer d.mu.Unlock()
 	d.connected = false
 	if !d.down {
-		d.down = true
+		d.down, d.lostAt = true, d.opts.Now()
 		d.opts.Logger.Warn("registry: etcd unreachable; keeping the last set of instances", "endpoints", strings.Join(d.cli.Endpoints(), ","), "prefix", d.dir, "error", err)
 	}
 }
@@ -122,7 +123,7 @@ func (d *Discovery) synced() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.down {
-		d.down = false
+		d.down, d.lostAt = false, time.Time{}
 		d.opts.Logger.Info("registry: etcd answers again; set read afresh", "prefix", d.dir, "last_sync", d.lastSync)
 	}
 	d.connected = true

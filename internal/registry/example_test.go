@@ -57,3 +57,24 @@ func ExampleDiscovery() {
 	var _ lb.Discovery = d // lb.Options{Discovery: d}
 	_ = d.Watch(context.Background(), func(set []lb.Instance) { fmt.Println(len(set), "instances") })
 }
+
+// Balancers share the operators' decisions: read them before the
+// balancer is built (it starts with the fleet's overrides and drains),
+// then follow and publish them while it runs.
+func ExampleDecisions() {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	t, _ := registry.ParseURL("etcd://127.0.0.1:2379/spillway")
+	cli, err := registry.Dial(t)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cli.Close()
+	shared := registry.NewDecisions(cli, t.Prefix, "lb-host-a-1234", registry.Options{})
+	if err := shared.Refresh(ctx); err != nil {
+		log.Fatal(err) // etcd unreachable: the balancer does not start
+	}
+	fmt.Println(registry.OverrideKey(t.Prefix, "backend"), registry.DrainKey(t.Prefix, "10.0.0.5:8001"))
+	go func() { _ = shared.Run(ctx) }() // until the balancer has stopped
+	_ = lb.Options{Shared: shared}
+}

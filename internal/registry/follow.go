@@ -23,8 +23,9 @@ type PrefixHooks struct {
 	Put func(kv *mvccpb.KeyValue)
 	// Del: key was deleted (or its lease expired).
 	Del func(key string)
-	// Publish: a read, or a batch of watch events, has been applied.
-	Publish func()
+	// Publish: a read, or a batch of watch events, has been applied; the
+	// prefix is now known as of revision rev.
+	Publish func(rev int64)
 	// Synced: etcd answered (a read, a watch event, a probe).
 	Synced func()
 	// Lost: etcd did not answer (a read, a probe, the watch failed).
@@ -75,7 +76,7 @@ func (h PrefixHooks) withDefaults() PrefixHooks {
 		h.Del = func(string) {}
 	}
 	if h.Publish == nil {
-		h.Publish = func() {}
+		h.Publish = func(int64) {}
 	}
 	if h.Synced == nil {
 		h.Synced = func() {}
@@ -105,7 +106,7 @@ func ReadPrefix(ctx context.Context, cli *clientv3.Client, dir string, opts Opti
 		h.Put(kv)
 	}
 	h.Synced()
-	h.Publish()
+	h.Publish(res.Header.Revision)
 	return res.Header.Revision, nil
 }
 
@@ -150,7 +151,7 @@ func followPrefix(ctx context.Context, cli *clientv3.Client, dir string, rev int
 			if !probeFailed {
 				h.Synced()
 			}
-			h.Publish()
+			h.Publish(wr.Header.Revision)
 		case <-tick.C:
 			if err := probePrefix(ctx, cli, dir, opts); err != nil {
 				if ctx.Err() == nil {

@@ -110,7 +110,7 @@ func (p *Peers) hooks() PrefixHooks {
 		Reset:   func() { clear(set) },
 		Put:     func(kv *mvccpb.KeyValue) { p.put(set, string(kv.Key), kv.Value) },
 		Del:     func(key string) { delete(set, key) },
-		Publish: func() { p.publish(set) },
+		Publish: func(int64) { p.publish(set) },
 		Synced:  p.synced,
 		Lost:    p.lost,
 	}.withDefaults()

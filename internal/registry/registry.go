@@ -4,7 +4,10 @@
 // lb.Discovery). What it stores, and the URL and key layout, are package
 // membership's, which links no etcd client. Balancers in front of the same fleet register too
 // (RegisterLB, PREFIX/lbs/ID) and each takes its share of the fleet's
-// capacity by weight (Peers, an lb.Peers).
+// capacity by weight (Peers, an lb.Peers); they share the operators'
+// decisions, shedding overrides (PREFIX/overrides/DEPENDENCY) and drains
+// (PREFIX/drains/INSTANCE), so that a change on any balancer's admin API
+// applies on all (Decisions, an lb.Shared).
 //
 // # Contract
 //
@@ -25,9 +28,16 @@
 //   - Losing etcd never changes a balancer's share: Peers keeps the last
 //     one (taking the whole capacity would multiply the admitted load)
 //     and reads PREFIX/lbs/ afresh once etcd answers.
-//   - Registration, Discovery and Peers are safe for concurrent use. Each
-//     Run or Watch runs until its context is done; the etcd client is the
-//     caller's, who closes it after they have returned.
+//   - Losing etcd never changes a decision in force: Decisions keeps
+//     them, and the changes taken on this balancer meanwhile, which apply
+//     here at once and are published once etcd answers, unless another
+//     balancer changed the same decision first (it then stands). Every
+//     balancer applies what etcd holds: the write of the highest
+//     revision.
+//   - Registration, Discovery, Peers and Decisions are safe for
+//     concurrent use. Each Run or Watch runs until its context is done;
+//     the etcd client is the caller's, who closes it after they have
+//     returned.
 //   - Follow is the watch loop they share (read a prefix, watch it, probe
 //     etcd, read afresh after an outage), exported for the other packages
 //     that follow a prefix (package fleetwide).

@@ -5,7 +5,8 @@
 // StillRunning), servers and loops run for the length of a test (Listen,
 // Serve, Go) and fuzz seeds from testdata (Seed). The headless-Chromium
 // harness is testkit/chromium, apart so that only the tests that drive a
-// browser link chromedp; a real etcd for a test is testkit/etcdtest;
+// browser link chromedp; a real etcd for a test is testkit/etcdtest; a
+// TCP proxy whose link a test can cut (a partition) is testkit/tcpproxy;
 // building and running the spillway binary is internal/testbin.
 //
 // # Contract

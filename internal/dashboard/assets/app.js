@@ -347,6 +347,24 @@
     } else if (isNum(cap)) {
       pills.push(pill('capacity', fmt(cap), '', 'pill-capacity'));
     }
+    // Several LBs: this one's part of the fleet's capacity (its share).
+    if (cap && typeof cap === 'object' && isNum(cap.share) && isNum(cap.peers) && (cap.peers > 1 || lb.shared || lb.discovery)) {
+      pills.push(pill('capacity share', Math.round(cap.share * 100) + '% · ' + cap.peers + (cap.peers === 1 ? ' LB' : ' LBs'), '', 'pill-share'));
+    }
+    // The discovery source (etcd): whether it answers; the LB keeps what
+    // it knew while it does not.
+    const disc = lb.discovery && typeof lb.discovery === 'object' ? lb.discovery : null;
+    if (disc) {
+      const now = parseTime(st.time) ?? Date.now();
+      const since = parseTime(disc.unreachable_since);
+      const shared = lb.shared && typeof lb.shared === 'object' ? lb.shared : null;
+      let v = disc.connected ? 'connected' : 'unreachable' + (since !== null ? ' since ' + clock(since) : '') + ', serving with what it knew';
+      v += ' · last sync ' + ago(parseTime(disc.last_sync), now);
+      if (shared && isNum(shared.pending) && shared.pending > 0) v += ' · ' + shared.pending + (shared.pending === 1 ? ' change' : ' changes') + ' not shared yet';
+      const p = pill(String(disc.source || 'discovery'), v, disc.connected ? 'good' : 'bad', 'pill-etcd');
+      p.dataset.state = disc.connected ? 'connected' : 'unreachable';
+      pills.push(p);
+    }
     const shedding = m.deps.filter((d) => d.edge && d.edge.state === 'shedding').map((d) => d.name);
     const ramping = m.deps.filter((d) => d.edge && d.edge.state === 'recovering').map((d) => d.name + ' (recovering)');
     const edge = shedding.concat(ramping);
@@ -473,6 +491,21 @@
   // button under the pointer is never swapped out between mousedown and
   // click; only their read-only parts are rebuilt, and only on change.
 
+  // decided says who decides a dependency's shedding: this LB, from the
+  // instances' reports (every LB reads the same reports, so they agree
+  // without coordination), or an operator's override, and on which LB.
+  function decided(edge) {
+    const o = edge.override ? String(edge.override) : 'auto';
+    if (o === 'auto') return 'auto (decided here from the instances\' reports)';
+    const origin = edge.override_origin ? String(edge.override_origin) : 'local';
+    let s = 'override ' + o;
+    if (edge.override_pending) s += ' set here, not shared yet';
+    else if (origin === 'local') s += ' set here';
+    else s += ' from ' + origin;
+    const at = parseTime(edge.override_at);
+    return at === null ? s : s + ' · ' + clock(at);
+  }
+
   function renderDeps(st, m) {
     const box = $('dependencies');
     const empty = box.querySelector('.empty');
@@ -509,10 +542,11 @@
       node.dataset.state = d.state;
       node.dataset.shedding = shedState;
       node.dataset.override = override;
+      node.dataset.origin = override && override !== 'auto' ? String(edge.override_origin || 'local') : '';
       node.querySelector('.dep-override').hidden = !canShed;
       for (const b of node.querySelectorAll('.seg button')) b.setAttribute('aria-pressed', String(b.dataset.mode === override));
 
-      const sig = JSON.stringify([d.state, d.up, d.down, d.unknown, d.reporting, breakers, shedState, admitted]);
+      const sig = JSON.stringify([d.state, d.up, d.down, d.unknown, d.reporting, breakers, shedState, admitted, override, edge.override_origin, edge.override_pending, edge.override_at]);
       const info = node.querySelector('.dep-info');
       if (info.dataset.sig !== sig) {
         info.dataset.sig = sig;
@@ -527,6 +561,8 @@
             el('span', {}, instText, breakers ? el('span', { class: 'muted', text: ' · breaker ' + breakers }) : null)),
           el('div', { class: 'dep-line' }, el('span', { text: 'edge' }),
             el('span', {}, el('span', { class: 'badge ' + (SHED_TONE[shedState] || ''), 'data-testid': 'shedding-' + cssId(d.name), text: edgeText }))),
+          el('div', { class: 'dep-line' }, el('span', { text: 'shedding' }),
+            el('span', { class: 'dep-decided', 'data-testid': 'decided-' + cssId(d.name), text: d.edge ? decided(edge) : DASH })),
           el('div', { class: 'dep-line' }, el('span', { text: 'admitted' }),
             el('span', { class: 'bar-wrap' }, bar(admitted), el('span', { class: 'muted', text: admitted === null ? DASH : Math.round(admitted * 100) + '%' }))),
         );
@@ -594,7 +630,7 @@
       btn.dataset.drain = drained ? 'false' : 'true';
       btn.textContent = drained ? 'Undrain' : 'Drain';
 
-      const sig = JSON.stringify([disp, weight, inflight, rep, i.ejections, i.slow_start_end, i.ejected_until, i.health_since, f.id, f.state, f.reason, f.pid, f.restarts, check, Math.floor((now - (reportAt ?? now)) / 5000)]);
+      const sig = JSON.stringify([disp, weight, inflight, rep, i.drain_origin, i.drain_pending, i.ejections, i.slow_start_end, i.ejected_until, i.health_since, f.id, f.state, f.reason, f.pid, f.restarts, check, Math.floor((now - (reportAt ?? now)) / 5000)]);
       if (tr.dataset.sig !== sig) {
         tr.dataset.sig = sig;
         let stateSub = null;
@@ -603,6 +639,8 @@
           stateSub = endT !== null ? 'full weight at ' + clock(endT) : null;
         } else if (i.state === 'ejected' && parseTime(i.ejected_until) !== null) {
           stateSub = 'until ' + clock(parseTime(i.ejected_until));
+        } else if (i.state === 'drained' && i.drain_origin) {
+          stateSub = i.drain_pending ? 'here, not shared yet' : i.drain_origin === 'local' ? 'here' : 'by ' + i.drain_origin;
         } else if (f.reason) {
           stateSub = String(f.reason);
         } else if (parseTime(i.health_since) !== null && i.state === 'healthy') {
