@@ -2,6 +2,7 @@ package lb
 
 import (
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -259,6 +260,31 @@ func (s *Snapshot) usable(i int, need uint64) bool {
 // not exclude). ok is false when every candidate is impaired, or the only
 // usable one is exclude: the caller then draws among all.
 func (s *Snapshot) pickUnimpaired(now time.Time, exclude *Endpoint, need uint64, rnd func() uint64) (*Endpoint, bool) {
+	return s.pickWhere(now, func(i int) bool { return s.cands[i].Endpoint != exclude && s.usable(i, need) }, rnd)
+}
+
+// PickAvoiding is PickFor for a request's later retries: it never returns
+// an endpoint in avoid (the instances the request already failed on), and
+// prefers, as PickFor does, candidates not impaired for path. ok is false
+// when every candidate is in avoid. Retries are rare: it scans.
+func (p *Picker) PickAvoiding(now time.Time, avoid []*Endpoint, path string) (e *Endpoint, ok bool) {
+	s := p.snap.Load()
+	if s == nil {
+		return nil, false
+	}
+	allowed := func(i int) bool { return !slices.Contains(avoid, s.cands[i].Endpoint) }
+	if s.impaired != nil {
+		need := s.need(path)
+		if e, ok := s.pickWhere(now, func(i int) bool { return allowed(i) && s.usable(i, need) }, p.rand); ok {
+			return e, true
+		}
+	}
+	return s.pickWhere(now, allowed, p.rand)
+}
+
+// pickWhere is the power of two choices among the candidates i for which
+// ok(i) holds; ok is false when there is none.
+func (s *Snapshot) pickWhere(now time.Time, ok func(i int) bool, rnd func() uint64) (*Endpoint, bool) {
 	var r uint64
 	if rnd != nil {
 		r = rnd()
@@ -266,7 +292,6 @@ func (s *Snapshot) pickUnimpaired(now time.Time, exclude *Endpoint, need uint64,
 		r = rand.Uint64()
 	}
 	n := len(s.cands)
-	ok := func(i int) bool { return s.cands[i].Endpoint != exclude && s.usable(i, need) }
 	// Two distinct usable candidates, drawn uniformly by rejection (a few
 	// tries: impaired instances are usually few), else found by a scan.
 	first, second := -1, -1

@@ -35,7 +35,7 @@ var (
 )
 
 // ServeHTTP is the proxy: edge shedding, the request body read in full,
-// edge admission, pick, proxy (with at most one retry), in that order. It is the Handler Run serves.
+// edge admission, pick, proxy (one retry, two when nothing could be sent), in that order. It is the Handler Run serves.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		w.Header()["Allow"] = hdrAllow
@@ -288,7 +288,8 @@ func (c *call) getBody() (io.ReadCloser, error) {
 
 // upstream is the ReverseProxy's RoundTripper: it sends an attempt to the
 // picked instance, classifies the result for outlier detection and
-// retries once on another instance when that is safe.
+// retries on another instance when that is safe: once, or twice when
+// nothing could be sent (retryable).
 type upstream Balancer
 
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -323,33 +324,50 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !retryable(kind, err, req, c) {
 		return nil, err
 	}
-	if !b.budget.Load().TryRetry(now) {
-		b.m.retries[retryBudgetExhausted].Add(1)
-		return nil, err
+	// A connect failure sent nothing: it may be retried again, on yet
+	// another instance (two instances of a host that died together, say),
+	// up to maxConnectRetries; any other failure ends the retries.
+	var tried [maxConnectRetries + 1]*Endpoint
+	for n := 0; ; n++ {
+		if !b.budget.Load().TryRetry(now) {
+			b.m.retries[retryBudgetExhausted].Add(1)
+			return nil, err
+		}
+		tried[n] = c.ep
+		var ep *Endpoint
+		var ok bool
+		if n == 0 {
+			ep, ok = b.picker.PickFor(now, c.ep, req.URL.Path)
+		} else {
+			ep, ok = b.picker.PickAvoiding(now, tried[:n+1], req.URL.Path)
+		}
+		if !ok {
+			b.m.retries[retryNoInstance].Add(1)
+			return nil, err
+		}
+		c.ep.Release()
+		c.ep, c.retried, c.fail = ep, true, outOK
+		retry := req.WithContext(req.Context())
+		u2 := *req.URL
+		u2.Host = ep.id
+		retry.URL = &u2
+		c.armHeader(now)
+		var res *http.Response
+		res, err = tr.RoundTrip(retry)
+		if err == nil {
+			b.m.retries[retryOK].Add(1)
+			b.observe(c, res, now)
+			return res, nil
+		}
+		b.m.retries[retryFailed].Add(1)
+		now = time.Now()
+		if c.fail = c.classify(err); c.fail != outClientError && c.fail != outOverloaded {
+			b.observeFailure(c.ep, now)
+		}
+		if n+1 >= maxConnectRetries || !connectFailed(c.fail, err, c) {
+			return nil, err
+		}
 	}
-	ep, ok := b.picker.PickFor(now, c.ep, req.URL.Path)
-	if !ok {
-		b.m.retries[retryNoInstance].Add(1)
-		return nil, err
-	}
-	c.ep.Release()
-	c.ep, c.retried, c.fail = ep, true, outOK
-	retry := req.WithContext(req.Context())
-	u2 := *req.URL
-	u2.Host = ep.id
-	retry.URL = &u2
-	c.armHeader(now)
-	res, err = tr.RoundTrip(retry)
-	if err == nil {
-		b.m.retries[retryOK].Add(1)
-		b.observe(c, res, now)
-		return res, nil
-	}
-	b.m.retries[retryFailed].Add(1)
-	if c.fail = c.classify(err); c.fail != outClientError && c.fail != outOverloaded {
-		b.observeFailure(c.ep, time.Now())
-	}
-	return nil, err
 }
 
 // observe records a response's headers: a 502/503/504 without
@@ -429,17 +447,29 @@ func isDial(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// retryable: at most one retry, never after a timeout; a connect failure
-// (nothing was sent) for any request, another transport failure only for
-// an idempotent request without a body.
+// maxConnectRetries bounds the retries of a request whose every attempt
+// failed to connect.
+const maxConnectRetries = 2
+
+// retryable: whether a first failure may be retried, never after a
+// timeout: a connect failure (nothing was sent) for any request, another
+// transport failure only for an idempotent request without a body. After
+// that, only connect failures are retried again (connectFailed), up to
+// maxConnectRetries in all.
 func retryable(kind outcome, err error, req *http.Request, c *call) bool {
 	if c.retried || kind != outBadGateway || c.Err() != nil {
 		return false
 	}
-	if isDial(err) && !c.body.read.Load() {
+	if connectFailed(kind, err, c) {
 		return true
 	}
 	return (req.Body == nil || req.Body == http.NoBody) && idempotent(req.Method)
+}
+
+// connectFailed reports whether an attempt failed to connect, before a
+// byte of the request's body was read: the instance got nothing.
+func connectFailed(kind outcome, err error, c *call) bool {
+	return kind == outBadGateway && c.Err() == nil && isDial(err) && !c.body.read.Load()
 }
 
 func idempotent(method string) bool {

@@ -153,6 +153,45 @@ func TestRetryOnConnectFailure(t *testing.T) {
 	}
 }
 
+// TestRetryTwiceWhenNothingWasSent: a host that dies takes its instances
+// with it: with two dead instances of three, a POST that meets both in a
+// row is retried a second time, on the third, and never fails; with all
+// three dead it gets 502 after two retries, not more.
+func TestRetryTwiceWhenNothingWasSent(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "got "+string(body))
+	}))
+	never := 1000
+	cfg := testConfig(up.lbInstance(), deadInstance(t), deadInstance(t))
+	cfg.Outlier.ConsecutiveGatewayFailures = never
+	b := startLB(t, cfg, nil)
+	b.waitRoutable(t, 3)
+	for i := range 60 {
+		req, _ := http.NewRequest("POST", b.url+"/p", strings.NewReader("body"))
+		r := do(b.client, req)
+		if r.status != 200 || r.body != "got body" {
+			t.Fatalf("request %d: %d %q %v", i, r.status, r.body, r.err)
+		}
+	}
+	if c := b.Status().Counters.Retries; c["failed"] == 0 || c["ok"] == 0 {
+		t.Errorf("retries %v: want some first retries that met the other dead instance, then succeeded", c)
+	}
+
+	cfg = testConfig(deadInstance(t), deadInstance(t), deadInstance(t))
+	cfg.Outlier.ConsecutiveGatewayFailures = never
+	all := startLB(t, cfg, nil)
+	all.waitRoutable(t, 3)
+	req, _ := http.NewRequest("POST", all.url+"/p", strings.NewReader("body"))
+	if r := do(all.client, req); r.status != 502 || r.reason != health.ReasonBadGateway {
+		t.Errorf("every instance dead: %d %q, want 502 bad_gateway", r.status, r.reason)
+	}
+	if c := all.Status().Counters.Retries; c["failed"] != 2 || c["ok"] != 0 {
+		t.Errorf("every instance dead: retries %v, want two, failed", c)
+	}
+}
+
 func TestRetryBudgetExhausted(t *testing.T) {
 	t.Parallel()
 	dead := deadInstance(t)

@@ -53,6 +53,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/spillway-dev/spillway/internal/membership"
 )
@@ -97,13 +99,22 @@ func decodeRecord(key string, value []byte) (Record, error) {
 // the first request does (bound it with its context). Close it when done.
 // The client's own logs are discarded; Register and Discovery log what
 // matters through their slog logger.
+//
+// The connection to etcd is retried every 2 s at most (gRPC's default
+// backoff grows to 2 minutes): after an outage the client is back within
+// a couple of seconds of etcd, so a balancer resyncs and an instance
+// registers again well within a lease's TTL.
 func Dial(t Target) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            t.Endpoints,
 		DialTimeout:          2 * time.Second,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
-		Logger:               zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
+		Logger: zap.NewNop(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %s: %w", strings.Join(t.Endpoints, ","), err)
