@@ -86,6 +86,7 @@ func TestManyHostsOneEtcd(t *testing.T) {
 	t.Cleanup(sim.HTTP.CloseIdleConnections)
 
 	// Three hosts.
+	begun := time.Now()
 	hosts := []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"}
 	fleets := make([]*mhFleet, len(hosts))
 	for i, host := range hosts {
@@ -114,7 +115,7 @@ func TestManyHostsOneEtcd(t *testing.T) {
 			return ok && len(st.routable()) == want
 		})
 	}
-	t.Logf("all %d instances routable on both balancers %v after they started", want, time.Since(start).Round(time.Millisecond))
+	t.Logf("all %d instances routable on both balancers %v after they started, %v after the first host's fleet started", want, time.Since(start).Round(time.Millisecond), time.Since(begun).Round(time.Millisecond))
 
 	load := startMHLoad(t, client, []string{A.proxy, B.proxy}, mhRPS)
 	time.Sleep(2 * time.Second)
