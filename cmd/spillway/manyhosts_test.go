@@ -283,7 +283,13 @@ func TestManyHostsOneEtcd(t *testing.T) {
 	if capacity := want * mhLimit; st.Pool.PeakBusy > capacity {
 		t.Errorf("the instances had %d logins in flight at once, more than the fleet's capacity %d", st.Pool.PeakBusy, capacity)
 	}
+	// Each balancer keeps to its share of each instance's limit, too: no
+	// instance is asked for more than its own limit (it would turn the
+	// excess away itself, with a 503 of its own, while another had room).
 	rejected := rejectedTotal(t, client, healths) - rejectedBefore
+	if rejected != 0 {
+		t.Errorf("the instances turned away %v logins themselves: one was asked for more than its limit", rejected)
+	}
 	t.Logf("burst of 1000 over both balancers (fleet capacity %d): peak %d in flight at the instances; %d answered 200, %d answered 503 (%v of them by an instance's own admission)",
 		want*mhLimit, st.Pool.PeakBusy, codes[200].Load(), codes[503].Load(), rejected)
 }

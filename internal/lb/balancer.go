@@ -513,6 +513,7 @@ func (b *Balancer) runPeers(ctx context.Context) error {
 // applies the edge capacity to the limiter, updates the gauges, logs what
 // changed and schedules the next evaluation.
 func (b *Balancer) evaluateLocked(now time.Time) {
+	b.pool.SetShare(b.share.Share)
 	ev := b.pool.Evaluate(now)
 	prev := b.ev
 	b.ev = ev

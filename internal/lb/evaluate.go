@@ -92,11 +92,14 @@ func (p *Pool) Evaluate(now time.Time) Eval {
 			ramping = ramping || in.slow.Active(now)
 		}
 		in.candidate, in.weight = true, w
-		cands = append(cands, c)
 		limit := 0
 		if in.fresh(now, maxAge) {
 			limit = in.report.Limit
 		}
+		if limit > 0 && !ev.Panic {
+			c.Cap = float64(limit) * w * p.share
+		}
+		cands = append(cands, c)
 		p.caps = append(p.caps, CapacityInput{Limit: limit, Weight: w})
 	}
 	ev.Candidates = len(cands)

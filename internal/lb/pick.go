@@ -60,6 +60,19 @@ type Candidate struct {
 	Endpoint *Endpoint
 	// SlowStart is the endpoint's ramp; the zero value is full weight.
 	SlowStart SlowStart
+	// Cap is this balancer's part of the instance's concurrency: its
+	// reported limit × slow-start weight × the balancer's share of the
+	// fleet (Pool.Evaluate). An endpoint with Cap requests outstanding is
+	// full: the picker takes another while one has room (HAProxy's
+	// per-server maxconn), so that the balancers together never ask an
+	// instance for more than its limit. 0: no cap (limit unknown, or
+	// panic).
+	Cap float64
+}
+
+// full reports whether c's endpoint has its cap of requests outstanding.
+func (c *Candidate) full() bool {
+	return c.Cap > 0 && float64(c.Endpoint.outstanding.Load()+1) > c.Cap+1e-9
 }
 
 // Snapshot is an immutable set of candidates, built when routing state
@@ -222,19 +235,9 @@ func (p *Picker) PickFor(now time.Time, exclude *Endpoint, path string) (e *Endp
 				b++
 			}
 		}
-		ca, cb := &c[a], &c[b]
-		sa := float64(ca.Endpoint.outstanding.Load()+1) * cb.SlowStart.Weight(now)
-		sb := float64(cb.Endpoint.outstanding.Load()+1) * ca.SlowStart.Weight(now)
-		// (oa+1)/wa <= (ob+1)/wb without dividing.
-		if sa <= sb {
-			i = a
-		} else {
-			i = b
-		}
+		i = s.better(now, a, b)
 	}
-	e = c[i].Endpoint
-	e.outstanding.Add(1)
-	return e, true
+	return s.take(now, i, func(j int) bool { return j != ex }), true
 }
 
 // need returns the dependency bits a request for path needs.
@@ -320,16 +323,93 @@ func (s *Snapshot) pickWhere(now time.Time, ok func(i int) bool, rnd func() uint
 	}
 	i := first
 	if second >= 0 {
-		ca, cb := &s.cands[first], &s.cands[second]
-		sa := float64(ca.Endpoint.outstanding.Load()+1) * cb.SlowStart.Weight(now)
-		sb := float64(cb.Endpoint.outstanding.Load()+1) * ca.SlowStart.Weight(now)
-		if sa > sb {
-			i = second
+		i = s.better(now, first, second)
+	}
+	return s.take(now, i, ok), true
+}
+
+// better is the power of two choices between candidates a and b: the one
+// with the lower (outstanding + 1) / weight (a on a tie); a full one
+// (Candidate.Cap) loses to one that is not.
+func (s *Snapshot) better(now time.Time, a, b int) int {
+	ca, cb := &s.cands[a], &s.cands[b]
+	if fa, fb := ca.full(), cb.full(); fa != fb {
+		if fa {
+			return b
 		}
+		return a
+	}
+	sa := float64(ca.Endpoint.outstanding.Load()+1) * cb.SlowStart.Weight(now)
+	sb := float64(cb.Endpoint.outstanding.Load()+1) * ca.SlowStart.Weight(now)
+	// (oa+1)/wa <= (ob+1)/wb without dividing.
+	if sa <= sb {
+		return a
+	}
+	return b
+}
+
+// take counts one more outstanding request on candidate i and returns its
+// endpoint; when i is full (or fills first: the count is taken by
+// compare-and-swap, so concurrent picks never pass a cap), on the least
+// loaded allowed candidate with room, and on i past its cap only when
+// none has room.
+func (s *Snapshot) take(now time.Time, i int, allowed func(int) bool) *Endpoint {
+	for range 4 {
+		if s.cands[i].acquire() {
+			return s.cands[i].Endpoint
+		}
+		j := s.roomFor(now, i, allowed)
+		if j == i {
+			break
+		}
+		i = j
 	}
 	e := s.cands[i].Endpoint
 	e.outstanding.Add(1)
-	return e, true
+	return e
+}
+
+// acquire counts one more outstanding request on c's endpoint unless
+// that would take it past its cap.
+func (c *Candidate) acquire() bool {
+	e := c.Endpoint
+	if c.Cap <= 0 {
+		e.outstanding.Add(1)
+		return true
+	}
+	for {
+		o := e.outstanding.Load()
+		if float64(o+1) > c.Cap+1e-9 {
+			return false
+		}
+		if e.outstanding.CompareAndSwap(o, o+1) {
+			return true
+		}
+	}
+}
+
+// roomFor is the candidate to take when the drawn one, i, is full: the
+// least loaded by (outstanding + 1) / weight among those allowed that are
+// not full, or i itself when every one is (the edge bound admitted a
+// little more than the caps add up to: they are rounded per instance).
+// A scan, but only under saturation.
+func (s *Snapshot) roomFor(now time.Time, i int, allowed func(int) bool) int {
+	best, bestScore := i, 0.0
+	for j := range s.cands {
+		c := &s.cands[j]
+		if !allowed(j) || c.full() {
+			continue
+		}
+		w := c.SlowStart.Weight(now)
+		if !(w > 0) {
+			continue
+		}
+		score := float64(c.Endpoint.outstanding.Load()+1) / w
+		if best == i || score < bestScore {
+			best, bestScore = j, score
+		}
+	}
+	return best
 }
 
 // mix is splitmix64's step: fresh bits from the previous draw, for the

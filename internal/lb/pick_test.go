@@ -257,3 +257,44 @@ func BenchmarkPick(b *testing.B) {
 		})
 	})
 }
+
+// TestPickRespectsCaps: with caps (each balancer's part of an instance's
+// limit), concurrent picks that are never released fill every instance
+// exactly to its cap, whatever the draws, and only then go past (the
+// edge bound admitted more than the rounded caps add up to); the
+// impaired draw and PickAvoiding keep them too.
+func TestPickRespectsCaps(t *testing.T) {
+	for _, impaired := range []bool{false, true} {
+		t.Run(fmt.Sprintf("impaired=%v", impaired), func(t *testing.T) {
+			eps := endpoints(4)
+			var cands []Candidate
+			for _, e := range eps {
+				cands = append(cands, Candidate{Endpoint: e, Cap: 10 * 0.5}) // limit 10, two balancers
+			}
+			s := NewSnapshot(cands, false)
+			if impaired {
+				s.impaired = make([]uint64, len(cands)) // nobody impaired, but the impaired draw
+			}
+			p := NewPicker(nil) // math/rand/v2: safe for the concurrent picks
+			p.Store(s)
+			var wg sync.WaitGroup
+			for range 20 {
+				wg.Go(func() {
+					if _, ok := p.PickFor(time.Now(), nil, "/"); !ok {
+						t.Error("no pick")
+					}
+				})
+			}
+			wg.Wait()
+			for _, e := range eps {
+				if o := e.Outstanding(); o != 5 {
+					t.Errorf("%s: %d outstanding, want its cap 5", e.ID(), o)
+				}
+			}
+			e, ok := p.PickAvoiding(time.Now(), eps[:1], "/")
+			if !ok || e == eps[0] {
+				t.Errorf("PickAvoiding over full candidates = %v, %v: want one of the others, past its cap", e, ok)
+			}
+		})
+	}
+}

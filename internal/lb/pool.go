@@ -46,6 +46,9 @@ type Pool struct {
 	picker  *Picker
 	shedder *Shedder
 	routes  *RouteTable
+	// share is this balancer's part of the fleet's capacity (SetShare):
+	// each candidate's cap is this share of its limit.
+	share float64
 	// seeded: the pool has had instances. The first set it gets is the
 	// fleet as the balancer found it at start (see instance.initial).
 	seeded bool
@@ -98,7 +101,17 @@ func NewPool(cfg Config, routes *RouteTable, rand func() uint64) (*Pool, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Pool{cfg: cfg, byID: map[string]*instance{}, picker: NewPicker(rand), shedder: sh, routes: routes, depBit: map[string]uint{}}, nil
+	return &Pool{cfg: cfg, byID: map[string]*instance{}, picker: NewPicker(rand), shedder: sh, routes: routes, depBit: map[string]uint{}, share: 1}, nil
+}
+
+// SetShare sets this balancer's share of the fleet's capacity, in (0, 1]
+// (anything else counts as 1), for the next Evaluate: each candidate's
+// cap is that share of its reported limit.
+func (p *Pool) SetShare(share float64) {
+	if !(share > 0) || share > 1 {
+		share = 1
+	}
+	p.share = share
 }
 
 // SetRoutes replaces the route table (a reload) of the shedder and of the
