@@ -562,42 +562,33 @@ func startMHLoad(t *testing.T, client *http.Client, proxies []string, rps int) *
 
 func (l *mhLoad) stop() { l.cancel(); l.wg.Wait() }
 
-// failed are the logins sent in [from, to) that did not get a 200.
-func (l *mhLoad) failed(from, to time.Time) []mhAnswer {
+// where are the answers for which keep holds.
+func (l *mhLoad) where(keep func(mhAnswer) bool) []mhAnswer {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []mhAnswer
 	for _, a := range l.answers {
-		if !a.at.Before(from) && a.at.Before(to) && a.status != http.StatusOK {
+		if keep(a) {
 			out = append(out, a)
 		}
 	}
 	return out
 }
 
+// failed are the logins sent in [from, to) that did not get a 200.
+func (l *mhLoad) failed(from, to time.Time) []mhAnswer {
+	return l.where(func(a mhAnswer) bool { return sentIn(a, from, to) && a.status != http.StatusOK })
+}
+
 // overlapping is the number of logins in flight at some moment of
 // [from, to]: sent by to, answered after from.
 func (l *mhLoad) overlapping(from, to time.Time) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, a := range l.answers {
-		if !a.at.After(to) && a.done.After(from) {
-			n++
-		}
-	}
-	return n
+	return len(l.where(func(a mhAnswer) bool { return !a.at.After(to) && a.done.After(from) }))
 }
 
 // count is the number of logins sent in [from, to) and answered.
 func (l *mhLoad) count(from, to time.Time) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, a := range l.answers {
-		if !a.at.Before(from) && a.at.Before(to) {
-			n++
-		}
-	}
-	return n
+	return len(l.where(func(a mhAnswer) bool { return sentIn(a, from, to) }))
 }
+
+func sentIn(a mhAnswer, from, to time.Time) bool { return !a.at.Before(from) && a.at.Before(to) }
