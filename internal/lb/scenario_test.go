@@ -320,11 +320,21 @@ func TestSlowStartNewInstance(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // load settles
 	static.Set(lbInstances(fleet))
 	b.waitRoutable(t, 4)
+	// Measure while the new instance's weight goes from where it is now
+	// (its ramp began at its first passing check, a moment ago) to one
+	// half: anchored on the ramp, not on the clock, which a loaded
+	// machine stretches (CI once measured "the first half" up to a
+	// weight of 0.94).
+	weight := func() float64 { return b.instance(fleet[3].svc).Weight }
+	w0 := weight()
 	h0 := handledBy(t, fleet)
-	time.Sleep(window / 2) // measure over the first half of the window
+	testkit.WaitFor(t, window, "the new instance's weight at one half", func() bool { return weight() >= 0.5 })
 	h1 := handledBy(t, fleet)
-	w := b.instance(fleet[3].svc).Weight
+	w := weight()
 	stop()
+	if w0 >= 0.25 {
+		t.Logf("the new instance's weight was already %.2f when measuring began", w0)
+	}
 	n := make([]float64, 4)
 	total := 0.0
 	for i := range n {
@@ -332,8 +342,8 @@ func TestSlowStartNewInstance(t *testing.T) {
 		total += n[i]
 	}
 	others := (n[0] + n[1] + n[2]) / 3
-	t.Logf("first half of the new instance's window: requests per instance %v (new one's weight now %.2f); new/others = %.2f",
-		n, w, n[3]/others)
+	t.Logf("while the new instance's weight went from %.2f to %.2f: requests per instance %v; new/others = %.2f",
+		w0, w, n, n[3]/others)
 	if total < 100 {
 		t.Fatalf("only %v requests measured", total)
 	}
