@@ -8,8 +8,11 @@
 //   - A Runtime comes from NewRuntime and is safe for concurrent use; it
 //     holds no connection and needs no Close. Each command is one
 //     connection in HAProxy's non-interactive mode: send one line, read
-//     the answer to EOF. Nothing is pipelined, so a slow command never
-//     holds up another.
+//     the answer to EOF. Nothing is pipelined. A Runtime has at most
+//     MaxConcurrent commands in flight; a unix socket that refuses a
+//     connect because HAProxy is at its "stats maxconn" (EAGAIN) is
+//     dialled again until the context ends (nothing was sent, so that is
+//     safe).
 //   - Every call takes a context. Its deadline bounds the dial and the
 //     exchange; without one, Runtime.Timeout (DefaultTimeout when zero)
 //     does. No goroutine outlives a call.

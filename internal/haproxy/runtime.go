@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -72,7 +73,15 @@ type Runtime struct {
 	MaxAnswer int64
 
 	network, address string
+	slots            chan struct{} // MaxConcurrent commands at once
 }
+
+// MaxConcurrent is how many commands one Runtime has in flight at once;
+// more wait their turn (within their context). HAProxy's stats socket
+// takes "stats maxconn" connections (10 by default), shared with every
+// other client of it, and a unix socket whose backlog is full refuses a
+// connect at once (EAGAIN) instead of queueing it.
+const MaxConcurrent = 4
 
 // NewRuntime returns a client of the stats socket at addr:
 // "unix:///run/haproxy/admin.sock", "tcp://127.0.0.1:9999", or a plain
@@ -84,19 +93,19 @@ func NewRuntime(addr string) (*Runtime, error) {
 		if path == "" {
 			return nil, fmt.Errorf("haproxy runtime address %q: no socket path", addr)
 		}
-		return &Runtime{network: "unix", address: path}, nil
+		return &Runtime{network: "unix", address: path, slots: make(chan struct{}, MaxConcurrent)}, nil
 	case strings.HasPrefix(addr, "tcp://"):
 		hp := strings.TrimPrefix(addr, "tcp://")
 		if _, port, err := net.SplitHostPort(hp); err != nil || port == "" {
 			return nil, fmt.Errorf("haproxy runtime address %q: not tcp://host:port", addr)
 		}
-		return &Runtime{network: "tcp", address: hp}, nil
+		return &Runtime{network: "tcp", address: hp, slots: make(chan struct{}, MaxConcurrent)}, nil
 	case strings.Contains(addr, "://"):
 		return nil, fmt.Errorf("haproxy runtime address %q: scheme is neither unix:// nor tcp://", addr)
 	case addr == "":
 		return nil, fmt.Errorf("haproxy runtime address is empty")
 	default:
-		return &Runtime{network: "unix", address: addr}, nil
+		return &Runtime{network: "unix", address: addr, slots: make(chan struct{}, MaxConcurrent)}, nil
 	}
 }
 
@@ -158,8 +167,13 @@ func (r *Runtime) roundTrip(ctx context.Context, command string) (string, error)
 		}
 		return "", fmt.Errorf("haproxy command %q on %s: %w", command, r.Addr(), err)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, r.network, r.address)
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return fail(fmt.Errorf("waiting for a turn: %w", ctx.Err()))
+	}
+	conn, err := dial(ctx, r.network, r.address)
 	if err != nil {
 		return fail(err)
 	}
@@ -187,6 +201,28 @@ func (r *Runtime) roundTrip(ctx context.Context, command string) (string, error)
 		return fail(fmt.Errorf("answer longer than %d bytes", limit))
 	}
 	return strings.TrimRight(string(b), "\n"), nil
+}
+
+// dial connects, and tries again while a unix socket's backlog is full
+// (EAGAIN: HAProxy is at its stats maxconn): nothing was sent, so
+// trying again is safe. It gives up with the context.
+func dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	wait := time.Millisecond
+	for {
+		conn, err := d.DialContext(ctx, network, address)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return conn, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 }
 
 // Error texts of HAProxy 2.6's CLI, matched as prefixes of an answer's

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/internal/testkit"
 	"github.com/spillway-dev/spillway/internal/testkit/haproxytest"
@@ -314,6 +315,39 @@ func TestInfo(t *testing.T) {
 	}
 	if w := r.server(t, "s1").Weight; w != 100 {
 		t.Errorf("weight after a restart = %d, want the configuration's 100", w)
+	}
+}
+
+// TestConcurrent: many goroutines on four Runtimes (as if four clients
+// shared the socket), more connections at once than the stats socket's
+// default maxconn (10): its full backlog refuses connects (EAGAIN), which
+// dial tries again.
+func TestConcurrent(t *testing.T) {
+	r := startRig(t)
+	var rts []*Runtime
+	for range 4 {
+		rt, err := NewRuntime(r.Socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rts = append(rts, rt)
+	}
+	g, c := errgroup.WithContext(ctx(t))
+	for i := range 32 {
+		g.Go(func() error {
+			for j := range 5 {
+				if err := rts[i%4].SetWeight(c, "be", fmt.Sprintf("s%d", i%2+1), 1+i*5+j); err != nil {
+					return err
+				}
+				if _, err := rts[i%4].ServersState(c, "be"); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
 
