@@ -15,7 +15,8 @@
 //     safe).
 //   - Every call takes a context. Its deadline bounds the dial and the
 //     exchange; without one, Runtime.Timeout (DefaultTimeout when zero)
-//     does. No goroutine outlives a call.
+//     does. A call starts no goroutine but, when its context is
+//     cancelled mid-call, the one context.AfterFunc runs to unblock it.
 //   - Errors name the command and quote HAProxy's answer (*CommandError).
 //     HAProxy answers most errors as text with no status of its own; the
 //     texts HAProxy 2.6 documents are mapped to ErrNotFound,

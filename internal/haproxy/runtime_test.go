@@ -1,3 +1,8 @@
+//go:build unix
+
+// The tests run a real HAProxy through testkit/haproxytest, which is for
+// Unix systems.
+
 package haproxy
 
 import (
