@@ -1,0 +1,712 @@
+package haproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultTimeout bounds a command whose context has no deadline, when
+// Runtime.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
+
+// DefaultMaxAnswer bounds the size of an answer, when Runtime.MaxAnswer
+// is zero: a map of a million short entries fits.
+const DefaultMaxAnswer = 64 << 20
+
+// Errors a caller can branch on, with errors.Is. A *CommandError wraps
+// one of the first four.
+var (
+	// ErrNotFound: HAProxy does not know the backend, server, map or map
+	// key named ("No such server.", "Can't find backend.", "Unknown map
+	// identifier...", "entry not found.", ...).
+	ErrNotFound = errors.New("not found")
+	// ErrUnknownCommand: "Unknown command...", from an HAProxy that lacks
+	// the command (or a socket level that hides it).
+	ErrUnknownCommand = errors.New("unknown command")
+	// ErrPermissionDenied: "Permission denied", from a socket whose level
+	// (user, operator) does not allow the command.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrRejected: a command that answers nothing on success answered
+	// text, e.g. "Absolute weight can only be between 0 and 256
+	// inclusive.".
+	ErrRejected = errors.New("rejected")
+	// ErrBadArgument: an argument that the CLI cannot carry as one word
+	// (empty, or holding a space, ';', '\', a control character, or '/'
+	// in a backend or server name), or a number out of range. Nothing is
+	// sent.
+	ErrBadArgument = errors.New("bad argument")
+)
+
+// CommandError is HAProxy's refusal of a command: the command as sent
+// and HAProxy's answer. It unwraps to ErrNotFound, ErrUnknownCommand,
+// ErrPermissionDenied or ErrRejected.
+type CommandError struct {
+	Command string
+	Answer  string // HAProxy's answer, trailing newlines trimmed
+	Err     error
+}
+
+func (e *CommandError) Error() string {
+	answer, _, _ := strings.Cut(e.Answer, "\n") // "Unknown command" lists the whole help after
+	return fmt.Sprintf("haproxy command %q: %v: HAProxy answered %q", e.Command, e.Err, answer)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Runtime is a client of one HAProxy's Runtime API. Its zero value is not
+// usable: call NewRuntime. Safe for concurrent use; set its fields before
+// the first call.
+type Runtime struct {
+	// Timeout bounds each command whose context has no deadline (dial,
+	// write, read to EOF). Zero means DefaultTimeout.
+	Timeout time.Duration
+	// MaxAnswer bounds an answer's size in bytes; a longer one is an
+	// error. Zero means DefaultMaxAnswer.
+	MaxAnswer int64
+
+	network, address string
+	slots            chan struct{} // MaxConcurrent commands at once
+}
+
+// MaxConcurrent is how many commands one Runtime has in flight at once;
+// more wait their turn (within their context). HAProxy's stats socket
+// takes "stats maxconn" connections (10 by default), shared with every
+// other client of it, and a unix socket whose backlog is full refuses a
+// connect at once (EAGAIN) instead of queueing it.
+const MaxConcurrent = 4
+
+// NewRuntime returns a client of the stats socket at addr:
+// "unix:///run/haproxy/admin.sock", "tcp://127.0.0.1:9999", or a plain
+// path (a unix socket). It does not connect.
+func NewRuntime(addr string) (*Runtime, error) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		path := strings.TrimPrefix(addr, "unix://")
+		if path == "" {
+			return nil, fmt.Errorf("haproxy runtime address %q: no socket path", addr)
+		}
+		return &Runtime{network: "unix", address: path, slots: make(chan struct{}, MaxConcurrent)}, nil
+	case strings.HasPrefix(addr, "tcp://"):
+		hp := strings.TrimPrefix(addr, "tcp://")
+		if _, port, err := net.SplitHostPort(hp); err != nil || port == "" {
+			return nil, fmt.Errorf("haproxy runtime address %q: not tcp://host:port", addr)
+		}
+		return &Runtime{network: "tcp", address: hp, slots: make(chan struct{}, MaxConcurrent)}, nil
+	case strings.Contains(addr, "://"):
+		return nil, fmt.Errorf("haproxy runtime address %q: scheme is neither unix:// nor tcp://", addr)
+	case addr == "":
+		return nil, fmt.Errorf("haproxy runtime address is empty")
+	default:
+		return &Runtime{network: "unix", address: addr, slots: make(chan struct{}, MaxConcurrent)}, nil
+	}
+}
+
+// Addr is the socket's address in the form NewRuntime takes.
+func (r *Runtime) Addr() string { return r.network + "://" + r.address }
+
+// Exec sends one command and returns HAProxy's answer, trailing newlines
+// trimmed. An answer whose first line is one of HAProxy's documented
+// error texts is returned as a *CommandError; any other text is the
+// caller's to judge. Exec is the escape hatch for commands this package
+// does not type: command goes to HAProxy as is, so it must not carry
+// outside input (use the typed methods, which check their arguments).
+func (r *Runtime) Exec(ctx context.Context, command string) (string, error) {
+	answer, err := r.roundTrip(ctx, command)
+	if err != nil {
+		return "", err
+	}
+	if sentinel := classify(answer); sentinel != nil {
+		return "", &CommandError{Command: command, Answer: answer, Err: sentinel}
+	}
+	return answer, nil
+}
+
+// execQuiet runs a command that answers nothing on success: any text is
+// an error.
+func (r *Runtime) execQuiet(ctx context.Context, command string) error {
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return err
+	}
+	if answer != "" {
+		return &CommandError{Command: command, Answer: answer, Err: ErrRejected}
+	}
+	return nil
+}
+
+// roundTrip is one connection: dial, write the command, read to EOF.
+func (r *Runtime) roundTrip(ctx context.Context, command string) (string, error) {
+	if strings.ContainsAny(command, "\n\r") {
+		return "", fmt.Errorf("haproxy command %q: %w: a newline would start another command", command, ErrBadArgument)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := r.Timeout
+		if timeout <= 0 {
+			timeout = DefaultTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	fail := func(err error) (string, error) {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The connection's deadline is the context's, or the one
+			// its cancel set: the context is done, or about to be.
+			<-ctx.Done()
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		}
+		return "", fmt.Errorf("haproxy command %q on %s: %w", command, r.Addr(), err)
+	}
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return fail(fmt.Errorf("waiting for a turn: %w", ctx.Err()))
+	}
+	conn, err := dial(ctx, r.network, r.address)
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return fail(err)
+	}
+	// A cancel before the deadline unblocks the read too.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	if _, err := io.WriteString(conn, command+"\n"); err != nil {
+		return fail(fmt.Errorf("write: %w", err))
+	}
+	limit := r.MaxAnswer
+	if limit <= 0 {
+		limit = DefaultMaxAnswer
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, limit+1))
+	if err != nil {
+		return fail(fmt.Errorf("read: %w", err))
+	}
+	if int64(len(b)) > limit {
+		return fail(fmt.Errorf("answer longer than %d bytes", limit))
+	}
+	return strings.TrimRight(string(b), "\n"), nil
+}
+
+// dial connects, and tries again while a unix socket's backlog is full
+// (EAGAIN: HAProxy is at its stats maxconn): nothing was sent, so
+// trying again is safe. It gives up with the context.
+func dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	wait := time.Millisecond
+	for {
+		conn, err := d.DialContext(ctx, network, address)
+		if err == nil || !errors.Is(err, syscall.EAGAIN) {
+			return conn, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// Error texts of HAProxy 2.6's CLI, matched as prefixes of an answer's
+// first line.
+var (
+	notFoundTexts = []string{
+		"No such server.",
+		"No such backend.",
+		"Can't find backend.",
+		"No such frontend.",
+		"Unknown map identifier",
+		"Unknown ACL identifier",
+		"entry not found.",
+		"Key not found.",
+	}
+	unknownCommandTexts   = []string{"Unknown command"}
+	permissionDeniedTexts = []string{"Permission denied"}
+)
+
+// classify maps an answer's first line to a sentinel error, or nil.
+func classify(answer string) error {
+	first, _, _ := strings.Cut(answer, "\n")
+	first = strings.TrimSpace(first)
+	for _, c := range []struct {
+		texts []string
+		err   error
+	}{
+		{notFoundTexts, ErrNotFound},
+		{unknownCommandTexts, ErrUnknownCommand},
+		{permissionDeniedTexts, ErrPermissionDenied},
+	} {
+		for _, t := range c.texts {
+			if strings.HasPrefix(first, t) {
+				return c.err
+			}
+		}
+	}
+	return nil
+}
+
+// checkWord checks that s reaches HAProxy's CLI as one argument of one
+// command; names (backends, servers) may not hold '/' either.
+func checkWord(what, s string, name bool) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty: %w", what, ErrBadArgument)
+	}
+	for _, c := range s {
+		if c <= ' ' || c == 0x7f || c == ';' || c == '\\' || (name && c == '/') {
+			return fmt.Errorf("%s %q: %w: holds %q", what, s, ErrBadArgument, c)
+		}
+	}
+	return nil
+}
+
+func checkServer(backend, server string) error {
+	if err := checkWord("backend", backend, true); err != nil {
+		return err
+	}
+	return checkWord("server", server, true)
+}
+
+// State is a server's administrative state as "set server B/S state"
+// takes it.
+type State string
+
+// The states SetServerState sets.
+const (
+	// StateReady clears maintenance and drain: the server takes traffic
+	// again if its checks pass.
+	StateReady State = "ready"
+	// StateDrain takes no new connections except persistent ones; the
+	// server's existing connections finish.
+	StateDrain State = "drain"
+	// StateMaint takes no traffic and stops the server's checks.
+	StateMaint State = "maint"
+)
+
+// SetServerState sets a server's administrative state: "set server
+// BACKEND/SERVER state ready|drain|maint".
+func (r *Runtime) SetServerState(ctx context.Context, backend, server string, s State) error {
+	if err := checkServer(backend, server); err != nil {
+		return err
+	}
+	switch s {
+	case StateReady, StateDrain, StateMaint:
+	default:
+		return fmt.Errorf("server state %q: %w: want ready, drain or maint", s, ErrBadArgument)
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("set server %s/%s state %s", backend, server, s))
+}
+
+// MaxWeight is the largest weight HAProxy takes.
+const MaxWeight = 256
+
+// SetWeight sets a server's user weight, 0 to MaxWeight: "set weight
+// BACKEND/SERVER W". Weight 0 takes the server out of balancing without
+// marking it down.
+func (r *Runtime) SetWeight(ctx context.Context, backend, server string, w int) error {
+	if err := checkServer(backend, server); err != nil {
+		return err
+	}
+	if w < 0 || w > MaxWeight {
+		return fmt.Errorf("weight %d for %s/%s: %w: want 0 to %d", w, backend, server, ErrBadArgument, MaxWeight)
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("set weight %s/%s %d", backend, server, w))
+}
+
+// SetMaxconn sets a server's maxconn, the connections HAProxy sends it at
+// once (the rest wait in the backend's queue): "set maxconn server
+// BACKEND/SERVER N". Zero means no limit.
+func (r *Runtime) SetMaxconn(ctx context.Context, backend, server string, n int) error {
+	if err := checkServer(backend, server); err != nil {
+		return err
+	}
+	if n < 0 || n > 1<<30 {
+		return fmt.Errorf("maxconn %d for %s/%s: %w: want 0 (no limit) to %d", n, backend, server, ErrBadArgument, 1<<30)
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("set maxconn server %s/%s %d", backend, server, n))
+}
+
+// ServersState returns "show servers state [BACKEND]": every server of
+// the backend, or of all backends when backend is "".
+func (r *Runtime) ServersState(ctx context.Context, backend string) ([]Server, error) {
+	command := "show servers state"
+	if backend != "" {
+		if err := checkWord("backend", backend, true); err != nil {
+			return nil, err
+		}
+		command += " " + backend
+	}
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return nil, err
+	}
+	servers, err := ParseServersState(answer)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy command %q: %w", command, err)
+	}
+	return servers, nil
+}
+
+// ShowMap returns the entries of a map, named by its file as the
+// configuration names it or by "#ID": "show map MAP". Entries come in
+// HAProxy's order; a key added twice appears twice.
+func (r *Runtime) ShowMap(ctx context.Context, name string) ([]MapEntry, error) {
+	if err := checkWord("map", name, false); err != nil {
+		return nil, err
+	}
+	command := "show map " + name
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := ParseMap(answer)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy command %q: %w", command, err)
+	}
+	return entries, nil
+}
+
+// SetMap makes key map to value: "set map MAP KEY VALUE", and when HAProxy
+// has no such key ("entry not found."), "add map MAP KEY VALUE".
+//
+// Set first, add on miss, rather than "del map" then "add map": a lookup
+// between a del and its add would find no entry, and for an edge-shedding
+// map that means a request let through (or shed) that neither the old
+// nor the new value asked for. "set map" also updates every duplicate of
+// the key, so a map with duplicates converges. Two writers racing on a
+// new key may both add it; the next SetMap sets both. spillway's
+// controller is the map's only writer.
+func (r *Runtime) SetMap(ctx context.Context, name, key, value string) error {
+	if err := checkWord("map", name, false); err != nil {
+		return err
+	}
+	if err := checkWord("map key", key, false); err != nil {
+		return err
+	}
+	if err := checkWord("map value", value, false); err != nil {
+		return err
+	}
+	err := r.execQuiet(ctx, fmt.Sprintf("set map %s %s %s", name, key, value))
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	var ce *CommandError
+	if errors.As(err, &ce) && !strings.HasPrefix(ce.Answer, "entry not found.") {
+		return err // the map itself is unknown
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("add map %s %s %s", name, key, value))
+}
+
+// DelMap removes every entry of key from a map: "del map MAP KEY". A key
+// the map does not hold is ErrNotFound.
+func (r *Runtime) DelMap(ctx context.Context, name, key string) error {
+	if err := checkWord("map", name, false); err != nil {
+		return err
+	}
+	if err := checkWord("map key", key, false); err != nil {
+		return err
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("del map %s %s", name, key))
+}
+
+// Info returns "show info".
+func (r *Runtime) Info(ctx context.Context) (Info, error) {
+	const command = "show info"
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return Info{}, err
+	}
+	info, err := ParseInfo(answer)
+	if err != nil {
+		return Info{}, fmt.Errorf("haproxy command %q: %w", command, err)
+	}
+	return info, nil
+}
+
+// OpState is a server's operational state (srv_op_state).
+type OpState int
+
+// The operational states of HAProxy's SRV_ST_*.
+const (
+	OpStopped  OpState = 0 // down: checks failed, or maintenance
+	OpStarting OpState = 1 // up, in slow start
+	OpRunning  OpState = 2 // up
+	OpStopping OpState = 3 // up, but checks are failing toward down
+)
+
+func (s OpState) String() string {
+	switch s {
+	case OpStopped:
+		return "stopped"
+	case OpStarting:
+		return "starting"
+	case OpRunning:
+		return "running"
+	case OpStopping:
+		return "stopping"
+	}
+	return "opstate(" + strconv.Itoa(int(s)) + ")"
+}
+
+// AdminState is a server's administrative state (srv_admin_state): bits
+// of HAProxy's SRV_ADMF_*.
+type AdminState uint
+
+// The bits of AdminState.
+const (
+	AdminForcedMaint     AdminState = 0x01 // set server ... state maint
+	AdminInheritedMaint  AdminState = 0x02 // tracks a server in maintenance
+	AdminConfigMaint     AdminState = 0x04 // "disabled" in the configuration
+	AdminForcedDrain     AdminState = 0x08 // set server ... state drain
+	AdminInheritedDrain  AdminState = 0x10 // tracks a draining server
+	AdminResolutionMaint AdminState = 0x20 // its address did not resolve
+	AdminHostnameMaint   AdminState = 0x40 // set server ... fqdn pending
+)
+
+// Maint reports whether any maintenance bit is set: the server takes no
+// traffic.
+func (a AdminState) Maint() bool {
+	return a&(AdminForcedMaint|AdminInheritedMaint|AdminConfigMaint|AdminResolutionMaint|AdminHostnameMaint) != 0
+}
+
+// Drain reports whether any drain bit is set.
+func (a AdminState) Drain() bool { return a&(AdminForcedDrain|AdminInheritedDrain) != 0 }
+
+// Server is one row of "show servers state".
+type Server struct {
+	BackendID     int        // be_id
+	Backend       string     // be_name
+	ID            int        // srv_id
+	Name          string     // srv_name
+	Addr          string     // srv_addr
+	Port          int        // srv_port; 0 when the format lacks it
+	FQDN          string     // srv_fqdn; "" for "-" or when absent
+	OpState       OpState    // srv_op_state
+	AdminState    AdminState // srv_admin_state
+	Weight        int        // srv_uweight: the weight now
+	InitialWeight int        // srv_iweight: the configuration's weight
+	// Fields holds every field of the row by its header name, as
+	// HAProxy wrote it, for what the struct does not carry.
+	Fields map[string]string
+}
+
+// ParseServersState parses the answer of "show servers state", or a
+// server-state-file: the version line "1", a "# be_id be_name ..." header
+// naming the fields, then one row of space-separated fields per server.
+// Fields are found by their header name, so HAProxy may add or reorder
+// fields; be_name, srv_name, srv_addr, srv_op_state, srv_admin_state
+// and srv_uweight are required. A later header line replaces the earlier
+// one; blank lines are skipped.
+func ParseServersState(text string) ([]Server, error) {
+	lines := strings.Split(text, "\n")
+	first := strings.TrimSpace(lines[0])
+	if first != "1" {
+		return nil, fmt.Errorf("servers state: version line %q, want \"1\"", first)
+	}
+	var (
+		header  []string
+		servers []Server
+	)
+	for i, line := range lines[1:] {
+		n := i + 2
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if strings.HasPrefix(line, "#") {
+			header = strings.Fields(strings.TrimPrefix(line, "#"))
+			for _, f := range []string{"be_name", "srv_name", "srv_addr", "srv_op_state", "srv_admin_state", "srv_uweight"} {
+				if !contains(header, f) {
+					return nil, fmt.Errorf("servers state line %d: header lacks %s", n, f)
+				}
+			}
+			continue
+		}
+		if header == nil {
+			return nil, fmt.Errorf("servers state line %d: a row before the header", n)
+		}
+		values := strings.Fields(line)
+		if len(values) < len(header) {
+			return nil, fmt.Errorf("servers state line %d: %d fields, the header names %d", n, len(values), len(header))
+		}
+		s, err := parseServer(header, values)
+		if err != nil {
+			return nil, fmt.Errorf("servers state line %d: %w", n, err)
+		}
+		servers = append(servers, s)
+	}
+	if header == nil {
+		return nil, fmt.Errorf("servers state: no header line")
+	}
+	return servers, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func parseServer(header, values []string) (Server, error) {
+	s := Server{Fields: make(map[string]string, len(header))}
+	for i, name := range header {
+		s.Fields[name] = values[i]
+	}
+	num := func(name string, optional bool) (int, error) {
+		v, ok := s.Fields[name]
+		if !ok && optional {
+			return 0, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%s %q: not a number", name, v)
+		}
+		return n, nil
+	}
+	var err error
+	var op, admin int
+	for _, f := range []struct {
+		name     string
+		optional bool
+		dst      *int
+	}{
+		{"be_id", true, &s.BackendID},
+		{"srv_id", true, &s.ID},
+		{"srv_port", true, &s.Port},
+		{"srv_op_state", false, &op},
+		{"srv_admin_state", false, &admin},
+		{"srv_uweight", false, &s.Weight},
+		{"srv_iweight", true, &s.InitialWeight},
+	} {
+		if *f.dst, err = num(f.name, f.optional); err != nil {
+			return Server{}, err
+		}
+	}
+	s.OpState, s.AdminState = OpState(op), AdminState(admin)
+	s.Backend, s.Name, s.Addr = s.Fields["be_name"], s.Fields["srv_name"], s.Fields["srv_addr"]
+	if fqdn := s.Fields["srv_fqdn"]; fqdn != "-" {
+		s.FQDN = fqdn
+	}
+	return s, nil
+}
+
+// MapEntry is one entry of a map, as "show map" lists it.
+type MapEntry struct {
+	ID    string // HAProxy's reference, "0x55d0c0e0": valid until the entry goes
+	Key   string
+	Value string // the rest of the line: a value may hold spaces
+}
+
+// ParseMap parses the answer of "show map MAP": one "0xID KEY VALUE" line
+// per entry. Blank lines are skipped.
+func ParseMap(text string) ([]MapEntry, error) {
+	var entries []MapEntry
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		id, rest, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(id, "0x") || len(id) < 3 {
+			return nil, fmt.Errorf("map line %d: %q: not \"0xID KEY VALUE\"", i+1, line)
+		}
+		if _, err := strconv.ParseUint(id[2:], 16, 64); err != nil {
+			return nil, fmt.Errorf("map line %d: id %q: not hexadecimal", i+1, id)
+		}
+		key, value, ok := strings.Cut(rest, " ")
+		if !ok || key == "" {
+			return nil, fmt.Errorf("map line %d: %q: not \"0xID KEY VALUE\"", i+1, line)
+		}
+		entries = append(entries, MapEntry{ID: id, Key: key, Value: value})
+	}
+	return entries, nil
+}
+
+// Info is the answer of "show info".
+type Info struct {
+	Name      string // "HAProxy"
+	Version   string // "2.6.12-1+deb12u4"
+	Pid       int
+	UptimeSec int64
+	// StartTimeSec is the process's start, in Unix seconds (absent
+	// before HAProxy 2.5: then 0).
+	StartTimeSec int64
+	// Fields holds every "Key: value" line, by its key as HAProxy wrote
+	// it ("Uptime_sec", "CurrConns", "Unstoppable Jobs", ...).
+	Fields map[string]string
+}
+
+// RestartedSince reports whether the process that answered i is not the
+// one that answered prev, or started again: a new Pid, or an uptime
+// smaller than prev's. Runtime changes do not survive that, so a caller
+// applies its state again.
+func (i Info) RestartedSince(prev Info) bool {
+	return i.Pid != prev.Pid || i.UptimeSec < prev.UptimeSec
+}
+
+// ParseInfo parses the answer of "show info": "Key: value" lines. Pid and
+// Uptime_sec are required; blank lines are skipped.
+func ParseInfo(text string) (Info, error) {
+	info := Info{Fields: map[string]string{}}
+	for i, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(line, ":")
+		if !ok || key == "" {
+			return Info{}, fmt.Errorf("info line %d: %q: not \"Key: value\"", i+1, line)
+		}
+		info.Fields[key] = strings.TrimSpace(value)
+	}
+	num := func(key string, optional bool) (int64, error) {
+		v, ok := info.Fields[key]
+		if !ok {
+			if optional {
+				return 0, nil
+			}
+			return 0, fmt.Errorf("info: no %s", key)
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("info: %s %q: not a number", key, v)
+		}
+		return n, nil
+	}
+	pid, err := num("Pid", false)
+	if err != nil {
+		return Info{}, err
+	}
+	if pid > 1<<31 {
+		return Info{}, fmt.Errorf("info: Pid %d: out of range", pid)
+	}
+	info.Pid = int(pid)
+	if info.UptimeSec, err = num("Uptime_sec", false); err != nil {
+		return Info{}, err
+	}
+	if info.StartTimeSec, err = num("Start_time_sec", true); err != nil {
+		return Info{}, err
+	}
+	info.Name, info.Version = info.Fields["Name"], info.Fields["Version"]
+	return info, nil
+}
