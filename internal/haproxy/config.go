@@ -445,14 +445,15 @@ global
     stats socket {{.SocketBind}}
     # Connections HAProxy accepts at once; past this the kernel queues them.
     maxconn {{.MaxConn}}
+    # HAProxy's own events (servers going up and down) to stderr; the
+    # request log is at level info, below this.
     log stderr format iso local0 notice
 
 defaults
     mode http
     log global
     option httplog
-    # Close the connection to the server after each request only when
-    # needed; keep-alive to clients and servers otherwise.
+    # Keep-alive with clients and instances (HAProxy's default, stated).
     option http-keep-alive
     timeout connect {{index .T "connect"}}
     timeout client {{index .T "client"}}

@@ -206,15 +206,19 @@ func TestHAProxySheds(t *testing.T) {
 	bin := haproxyBin(t)
 	var hits atomic.Int64
 	var instances []lb.Instance
-	for range 2 {
+	var unready [2]atomic.Bool // an instance's /readyz answers 503
+	for i := range 2 {
 		svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hits.Add(1)
 			fmt.Fprintln(w, "ok")
 		}))
 		t.Cleanup(svc.Close)
 		health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != "/readyz" {
+			switch {
+			case r.URL.Path != "/readyz":
 				http.NotFound(w, r)
+			case unready[i].Load():
+				w.WriteHeader(http.StatusServiceUnavailable)
 			}
 		}))
 		t.Cleanup(health.Close)
@@ -332,4 +336,44 @@ func TestHAProxySheds(t *testing.T) {
 			t.Errorf("get weight %s: %q", ServerName(in.Service), out)
 		}
 	}
+
+	// HAProxy's own check of the health port takes a server whose /readyz
+	// fails out, controller or not.
+	unready[0].Store(true)
+	down := ServerName(instances[0].Service)
+	d := testkit.WaitFor(t, 5*time.Second, down+" DOWN in show stat", func() bool {
+		for _, line := range strings.Split(runtimeCommand(t, c.Socket, "show stat"), "\n") {
+			f := strings.Split(line, ",")
+			if len(f) > 17 && f[0] == BackendName && f[1] == down {
+				return strings.HasPrefix(f[17], "DOWN")
+			}
+		}
+		return false
+	})
+	t.Logf("%s down %v after its /readyz failed (inter 200ms, fall 3)", down, d)
+}
+
+func ExampleConfig_RenderMap() {
+	c := DefaultConfig()
+	c.Listen = "127.0.0.1:8080"
+	c.Socket = "/run/haproxy/spillway.sock"
+	c.Instances = []lb.Instance{{Service: "127.0.0.1:8001", Health: "127.0.0.1:9001"}}
+	c.Routes = []lb.RouteConfig{
+		{Prefix: "/api/", Dependencies: []string{"backend"}},
+		{Prefix: "/static/", Dependencies: []string{}},
+	}
+	if err := c.RenderMap(os.Stdout); err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println(ServerName(c.Instances[0].Service))
+	// Output:
+	// # spillway share map: path prefix -> admitted share in per-mille (1000 all, 0 none).
+	// # First match wins: longest prefix first. The controller changes values only.
+	// # /static/ needs no dependency (never shed)
+	// /static/ 1000
+	// # /api/ needs backend
+	// /api/ 1000
+	// # / needs every dependency
+	// / 1000
+	// s-127.0.0.1-8001
 }
