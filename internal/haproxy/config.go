@@ -182,8 +182,9 @@ func nameChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.:", c) >= 0
 }
 
-// MapEntry is one line of the share map.
-type MapEntry struct {
+// RouteLine is one line of the share map: a route prefix and what its
+// requests need.
+type RouteLine struct {
 	// Prefix is the key: requests whose path starts with it, and with no
 	// earlier line's, take this line's share.
 	Prefix string
@@ -197,16 +198,16 @@ type MapEntry struct {
 // prefixes longest first, then "/" needing every dependency unless a route
 // is "/". The controller sets each line's share to the least admitted
 // share of its dependencies (AdmitAll when it has none).
-func (c *Config) MapEntries() []MapEntry {
-	var out []MapEntry
+func (c *Config) MapEntries() []RouteLine {
+	var out []RouteLine
 	root := false
 	for _, r := range c.Routes {
-		out = append(out, MapEntry{Prefix: r.Prefix, Dependencies: slices.Clone(r.Dependencies), All: r.Dependencies == nil})
+		out = append(out, RouteLine{Prefix: r.Prefix, Dependencies: slices.Clone(r.Dependencies), All: r.Dependencies == nil})
 		root = root || r.Prefix == "/"
 	}
-	slices.SortStableFunc(out, func(a, b MapEntry) int { return len(b.Prefix) - len(a.Prefix) })
+	slices.SortStableFunc(out, func(a, b RouteLine) int { return len(b.Prefix) - len(a.Prefix) })
 	if !root {
-		out = append(out, MapEntry{Prefix: "/", All: true})
+		out = append(out, RouteLine{Prefix: "/", All: true})
 	}
 	return out
 }
@@ -331,7 +332,7 @@ func (c *Config) RenderMap(w io.Writer) error {
 	return nil
 }
 
-func (e MapEntry) needs() string {
+func (e RouteLine) needs() string {
 	switch {
 	case e.All:
 		return "every dependency"
@@ -375,7 +376,7 @@ type view struct {
 	Unix       bool
 	Check      string // "inter 2000ms fall 3 rise 2"
 	Servers    []serverView
-	Entries    []MapEntry
+	Entries    []RouteLine
 	RetryAfter int64
 	T          map[string]string
 }
