@@ -28,6 +28,12 @@ type dnsServer struct {
 	srv  map[string][]net.SRV // lower-case name with the final dot
 	ips  map[string][]netip.Addr
 	fail bool
+	// The resolvers' connections, closed with the server (and none made
+	// after): a lookup still running when the test ends fails at once
+	// instead of waiting out the resolver's timeout in goroutines that
+	// goleak then finds.
+	conns   map[net.Conn]struct{}
+	stopped bool
 }
 
 // startDNS starts a dnsServer that runs until the test ends.
@@ -37,9 +43,9 @@ func startDNS(t *testing.T) *dnsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &dnsServer{addr: pc.LocalAddr().String(), srv: map[string][]net.SRV{}, ips: map[string][]netip.Addr{}}
+	s := &dnsServer{addr: pc.LocalAddr().String(), srv: map[string][]net.SRV{}, ips: map[string][]netip.Addr{}, conns: map[net.Conn]struct{}{}}
 	testkit.Go(t, "DNS server", 5*time.Second, func(ctx context.Context) error {
-		stop := context.AfterFunc(ctx, func() { pc.Close() })
+		stop := context.AfterFunc(ctx, func() { pc.Close(); s.closeConns() })
 		defer stop()
 		buf := make([]byte, 1500)
 		for {
@@ -64,9 +70,31 @@ func (s *dnsServer) resolver() *net.Resolver {
 		PreferGo: true,
 		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "udp", s.addr)
+			c, err := d.DialContext(ctx, "udp", s.addr)
+			if err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.stopped {
+				c.Close()
+				return nil, net.ErrClosed
+			}
+			s.conns[c] = struct{}{}
+			return c, nil
 		},
 	}
+}
+
+// closeConns closes the resolvers' connections and refuses new ones.
+func (s *dnsServer) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopped = true
+	for c := range s.conns {
+		c.Close()
+	}
+	clear(s.conns)
 }
 
 // setSRV sets name's SRV records; "target:port" each.
