@@ -488,27 +488,6 @@ func (b *Balancer) runEvaluator(ctx context.Context) error {
 	}
 }
 
-// runPeers re-evaluates whenever this balancer's share of the fleet's
-// capacity changes, until ctx is done.
-func (b *Balancer) runPeers(ctx context.Context) error {
-	for {
-		sh, changed := b.peers.Share()
-		sh = sh.normalized()
-		b.mu.Lock()
-		if sh != b.share {
-			b.log.Info("capacity share changed", "share", sh.Share, "peers", sh.Peers, "was", b.share.Share)
-			b.share = sh
-			b.evaluateLocked(time.Now())
-		}
-		b.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		}
-	}
-}
-
 // evaluateLocked publishes the routing snapshot and shedding state at now,
 // applies the edge capacity to the limiter, updates the gauges, logs what
 // changed and schedules the next evaluation.

@@ -1,6 +1,10 @@
 package lb
 
-import "math"
+import (
+	"context"
+	"math"
+	"time"
+)
 
 // Peers tells a balancer its part of the fleet's capacity when several
 // balancers stand in front of the same instances: each would otherwise
@@ -48,4 +52,25 @@ func sharedLimit(capacity int, share float64) int {
 	}
 	// The epsilon keeps 9 × (1/3) at 3 whatever the rounding of 1/3.
 	return max(1, int(math.Floor(float64(capacity)*share+1e-9)))
+}
+
+// runPeers re-evaluates whenever this balancer's share of the fleet's
+// capacity changes, until ctx is done.
+func (b *Balancer) runPeers(ctx context.Context) error {
+	for {
+		sh, changed := b.peers.Share()
+		sh = sh.normalized()
+		b.mu.Lock()
+		if sh != b.share {
+			b.log.Info("capacity share changed", "share", sh.Share, "peers", sh.Peers, "was", b.share.Share)
+			b.share = sh
+			b.evaluateLocked(time.Now())
+		}
+		b.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
 }
