@@ -35,17 +35,20 @@ func (s *Shedder) Blocked(path string, now time.Time, u float64) (dep string, bl
 
 // Refusal is why Enter refused a request: Dep is the dependency (empty:
 // not refused); Full says that it is up but its congestion window is
-// full (the dependency is at its capacity: an overloaded answer), not
-// shed (it is down: a dependency_unavailable answer).
+// full, or it is stalled (Stalled: it has stopped answering the requests
+// in flight, stall.go): at its capacity, an overloaded answer; neither
+// says it is shed (down: a dependency_unavailable answer).
 type Refusal struct {
-	Dep  string
-	Full bool
+	Dep     string
+	Full    bool
+	Stalled bool
 }
 
 // Enter decides, as Blocked does, whether a request for path at now is
-// refused at the edge (u as for Admit) and, if it is not, takes a slot of
-// the congestion window of every dependency it needs that is recovering
-// by feedback; the Ticket gives them back.
+// refused at the edge (u as for Admit), or because a dependency it needs
+// is stalled, and, if it is not, takes a slot of the congestion window of
+// every dependency it needs that is recovering by feedback and counts it
+// in flight to each; the Ticket gives them back.
 func (s *Shedder) Enter(path string, now time.Time, u float64) (Ticket, Refusal) {
 	v := s.view.Load()
 	deps := v.all
@@ -68,8 +71,15 @@ func (s *Shedder) Enter(path string, now time.Time, u float64) (Ticket, Refusal)
 		case !d.admit(now, u):
 			t.Done(now, false, false)
 			return Ticket{}, Refusal{Dep: d.name}
+		case d.flow.stalled(now, d.stall, d.minIn):
+			t.Done(now, false, false)
+			return Ticket{}, Refusal{Dep: d.name, Full: true, Stalled: true}
 		}
 	}
+	for _, d := range deps {
+		d.flow.enter(now)
+	}
+	t.flows = true
 	return t, Refusal{}
 }
 
@@ -87,6 +97,9 @@ func (t Ticket) Done(end time.Time, answered, failed bool) {
 			w.done(t.at, end, answered, failed)
 		}
 	}
+	if t.flows {
+		t.leave(end, answered, failed)
+	}
 	if !answered {
 		return
 	}
@@ -95,5 +108,22 @@ func (t Ticket) Done(end time.Time, answered, failed bool) {
 		if d.obs != nil && d.win == nil {
 			d.obs.add(latency, failed)
 		}
+	}
+}
+
+// Answered counts the ticket's request out of the flows of its
+// dependencies when its response headers arrive at end (failed: a 5xx):
+// what follows (a body, a stream that lasts hours) does not wait on the
+// dependency and must not hold a stall open. Done then leaves them alone.
+func (t *Ticket) Answered(end time.Time, failed bool) {
+	if t.flows {
+		t.flows = false
+		t.leave(end, true, failed)
+	}
+}
+
+func (t *Ticket) leave(end time.Time, answered, failed bool) {
+	for _, d := range t.deps {
+		d.flow.leave(t.at, end, answered, failed, d.stall)
 	}
 }

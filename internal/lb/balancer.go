@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,7 +127,7 @@ type Balancer struct {
 	decisions SharedDecisions
 	next      time.Time
 	checkers  map[string]*checkerHandle // by instance id
-	shedState map[string]ShedState      // as last logged
+	shedState map[string]loggedDep      // as last logged
 	retired   []*http.Transport         // replaced by a reload; closed at stop
 	running   bool
 	// discovered: discovery has given its first set.
@@ -184,7 +183,7 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 		hurry:      make(chan struct{}, 2),
 		evaluated:  make(chan struct{}, 1),
 		checkers:   map[string]*checkerHandle{},
-		shedState:  map[string]ShedState{},
+		shedState:  map[string]loggedDep{},
 		edgeLimit:  maxEdgeLimit,
 		event:      opts.Event,
 		middleware: opts.Middleware,
@@ -533,61 +532,5 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 		case b.wake <- struct{}{}:
 		default:
 		}
-	}
-}
-
-// shedChangesLocked logs shedding state changes and keeps a precomputed
-// answer for every tracked dependency.
-func (b *Balancer) shedChangesLocked(now time.Time) {
-	deps := b.shedder.Status(now)
-	answers := *b.answers.Load()
-	rebuild := len(answers) != len(deps)
-	for _, d := range deps {
-		if _, ok := answers[d.Name]; !ok {
-			rebuild = true
-		}
-		prev, seen := b.shedState[d.Name]
-		if !seen {
-			prev = ShedOK
-		}
-		if d.State == prev {
-			continue
-		}
-		b.shedState[d.Name] = d.State
-		attrs := []any{"dependency", d.Name, "down", d.Down, "ready", d.Ready, "override", string(d.Override)}
-		switch d.State {
-		case ShedShedding:
-			b.log.Warn("shedding: answering 503 at the edge for requests that need the dependency", attrs...)
-			why := fmt.Sprintf("%d of %d ready instances report it down", d.Down, d.Ready)
-			if d.Override == OverrideOn {
-				why = "forced on by an operator"
-			}
-			b.event("shedding_on", fmt.Sprintf("%s: %s; answering 503 at the edge", d.Name, why))
-		case ShedRecovering:
-			if d.Recovery == RecoveryWindow {
-				b.log.Info("shedding: dependency back; ramping the admitted share", append(attrs, "recovery", string(d.Recovery), "recovery_end", d.RecoveryEnd)...)
-				b.event("shedding_recovering", fmt.Sprintf("%s: back; ramping the admitted share until %s", d.Name, d.RecoveryEnd.Format("15:04:05")))
-				break
-			}
-			b.log.Info("shedding: dependency back; admitting through a congestion window", append(attrs, "recovery", string(d.Recovery), "window", d.Window)...)
-			b.event("shedding_recovering", fmt.Sprintf("%s: back; admitting through a congestion window of %g in flight, growing while answers come back in time", d.Name, d.Window))
-		case ShedOK:
-			b.log.Info("shedding: ended", attrs...)
-			b.event("shedding_off", fmt.Sprintf("%s: every request admitted", d.Name))
-		}
-	}
-	if len(b.shedState) > len(deps) {
-		for name := range b.shedState {
-			if !slices.ContainsFunc(deps, func(d DependencyStatus) bool { return d.Name == name }) {
-				delete(b.shedState, name)
-			}
-		}
-	}
-	if rebuild {
-		m := make(map[string]*answer, len(deps))
-		for _, d := range deps {
-			m[d.Name] = shedAnswer(d.Name)
-		}
-		b.answers.Store(&m)
 	}
 }

@@ -68,7 +68,7 @@ type metrics struct {
 
 	dRequests, dRetries, dEjections, dReloads          *prometheus.Desc
 	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
-	dInFlight, dQueue, dShedding, dShare               *prometheus.Desc
+	dInFlight, dQueue, dShedding, dShare, dStalls      *prometheus.Desc
 	dStreams, dStreamIdleCuts, dDiscovery              *prometheus.Desc
 	dSharedPending, dSharedSuperseded                  *prometheus.Desc
 }
@@ -94,6 +94,7 @@ func newMetrics(b *Balancer) *metrics {
 		dInFlight:         d("in_flight", "Proxied requests admitted at the edge and not finished."),
 		dQueue:            d("queue_length", "Requests waiting at the edge for a slot."),
 		dShedding:         d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
+		dStalls:           d("dependency_stalls_total", "Requests answered 503 overloaded at the edge because the dependency they need had stopped answering those in flight (shedding.stall).", "dependency"),
 		dStreams:          d("streams", "Streams open: upgraded connections (WebSocket) and event streams (SSE), bounded by their idle timeout."),
 		dStreamIdleCuts:   d("stream_idle_timeouts_total", "Streams closed because nothing passed either way for their idle timeout."),
 		dDiscovery:        d("discovery_connected", "1 while the discovery source (etcd) answers, 0 while it is out of reach and the last set is kept; absent for a static list.", "source"),
@@ -116,7 +117,7 @@ func (m *metrics) setEval(ev Eval, limit int, share float64) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
-		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding, m.dShare,
+		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding, m.dShare, m.dStalls,
 		m.dStreams, m.dStreamIdleCuts, m.dDiscovery, m.dSharedPending, m.dSharedSuperseded} {
 		ch <- d
 	}
@@ -161,6 +162,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.dQueue, float64(st.Queue))
 	for _, d := range m.b.shedder.Status(time.Now()) {
 		gauge(m.dShedding, 1-d.Admitted, d.Name)
+		counter(m.dStalls, uint64(d.Stalls), d.Name)
 	}
 	if r, ok := m.b.disc.(SourceReporter); ok {
 		ss := r.SourceStatus()

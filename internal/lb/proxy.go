@@ -383,6 +383,7 @@ func (b *Balancer) observe(c *call, res *http.Response, now time.Time) {
 	}
 	c.status = res.StatusCode
 	c.headersAt = time.Now()
+	c.tk.Answered(c.headersAt, res.StatusCode >= 500) // a stream's body is not waiting on the dependency
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		reason, deliberate := res.Header[health.ReasonHeader]

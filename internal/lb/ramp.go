@@ -19,6 +19,7 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -301,24 +302,37 @@ func (o *outcomes) add(latency time.Duration, failed bool) {
 type sample struct {
 	ok, failed int64
 	median     time.Duration // of the successes; 0 when there were none
+	p99        time.Duration // likewise
 }
 
 // sample summarises the window. Requests recorded while it runs may or
 // may not be in it.
 func (o *outcomes) sample() sample {
 	s := sample{ok: o.ok.Load(), failed: o.failed.Load()}
+	var counts [latencyBuckets]int64
 	var n int64
 	for i := range o.hist {
-		n += int64(o.hist[i].Load())
+		counts[i] = int64(o.hist[i].Load())
+		n += counts[i]
 	}
-	half, cum := (n+1)/2, int64(0)
-	for i := range o.hist {
-		if cum += int64(o.hist[i].Load()); n > 0 && cum >= half {
-			s.median = (bucketLow(i) + bucketLow(i+1)) / 2 // the bucket's middle: within 10%
-			break
+	s.median = quantileOf(&counts, n, 0.5)
+	s.p99 = quantileOf(&counts, n, 0.99)
+	return s
+}
+
+// quantileOf returns the nearest-rank q-quantile of n latencies counted
+// in buckets: the middle of its bucket (within 10%); 0 for none.
+func quantileOf(counts *[latencyBuckets]int64, n int64, q float64) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	rank, cum := int64(math.Ceil(q*float64(n))), int64(0)
+	for i := range counts {
+		if cum += counts[i]; cum >= rank {
+			return (bucketLow(i) + bucketLow(i+1)) / 2
 		}
 	}
-	return s
+	return 0
 }
 
 // fold returns the baseline after a window of successes with median m:

@@ -189,15 +189,7 @@ func enter(s *Shedder, now time.Time, n int, lat time.Duration, failed bool) int
 // then down: it is shedding at the returned time.
 func feedbackShedder(t *testing.T, lat time.Duration) (*Shedder, time.Time) {
 	t.Helper()
-	s := newShedder(t, DefaultShedConfig(), nil)
-	up := reports(bothNames, none, none, none)
-	now := t0
-	s.Update(now, up)
-	for range 3 { // three baseline windows of a second
-		enter(s, now, 50, lat, false)
-		now = now.Add(time.Second)
-		s.Update(now, up)
-	}
+	s, now := okShedder(t, DefaultShedConfig(), lat)
 	if st := state(t, s, "backend", now); st.Baseline < lat*9/10 || st.Baseline > lat*11/10 {
 		t.Fatalf("baseline %v after requests of %v", st.Baseline, lat)
 	}

@@ -34,6 +34,9 @@ type ShedConfig struct {
 	Recovery RecoveryMode `yaml:"recovery"`
 	// Ramp configures the feedback ramp.
 	Ramp RampConfig `yaml:"ramp"`
+	// Stall configures stall detection while the dependency is ok
+	// (stall.go).
+	Stall StallConfig `yaml:"stall"`
 	// RecoveryWindow is how long the admitted share takes to ramp from 0 to
 	// 1 once the votes fall below the quorum, with recovery "window".
 	// Default 5s. 0 reopens at once.
@@ -55,7 +58,7 @@ type ShedConfig struct {
 
 // DefaultShedConfig returns the defaults documented on ShedConfig.
 func DefaultShedConfig() ShedConfig {
-	return ShedConfig{Quorum: 0.5, Recovery: RecoveryFeedback, Ramp: DefaultRampConfig(),
+	return ShedConfig{Quorum: 0.5, Recovery: RecoveryFeedback, Ramp: DefaultRampConfig(), Stall: DefaultStallConfig(),
 		RecoveryWindow: 5 * time.Second, MaxRecoveryWindow: 40 * time.Second, RetryAfter: time.Second}
 }
 
@@ -63,7 +66,7 @@ func DefaultShedConfig() ShedConfig {
 func (c ShedConfig) Validate() error {
 	var errs []error
 	errs = append(errs, field.Fraction("quorum", c.Quorum, 0, 1), c.Recovery.validate(),
-		field.Prefix("ramp", c.Ramp.Validate()), field.NonNegative("recovery_window", c.RecoveryWindow))
+		field.Prefix("ramp", c.Ramp.Validate()), field.Prefix("stall", c.Stall.Validate()), field.NonNegative("recovery_window", c.RecoveryWindow))
 	if c.MaxRecoveryWindow < c.RecoveryWindow {
 		errs = append(errs, field.New("max_recovery_window", c.MaxRecoveryWindow, "must be at least recovery_window ("+c.RecoveryWindow.String()+")"))
 	}
@@ -128,7 +131,7 @@ type DependencyStatus struct {
 	// Recovery is the ramp's mode while recovering.
 	Recovery RecoveryMode `json:"recovery,omitempty"`
 	// Window and InFlight are the feedback ramp's congestion window and
-	// the requests in flight through it; LastStep what its last answer
+	// the requests in flight through it (InFlight: all of them while ok); LastStep what its last answer
 	// did to it; LatencyBound the latency it holds answers to (0: none
 	// known yet).
 	Window       float64       `json:"window,omitempty"`
@@ -138,6 +141,17 @@ type DependencyStatus struct {
 	// Baseline is the dependency's median latency while ok (0: not
 	// measured yet); the feedback ramp's bound derives from it.
 	Baseline time.Duration `json:"baseline_ns,omitempty"`
+	// Tail is its p99 latency while ok, measured the same way; the stall
+	// time derives from it.
+	Tail time.Duration `json:"tail_ns,omitempty"`
+	// StallTime is the stall time while ok (0: stall detection off or the
+	// baseline not known yet); Stalled says whether the dependency is
+	// stalled now; Stalls counts the requests refused as stalled since it
+	// was first seen (stall.go). InFlight, while ok, is its requests in
+	// flight.
+	StallTime time.Duration `json:"stall_time_ns,omitempty"`
+	Stalled   bool          `json:"stalled,omitempty"`
+	Stalls    int64         `json:"stalls"`
 	// Since is when State was entered (zero if always ok).
 	Since time.Time `json:"since,omitzero"`
 	// RecoveryEnd is when a recovery window ramp reaches 1 (zero unless
@@ -215,6 +229,9 @@ type depState struct {
 	// median latency while ok (0: not measured yet).
 	obs      *outcomes
 	baseline time.Duration
+	tail     time.Duration // its p99 latency while ok, likewise
+	// Its requests in flight, for stall detection (stall.go).
+	flow *flow
 }
 
 type shedView struct {
@@ -231,6 +248,9 @@ type depView struct {
 	window time.Duration // > 0 while recovering by the window
 	win    *rampWindow   // not nil while recovering by feedback
 	obs    *outcomes     // where the proxy records outcomes while ok
+	flow   *flow         // its requests in flight
+	stall  time.Duration // stall time while ok; 0: not judged
+	minIn  int           // StallConfig.MinInFlight
 }
 
 // admit reports whether a request with uniform u in [0,1) is admitted,
@@ -309,7 +329,7 @@ func (s *Shedder) depLocked(name string, now time.Time, force bool) *depState {
 	if !force && len(s.deps) >= maxDependencies {
 		return nil
 	}
-	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now, obs: &outcomes{from: now}}
+	d := &depState{name: name, override: OverrideAuto, state: ShedOK, since: now, obs: &outcomes{from: now}, flow: &flow{}}
 	s.deps[name] = d
 	return d
 }
@@ -451,6 +471,7 @@ func (s *Shedder) observeLocked(d *depState, now time.Time) {
 		smp := d.obs.sample()
 		if smp.ok >= baselineMinSamples && float64(smp.failed) <= baselineFailureShare*float64(smp.ok+smp.failed) {
 			d.baseline = fold(d.baseline, smp.median)
+			d.tail = fold(d.tail, smp.p99)
 		}
 		d.obs = &outcomes{from: now}
 	}
@@ -467,7 +488,10 @@ func (s *Shedder) recoveryWindowLocked(flaps int) time.Duration {
 func (s *Shedder) publishLocked() {
 	v := &shedView{deps: make(map[string]*depView, len(s.deps)), routes: s.routes}
 	for name, d := range s.deps {
-		dv := &depView{name: name, shed: d.state == ShedShedding, win: d.win, obs: d.obs}
+		dv := &depView{name: name, shed: d.state == ShedShedding, win: d.win, obs: d.obs, flow: d.flow}
+		if d.state == ShedOK {
+			dv.stall, dv.minIn = s.cfg.Stall.stallTime(d.tail), s.cfg.Stall.MinInFlight
+		}
 		if d.state == ShedRecovering && d.window > 0 {
 			dv.from, dv.window = d.since, d.window
 		}
@@ -499,11 +523,15 @@ func (s *Shedder) Status(now time.Time) []DependencyStatus {
 		}
 		st := DependencyStatus{
 			Name: d.name, State: d.state, Override: d.override, Since: d.since,
-			Down: d.down, Ready: d.ready, Flaps: d.flaps, Baseline: d.baseline,
+			Down: d.down, Ready: d.ready, Flaps: d.flaps, Baseline: d.baseline, Tail: d.tail,
 		}
+		st.Stalls = d.flow.stalls.Load()
 		switch {
 		case d.state == ShedOK:
 			st.Admitted = 1
+			st.StallTime = s.cfg.Stall.stallTime(d.tail)
+			st.InFlight = int(d.flow.inFlight.Load())
+			st.Stalled = d.flow.silent(now, st.StallTime, s.cfg.Stall.MinInFlight)
 		case d.state == ShedRecovering && d.window > 0:
 			st.Recovery = RecoveryWindow
 			st.Admitted = float64(now.Sub(d.since)) / float64(d.window)
@@ -556,4 +584,6 @@ type Ticket struct {
 	win  *rampWindow
 	more []*rampWindow // a second recovering dependency, and more: rare
 	at   time.Time
+	// flows: the request is counted in flight to each of deps (stall.go).
+	flows bool
 }
