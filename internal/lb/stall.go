@@ -15,7 +15,9 @@ package lb
 // then costs the requests sent in the first stall time, not those of a
 // whole timeout; a healthy dependency answers every few milliseconds
 // under load and is never stalled, and a pause (a backend's GC) costs
-// only the requests that arrive during it. TCP's retransmission timer,
+// only the requests that arrive during it. Silence is judged only while
+// requests keep coming (at least one per half stall time): a pause of the
+// balancer's own process, or a trickle of requests, says nothing. TCP's retransmission timer,
 // which also judges silence against the measured round trip, is the
 // reference; Envoy's adaptive_concurrency filter bounds concurrency by
 // latency the same way but from periodic minimum-RTT measurements.
@@ -75,6 +77,7 @@ func (c StallConfig) stallTime(tail time.Duration) time.Duration {
 type flow struct {
 	inFlight atomic.Int64
 	progress atomic.Int64 // unix ns: the last answer, or when requests began to be in flight
+	arrival  atomic.Int64 // unix ns: the last request judged
 	stalls   atomic.Int64 // requests refused as stalled
 }
 
@@ -115,8 +118,20 @@ func (f *flow) silent(now time.Time, stall time.Duration, minInFlight int) bool 
 }
 
 // stalled reports whether a request at now must be refused, as silent
-// does, and counts it if so.
+// does, and counts it if so. A request that comes more than half the
+// stall time after the one before restarts the silence from now instead:
+// either the balancer itself was not running (a pause of its process: the
+// answers are waiting in its sockets, not missing) or requests are too
+// sparse for their silence to say anything.
 func (f *flow) stalled(now time.Time, stall time.Duration, minInFlight int) bool {
+	if stall <= 0 {
+		return false
+	}
+	t := now.UnixNano()
+	if prev := f.arrival.Swap(t); t-prev > int64(stall/2) {
+		f.progress.Store(max(f.progress.Load(), t))
+		return false
+	}
 	if !f.silent(now, stall, minInFlight) {
 		return false
 	}

@@ -97,21 +97,41 @@ func TestStallBoundsRequestsOnAHungDependency(t *testing.T) {
 func TestStallEndsOnAPromptAnswer(t *testing.T) {
 	s, now := okShedder(t, DefaultShedConfig(), 20*ms)
 	stall := state(t, s, "backend", now).StallTime
-	for range 4 { // sent, never answered
-		s.Enter("/login", now, 0.5)
+	var mid Ticket
+	at := now
+	for ; at.Sub(now) <= stall; at = at.Add(2 * ms) { // a request every 2ms, none answered
+		tk, no := s.Enter("/login", at, 0.5)
+		if no.Dep != "" {
+			t.Fatalf("+%v, within the stall time: refused %+v", at.Sub(now), no)
+		}
+		if at.Sub(now) <= stall/2 {
+			mid = tk
+		}
 	}
-	sent := now.Add(stall / 2)
-	tk, no := s.Enter("/login", sent, 0.5)
-	if no.Dep != "" {
-		t.Fatalf("within the stall time: refused %+v", no)
+	at = at.Add(2 * ms)
+	if _, no := s.Enter("/login", at, 0.5); !no.Stalled {
+		t.Fatalf("silent for %v: %+v, want stalled", at.Sub(now), no)
 	}
-	silent := now.Add(stall + ms)
-	if _, no := s.Enter("/login", silent, 0.5); !no.Stalled {
-		t.Fatalf("5 requests silent for %v: %+v, want stalled", stall+ms, no)
-	}
-	tk.Done(silent, true, true) // a failure, but a prompt one: the dependency answers
-	if _, no := s.Enter("/login", silent, 0.5); no.Dep != "" {
+	mid.Done(at, true, true) // a failure, but a prompt one: the dependency answers
+	if _, no := s.Enter("/login", at.Add(ms), 0.5); no.Dep != "" {
 		t.Errorf("after a prompt answer: %+v, want admitted", no)
+	}
+}
+
+// A request after a gap of more than half the stall time (the balancer
+// paused, or a trickle of requests) restarts the silence.
+func TestStallNotAfterAGap(t *testing.T) {
+	s, now := okShedder(t, DefaultShedConfig(), 20*ms)
+	stall := state(t, s, "backend", now).StallTime
+	for i := range 5 { // sent, never answered
+		s.Enter("/login", now.Add(time.Duration(i)*ms), 0.5)
+	}
+	late := now.Add(4*ms + stall)
+	if _, no := s.Enter("/login", late, 0.5); no.Dep != "" {
+		t.Errorf("the first request after a gap of %v: refused %+v", stall, no)
+	}
+	if _, no := s.Enter("/login", late.Add(ms), 0.5); no.Dep != "" {
+		t.Errorf("the next: refused %+v; the silence restarted with the gap", no)
 	}
 }
 
