@@ -404,12 +404,14 @@ func (in *Instance) Reload(cfg *Config) (needRestart []string, err error) {
 // set, the health port on hl (which may then be nil). With register set,
 // once it serves it registers the listeners' addresses there, and returns
 // the error if that fails. It returns when ctx is done and shutdown has
-// completed: /readyz turns 503 and the registration is revoked, after
+// completed: /readyz turns 503, every answer says "Connection: close"
+// (closeWhileDraining) and the registration is revoked, after
 // health.drain_delay the service listener closes, in-flight requests get
 // up to shutdown_timeout to finish, then the health server stops.
 func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
+	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           in.service,
+		Handler:           closeWhileDraining(&draining, in.service),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      in.cfg.Backend.Timeout + 10*time.Second,
@@ -461,6 +463,7 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 		err = errors.New("health server or guard stopped early")
 	case <-ctx.Done():
 		in.log.Info("draining", "drain_delay", in.cfg.Health.DrainDelay)
+		draining.Store(true)
 		in.health.Drain()
 		t := time.NewTimer(in.cfg.Health.DrainDelay)
 		if reg != nil {
@@ -490,6 +493,25 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	}
 	in.backend.http.CloseIdleConnections()
 	return err
+}
+
+// closeWhileDraining answers "Connection: close" once draining is set, and
+// the server closes the connection after that answer. A keep-alive client
+// (the load balancer, until it has seen /readyz fail) learns it from the
+// answer and sends its next request on a new connection, instead of on one
+// that Shutdown closes under it at the drain delay's end: a request written
+// to a connection as the server closes it fails with nothing to tell whether
+// it was handled, and a POST cannot be sent again. Connections idle when the
+// drain begins stay open until Shutdown, since a client may be reusing one
+// at that very moment (http.Server.SetKeepAlivesEnabled(false) would close
+// them at once). Envoy's and HAProxy's HTTP/1.1 drains do the same.
+func closeWhileDraining(draining *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header()["Connection"] = []string{"close"}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // register registers the instance at cfg.Register, when it is set, with

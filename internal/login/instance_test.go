@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"testing"
@@ -574,4 +575,87 @@ func TestServicePortConnectionCap(t *testing.T) {
 		r := s.login("valid-a")
 		return r.status == 200
 	})
+}
+
+// TestDrainClosesKeepAliveAfterAnswer: while draining, a keep-alive
+// connection that was idle when the drain began still serves (it is not
+// closed under a client that may be reusing it), and every answer says
+// "Connection: close", so the client's next request opens a new
+// connection instead of reusing one that Shutdown will close.
+func TestDrainClosesKeepAliveAfterAnswer(t *testing.T) {
+	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig("http://" + testkit.Serve(t, sim.Serve))
+	cfg.Health.DrainDelay = 2 * time.Second
+	in, err := New(cfg, Options{Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, hl := testkit.Listen(t), testkit.Listen(t)
+	svcURL, hURL := "http://"+svc.Addr().String(), "http://"+hl.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx, svc, hl) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	testkit.WaitFor(t, 2*time.Second, "ready", func() bool {
+		resp, err := client.Get(hURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	// login sends one login and reports whether it went on a reused
+	// connection and whether the answer closes it.
+	login := func() (status int, reused, closes bool) {
+		t.Helper()
+		trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) { reused = ci.Reused }}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
+			http.MethodPost, svcURL+"/v1/login", strings.NewReader(`{"ticket":"valid-k"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("login: %v", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, reused, resp.Close
+	}
+	if status, _, closes := login(); status != 200 || closes {
+		t.Fatalf("login before the drain: %d, Connection: close %v; want 200 and keep-alive", status, closes)
+	}
+
+	cancel()
+	testkit.WaitFor(t, time.Second, "readyz 503 while draining", func() bool {
+		resp, err := client.Get(hURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+	status, reused, closes := login()
+	if status != 200 || !reused || !closes {
+		t.Errorf("first login while draining: %d, reused %v, Connection: close %v; want 200 on the idle keep-alive connection, closing it", status, reused, closes)
+	}
+	status, reused, closes = login()
+	if status != 200 || reused || !closes {
+		t.Errorf("second login while draining: %d, reused %v, Connection: close %v; want 200 on a new connection, closing it", status, reused, closes)
+	}
+
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after shutdown: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,7 +70,9 @@ type harness struct {
 func startStack(t *testing.T, cfg config.File) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &testkit.SyncBuffer{}}
-	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Debug: the balancer's proxy errors and its server's own lines (a
+	// handler's panic, an aborted answer) are at debug.
+	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := New(cfg, Options{Logger: logger, InstanceOutput: h.logs, AdminToken: testToken})
 	if err != nil {
 		t.Fatal(err)
@@ -183,13 +187,14 @@ type attempt struct {
 	status     int
 	reason     string // X-Spillway-Reason
 	err        error
+	conn       string // the client's connection: new, or reused after how long idle
 }
 
 func (a attempt) ok() bool { return a.err == nil && a.status == http.StatusOK }
 
 func (a attempt) String() string {
 	if a.err != nil {
-		return fmt.Sprintf("%s +%s: %v", a.start.Format("15:04:05.000"), a.end.Sub(a.start).Round(time.Millisecond), a.err)
+		return fmt.Sprintf("%s +%s: %v (%s)", a.start.Format("15:04:05.000"), a.end.Sub(a.start).Round(time.Millisecond), a.err, a.conn)
 	}
 	return fmt.Sprintf("%s +%s: %d %s", a.start.Format("15:04:05.000"), a.end.Sub(a.start).Round(time.Millisecond), a.status, a.reason)
 }
@@ -204,8 +209,24 @@ type attemptLog struct {
 
 func (l *attemptLog) RoundTrip(req *http.Request) (*http.Response, error) {
 	a := attempt{start: time.Now()}
-	res, err := l.next.RoundTrip(req)
+	// Which connection to the load balancer the attempt went on tells a
+	// transport error's cause apart: a reused one the balancer had closed,
+	// or a new one.
+	var conn atomic.Pointer[string]
+	trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+		c := fmt.Sprintf("new connection from %s", ci.Conn.LocalAddr())
+		if ci.Reused {
+			c = fmt.Sprintf("connection from %s reused, idle %s", ci.Conn.LocalAddr(), ci.IdleTime.Round(time.Millisecond))
+		}
+		conn.Store(&c)
+	}}
+	res, err := l.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
 	a.end, a.err = time.Now(), err
+	if c := conn.Load(); c != nil {
+		a.conn = *c
+	} else {
+		a.conn = "no connection"
+	}
 	if err == nil {
 		a.status, a.reason = res.StatusCode, res.Header.Get(health.ReasonHeader)
 	}
