@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spillway-dev/spillway/internal/backendsim"
+	"github.com/spillway-dev/spillway/internal/haproxy"
+	"github.com/spillway-dev/spillway/internal/testbin"
+	"github.com/spillway-dev/spillway/internal/testkit"
+	"github.com/spillway-dev/spillway/internal/testkit/haproxytest"
+)
+
+// printHAProxyConfig runs `spillway controller --print-haproxy-config`
+// with args and returns what it printed.
+func printHAProxyConfig(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testbin.Spillway(t), append([]string{"controller", "--print-haproxy-config"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("spillway controller --print-haproxy-config %v: %v\n%s", args, err, stderr.String())
+	}
+	return string(out)
+}
+
+// TestControllerPrintsHAProxyConfig: the printed configuration, with the
+// share map its header lists, passes haproxy -c.
+func TestControllerPrintsHAProxyConfig(t *testing.T) {
+	bin := haproxytest.Binary(t)
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "spillway.yaml")
+	if err := os.WriteFile(cfgFile, []byte("lb:\n  routes:\n    - prefix: /v1/\n      dependencies: [backend]\n    - prefix: /static/\n      dependencies: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mapFile := filepath.Join(dir, "routes.map")
+	out := printHAProxyConfig(t, "--config", cfgFile, "--listen", "127.0.0.1:18080", "--haproxy-socket", filepath.Join(dir, "admin.sock"),
+		"--haproxy-map", mapFile, "--instance", "127.0.0.1:8001=127.0.0.1:9001", "--instance", "127.0.0.1:8002=127.0.0.1:9002")
+	for _, s := range []string{"bind 127.0.0.1:18080", "server s-127.0.0.1-8001 127.0.0.1:8001", "port 9002", "map_beg(" + mapFile, "#   /v1/ 1000"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("printed configuration lacks %q:\n%s", s, out)
+		}
+	}
+	var m strings.Builder
+	for _, line := range strings.Split(out, "\n") {
+		if entry, ok := strings.CutPrefix(line, "#   "); ok && strings.HasPrefix(entry, "/") {
+			m.WriteString(entry + "\n")
+		}
+	}
+	if err := os.WriteFile(mapFile, []byte(m.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := exec.Command(bin, "-c", "-f", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c: %v\n%s\nconfiguration:\n%s", err, res, out)
+	}
+
+	// Without instances there is nothing to print.
+	cmd := exec.Command(testbin.Spillway(t), "controller", "--print-haproxy-config", "--haproxy-socket", "/run/x.sock")
+	if res, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(res), "needs the instances") {
+		t.Errorf("print without instances: %v %s", err, res)
+	}
+}
+
+// TestControllerEndToEnd: a real HAProxy on the printed configuration,
+// two `spillway login` instances, a backend-sim and `spillway
+// controller`: logins pass; the backend hangs and HAProxy itself answers
+// 503 dependency_unavailable, no server in maintenance; the backend is
+// back and logins pass again; an instance killed leaves rotation.
+func TestControllerEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs HAProxy and four spillway processes for about 15 s")
+	}
+	haproxytest.Binary(t)
+	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
+	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+	var logins []*proc
+	var insts []string
+	for i := range 2 {
+		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
+			"--backend", "http://"+simAddr, "--backend-timeout", "300ms", "--rate-limit", "0")
+		m := p.await(t, `msg=listening service=(\S+) .*health=(\S+)`, 10*time.Second)
+		logins = append(logins, p)
+		insts = append(insts, m[1]+"="+m[2])
+	}
+	cfgFile := filepath.Join(t.TempDir(), "spillway.yaml")
+	if err := os.WriteFile(cfgFile, []byte("lb:\n  health_check:\n    interval: 250ms\n    timeout: 250ms\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	front := haproxytest.FreePort(t)
+	var ctlSocket, mapFile string
+	common := func() []string {
+		args := []string{"--config", cfgFile, "--haproxy-socket", ctlSocket, "--haproxy-map", mapFile}
+		for _, in := range insts {
+			args = append(args, "--instance", in)
+		}
+		return args
+	}
+	hap := haproxytest.Start(t, func(dir string) string {
+		ctlSocket, mapFile = filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "routes.map")
+		if err := os.WriteFile(mapFile, []byte("/ 1000\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return printHAProxyConfig(t, append(common(), "--listen", front)...)
+	})
+	rt, err := haproxy.NewRuntime(hap.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := startProc(t, "controller", append([]string{"controller", "--admin-listen", "127.0.0.1:0"}, common()...)...)
+	ctl.await(t, `msg="haproxy state read"`, 10*time.Second)
+
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	defer client.CloseIdleConnections()
+	type answer struct {
+		status  int
+		reason  string
+		latency time.Duration
+	}
+	login := func(i int) answer {
+		start := time.Now()
+		res, err := client.Post("http://"+front+"/v1/login", "application/json", strings.NewReader(fmt.Sprintf(`{"ticket":"valid-user-%d"}`, i)))
+		if err != nil {
+			return answer{latency: time.Since(start)}
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return answer{res.StatusCode, res.Header.Get("X-Spillway-Reason"), time.Since(start)}
+	}
+	testkit.WaitFor(t, 10*time.Second, "a login through HAProxy", func() bool { return login(0).status == http.StatusOK })
+	for i := range 20 {
+		if a := login(i); a.status != http.StatusOK {
+			t.Fatalf("login %d through HAProxy: %+v", i, a)
+		}
+	}
+	ctx := t.Context()
+	shareOf := func() string {
+		entries, err := rt.ShowMap(ctx, mapFile)
+		if err != nil || len(entries) == 0 {
+			return fmt.Sprint(err)
+		}
+		return entries[0].Value
+	}
+	notMaint := func() {
+		t.Helper()
+		servers, err := rt.ServersState(ctx, haproxy.BackendName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range servers {
+			if s.AdminState.Maint() || s.OpState == haproxy.OpStopped {
+				t.Errorf("server %s: admin state %#x, op state %v: want in rotation during a dependency outage", s.Name, s.AdminState, s.OpState)
+			}
+		}
+	}
+
+	// The backend hangs, under a steady trickle of logins.
+	bs := &backendsim.Client{BaseURL: "http://" + simAddr}
+	if err := bs.SetMode(ctx, "hang", 0); err != nil {
+		t.Fatal(err)
+	}
+	hung := time.Now()
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; loadCtx.Err() == nil; i++ {
+				login(w*1000 + i)
+				time.Sleep(20 * time.Millisecond) // a paced client, not a tight loop
+			}
+		})
+	}
+	defer func() { stopLoad(); wg.Wait() }() // stopped below; this on a failure
+	testkit.WaitFor(t, 10*time.Second, "the share map at 0", func() bool { return shareOf() == "0" })
+	t.Logf("backend hung: the controller set the share to 0 after %v", time.Since(hung).Round(time.Millisecond))
+	stopLoad()
+	wg.Wait()
+	// HAProxy answers itself: no login reaches an instance.
+	handled := func() float64 {
+		n := 0.0
+		for _, in := range insts {
+			n += scrapeSum(t, client, "http://"+strings.Split(in, "=")[1]+"/metrics", "spillway_login_requests_total")
+		}
+		return n
+	}
+	before := handled()
+	var slow time.Duration
+	for i := range 20 {
+		a := login(i)
+		if a.status != http.StatusServiceUnavailable || a.reason != haproxy.Reason {
+			t.Errorf("login while shed: %+v, want 503 %s", a, haproxy.Reason)
+		}
+		slow = max(slow, a.latency)
+	}
+	if after := handled(); after != before {
+		t.Errorf("logins reached the instances while HAProxy sheds: %v -> %v", before, after)
+	}
+	t.Logf("slowest of 20 shed answers: %v", slow)
+	notMaint()
+	time.Sleep(time.Second) // several health intervals of the outage
+	notMaint()
+
+	// The backend is back.
+	if err := bs.SetMode(ctx, "up", 0); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	testkit.WaitFor(t, 10*time.Second, "logins through HAProxy again and the share at 1000", func() bool {
+		return login(2).status == http.StatusOK && shareOf() == "1000"
+	})
+	t.Logf("backend back: share 1000 after %v", time.Since(back).Round(time.Millisecond))
+	// The ramp went through HAProxy's map: a value between 0 and 1000.
+	if !regexp.MustCompile(`msg="haproxy change" kind=map key=/ from=\d+ to=[1-9]\d{0,2}\n`).MatchString(ctl.Output()) {
+		t.Errorf("no ramp step in the controller's log:\n%s", ctl.Output())
+	}
+	for i := range 20 {
+		if a := login(i); a.status != http.StatusOK {
+			t.Errorf("login after recovery: %+v", a)
+		}
+	}
+	notMaint()
+
+	// An instance killed: its server leaves rotation.
+	_ = syscall.Kill(-logins[0].PID(), syscall.SIGKILL)
+	killed := time.Now()
+	name := haproxy.ServerName(strings.Split(insts[0], "=")[0])
+	testkit.WaitFor(t, 10*time.Second, name+" out of ready", func() bool {
+		servers, err := rt.ServersState(ctx, haproxy.BackendName)
+		if err != nil {
+			return false
+		}
+		for _, s := range servers {
+			if s.Name == name {
+				return s.AdminState.Maint()
+			}
+		}
+		return false
+	})
+	t.Logf("instance killed: %s in maint after %v", name, time.Since(killed).Round(time.Millisecond))
+	testkit.WaitFor(t, 5*time.Second, "logins through the other instance", func() bool { return login(3).status == http.StatusOK })
+	if !strings.Contains(ctl.Output(), `msg="haproxy change" kind=state server=`+name+` from=ready to=maint`) {
+		t.Errorf("the change is not logged:\n%s", ctl.Output())
+	}
+	if err := ctl.Stop(5 * time.Second); err != nil {
+		t.Errorf("controller stop: %v", err)
+	}
+}
