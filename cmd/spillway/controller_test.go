@@ -123,6 +123,7 @@ func TestControllerEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctl := startProc(t, "controller", append([]string{"controller", "--admin-listen", "127.0.0.1:0"}, common()...)...)
+	admin := ctl.await(t, `msg=listening admin=(\S+)`, 10*time.Second)[1]
 	ctl.await(t, `msg="haproxy state read"`, 10*time.Second)
 
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
@@ -234,6 +235,47 @@ func TestControllerEndToEnd(t *testing.T) {
 		}
 	}
 	notMaint()
+
+	// The operators' decisions through the controller's admin API: a
+	// drain, and shedding forced on then back to auto.
+	adminDo := func(method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+admin+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+procToken)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s: %s", method, path, res.Status)
+		}
+	}
+	other := strings.Split(insts[1], "=")[0]
+	stateOf := func(name string) (haproxy.AdminState, bool) {
+		servers, err := rt.ServersState(ctx, haproxy.BackendName)
+		if err != nil {
+			return 0, false
+		}
+		for _, s := range servers {
+			if s.Name == name {
+				return s.AdminState, true
+			}
+		}
+		return 0, false
+	}
+	adminDo(http.MethodPost, "/instances/"+other+"/drain", "")
+	testkit.WaitFor(t, 5*time.Second, other+" draining in HAProxy", func() bool { a, ok := stateOf(haproxy.ServerName(other)); return ok && a.Drain() })
+	adminDo(http.MethodPost, "/instances/"+other+"/undrain", "")
+	testkit.WaitFor(t, 5*time.Second, other+" ready in HAProxy", func() bool { a, ok := stateOf(haproxy.ServerName(other)); return ok && !a.Drain() && !a.Maint() })
+	adminDo(http.MethodPut, "/shedding/backend", `{"mode":"on"}`)
+	testkit.WaitFor(t, 5*time.Second, "shedding forced on: share 0", func() bool { return shareOf() == "0" })
+	if a := login(4); a.status != http.StatusServiceUnavailable || a.reason != haproxy.Reason {
+		t.Errorf("login with shedding forced on: %+v", a)
+	}
+	adminDo(http.MethodPut, "/shedding/backend", `{"mode":"auto"}`)
+	testkit.WaitFor(t, 5*time.Second, "shedding auto: share 1000", func() bool { return shareOf() == "1000" })
 
 	// An instance killed: its server leaves rotation.
 	_ = syscall.Kill(-logins[0].PID(), syscall.SIGKILL)
