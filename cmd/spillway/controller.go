@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,7 +123,10 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 
-	var disc lb.Discovery
+	var (
+		disc   lb.Discovery
+		shared lb.Shared
+	)
 	if open, _ := discoveryFor(c.Discovery); open != nil { // validated by load
 		src, err := open(logger, lbSelf{id: lbID(), weight: 1})
 		if err != nil {
@@ -130,6 +134,18 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		defer src.close() // after Run has returned: its watch has stopped
 		disc = src.disc
+		if src.shared != nil {
+			// The operators' overrides and drains, shared with the
+			// balancers in front of the same fleet. The controller does
+			// not register as a balancer: HAProxy is not one of the
+			// proxies that split the fleet's capacity.
+			shared = src.shared
+			sctx, stopShared := context.WithCancel(context.WithoutCancel(ctx))
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer stopShared() // once Run has returned
+			wg.Go(func() { _ = src.shared.Run(sctx) })
+		}
 	}
 	token, generated, err := adminTokenFor(*adminToken, c)
 	if err != nil {
@@ -138,7 +154,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	feed := lb.NewPlanFeed()
-	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, DataPlane: feed})
+	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, Shared: shared, DataPlane: feed})
 	if err != nil {
 		return err
 	}
