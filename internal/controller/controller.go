@@ -120,6 +120,9 @@ func New(opts Options) (*Controller, error) {
 	if opts.Plans == nil {
 		return nil, errors.New("controller: no Plans")
 	}
+	if opts.Config.MapFile == "" {
+		return nil, errors.New("controller: no Config.MapFile")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -255,6 +258,7 @@ func (c *Controller) read(ctx context.Context) (*held, []string, error) {
 	h := &held{info: info, servers: map[string]server{}, shares: map[string]int{}}
 	var missing []string
 	servers, err := c.rt.ServersState(ctx, haproxy.BackendName)
+	backend := err == nil
 	switch {
 	case errors.Is(err, haproxy.ErrNotFound):
 		missing = append(missing, fmt.Sprintf("backend %q", haproxy.BackendName))
@@ -284,10 +288,9 @@ func (c *Controller) read(ctx context.Context) (*held, []string, error) {
 		}
 	}
 	for _, in := range c.cfg.Instances {
-		if name := haproxy.ServerName(in.Service); len(servers) > 0 {
-			if _, ok := h.servers[name]; !ok {
-				missing = append(missing, fmt.Sprintf("server %s/%s (instance %s)", haproxy.BackendName, name, in.Service))
-			}
+		name := haproxy.ServerName(in.Service)
+		if _, ok := h.servers[name]; !ok && backend {
+			missing = append(missing, fmt.Sprintf("server %s/%s (instance %s)", haproxy.BackendName, name, in.Service))
 		}
 	}
 	entries, err := c.rt.ShowMap(ctx, c.cfg.MapFile)
