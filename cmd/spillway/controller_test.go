@@ -22,6 +22,33 @@ import (
 	"github.com/spillway-dev/spillway/internal/testkit/haproxytest"
 )
 
+func TestControllerFlagErrors(t *testing.T) {
+	feedback := filepath.Join(t.TempDir(), "feedback.yaml")
+	if err := os.WriteFile(feedback, []byte("lb:\n  shedding:\n    recovery: feedback\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"controller", "--instance", "127.0.0.1:8001=127.0.0.1:9001"}, "--haproxy-socket is required"},
+		{[]string{"controller", "--haproxy-socket", "/run/x.sock"}, "no instances"},
+		{[]string{"controller", "--haproxy-socket", "/run/x.sock", "--instance", "127.0.0.1:8001"}, "want SERVICE_ADDR=HEALTH_ADDR"},
+		{[]string{"controller", "--haproxy-socket", "/run/x.sock", "--config", feedback, "--instance", "127.0.0.1:8001=127.0.0.1:9001"},
+			`lb.shedding.recovery: "feedback": must be "window" with the controller`},
+		{[]string{"controller", "--haproxy-socket", "/run/x.sock", "--haproxy-map", "relative.map", "--instance", "127.0.0.1:8001=127.0.0.1:9001"}, "map_file"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var out, errOut strings.Builder
+			code := run(context.Background(), tt.args, &out, &errOut)
+			if code == 0 || !strings.Contains(errOut.String(), tt.want) {
+				t.Fatalf("exit %d, stderr %q; want non-zero and %q", code, errOut.String(), tt.want)
+			}
+		})
+	}
+}
+
 // printHAProxyConfig runs `spillway controller --print-haproxy-config`
 // with args and returns what it printed.
 func printHAProxyConfig(t *testing.T, args ...string) string {
