@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/haproxy"
 	"github.com/spillway-dev/spillway/internal/testbin"
 	"github.com/spillway-dev/spillway/internal/testkit"
+	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 	"github.com/spillway-dev/spillway/internal/testkit/haproxytest"
 )
 
@@ -325,6 +328,81 @@ func TestControllerEndToEnd(t *testing.T) {
 	if !strings.Contains(ctl.Output(), `msg="haproxy change" kind=state server=`+name+` from=ready to=maint`) {
 		t.Errorf("the change is not logged:\n%s", ctl.Output())
 	}
+	if err := ctl.Stop(5 * time.Second); err != nil {
+		t.Errorf("controller stop: %v", err)
+	}
+}
+
+// TestControllerEtcd: `spillway controller --discovery etcd://` follows
+// the registered instances and the operators' decisions shared there: a
+// drain given to a `spillway lb`'s admin API reaches HAProxy.
+func TestControllerEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs etcd, HAProxy and four spillway processes")
+	}
+	haproxytest.Binary(t)
+	e := etcdtest.Start(t)
+	url := "etcd://" + e.HostPort() + "/ctl"
+	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
+	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+	var insts []string
+	for i := range 2 {
+		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
+			"--backend", "http://"+simAddr, "--rate-limit", "0", "--register", url, "--register-ttl", "2s")
+		m := p.await(t, `msg=listening service=(\S+) .*health=(\S+)`, 10*time.Second)
+		insts = append(insts, m[1]+"="+m[2])
+		m0(t, p)
+	}
+	var ctlSocket, mapFile string
+	hap := haproxytest.Start(t, func(dir string) string {
+		ctlSocket, mapFile = filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "routes.map")
+		if err := os.WriteFile(mapFile, []byte("/ 1000\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"--listen", haproxytest.FreePort(t), "--haproxy-socket", ctlSocket, "--haproxy-map", mapFile}
+		for _, in := range insts {
+			args = append(args, "--instance", in)
+		}
+		return printHAProxyConfig(t, args...)
+	})
+	rt, err := haproxy.NewRuntime(hap.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := startProc(t, "controller", "controller", "--admin-listen", "127.0.0.1:0", "--haproxy-socket", ctlSocket, "--haproxy-map", mapFile, "--discovery", url)
+	ctl.await(t, `msg="haproxy state read"`, 10*time.Second)
+	lbp := startProc(t, "lb", "lb", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--discovery", url)
+	admin := lbp.await(t, `msg=listening proxy=\S+ admin=(\S+) discovery=`, 10*time.Second)[1]
+
+	drained := strings.Split(insts[0], "=")[0]
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	// The lb knows the instance once discovery has given it: retry the
+	// drain until it does.
+	testkit.WaitFor(t, 10*time.Second, "a drain accepted by the lb", func() bool {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+admin+"/instances/"+drained+"/drain", nil)
+		req.Header.Set("Authorization", "Bearer "+procToken)
+		res, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	name := haproxy.ServerName(drained)
+	testkit.WaitFor(t, 10*time.Second, name+" draining in HAProxy", func() bool {
+		servers, err := rt.ServersState(t.Context(), haproxy.BackendName)
+		if err != nil {
+			return false
+		}
+		for _, s := range servers {
+			if s.Name == name {
+				return s.AdminState.Drain()
+			}
+		}
+		return false
+	})
 	if err := ctl.Stop(5 * time.Second); err != nil {
 		t.Errorf("controller stop: %v", err)
 	}
