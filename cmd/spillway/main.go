@@ -4,6 +4,7 @@
 //	spillway login        a login instance (service port + health port)
 //	spillway backend-sim  a controllable stand-in for the backend API
 //	spillway lb           the load balancer in front of login instances
+//	spillway controller   spillway's decisions applied to an HAProxy in front of them
 //	spillway fleet        one host's login instances, supervised (and registered in etcd)
 //	spillway up           the whole system on this machine, with a dashboard
 //	spillway drill        replay the 2018 incident and report the timeline
@@ -35,6 +36,7 @@ func commands() []command {
 		{"login", "run a login instance", runLogin},
 		{"backend-sim", "run the controllable backend stand-in", runBackendSim},
 		{"lb", "run the load balancer", runLB},
+		{"controller", "drive an HAProxy with the load balancer's decisions: spillway controller --haproxy-socket PATH --instance SERVICE=HEALTH ... [--print-haproxy-config]", runController},
 		{"fleet", "supervise this host's login instances: spillway fleet --instances N --backend URL [--register etcd://HOST:PORT/PREFIX]", runFleet},
 		{"up", "run the whole system on this machine: backend-sim, 3 login instances, load balancer, dashboard", runUp},
 		{"drill", "replay the 2018 incident against both profiles and report: spillway drill [--scenario FILE]", runDrill},

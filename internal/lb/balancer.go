@@ -68,7 +68,20 @@ type Options struct {
 	// record every answer's outcome and latency. It is not applied to
 	// ServeHTTP called directly.
 	Middleware func(http.Handler) http.Handler
+	// DataPlane, if set, receives a Plan after every evaluation, for a
+	// data plane other than the balancer's own proxy (`spillway
+	// controller` applies it to HAProxy; Run then has no proxy
+	// listener). Publishing never blocks the evaluator. While a
+	// recovery window ramp runs, the balancer evaluates at least every
+	// shedding.recovery_window/20 (50ms to 1s) so that the plan's
+	// shares rise in steps. A data plane cannot bound the requests in
+	// flight per dependency, so with one shedding.recovery must be
+	// "window" (New and Reload refuse "feedback").
+	DataPlane *PlanFeed
 }
+
+// ErrFeedbackNeedsProxy: shedding.recovery "feedback" with a DataPlane.
+var ErrFeedbackNeedsProxy = errors.New(`shedding.recovery "feedback" needs the balancer's own proxy: with a data plane, use "window"`)
 
 // Balancer is the load balancer runtime: a reverse proxy that asks the
 // policies of this package, for every request, whether to serve, where, or
@@ -136,6 +149,7 @@ type Balancer struct {
 
 	event      func(kind, message string)
 	middleware func(http.Handler) http.Handler
+	plans      *PlanFeed // nil: no data plane
 }
 
 type checkerHandle struct {
@@ -152,6 +166,9 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	}
 	if opts.AdminToken == "" {
 		return nil, errors.New("lb: no admin token")
+	}
+	if opts.DataPlane != nil && cfg.Shedding.Recovery == RecoveryFeedback {
+		return nil, fmt.Errorf("lb: %w", ErrFeedbackNeedsProxy)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -187,6 +204,7 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 		edgeLimit:  maxEdgeLimit,
 		event:      opts.Event,
 		middleware: opts.Middleware,
+		plans:      opts.DataPlane,
 	}
 	if b.event == nil {
 		b.event = func(string, string) {}
@@ -242,8 +260,9 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	return b, nil
 }
 
-// Run serves the proxy on ln and the admin API on admin (nil: no admin
-// listener), runs discovery, health checks and the evaluator, and returns
+// Run serves the proxy on ln (nil: no proxy, for a balancer whose
+// Options.DataPlane carries the traffic) and the admin API on admin (nil:
+// no admin listener), runs discovery, health checks and the evaluator, and returns
 // when ctx is done and everything has stopped. It starts serving the proxy
 // once every instance has had its first health check (see lifecycle.go).
 // When ctx is done it drains: /readyz answers 503 while the proxy serves
@@ -284,11 +303,13 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
 	serveErr := make(chan error, 2)
-	capped, err := connlimit.New(ln, set.cfg.Server.MaxConnections, connlimit.Options{Registerer: b.reg, Name: "spillway_lb"})
-	if err != nil {
-		return fmt.Errorf("lb: %w", err)
+	if ln != nil {
+		capped, err := connlimit.New(ln, set.cfg.Server.MaxConnections, connlimit.Options{Registerer: b.reg, Name: "spillway_lb"})
+		if err != nil {
+			return fmt.Errorf("lb: %w", err)
+		}
+		ln = proxyProtocolListener(capped, set.cfg.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.cfg.Server.ReadHeaderTimeout)
 	}
-	ln = proxyProtocolListener(capped, set.cfg.Server.ProxyProtocol, func() clientip.Trusted { return b.set.Load().trusted }, set.cfg.Server.ReadHeaderTimeout)
 	pending := 0 // servers serving
 	var asrv *http.Server
 	if admin != nil {
@@ -328,19 +349,21 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	b.awaitFirstChecks(ctx, gctx, 2*set.cfg.HealthCheck.Timeout)
 	serving := ctx.Err() == nil && gctx.Err() == nil
 	if serving {
-		pending++
-		go func() { serveErr <- srv.Serve(ln) }()
+		if ln != nil {
+			pending++
+			go func() { serveErr <- srv.Serve(ln) }()
+		}
 		b.stage.Store(stageServing)
 		b.health.Start()
 		b.mu.Lock()
 		ev := b.ev
 		b.mu.Unlock()
 		b.log.Info("serving", "instances", ev.Instances, "routable", ev.Routable)
-	} else {
+	} else if ln != nil {
 		ln.Close()
 	}
 
-	err = nil
+	var err error
 	select {
 	case err = <-serveErr:
 		pending--
@@ -352,13 +375,13 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	b.stage.Store(stageDraining)
 	b.health.Drain()
 	delay := set.cfg.Server.DrainDelay
-	if !serving || err != nil {
+	if !serving || err != nil || ln == nil {
 		delay = 0 // nothing to drain, or nothing left to serve with
 	}
 	b.log.Info("stopping: /readyz answers 503", "drain_delay", delay, "shutdown_timeout", set.cfg.Server.ShutdownTimeout)
 	b.drain(delay)
 	b.stage.Store(stageStopping)
-	if !serving {
+	if !serving || ln == nil {
 		srv = nil
 	}
 	b.shutdown(ctx, srv, set.cfg.Server.ShutdownTimeout, cutRequests)
@@ -525,6 +548,9 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 		}
 	}
 	b.shedChangesLocked(now)
+	if b.plans != nil {
+		ev.Next = b.publishPlanLocked(now, ev)
+	}
 
 	if !ev.Next.Equal(b.next) {
 		b.next = ev.Next
@@ -533,4 +559,28 @@ func (b *Balancer) evaluateLocked(now time.Time) {
 		default:
 		}
 	}
+}
+
+// publishPlanLocked publishes the Plan of the evaluation ev at now to the
+// data plane and returns when to evaluate next: ev.Next, or sooner while
+// a recovery window ramp moves a share.
+func (b *Balancer) publishPlanLocked(now time.Time, ev Eval) time.Time {
+	deps, routes, moving := b.shedder.planShares(now)
+	health := func(id string) string {
+		if h := b.checkers[id]; h != nil {
+			return h.inst.Health
+		}
+		return ""
+	}
+	b.plans.Publish(Plan{
+		At: now, Panic: ev.Panic, Instances: b.pool.planInstances(now, ev, health),
+		Dependencies: deps, Routes: routes,
+	})
+	next := ev.Next
+	if moving {
+		if t := now.Add(capacityTick(b.set.Load().cfg.Shedding.RecoveryWindow)); next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	return next
 }

@@ -18,6 +18,13 @@
 // Hurry shortens a stop. Nothing else needs closing. Balancer's exported
 // methods are safe for concurrent use.
 //
+// Another data plane: with Options.DataPlane the balancer publishes a Plan
+// (each instance's server state, slow-start weight and cap, each route's
+// admitted share) after every evaluation, and Run may be given no proxy
+// listener: the same checks and policies then drive HAProxy (`spillway
+// controller`, package controller) instead of the balancer's own proxy
+// (plan.go).
+//
 // The policies: every one is a plain type driven by events and an explicit
 // now: none opens a socket, starts a goroutine or reads the clock, and
 // randomness is injected (a func() uint64, or a uniform u in [0,1) passed

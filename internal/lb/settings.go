@@ -146,6 +146,9 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	if b.plans != nil && cfg.Shedding.Recovery == RecoveryFeedback {
+		return ErrFeedbackNeedsProxy
+	}
 	routes, err := NewRouteTable(cfg.shedRoutes())
 	if err != nil {
 		return err

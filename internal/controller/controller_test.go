@@ -1,0 +1,372 @@
+//go:build unix
+
+package controller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/spillway-dev/spillway/internal/haproxy"
+	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/testkit"
+	"github.com/spillway-dev/spillway/internal/testkit/haproxytest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// rig is a real HAProxy running the configuration haproxy.Config renders
+// for cfg (after haproxytest's own global and defaults sections: HAProxy
+// merges them), with its share map in the test's directory.
+type rig struct {
+	*haproxytest.Server
+	cfg haproxy.Config
+	rt  *haproxy.Runtime
+}
+
+// instances returns n instances on loopback addresses nothing listens on:
+// HAProxy's own checks mark their servers down, which changes neither
+// their administrative state nor their weight.
+func instances(n int) []lb.Instance {
+	out := make([]lb.Instance, n)
+	for i := range out {
+		out[i] = lb.Instance{Service: fmt.Sprintf("127.0.0.1:%d", 1001+i), Health: fmt.Sprintf("127.0.0.1:%d", 2001+i)}
+	}
+	return out
+}
+
+func startRig(t *testing.T, insts []lb.Instance, routes []lb.RouteConfig) *rig {
+	t.Helper()
+	r := &rig{cfg: haproxy.DefaultConfig()}
+	r.cfg.Listen = haproxytest.FreePort(t)
+	r.cfg.Instances, r.cfg.Routes = insts, routes
+	r.Server = haproxytest.Start(t, func(dir string) string {
+		r.cfg.Socket = filepath.Join(dir, "ctl.sock")
+		r.cfg.MapFile = filepath.Join(dir, "routes.map")
+		if err := r.cfg.WriteFiles(filepath.Join(dir, "rendered.cfg")); err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := r.cfg.Render(&b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	})
+	rt, err := haproxy.NewRuntime(r.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.rt = rt
+	return r
+}
+
+func tctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// newController returns a controller of r's HAProxy for cfg, fed by feed,
+// polling every 50ms.
+func newController(t *testing.T, r *rig, cfg haproxy.Config, feed *lb.PlanFeed) *Controller {
+	t.Helper()
+	c, err := New(Options{Runtime: r.rt, Config: cfg, Plans: feed, Fix: "spillway controller --print-haproxy-config ...",
+		Poll: 50 * time.Millisecond, Backoff: Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// run runs c until the test ends; stop stops it and returns Run's error.
+func run(t *testing.T, c *Controller) (stop func() error) {
+	t.Helper()
+	return testkit.Go(t, "controller", 5*time.Second, c.Run)
+}
+
+// serverRow is what a test checks of a server.
+type serverRow struct {
+	State  lb.ServerState
+	Weight int
+}
+
+func (r *rig) servers(t *testing.T) map[string]serverRow {
+	t.Helper()
+	servers, err := r.rt.ServersState(tctx(t), haproxy.BackendName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]serverRow{}
+	for _, s := range servers {
+		st := lb.ServerReady
+		switch {
+		case s.AdminState.Maint():
+			st = lb.ServerMaint
+		case s.AdminState.Drain():
+			st = lb.ServerDrain
+		}
+		out[s.Name] = serverRow{st, s.Weight}
+	}
+	return out
+}
+
+func (r *rig) mapValues(t *testing.T) map[string]string {
+	t.Helper()
+	entries, err := r.rt.ShowMap(tctx(t), r.cfg.MapFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, e := range entries {
+		out[e.Key] = e.Value
+	}
+	return out
+}
+
+func changes(c *Controller, kind string) int {
+	return int(testutil.ToFloat64(c.m.changes.WithLabelValues(kind)))
+}
+
+func applied(c *Controller) int { return int(testutil.ToFloat64(c.m.applied)) }
+
+// waitApplied waits until c has converged HAProxy to more than n plans.
+func waitApplied(t *testing.T, c *Controller, n int) {
+	t.Helper()
+	testkit.WaitFor(t, 5*time.Second, fmt.Sprintf("more than %d plans applied", n), func() bool { return applied(c) > n })
+}
+
+// TestStartNamesWhatIsMissing: at start the controller reads HAProxy and
+// refuses, naming each server and map key it lacks and the command that
+// writes a configuration that has them.
+func TestStartNamesWhatIsMissing(t *testing.T) {
+	r := startRig(t, instances(1), []lb.RouteConfig{{Prefix: "/api/", Dependencies: []string{"backend"}}})
+	want := r.cfg
+	want.Instances = instances(2)
+	want.Routes = append(want.Routes, lb.RouteConfig{Prefix: "/static/", Dependencies: []string{}})
+	feed := lb.NewPlanFeed()
+	c := newController(t, r, want, feed)
+	err := c.Run(tctx(t))
+	if !errors.Is(err, ErrMissing) {
+		t.Fatalf("Run: %v, want ErrMissing", err)
+	}
+	for _, s := range []string{
+		"server instances/s-127.0.0.1-1002 (instance 127.0.0.1:1002)",
+		`key "/static/" in map ` + r.cfg.MapFile,
+		"spillway controller --print-haproxy-config",
+	} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q\nlacks %q", err, s)
+		}
+	}
+	if strings.Contains(err.Error(), "s-127.0.0.1-1001") || strings.Contains(err.Error(), `"/api/"`) {
+		t.Errorf("error %q names what exists", err)
+	}
+
+	// An HAProxy without the backend and the map at all.
+	bare := haproxytest.Start(t, func(string) string {
+		return "frontend fe\n    bind " + haproxytest.FreePort(t) + "\n    http-request return status 200\n"
+	})
+	rt, err := haproxy.NewRuntime(bare.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := New(Options{Runtime: rt, Config: want, Plans: feed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c2.Run(tctx(t))
+	if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), `backend "instances"`) || !strings.Contains(err.Error(), "map "+r.cfg.MapFile) {
+		t.Errorf("Run on a bare HAProxy: %v, want the backend and the map named", err)
+	}
+}
+
+// TestConvergeSendsOnlyTheDiff: from a drifted HAProxy the controller
+// sends exactly what differs from the plan; a plan published again, and a
+// controller restarted on the same plan, send nothing.
+func TestConvergeSendsOnlyTheDiff(t *testing.T) {
+	insts := instances(3)
+	r := startRig(t, insts, nil)
+	s := func(i int) string { return haproxy.ServerName(insts[i].Service) }
+	// The drift: what an earlier controller or an operator left.
+	ctx := tctx(t)
+	for _, err := range []error{
+		r.rt.SetWeight(ctx, haproxy.BackendName, s(0), 50),
+		r.rt.SetServerState(ctx, haproxy.BackendName, s(1), haproxy.StateDrain),
+		r.rt.SetMaxconn(ctx, haproxy.BackendName, s(2), 7),
+		r.rt.SetMap(ctx, r.cfg.MapFile, "/", "0"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	plan := lb.Plan{
+		Instances: []lb.PlanInstance{
+			{ID: insts[0].Service, State: lb.ServerReady, Weight: 50},  // as drifted
+			{ID: insts[1].Service, State: lb.ServerReady, Weight: 100}, // drain -> ready
+			{ID: insts[2].Service, State: lb.ServerReady, Weight: 100}, // maxconn 7 -> 0
+		},
+		Dependencies: []lb.PlanDependency{{Name: "backend", State: lb.ShedRecovering, Share: 0.25}},
+		Routes:       []lb.PlanRoute{{Prefix: "/", Share: 0.25}}, // 0 -> 250
+	}
+	feed := lb.NewPlanFeed()
+	feed.Publish(plan)
+	c := newController(t, r, r.cfg, feed)
+	stop := run(t, c)
+	waitApplied(t, c, 0)
+	want := map[string]int{"state": 1, "weight": 0, "maxconn": 1, "map": 1}
+	for kind, n := range want {
+		if got := changes(c, kind); got != n {
+			t.Errorf("%s changes: %d, want %d", kind, got, n)
+		}
+	}
+	if got := r.servers(t); got[s(0)] != (serverRow{lb.ServerReady, 50}) || got[s(1)] != (serverRow{lb.ServerReady, 100}) {
+		t.Errorf("servers: %+v", got)
+	}
+	if got := r.mapValues(t)["/"]; got != "250" {
+		t.Errorf(`map "/": %q, want 250`, got)
+	}
+	limits, err := c.serverLimits(tctx(t))
+	if err != nil || limits[s(2)] != 0 || len(limits) != 3 {
+		t.Errorf("maxconn: %v %v, want %s unlimited", limits, err, s(2))
+	}
+
+	// The same plan again: nothing sent.
+	n := applied(c)
+	feed.Publish(plan)
+	waitApplied(t, c, n)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	total := changes(c, "state") + changes(c, "weight") + changes(c, "maxconn") + changes(c, "map")
+
+	// A new controller (a restart) on the same plan: it reads the state
+	// back and sends nothing.
+	c2 := newController(t, r, r.cfg, feed)
+	run(t, c2)
+	waitApplied(t, c2, 0)
+	if got := changes(c, "state") + changes(c, "weight") + changes(c, "maxconn") + changes(c, "map"); got != total {
+		t.Errorf("changes after the same plan again: %d, want %d", got, total)
+	}
+	for _, kind := range []string{"state", "weight", "maxconn", "map"} {
+		if got := changes(c2, kind); got != 0 {
+			t.Errorf("restarted controller: %d %s changes, want none", got, kind)
+		}
+	}
+
+	// A drain, then maint: the state goes, the weight stays.
+	plan.Instances[0].State, plan.Instances[0].Weight = lb.ServerDrain, 0
+	plan.Instances[1].State, plan.Instances[1].Weight = lb.ServerMaint, 0
+	plan.Instances[2].State = lb.ServerUnknown // left as it is
+	n = applied(c2)
+	feed.Publish(plan)
+	waitApplied(t, c2, n)
+	got := r.servers(t)
+	if got[s(0)] != (serverRow{lb.ServerDrain, 50}) || got[s(1)].State != lb.ServerMaint || got[s(2)] != (serverRow{lb.ServerReady, 100}) {
+		t.Errorf("servers after drain and maint: %+v", got)
+	}
+}
+
+// TestShareMap: each line of the share map gets its route's admitted
+// share, in per-mille.
+func TestShareMap(t *testing.T) {
+	routes := []lb.RouteConfig{
+		{Prefix: "/api/", Dependencies: []string{"backend"}},
+		{Prefix: "/api/mail/", Dependencies: []string{"backend", "mail"}},
+		{Prefix: "/static/", Dependencies: []string{}},
+	}
+	r := startRig(t, instances(1), routes)
+	feed := lb.NewPlanFeed()
+	feed.Publish(lb.Plan{
+		Dependencies: []lb.PlanDependency{{Name: "backend", State: lb.ShedRecovering, Share: 0.5}, {Name: "mail", State: lb.ShedShedding}},
+		Routes:       []lb.PlanRoute{{Prefix: "/api/mail/", Share: 0}, {Prefix: "/static/", Share: 1}, {Prefix: "/api/", Share: 0.5}}, // "/" left to Share
+	})
+	c := newController(t, r, r.cfg, feed)
+	run(t, c)
+	waitApplied(t, c, 0)
+	want := map[string]string{"/api/mail/": "0", "/static/": "1000", "/api/": "500", "/": "0"}
+	if got := r.mapValues(t); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("map: %v, want %v", got, want)
+	}
+	if got := changes(c, "map"); got != 3 {
+		t.Errorf("map changes: %d, want 3 (/static/ was 1000 already)", got)
+	}
+}
+
+// TestHAProxyRestartReapplied: HAProxy stopped, the controller keeps
+// trying (haproxy_up 0); HAProxy back with its configuration's values,
+// the controller notices and applies the plan again.
+func TestHAProxyRestartReapplied(t *testing.T) {
+	insts := instances(2)
+	r := startRig(t, insts, nil)
+	feed := lb.NewPlanFeed()
+	feed.Publish(lb.Plan{
+		Instances: []lb.PlanInstance{
+			{ID: insts[0].Service, State: lb.ServerReady, Weight: 30, MaxConn: 12},
+			{ID: insts[1].Service, State: lb.ServerDrain},
+		},
+		Routes: []lb.PlanRoute{{Prefix: "/", Share: 0}},
+	})
+	c := newController(t, r, r.cfg, feed)
+	run(t, c)
+	waitApplied(t, c, 0)
+	s0, s1 := haproxy.ServerName(insts[0].Service), haproxy.ServerName(insts[1].Service)
+	applied := func() bool {
+		got := r.servers(t)
+		return got[s0] == (serverRow{lb.ServerReady, 30}) && got[s1].State == lb.ServerDrain && r.mapValues(t)["/"] == "0"
+	}
+	if !applied() {
+		t.Fatalf("plan not applied: %+v %v", r.servers(t), r.mapValues(t))
+	}
+
+	r.Stop()
+	testkit.WaitFor(t, 5*time.Second, "haproxy_up 0", func() bool { return testutil.ToFloat64(c.m.up) == 0 })
+	r.Restart()
+	testkit.WaitFor(t, 5*time.Second, "the plan applied again", applied)
+	limits, err := c.serverLimits(tctx(t))
+	if err != nil || limits[s0] != 12 {
+		t.Errorf("maxconn after restart: %v %v, want 12", limits, err)
+	}
+	if up := testutil.ToFloat64(c.m.up); up != 1 {
+		t.Errorf("haproxy_up %v, want 1", up)
+	}
+	t.Logf("resyncs: start %v, haproxy_restart %v, error %v", testutil.ToFloat64(c.m.resyncs.WithLabelValues("start")),
+		testutil.ToFloat64(c.m.resyncs.WithLabelValues("haproxy_restart")), testutil.ToFloat64(c.m.resyncs.WithLabelValues("error")))
+}
+
+// TestHAProxyRestartNoticed: a restart between two polls, with no
+// failed command, is noticed by show info's pid.
+func TestHAProxyRestartNoticed(t *testing.T) {
+	insts := instances(1)
+	r := startRig(t, insts, nil)
+	feed := lb.NewPlanFeed()
+	feed.Publish(lb.Plan{Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 40}}, Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}}})
+	c, err := New(Options{Runtime: r.rt, Config: r.cfg, Plans: feed, Poll: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	waitApplied(t, c, 0)
+	r.Restart() // well within a poll
+	s0 := haproxy.ServerName(insts[0].Service)
+	testkit.WaitFor(t, 5*time.Second, "weight 40 again", func() bool { return r.servers(t)[s0].Weight == 40 })
+	if n := testutil.ToFloat64(c.m.resyncs.WithLabelValues("haproxy_restart")) + testutil.ToFloat64(c.m.resyncs.WithLabelValues("error")); n < 1 {
+		t.Errorf("no resync counted")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	b := Backoff{Min: 100 * time.Millisecond, Max: time.Second}
+	for attempt, want := range map[int]time.Duration{1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 4: 800 * time.Millisecond, 5: time.Second, 60: time.Second} {
+		if got := b.Delay(attempt); got != want {
+			t.Errorf("Delay(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+}
