@@ -45,7 +45,7 @@ type rig struct {
 
 func startRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{Front: haproxytest.FreePort(t), TCPSocket: haproxytest.FreePort(t)}
+	r := &rig{Front: testkit.FreePort(t), TCPSocket: testkit.FreePort(t)}
 	for i := range r.Backends {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(w, "s%d\n", i+1)
