@@ -1,6 +1,7 @@
 package procgroup
 
 import (
+	"os"
 	"os/exec"
 	"time"
 )
@@ -31,6 +32,10 @@ func (s *Spawner) StartChild(cmd *exec.Cmd, reaped func()) (*Child, error) {
 	}()
 	return c, nil
 }
+
+// Signal sends sig to the process (not its group); after the reap it
+// returns os.ErrProcessDone.
+func (c *Child) Signal(sig os.Signal) error { return c.cmd.Process.Signal(sig) }
 
 // PID is the process's id, which is also its group's.
 func (c *Child) PID() int { return c.cmd.Process.Pid }
