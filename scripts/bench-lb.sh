@@ -132,17 +132,8 @@ peers() {
 		"$BENCH/run.sh"
 }
 
-pids=()
-stop_all() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	pids=()
-}
+# shellcheck source=scripts/pids.sh
+. "$ROOT/scripts/pids.sh" # pids, stop_all
 
 shed() {
 	local lb_addr=${LB_ADDR:-127.0.0.1:18085} up=${UPSTREAM_ADDR:-127.0.0.1:19001}

@@ -43,18 +43,8 @@ for t in go wrk curl taskset timeout; do
 	command -v "$t" >/dev/null || { echo "bench-login: $t not found (wrk: apt-get install wrk)" >&2; exit 2; }
 done
 
-pids=()
-stop_all() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do
-		# Graceful shutdown drains for up to a few seconds; then force.
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	pids=()
-}
+# shellcheck source=scripts/pids.sh
+. scripts/pids.sh # pids, stop_all (the working directory is the repository root)
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 

@@ -3,18 +3,15 @@
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/testkit"
-	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 )
 
 // TestEtcdDiscovery runs the binary as real processes around a real etcd:
@@ -23,36 +20,22 @@ import (
 // deregistration) leaves the balancer's /status within its lease TTL and
 // a second; logins through the balancer work throughout.
 func TestEtcdDiscovery(t *testing.T) {
-	e := etcdtest.Start(t)
-	url := "etcd://" + e.HostPort() + "/it"
 	const ttl = 2 * time.Second
-
-	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
-	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
-	var logins []*proc
-	var services []string
-	for i := range 2 {
-		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
-			"--backend", "http://"+simAddr, "--rate-limit", "0", "--register", url, "--register-ttl", ttl.String())
-		m := p.await(t, `msg=registered key=\S+ service=(\S+) health=(\S+)`, 10*time.Second)
-		logins, services = append(logins, p), append(services, m[1])
-	}
+	rig := startEtcdRig(t, "it", "1ms", ttl)
+	e, logins, services := rig.etcd, rig.logins, rig.services()
 
 	start := time.Now()
-	p := startProc(t, "lb", "lb", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--discovery", url)
-	m := p.await(t, `msg=listening proxy=(\S+) admin=(\S+) discovery=`, 10*time.Second)
-	proxy, admin := m[1], m[2]
+	l := startDiscoveryLB(t, "lb", rig.url)
+	proxy, admin := l.proxy, l.admin
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
 	status := func() (routable []string, known []string) {
-		res, err := client.Get("http://" + admin + "/status")
-		if err != nil {
+		st, err := lbStatus(client, admin)
+		if errors.Is(err, errNoAnswer) {
 			return nil, nil
 		}
-		defer res.Body.Close()
-		var st lb.Status
-		if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
-			t.Fatalf("/status: %v", err)
+		if err != nil {
+			t.Fatal(err)
 		}
 		known = []string{} // not nil: /status answered
 		for _, in := range st.Instances {
@@ -75,13 +58,12 @@ func TestEtcdDiscovery(t *testing.T) {
 	loginsOK := func(n int) {
 		t.Helper()
 		for i := range n {
-			res, err := client.Post("http://"+proxy+"/v1/login", "application/json", strings.NewReader(fmt.Sprintf(`{"ticket":"valid-user-%d"}`, i)))
+			code, err := loginThrough(client, proxy, fmt.Sprintf("user-%d", i))
 			if err != nil {
 				t.Fatalf("login %d through the balancer: %v", i, err)
 			}
-			res.Body.Close()
-			if res.StatusCode != http.StatusOK {
-				t.Fatalf("login %d through the balancer: %d", i, res.StatusCode)
+			if code != http.StatusOK {
+				t.Fatalf("login %d through the balancer: %d", i, code)
 			}
 		}
 	}
@@ -93,7 +75,7 @@ func TestEtcdDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-logins[0].Done()
-	gone := m0(t, logins[0])
+	gone := logins[0].service
 	testkit.WaitFor(t, ttl+time.Second, "the killed instance gone from /status", func() bool {
 		_, known := status()
 		return known != nil && !slices.Contains(known, gone)
@@ -107,13 +89,11 @@ func TestEtcdDiscovery(t *testing.T) {
 	// etcd out of reach: the balancer keeps its set and serves on, and
 	// says so on /status; etcd back: it reads afresh.
 	connected := func() (bool, bool) { // connected, answered
-		res, err := client.Get("http://" + admin + "/status")
-		if err != nil {
+		st, err := lbStatus(client, admin)
+		if errors.Is(err, errNoAnswer) {
 			return false, false
 		}
-		defer res.Body.Close()
-		var st lb.Status
-		if err := json.NewDecoder(res.Body).Decode(&st); err != nil || st.Discovery == nil {
+		if err != nil || st.Discovery == nil {
 			t.Fatalf("/status: %v, discovery %v", err, st.Discovery)
 		}
 		return st.Discovery.Connected, true
@@ -151,9 +131,4 @@ func TestEtcdDiscovery(t *testing.T) {
 	})
 	t.Logf("draining instance left /status %v after SIGTERM", time.Since(stopped).Round(time.Millisecond))
 	logins[1].await(t, `msg=deregistered`, time.Second)
-}
-
-// m0 is the service address a login process registered.
-func m0(t *testing.T, p *proc) string {
-	return p.await(t, `msg=registered key=\S+ service=(\S+)`, time.Second)[1]
 }

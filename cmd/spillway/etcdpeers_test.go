@@ -5,8 +5,8 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +19,6 @@ import (
 
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/testkit"
-	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 )
 
 // TestEtcdPeers runs two `spillway lb --discovery etcd://` in front of
@@ -32,8 +31,6 @@ import (
 // spillway_admission_rejected_total). A balancer stopped with SIGTERM
 // deregisters, and the other takes the whole capacity.
 func TestEtcdPeers(t *testing.T) {
-	e := etcdtest.Start(t)
-	url := "etcd://" + e.HostPort() + "/peers"
 	const (
 		ttl      = 2 * time.Second
 		limit    = 10 // per instance
@@ -41,43 +38,27 @@ func TestEtcdPeers(t *testing.T) {
 		lbTTL    = 5 * time.Second // registry.DefaultTTL: lb has no TTL setting
 	)
 
-	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "200ms")
-	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
-	var healths []string
-	for i := range 2 {
-		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
-			"--backend", "http://"+simAddr, "--rate-limit", "0", "--limit", strconv.Itoa(limit), "--backend-timeout", "2s",
-			"--register", url, "--register-ttl", ttl.String())
-		healths = append(healths, p.await(t, `msg=registered key=\S+ service=\S+ health=(\S+)`, 10*time.Second)[1])
-	}
+	rig := startEtcdRig(t, "peers", "200ms", ttl, "--limit", strconv.Itoa(limit), "--backend-timeout", "2s")
+	url, simAddr, healths := rig.url, rig.simAddr, rig.healths()
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	t.Cleanup(client.CloseIdleConnections)
-	type lbp struct {
-		*proc
-		proxy, admin string
-	}
 	// No slow start: the bound is the whole reported capacity at once.
 	cfg := filepath.Join(t.TempDir(), "lb.yaml")
 	if err := os.WriteFile(cfg, []byte("lb:\n  slow_start:\n    window: 0s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var lbs []lbp
+	var lbs []discoveryLB
 	for i := range 2 {
-		p := startProc(t, fmt.Sprintf("lb %d", i), "lb", "--config", cfg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--discovery", url)
-		m := p.await(t, `msg=listening proxy=(\S+) admin=(\S+) discovery=`, 10*time.Second)
-		p.await(t, `msg=registered key=\S+/lbs/\S+`, 5*time.Second)
-		lbs = append(lbs, lbp{proc: p, proxy: m[1], admin: m[2]})
+		lbs = append(lbs, startDiscoveryLB(t, fmt.Sprintf("lb %d", i), url, "--config", cfg))
 	}
 	capacityOf := func(admin string) (lb.CapacityStatus, bool) {
-		res, err := client.Get("http://" + admin + "/status")
-		if err != nil {
+		st, err := lbStatus(client, admin)
+		if errors.Is(err, errNoAnswer) {
 			return lb.CapacityStatus{}, false
 		}
-		defer res.Body.Close()
-		var st lb.Status
-		if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
-			t.Fatalf("/status: %v", err)
+		if err != nil {
+			t.Fatal(err)
 		}
 		return st.Capacity, true
 	}
@@ -112,13 +93,7 @@ func TestEtcdPeers(t *testing.T) {
 	for i := range burst {
 		l := i % len(lbs)
 		wg.Go(func() {
-			code := 0
-			res, err := client.Post("http://"+lbs[l].proxy+"/v1/login", "application/json", strings.NewReader(fmt.Sprintf(`{"ticket":"valid-user-%d"}`, i)))
-			if err == nil {
-				io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				code = res.StatusCode
-			}
+			code, _ := loginThrough(client, lbs[l].proxy, fmt.Sprintf("user-%d", i)) // 0: no answer
 			mu.Lock()
 			defer mu.Unlock()
 			if codes[l] == nil {

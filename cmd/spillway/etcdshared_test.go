@@ -3,8 +3,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/testkit"
-	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 	"github.com/spillway-dev/spillway/internal/testkit/tcpproxy"
 )
 
@@ -26,47 +23,23 @@ import (
 // applies a change of its own at once, pending; once the link is back it
 // resyncs without a restart and the change reaches A.
 func TestEtcdShared(t *testing.T) {
-	e := etcdtest.Start(t)
-	url := "etcd://" + e.HostPort() + "/shared"
-	link := tcpproxy.Start(t, e.HostPort())
+	rig := startEtcdRig(t, "shared", "1ms", 2*time.Second)
+	url, services := rig.url, rig.services()
+	link := tcpproxy.Start(t, rig.etcd.HostPort())
 	urlB := "etcd://" + link.Addr() + "/shared"
-
-	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
-	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
-	var services []string
-	for i := range 2 {
-		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
-			"--backend", "http://"+simAddr, "--rate-limit", "0", "--register", url, "--register-ttl", "2s")
-		services = append(services, m0(t, p))
-	}
-	type lbp struct {
-		*proc
-		id, proxy, admin string
-	}
-	startLB := func(name, url string) lbp {
-		p := startProc(t, name, "lb", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--discovery", url)
-		m := p.await(t, `msg=listening proxy=(\S+) admin=(\S+) discovery=`, 10*time.Second)
-		id := p.await(t, `msg=registered key=\S+/lbs/(\S+)`, 5*time.Second)[1]
-		return lbp{proc: p, id: id, proxy: m[1], admin: m[2]}
-	}
-	a, b := startLB("lb A", url), startLB("lb B", urlB)
+	a, b := startDiscoveryLB(t, "lb A", url), startDiscoveryLB(t, "lb B", urlB)
 
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)
-	status := func(l lbp) lb.Status {
+	status := func(l discoveryLB) lb.Status {
 		t.Helper()
-		res, err := client.Get("http://" + l.admin + "/status")
+		st, err := lbStatus(client, l.admin)
 		if err != nil {
-			t.Fatalf("%s /status: %v", l.name, err)
-		}
-		defer res.Body.Close()
-		var st lb.Status
-		if err := json.NewDecoder(res.Body).Decode(&st); err != nil {
-			t.Fatalf("%s /status: %v", l.name, err)
+			t.Fatalf("%s %v", l.name, err)
 		}
 		return st
 	}
-	admin := func(l lbp, method, path, body string) {
+	admin := func(l discoveryLB, method, path, body string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, "http://"+l.admin+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+procToken)
@@ -96,23 +69,18 @@ func TestEtcdShared(t *testing.T) {
 		}
 		return lb.InstanceView{}
 	}
-	login := func(l lbp) int {
-		res, err := client.Post("http://"+l.proxy+"/v1/login", "application/json", strings.NewReader(`{"ticket":"valid-user-1"}`))
-		if err != nil {
-			return 0
-		}
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res.StatusCode
+	login := func(l discoveryLB) int {
+		code, _ := loginThrough(client, l.proxy, "user-1") // 0: no answer
+		return code
 	}
-	for _, l := range []lbp{a, b} {
+	for _, l := range []discoveryLB{a, b} {
 		testkit.WaitFor(t, 5*time.Second, l.name+": both instances routable, half the capacity", func() bool {
 			st := status(l)
 			return st.Routing.Routable == 2 && st.Capacity.Share == 0.5 && st.Capacity.Peers == 2
 		})
 	}
 	// Automatic shedding is each balancer's own, from the same reports.
-	for _, l := range []lbp{a, b} {
+	for _, l := range []discoveryLB{a, b} {
 		if d := dep(status(l)); d.Override != lb.OverrideAuto || d.State != lb.ShedOK || d.Ready != 2 {
 			t.Errorf("%s: backend %+v, want auto and ok, decided from 2 reports", l.name, d)
 		}

@@ -42,40 +42,21 @@ import (
 // host's fleet under PREFIX; without it they are this host's own.
 // SIGTERM or SIGINT (or ctx) stops it: every instance drains.
 func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("fleet", stderr)
-	cfgPath := fs.String("config", "", "configuration `file` (its fleet:, login: and fleet_admin: sections); passed on to every instance")
-	instances := fs.Int("instances", 0, "number of login instances (fleet.size, default 3)")
-	backend := fs.String("backend", "", "backend API base `URL`, passed to every instance (login.backend.url, default http://127.0.0.1:9000)")
-	register := fs.String("register", "", "etcd `URL` etcd://HOST:PORT[,HOST:PORT...]/PREFIX: every instance registers there, and the guardrails are fleet-wide (login.register, default none)")
-	host := fs.String("host", "", "IP `address` the instances listen on (fleet.host, default 127.0.0.1)")
-	adminListen := fs.String("admin-listen", "", "admin API `address`: GET /status and /metrics (fleet_admin.listen, default none)")
-	dev := fs.Bool("dev", false, "generate one ephemeral signing key for this host's instances when none is configured (tokens do not verify on other hosts)")
-	quiet := fs.Bool("quiet-instances", false, "hide the login instances' own logs")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := newLogger(stderr, *logLevel)
+	cl := newFileFlags("fleet", "configuration `file` (its fleet:, login: and fleet_admin: sections); passed on to every instance", stderr)
+	bindInstances(cl, "number of login instances (fleet.size, default 3)")
+	bindBackend(cl, "backend API base `URL`, passed to every instance (login.backend.url, default http://127.0.0.1:9000)")
+	bindRegister(cl, "etcd `URL` etcd://HOST:PORT[,HOST:PORT...]/PREFIX: every instance registers there, and the guardrails are fleet-wide (login.register, default none)")
+	bind(cl, cl.String, "host", "IP `address` the instances listen on (fleet.host, default 127.0.0.1)",
+		func(f *config.File, v string) { f.Fleet.Host = v })
+	bind(cl, cl.String, "admin-listen", "admin API `address`: GET /status and /metrics (fleet_admin.listen, default none)",
+		func(f *config.File, v string) { f.FleetAdmin.Listen = v })
+	dev := cl.Bool("dev", false, "generate one ephemeral signing key for this host's instances when none is configured (tokens do not verify on other hosts)")
+	quiet := cl.Bool("quiet-instances", false, "hide the login instances' own logs")
+	logger, err := cl.parse(args, stderr)
 	if err != nil {
 		return err
 	}
-	f, err := loadFile(*cfgPath, config.Default(), func(f *config.File) {
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "instances":
-				f.Fleet.Size = *instances
-			case "backend":
-				f.Login.Backend.URL = *backend
-				f.Login.Backend.ProbeURL = "" // as `spillway login --backend` does
-			case "register":
-				f.Login.Register = *register
-			case "host":
-				f.Fleet.Host = *host
-			case "admin-listen":
-				f.FleetAdmin.Listen = *adminListen
-			}
-		})
-	})
+	f, err := cl.load(config.Default())
 	if err != nil {
 		return err
 	}
@@ -90,17 +71,17 @@ func runFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Every instance gets the same file and the flags given here, which
 	// `spillway login` applies over it as this command did.
 	var loginArgs []string
-	if *cfgPath != "" {
-		abs, err := filepath.Abs(*cfgPath)
+	if cl.path() != "" {
+		abs, err := filepath.Abs(cl.path())
 		if err != nil {
 			return fmt.Errorf("--config: %w", err)
 		}
 		loginArgs = append(loginArgs, "--config", abs)
 	}
-	fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
+	cl.Visit(func(f *flag.Flag) {
+		switch f.Name {
 		case "backend", "register":
-			loginArgs = append(loginArgs, "--"+fl.Name, fl.Value.String())
+			loginArgs = append(loginArgs, "--"+f.Name, f.Value.String())
 		}
 	})
 	// A key the instances cannot load would make every one of them exit

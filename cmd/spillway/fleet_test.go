@@ -48,8 +48,7 @@ fleet:
 `, ttl), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
-	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+	simAddr := startSim(t, "1ms")
 	startFleet := func(name, host string, n int) *proc {
 		return startProc(t, name, "fleet", "--config", cfg, "--instances", strconv.Itoa(n), "--host", host, "--dev",
 			"--register", "etcd://"+e.HostPort()+prefix, "--backend", "http://"+simAddr, "--admin-listen", "127.0.0.1:0")

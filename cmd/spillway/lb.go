@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -38,22 +37,21 @@ import (
 // requests in flight server.shutdown_timeout. Each further SIGTERM or
 // SIGINT moves the stop on a step (Balancer.Hurry).
 func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("lb", stderr)
-	cfgPath := fs.String("config", "", "configuration `file` (its lb: section); reloaded on SIGHUP")
-	listen := fs.String("listen", "", "proxy `address` (default 127.0.0.1:8080)")
-	adminListen := fs.String("admin-listen", "", "admin API `address` (default 127.0.0.1:8081)")
+	cl := newFileFlags("lb", "configuration `file` (its lb: section); reloaded on SIGHUP", stderr)
+	bindLBListen(cl, "proxy `address` (default 127.0.0.1:8080)", "admin API `address` (default 127.0.0.1:8081)")
 	var instances instanceFlag
-	fs.Var(&instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)")
-	discovery := fs.String("discovery", "", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance)")
-	weight := fs.Float64("weight", 0, "with etcd discovery, this balancer's part of the fleet's capacity among the balancers registered there (default 1)")
-	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-*/Forwarded headers are kept and appended to (default none: replaced)")
-	proxyProtocol := fs.String("proxy-protocol", "", "PROXY protocol on the proxy listener: `off`, optional or required (default off)")
-	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := newLogger(stderr, *logLevel)
+	bindVar(cl, &instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)",
+		func(f *config.File) { f.LB.Instances = append([]lb.Instance(nil), instances...) })
+	bind(cl, cl.String, "discovery", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance)",
+		func(f *config.File, v string) { f.LB.Discovery = v })
+	bind(cl, cl.Float64, "weight", "with etcd discovery, this balancer's part of the fleet's capacity among the balancers registered there (default 1)",
+		func(f *config.File, v float64) { f.LB.Weight = v })
+	bindTrustedProxies(cl, "comma-separated `IPs/CIDRs` whose X-Forwarded-*/Forwarded headers are kept and appended to (default none: replaced)",
+		func(f *config.File, list []string) { f.LB.TrustedProxies = list })
+	bind(cl, cl.String, "proxy-protocol", "PROXY protocol on the proxy listener: `off`, optional or required (default off)",
+		func(f *config.File, v string) { f.LB.Server.ProxyProtocol = v })
+	adminToken := cl.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
+	logger, err := cl.parse(args, stderr)
 	if err != nil {
 		return err
 	}
@@ -61,27 +59,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer debug.SetGCPercent(debug.SetGCPercent(lbGCPercent))
 	}
 	load := func() (*lb.Config, error) {
-		f, err := loadFile(*cfgPath, config.Default(), func(f *config.File) {
-			c := &f.LB
-			fs.Visit(func(fl *flag.Flag) {
-				switch fl.Name {
-				case "listen":
-					c.Listen = *listen
-				case "admin-listen":
-					c.AdminListen = *adminListen
-				case "instance":
-					c.Instances = append([]lb.Instance(nil), instances...)
-				case "discovery":
-					c.Discovery = *discovery
-				case "weight":
-					c.Weight = *weight
-				case "trusted-proxies":
-					c.TrustedProxies = splitList(*trusted)
-				case "proxy-protocol":
-					c.Server.ProxyProtocol = *proxyProtocol
-				}
-			})
-		})
+		f, err := cl.load(config.Default())
 		if err != nil {
 			return nil, err
 		}
@@ -140,18 +118,14 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// which hurries the stop, from the first.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	var reload func()
-	if *cfgPath != "" {
-		reload = func() {
-			if runCtx.Err() != nil {
-				logger.Warn("SIGHUP: stopping; not reloading")
-				return
-			}
-			logger.Info("SIGHUP: reloading", "config", *cfgPath)
-			_ = b.Reload(load) // logged and counted by Reload
+	stopHangup := cl.onHangup(logger, func() {
+		if runCtx.Err() != nil {
+			logger.Warn("SIGHUP: stopping; not reloading")
+			return
 		}
-	}
-	stopHangup := onHangup(logger, "no --config file to reload", reload)
+		logger.Info("SIGHUP: reloading", "config", cl.path())
+		_ = b.Reload(load) // logged and counted by Reload
+	})
 	defer stopHangup()
 	term := make(chan os.Signal, 3)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)

@@ -45,6 +45,14 @@ func (p *proc) await(t *testing.T, re string, d time.Duration) []string {
 	return p.Await(t, regexp.MustCompile(re), d)
 }
 
+// startSim starts `spillway backend-sim` on a free loopback port, answering
+// after latency, and returns its address.
+func startSim(t *testing.T, latency string) string {
+	t.Helper()
+	p := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", latency)
+	return p.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+}
+
 // lbProc is a running `spillway lb`.
 type lbProc struct {
 	*proc
@@ -189,8 +197,7 @@ func TestLBRollingReplacement(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes under load for about 20 s")
 	}
-	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "5ms")
-	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+	simAddr := startSim(t, "5ms")
 	var instances []string
 	for i := range 2 {
 		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",

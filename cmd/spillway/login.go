@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,56 +18,32 @@ import (
 )
 
 func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("login", stderr)
-	cfgPath := fs.String("config", "", "configuration `file` (its login: section)")
-	listen := fs.String("listen", "", "service port `address` (default 127.0.0.1:8001)")
-	healthListen := fs.String("health-listen", "", "health port `address` (default 127.0.0.1:9001)")
-	backend := fs.String("backend", "", "backend API base `URL` (default http://127.0.0.1:9000)")
-	backendTimeout := fs.Duration("backend-timeout", 0, "deadline of each backend call (default 1s)")
-	limit := fs.Int("limit", 0, "admission: concurrent logins (default 64)")
-	rateLimit := fs.Float64("rate-limit", 0, "login attempts per second per client; 0 disables (default 5)")
-	trusted := fs.String("trusted-proxies", "", "comma-separated `IPs/CIDRs` whose X-Forwarded-For is believed; \"\" trusts nobody (default loopback and private ranges)")
-	register := fs.String("register", "", "register this instance at `URL` etcd://HOST:PORT[,HOST:PORT...]/PREFIX once it serves (default none)")
-	registerTTL := fs.Duration("register-ttl", 0, "lease TTL of the registration: how long a dead instance stays registered (default 5s)")
-	dev := fs.Bool("dev", false, "generate an ephemeral signing key when none is configured")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := newLogger(stderr, *logLevel)
+	cl := newFileFlags("login", "configuration `file` (its login: section)", stderr)
+	bind(cl, cl.String, "listen", "service port `address` (default 127.0.0.1:8001)",
+		func(f *config.File, v string) { f.Login.Listen = v })
+	bind(cl, cl.String, "health-listen", "health port `address` (default 127.0.0.1:9001)",
+		func(f *config.File, v string) { f.Login.HealthListen = v })
+	bindBackend(cl, "backend API base `URL` (default http://127.0.0.1:9000)")
+	bind(cl, cl.Duration, "backend-timeout", "deadline of each backend call (default 1s)",
+		func(f *config.File, v time.Duration) { f.Login.Backend.Timeout = v })
+	bind(cl, cl.Int, "limit", "admission: concurrent logins (default 64)",
+		func(f *config.File, v int) { f.Login.Admission.Limit = v })
+	bind(cl, cl.Float64, "rate-limit", "login attempts per second per client; 0 disables (default 5)",
+		func(f *config.File, v float64) { f.Login.RateLimit.PerSecond = v })
+	bindTrustedProxies(cl, "comma-separated `IPs/CIDRs` whose X-Forwarded-For is believed; \"\" trusts nobody (default loopback and private ranges)",
+		func(f *config.File, list []string) { f.Login.TrustedProxies = list })
+	bindRegister(cl, "register this instance at `URL` etcd://HOST:PORT[,HOST:PORT...]/PREFIX once it serves (default none)")
+	bind(cl, cl.Duration, "register-ttl", "lease TTL of the registration: how long a dead instance stays registered (default 5s)",
+		func(f *config.File, v time.Duration) { f.Login.RegisterTTL = v })
+	dev := cl.Bool("dev", false, "generate an ephemeral signing key when none is configured")
+	logger, err := cl.parse(args, stderr)
 	if err != nil {
 		return err
 	}
 	// load reads the file's login: section with the flags applied: at
 	// start, and again on SIGHUP.
 	load := func() (*login.Config, error) {
-		f, err := loadFile(*cfgPath, config.Default(), func(f *config.File) {
-			c := &f.Login
-			// Flags override the file.
-			fs.Visit(func(fl *flag.Flag) {
-				switch fl.Name {
-				case "listen":
-					c.Listen = *listen
-				case "health-listen":
-					c.HealthListen = *healthListen
-				case "backend":
-					c.Backend.URL = *backend
-					c.Backend.ProbeURL = "" // the probe follows the backend named on the command line
-				case "backend-timeout":
-					c.Backend.Timeout = *backendTimeout
-				case "limit":
-					c.Admission.Limit = *limit
-				case "rate-limit":
-					c.RateLimit.PerSecond = *rateLimit
-				case "trusted-proxies":
-					c.TrustedProxies = splitList(*trusted)
-				case "register":
-					c.Register = *register
-				case "register-ttl":
-					c.RegisterTTL = *registerTTL
-				}
-			})
-		})
+		f, err := cl.load(config.Default())
 		if err != nil {
 			return nil, err
 		}
@@ -90,24 +65,20 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// SIGHUP reloads the file: keys, rate limit and trusted proxies take
 	// effect; other changes need a restart and are named in the log.
-	var reload func()
-	if *cfgPath != "" {
-		reload = func() {
-			c, err := load()
-			if err == nil {
-				var restart []string
-				if restart, err = in.Reload(c); err == nil {
-					logger.Info("SIGHUP: configuration reloaded", "config", *cfgPath, "kid", in.Tokens().KeyID())
-					if len(restart) > 0 {
-						logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
-					}
-					return
+	defer cl.onHangup(logger, func() {
+		c, err := load()
+		if err == nil {
+			var restart []string
+			if restart, err = in.Reload(c); err == nil {
+				logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
+				if len(restart) > 0 {
+					logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
 				}
+				return
 			}
-			logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", *cfgPath, "error", err)
 		}
-	}
-	defer onHangup(logger, "no --config file to reload", reload)()
+		logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
+	})()
 	svc, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (--listen): %w", err)

@@ -80,8 +80,7 @@ func TestManyHostsOneEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	simProc := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "2ms")
-	simAddr := simProc.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
+	simAddr := startSim(t, "2ms")
 	sim := &backendsim.Client{BaseURL: "http://" + simAddr, HTTP: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}}}
 	t.Cleanup(sim.HTTP.CloseIdleConnections)
 
@@ -217,29 +216,27 @@ func TestManyHostsOneEtcd(t *testing.T) {
 	// together.
 	replacedBefore := fleets[0].replacements(t) + fleets[1].replacements(t)
 	ctx := t.Context()
-	if err := sim.SetMode(ctx, "hang", 0); err != nil {
-		t.Fatal(err)
+	// together sets the backend's mode (the backend "is" what it became,
+	// for the log) and waits up to timeout for both balancers to reach
+	// state, within one health interval of each other (did: how they got
+	// there).
+	together := func(mode string, latency time.Duration, is string, timeout time.Duration, state lb.ShedState, did string) {
+		t.Helper()
+		if err := sim.SetMode(ctx, mode, latency); err != nil {
+			t.Fatal(err)
+		}
+		at := awaitBoth(t, lbs, timeout, did, func(st mhStatus) bool {
+			return st.dependency("backend").State == state
+		})
+		if d := absDiff(at[0], at[1]); d > mhHealthPeriod {
+			t.Errorf("the balancers %s %v apart, more than one health interval (%v)", did, d, mhHealthPeriod)
+		} else {
+			t.Logf("backend %s: the balancers %s %v apart", is, did, d)
+		}
 	}
-	shedAt := awaitBoth(t, lbs, 10*time.Second, "shedding the backend", func(st mhStatus) bool {
-		return st.dependency("backend").State == lb.ShedShedding
-	})
-	if d := absDiff(shedAt[0], shedAt[1]); d > mhHealthPeriod {
-		t.Errorf("the balancers began shedding %v apart, more than one health interval (%v)", d, mhHealthPeriod)
-	} else {
-		t.Logf("backend hung: the balancers began shedding %v apart", d)
-	}
+	together("hang", 0, "hung", 10*time.Second, lb.ShedShedding, "began shedding")
 	time.Sleep(3 * time.Second)
-	if err := sim.SetMode(ctx, "up", 2*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	okAt := awaitBoth(t, lbs, 30*time.Second, "recovered", func(st mhStatus) bool {
-		return st.dependency("backend").State == lb.ShedOK
-	})
-	if d := absDiff(okAt[0], okAt[1]); d > mhHealthPeriod {
-		t.Errorf("the balancers recovered %v apart, more than one health interval (%v)", d, mhHealthPeriod)
-	} else {
-		t.Logf("backend back: the balancers recovered %v apart", d)
-	}
+	together("up", 2*time.Millisecond, "back", 30*time.Second, lb.ShedOK, "recovered")
 	if r := fleets[0].replacements(t) + fleets[1].replacements(t) - replacedBefore; r != 0 {
 		t.Errorf("the hosts replaced %d instances while the backend hung, want 0", r)
 	}

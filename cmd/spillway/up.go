@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"reflect"
@@ -21,39 +20,21 @@ import (
 //
 //	spillway up [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--instances N]
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("up", stderr)
-	cfgPath := fs.String("config", "", "configuration `file` (its login:, lb:, fleet: and up: sections)")
-	listen := fs.String("listen", "", "load balancer `address`: logins go here (default 127.0.0.1:8080)")
-	adminListen := fs.String("admin-listen", "", "dashboard and admin API `address` (default 127.0.0.1:8081)")
-	instances := fs.Int("instances", 0, "number of login instances (default 3)")
-	backendListen := fs.String("backend-listen", "", "the backend-sim's `address` (default 127.0.0.1:9000)")
-	adminToken := fs.String("admin-token", "", "admin `token` for the dashboard's controls (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	quiet := fs.Bool("quiet-instances", true, "hide the login instances' own logs")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := newLogger(stderr, *logLevel)
+	cl := newFileFlags("up", "configuration `file` (its login:, lb:, fleet: and up: sections)", stderr)
+	bindLBListen(cl, "load balancer `address`: logins go here (default 127.0.0.1:8080)", "dashboard and admin API `address` (default 127.0.0.1:8081)")
+	bindInstances(cl, "number of login instances (default 3)")
+	bind(cl, cl.String, "backend-listen", "the backend-sim's `address` (default 127.0.0.1:9000)",
+		func(f *config.File, v string) { f.Up.BackendListen = v })
+	adminToken := cl.String("admin-token", "", "admin `token` for the dashboard's controls (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
+	quiet := cl.Bool("quiet-instances", true, "hide the login instances' own logs")
+	logger, err := cl.parse(args, stderr)
 	if err != nil {
 		return err
 	}
 	// load reads the file with the flags applied: at start, and again on
 	// SIGHUP.
 	load := func() (*config.File, error) {
-		f, err := loadFile(*cfgPath, config.ForUp(), func(f *config.File) {
-			fs.Visit(func(fl *flag.Flag) {
-				switch fl.Name {
-				case "listen":
-					f.LB.Listen = *listen
-				case "admin-listen":
-					f.LB.AdminListen = *adminListen
-				case "instances":
-					f.Fleet.Size = *instances
-				case "backend-listen":
-					f.Up.BackendListen = *backendListen
-				}
-			})
-		})
+		f, err := cl.load(config.ForUp())
 		if err != nil {
 			return nil, err
 		}
@@ -104,29 +85,25 @@ Try:
 	// or nothing; the other sections shape processes already running and
 	// need a restart of spillway up (login: a rolling restart would not
 	// pick them up: the instances' file is written once, at start).
-	var reload func()
-	if *cfgPath != "" {
-		reload = func() {
-			nf, err := load()
-			if err != nil {
-				logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", *cfgPath, "error", err)
-				return
-			}
-			if err := s.Balancer().Reload(func() (*lb.Config, error) { c := nf.LB; c.Instances = nil; return &c, nil }); err != nil {
-				return // logged and counted by Reload
-			}
-			var restart []string
-			for name, pair := range map[string][2]any{"login": {f.Login, nf.Login}, "fleet": {f.Fleet, nf.Fleet}, "up": {f.Up, nf.Up}} {
-				if !reflect.DeepEqual(pair[0], pair[1]) {
-					restart = append(restart, name)
-				}
-			}
-			if len(restart) > 0 {
-				slices.Sort(restart)
-				logger.Warn("SIGHUP: these sections changed but need a restart of spillway up; not applied", "sections", strings.Join(restart, ", "))
+	defer cl.onHangup(logger, func() {
+		nf, err := load()
+		if err != nil {
+			logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
+			return
+		}
+		if err := s.Balancer().Reload(func() (*lb.Config, error) { c := nf.LB; c.Instances = nil; return &c, nil }); err != nil {
+			return // logged and counted by Reload
+		}
+		var restart []string
+		for name, pair := range map[string][2]any{"login": {f.Login, nf.Login}, "fleet": {f.Fleet, nf.Fleet}, "up": {f.Up, nf.Up}} {
+			if !reflect.DeepEqual(pair[0], pair[1]) {
+				restart = append(restart, name)
 			}
 		}
-	}
-	defer onHangup(logger, "no --config file to reload", reload)()
+		if len(restart) > 0 {
+			slices.Sort(restart)
+			logger.Warn("SIGHUP: these sections changed but need a restart of spillway up; not applied", "sections", strings.Join(restart, ", "))
+		}
+	})()
 	return s.Run(ctx)
 }

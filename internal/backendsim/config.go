@@ -5,6 +5,7 @@ package backendsim
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -137,23 +138,21 @@ func (c Config) Validate() error {
 
 // CheckCount reports whether n is a usable Capacity or QueueSize: from 0
 // to limit.
-func CheckCount(n, limit int) error {
-	switch {
-	case n < 0:
-		return fmt.Errorf("%d: must not be negative", n)
-	case n > limit:
-		return fmt.Errorf("%d: must be at most %d", n, limit)
-	}
-	return nil
-}
+func CheckCount(n, limit int) error { return checkRange(n, limit, strconv.Itoa(n)) }
 
 // CheckLatency reports whether d is a usable latency: from 0 to MaxLatency.
 func CheckLatency(d time.Duration) error {
+	return checkRange(d, MaxLatency, strconv.Quote(d.String()))
+}
+
+// checkRange reports whether v is from 0 to limit; an error names v as
+// shown.
+func checkRange[T int | time.Duration](v, limit T, shown string) error {
 	switch {
-	case d < 0:
-		return fmt.Errorf("%q: must not be negative", d)
-	case d > MaxLatency:
-		return fmt.Errorf("%q: must be at most %s", d, MaxLatency)
+	case v < 0:
+		return fmt.Errorf("%s: must not be negative", shown)
+	case v > limit:
+		return fmt.Errorf("%s: must be at most %v", shown, limit)
 	}
 	return nil
 }

@@ -68,28 +68,10 @@ func FuzzDecodeControl(f *testing.F) {
 			}
 			return
 		}
-		var cfg Config
-		if u.mode != nil {
-			cfg.Mode = *u.mode
-			if cfg.Mode == "" {
-				t.Fatal("accepted an empty mode")
-			}
+		if u.mode != nil && *u.mode == "" {
+			t.Fatal("accepted an empty mode")
 		}
-		if u.latency != nil {
-			cfg.Latency = *u.latency
-		}
-		if u.slowLatency != nil {
-			cfg.SlowLatency = *u.slowLatency
-		}
-		if u.capacity != nil {
-			cfg.Capacity = *u.capacity
-		}
-		if u.queueSize != nil {
-			cfg.QueueSize = *u.queueSize
-		}
-		if u.queueTimeout != nil {
-			cfg.QueueTimeout = *u.queueTimeout
-		}
+		cfg := u.applyTo(Config{})
 		if err := cfg.Validate(); err != nil {
 			t.Fatalf("decoded %s into an invalid config: %v", data, err)
 		}

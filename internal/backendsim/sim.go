@@ -173,29 +173,35 @@ type update struct {
 	queueTimeout *time.Duration
 }
 
+// applyTo returns c with u's fields set, as they are: nothing is
+// defaulted or checked.
+func (u update) applyTo(c Config) Config {
+	if u.mode != nil {
+		c.Mode = *u.mode
+	}
+	if u.latency != nil {
+		c.Latency = *u.latency
+	}
+	if u.slowLatency != nil {
+		c.SlowLatency = *u.slowLatency
+	}
+	if u.capacity != nil {
+		c.Capacity = *u.capacity
+	}
+	if u.queueSize != nil {
+		c.QueueSize = *u.queueSize
+	}
+	if u.queueTimeout != nil {
+		c.QueueTimeout = *u.queueTimeout
+	}
+	return c
+}
+
 // update applies u all or nothing and returns the resulting Config.
 func (s *Sim) update(u update) (Config, error) {
 	s.mu.Lock()
 	prev := s.cfg
-	next := prev
-	if u.mode != nil {
-		next.Mode = *u.mode
-	}
-	if u.latency != nil {
-		next.Latency = *u.latency
-	}
-	if u.slowLatency != nil {
-		next.SlowLatency = *u.slowLatency
-	}
-	if u.capacity != nil {
-		next.Capacity = *u.capacity
-	}
-	if u.queueSize != nil {
-		next.QueueSize = *u.queueSize
-	}
-	if u.queueTimeout != nil {
-		next.QueueTimeout = *u.queueTimeout
-	}
+	next := u.applyTo(prev)
 	// Unlike New, take values as given: no defaults at run time, and an
 	// empty mode is an error, not ModeUp.
 	err := next.Validate()

@@ -74,17 +74,7 @@ func (c controlJSON) config() (Config, error) {
 	if u.mode == nil || u.latency == nil || u.slowLatency == nil {
 		return Config{}, errors.New("incomplete control document")
 	}
-	cfg := Config{Mode: *u.mode, Latency: *u.latency, SlowLatency: *u.slowLatency}
-	if u.capacity != nil {
-		cfg.Capacity = *u.capacity
-	}
-	if u.queueSize != nil {
-		cfg.QueueSize = *u.queueSize
-	}
-	if u.queueTimeout != nil {
-		cfg.QueueTimeout = *u.queueTimeout
-	}
-	return cfg, nil
+	return u.applyTo(Config{}), nil
 }
 
 func (c controlJSON) update() (update, error) {

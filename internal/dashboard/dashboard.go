@@ -234,19 +234,26 @@ func New(src Sources, ctl Controls, opts Options) http.Handler {
 	routes := []struct {
 		method, path string
 		fn           apiFunc
-		change       bool // needs the token
+		change       bool   // needs the token
+		control      string // the control it calls, by its name in available(); "" for none
 	}{
-		{"GET", "/api/state", h.state, opts.ReadsNeedToken},
-		{"POST", "/api/backend", h.backend, true},
-		{"POST", "/api/shedding", h.shedding, true},
-		{"POST", "/api/drain", h.drain, true},
-		{"POST", "/api/restart", h.restart, true},
-		{"POST", "/api/load", h.startLoad, true},
-		{"DELETE", "/api/load", h.stopLoad, true},
+		{"GET", "/api/state", h.state, opts.ReadsNeedToken, ""},
+		{"POST", "/api/backend", h.backend, true, "backend"},
+		{"POST", "/api/shedding", h.shedding, true, "shedding"},
+		{"POST", "/api/drain", h.drain, true, "drain"},
+		{"POST", "/api/restart", h.restart, true, "restart"},
+		{"POST", "/api/load", h.startLoad, true, "load_start"},
+		{"DELETE", "/api/load", h.stopLoad, true, "load_stop"},
 	}
+	available := ctl.available()
 	allow := map[string][]string{}
 	for _, rt := range routes {
-		mux.Handle(rt.method+" "+rt.path, h.wrap(rt.fn, rt.change))
+		fn := rt.fn
+		if rt.control != "" && !available[rt.control] {
+			// After the token check, as any other answer.
+			fn = func(http.ResponseWriter, *http.Request) error { return errUnavailable }
+		}
+		mux.Handle(rt.method+" "+rt.path, h.wrap(fn, rt.change))
 		allow[rt.path] = append(allow[rt.path], rt.method)
 	}
 	for path, methods := range allow {
@@ -373,9 +380,6 @@ func (h *handler) stateJSON() ([]byte, error) {
 }
 
 func (h *handler) backend(w http.ResponseWriter, r *http.Request) error {
-	if h.ctl.SetBackendMode == nil {
-		return errUnavailable
-	}
 	var req struct {
 		Mode *string `json:"mode"`
 	}
@@ -394,9 +398,6 @@ func (h *handler) backend(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) shedding(w http.ResponseWriter, r *http.Request) error {
-	if h.ctl.SetShedding == nil {
-		return errUnavailable
-	}
 	var req struct {
 		Dependency *string `json:"dependency"`
 		Mode       *string `json:"mode"`
@@ -421,9 +422,6 @@ func (h *handler) shedding(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) drain(w http.ResponseWriter, r *http.Request) error {
-	if h.ctl.Drain == nil {
-		return errUnavailable
-	}
 	var req struct {
 		Instance *string `json:"instance"`
 		Drain    *bool   `json:"drain"`
@@ -443,9 +441,6 @@ func (h *handler) drain(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) restart(w http.ResponseWriter, r *http.Request) error {
-	if h.ctl.RollingRestart == nil {
-		return errUnavailable
-	}
 	if err := decodeEmpty(w, r); err != nil {
 		return err
 	}
@@ -453,9 +448,6 @@ func (h *handler) restart(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) startLoad(w http.ResponseWriter, r *http.Request) error {
-	if h.ctl.StartLoad == nil {
-		return errUnavailable
-	}
 	var req struct {
 		RPS     *float64 `json:"rps"`
 		Seconds *int     `json:"seconds"`
@@ -479,9 +471,6 @@ func (h *handler) startLoad(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) stopLoad(w http.ResponseWriter, r *http.Request) error {
-	if h.ctl.StopLoad == nil {
-		return errUnavailable
-	}
 	if err := decodeEmpty(w, r); err != nil {
 		return err
 	}

@@ -123,29 +123,30 @@ func TestFileWatch(t *testing.T) {
 		writeInPlace(t, path, oneYAML)
 		rec.waitSet(t, 3, oneSet)
 	})
+	// keepsSet checks that the watch refuses a change to the file: it
+	// waits for logged in the log (what: the refusal), finds still n sets
+	// passed (why: the reason), then writes content and waits for set n+1,
+	// want.
+	keepsSet := func(t *testing.T, what, logged string, n int, why, content string, want []lb.Instance) {
+		t.Helper()
+		testkit.WaitFor(t, 5*time.Second, what+" logged", func() bool {
+			return strings.Contains(buf.String(), logged)
+		})
+		if got := rec.count(); got != n {
+			t.Fatalf("%d sets passed, want still %d (%s)", got, n, why)
+		}
+		writeAtomic(t, path, content)
+		rec.waitSet(t, n+1, want)
+	}
 	t.Run("invalid file keeps the set", func(t *testing.T) {
 		writeAtomic(t, path, badYAML)
-		testkit.WaitFor(t, 5*time.Second, "the refusal logged", func() bool {
-			return strings.Contains(buf.String(), "line 4: field bogus not found")
-		})
-		if n := rec.count(); n != 3 {
-			t.Fatalf("%d sets passed, want still 3 (the invalid file's refused)", n)
-		}
-		writeAtomic(t, path, twoYAML)
-		rec.waitSet(t, 4, twoSet)
+		keepsSet(t, "the refusal", "line 4: field bogus not found", 3, "the invalid file's refused", twoYAML, twoSet)
 	})
 	t.Run("deleted file keeps the set", func(t *testing.T) {
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
-		testkit.WaitFor(t, 5*time.Second, "the missing file logged", func() bool {
-			return strings.Contains(buf.String(), "no such file")
-		})
-		if n := rec.count(); n != 4 {
-			t.Fatalf("%d sets passed, want still 4 (a deleted file is no empty set)", n)
-		}
-		writeAtomic(t, path, oneYAML)
-		rec.waitSet(t, 5, oneSet)
+		keepsSet(t, "the missing file", "no such file", 4, "a deleted file is no empty set", oneYAML, oneSet)
 	})
 	t.Run("zero instances", func(t *testing.T) {
 		writeAtomic(t, path, "instances: []\n")

@@ -173,7 +173,6 @@ func (k *Kubernetes) Watch(ctx context.Context, update func([]lb.Instance)) erro
 
 	p := &publisher{update: update, log: k.c.Log}
 	syncedCh := informer.HasSyncedChecker().Done() // nil once synced
-	var lastSkipped string
 	for {
 		select {
 		case <-ctx.Done():
@@ -196,12 +195,7 @@ func (k *Kubernetes) Watch(ctx context.Context, update func([]lb.Instance)) erro
 			continue
 		}
 		insts, skipped, err := KubernetesInstances(objs)
-		if msg := strings.Join(skipped, "; "); msg != lastSkipped {
-			if msg != "" {
-				k.c.Log.Warn("EndpointSlice entries skipped", "skipped", len(skipped), "why", msg)
-			}
-			lastSkipped = msg
-		}
+		p.skipped("EndpointSlice entries", skipped)
 		if err != nil {
 			p.fail(err)
 			continue

@@ -41,23 +41,23 @@ var (
 
 // checkNamespace checks a namespace name: a DNS-1123 label.
 func checkNamespace(path, ns string) error {
-	if ns == "" {
-		return field.New(path, ns, "required: kubernetes://NAMESPACE/SERVICE")
-	}
-	if len(ns) > 63 || !dnsLabel.MatchString(ns) {
-		return field.New(path, ns, "not a namespace name: at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit")
-	}
-	return nil
+	return checkObjectName(path, ns, dnsLabel, "not a namespace name: at most 63 lower-case letters, digits or '-', starting and ending with a letter or digit")
 }
 
 // checkServiceName checks a Service's name: a DNS-1035 label (a DNS-1123
 // label that starts with a letter), as the API requires.
 func checkServiceName(path, name string) error {
+	return checkObjectName(path, name, serviceName, "not a Service name: at most 63 lower-case letters, digits or '-', starting with a letter and ending with a letter or digit")
+}
+
+// checkObjectName checks a name of kubernetes://NAMESPACE/SERVICE: present, at
+// most 63 characters and matching label, else rule is what is wrong.
+func checkObjectName(path, name string, label *regexp.Regexp, rule string) error {
 	if name == "" {
 		return field.New(path, name, "required: kubernetes://NAMESPACE/SERVICE")
 	}
-	if len(name) > 63 || !serviceName.MatchString(name) {
-		return field.New(path, name, "not a Service name: at most 63 lower-case letters, digits or '-', starting with a letter and ending with a letter or digit")
+	if len(name) > 63 || !label.MatchString(name) {
+		return field.New(path, name, rule)
 	}
 	return nil
 }

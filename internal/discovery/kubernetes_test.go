@@ -150,20 +150,9 @@ func TestNewKubernetesErrors(t *testing.T) {
 func watchKubernetes(t *testing.T, k *Kubernetes) *recorder {
 	t.Helper()
 	var rec recorder
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- k.Watch(ctx, rec.update) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Watch = %v, want nil once its context is done", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Watch did not return within 5s of its context's end")
-		}
-	})
+	// Stopped when the test ends; an error from Watch, or no return within
+	// 5s of its context's end, fails the test.
+	testkit.Go(t, "Kubernetes.Watch", 5*time.Second, func(ctx context.Context) error { return k.Watch(ctx, rec.update) })
 	return &rec
 }
 
@@ -310,19 +299,14 @@ func TestKubernetesWatchStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
 		var rec recorder
-		go func() { done <- k.Watch(ctx, rec.update) }()
+		stop := testkit.Go(t, "Kubernetes.Watch", 5*time.Second, func(ctx context.Context) error { return k.Watch(ctx, rec.update) })
 		rec.waitSet(t, 1, []lb.Instance{inst("10.0.0.1:8001", "10.0.0.1:9001")})
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("Watch = %v, want nil", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Watch did not return within 5s of its context's end")
+		if err := stop(); err != nil { // stop fails t if Watch did not return within 5s
+			t.Fatalf("Watch = %v, want nil", err)
+		}
+		if t.Failed() {
+			t.FailNow()
 		}
 	}
 }

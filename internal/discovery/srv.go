@@ -108,7 +108,6 @@ func NewSRV(c SRVConfig) (*SRV, error) {
 // done. A resolution is bounded by the interval.
 func (s *SRV) Watch(ctx context.Context, update func([]lb.Instance)) error {
 	p := &publisher{update: update, log: s.c.Log}
-	var lastSkipped string
 	for {
 		rctx, cancel := context.WithTimeout(ctx, s.c.Interval)
 		insts, skipped, err := s.resolve(rctx)
@@ -116,12 +115,7 @@ func (s *SRV) Watch(ctx context.Context, update func([]lb.Instance)) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if msg := strings.Join(skipped, "; "); msg != lastSkipped {
-			if msg != "" {
-				s.c.Log.Warn("SRV records skipped", "skipped", len(skipped), "why", msg)
-			}
-			lastSkipped = msg
-		}
+		p.skipped("SRV records", skipped)
 		if err != nil {
 			p.fail(err)
 		} else {

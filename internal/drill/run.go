@@ -180,7 +180,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer backend.stop(5 * time.Second)
+	defer backend.Stop(5 * time.Second)
 	bc := &backendsim.Client{BaseURL: backendURL, HTTP: &http.Client{Timeout: 2 * time.Second}}
 	if err := waitFor(ctx, 10*time.Second, backend, func(ctx context.Context) error {
 		_, err := bc.Control(ctx)
@@ -204,7 +204,7 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer up.stop(30 * time.Second)
+	defer up.Stop(30 * time.Second)
 	adm := newAdmin(adminAddr)
 	defer adm.close()
 	ready := func(ctx context.Context) error {
@@ -303,8 +303,8 @@ func (r *runner) drive(ctx context.Context, url string, bc *backendsim.Client, a
 	g.Go(func() error {
 		// The system must outlive the load: `up` exiting is a failure.
 		select {
-		case <-up.done:
-			return fmt.Errorf("spillway up exited during the drill: %v (see %s)", up.err, filepath.Join(r.dir, "up.log"))
+		case <-up.Done():
+			return fmt.Errorf("spillway up exited during the drill: %v (see %s)", up.Err(), filepath.Join(r.dir, "up.log"))
 		case <-gctx.Done():
 			return nil
 		case <-loadDone:
@@ -450,8 +450,8 @@ func waitFor(ctx context.Context, timeout time.Duration, c *child, check func(co
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-c.done:
-			return fmt.Errorf("%s exited: %v", c.name, c.err)
+		case <-c.Done():
+			return fmt.Errorf("%s exited: %v", c.name, c.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

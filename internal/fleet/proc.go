@@ -15,8 +15,8 @@ import (
 )
 
 // proc is one instance process, as the shell runs it; its place in the
-// fleet is the Plan's. Fields are set before the process starts and never
-// change, but for those below exited.
+// fleet is the Plan's. Its fields are set once the process has started and
+// never change.
 type proc struct {
 	id         string
 	cmd        *exec.Cmd
@@ -26,19 +26,9 @@ type proc struct {
 	out        *output
 	stopProbes context.CancelFunc
 
-	// exited is closed by the waiter once cmd.Wait has returned; exitErr
-	// is written before and may be read after.
-	exited  chan struct{}
-	exitErr error
-}
-
-func (p *proc) hasExited() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
+	// child reaps cmd: its Done is closed once cmd.Wait has returned,
+	// the group's leftovers have been killed and the output flushed.
+	child *procgroup.Child
 }
 
 // addr returns the address a check on port targets.
@@ -129,9 +119,9 @@ func (o *output) addrInUse() bool {
 	return bytes.Contains(o.tail, []byte("address already in use"))
 }
 
-// exit describes p's exit for the plan. Call it after p.exited is closed.
+// exit describes p's exit for the plan. Call it once p.child is done.
 func (p *proc) exit() Exit {
-	return Exit{Status: errText(p.exitErr), Output: p.out.lastLine(), AddrInUse: p.out.addrInUse()}
+	return Exit{Status: errText(p.child.Err()), Output: p.out.lastLine(), AddrInUse: p.out.addrInUse()}
 }
 
 func errText(err error) string {
@@ -159,7 +149,11 @@ func (f *Fleet) startLocked(a Action, now time.Time) error {
 		cmd.Env = append(os.Environ(), f.env...)
 	}
 	cmd.WaitDelay = time.Second // bounds Wait if a grandchild keeps the output pipe open
-	if err := f.spawn.Start(cmd); err != nil {
+	child, err := f.spawn.StartChild(cmd, func() {
+		procgroup.KillGroup(cmd.Process.Pid) // whatever it left behind
+		out.flush()
+	})
+	if err != nil {
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	p := &proc{
@@ -169,7 +163,7 @@ func (f *Fleet) startLocked(a Action, now time.Time) error {
 		service: addrs[0],
 		health:  addrs[1],
 		out:     out,
-		exited:  make(chan struct{}),
+		child:   child,
 	}
 	f.procs[p.id] = p
 	var ctx context.Context
@@ -183,14 +177,10 @@ func (f *Fleet) startLocked(a Action, now time.Time) error {
 	return nil
 }
 
-// wait reaps p and reports its exit to the loop.
+// wait reports p's exit to the loop once p has been reaped.
 func (f *Fleet) wait(p *proc) {
 	defer f.wg.Done()
-	err := p.cmd.Wait()
-	procgroup.KillGroup(p.pid)
-	p.out.flush()
-	p.exitErr = err
-	close(p.exited)
+	<-p.child.Done()
 	select {
 	case f.exits <- p:
 	case <-f.quit:

@@ -18,7 +18,7 @@ func (f *Fleet) stopLocked(p *proc) {
 
 func (f *Fleet) stopProc(p *proc) {
 	defer f.wg.Done()
-	if p.hasExited() {
+	if p.child.Exited() {
 		return
 	}
 	if err := procgroup.Terminate(p.cmd.Process); err != nil {
@@ -27,11 +27,11 @@ func (f *Fleet) stopProc(p *proc) {
 	t := time.NewTimer(f.cfg.StopTimeout)
 	defer t.Stop()
 	select {
-	case <-p.exited:
+	case <-p.child.Done():
 	case <-f.quit: // shutdown takes over
 	case <-t.C:
 		f.log.Warn("instance did not stop in time; killing", "instance", p.id, "pid", p.pid, "stop_timeout", f.cfg.StopTimeout)
-		if err := procgroup.Kill(p.cmd.Process); err != nil && !p.hasExited() {
+		if err := procgroup.Kill(p.cmd.Process); err != nil && !p.child.Exited() {
 			f.log.Error("SIGKILL failed", "instance", p.id, "pid", p.pid, "err", err)
 		}
 	}
@@ -58,7 +58,7 @@ func (f *Fleet) shutdown(cancelBase context.CancelFunc) {
 		f.log.Info("stopping instances", "count", len(live))
 	}
 	for _, p := range live {
-		if !p.hasExited() {
+		if !p.child.Exited() {
 			if err := procgroup.Terminate(p.cmd.Process); err != nil {
 				f.log.Warn("SIGTERM failed", "instance", p.id, "pid", p.pid, "err", err)
 			}
@@ -72,22 +72,22 @@ func (f *Fleet) shutdown(cancelBase context.CancelFunc) {
 			break
 		}
 		select {
-		case <-p.exited:
+		case <-p.child.Done():
 		case <-deadline.C:
 			expired = true
 		}
 	}
 	if expired {
 		for _, p := range live {
-			if !p.hasExited() {
+			if !p.child.Exited() {
 				f.log.Warn("instance did not stop in time; killing", "instance", p.id, "pid", p.pid)
-				if err := procgroup.Kill(p.cmd.Process); err != nil && !p.hasExited() {
+				if err := procgroup.Kill(p.cmd.Process); err != nil && !p.child.Exited() {
 					f.log.Error("SIGKILL failed", "instance", p.id, "pid", p.pid, "err", err)
 				}
 			}
 		}
 		for _, p := range live {
-			<-p.exited
+			<-p.child.Done()
 		}
 	}
 	f.wg.Wait()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/spillway-dev/spillway/internal/fleet"
@@ -112,29 +113,52 @@ func (g *Guardrails) take(now time.Time, limit int, b budgetState) (bool, error)
 			// The key only grows within a window: what was exhausted is.
 			return false, nil
 		}
-		next := append(spent, now)
-		val, err := json.Marshal(budgetRecord{Spent: next})
-		if err != nil {
-			return false, err
-		}
-		res, err := g.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", b.rev)).
-			Then(clientv3.OpPut(key, string(val))).
-			Else(clientv3.OpGet(key)).
-			Commit()
-		if err != nil {
+		var (
+			ok  bool
+			err error
+		)
+		if b, ok, err = g.swapBudget(ctx, key, b.rev, append(spent, now)); err != nil {
 			return false, fmt.Errorf("budget transaction on %s: %w", key, err)
 		}
-		if res.Succeeded {
-			g.setBudget(budgetState{rev: res.Header.Revision, spent: next})
+		if ok {
 			return true, nil
-		}
-		b = budgetState{}
-		if kvs := res.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			b = budgetState{rev: kvs[0].ModRevision, spent: g.decodeBudget(kvs[0].Value)}
 		}
 		g.setBudget(b)
 	}
+}
+
+// swapBudget writes spent as the budget key's value in a transaction
+// that holds only if the key is still at revision rev (0: absent). If it
+// holds, it keeps the new state (setBudget) and returns it, ok; if not, it
+// returns what the key holds instead.
+func (g *Guardrails) swapBudget(ctx context.Context, key string, rev int64, spent []time.Time) (b budgetState, ok bool, err error) {
+	val, err := json.Marshal(budgetRecord{Spent: spent})
+	if err != nil {
+		return budgetState{}, false, err
+	}
+	res, err := g.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
+		Then(clientv3.OpPut(key, string(val))).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return budgetState{}, false, err
+	}
+	if res.Succeeded {
+		b = budgetState{rev: res.Header.Revision, spent: spent}
+		g.setBudget(b)
+		return b, true, nil
+	}
+	return g.budgetOf(res.Responses[0].GetResponseRange().Kvs), false, nil
+}
+
+// budgetOf is the budget key's state as a read found it: kvs holds the
+// key, or nothing when it is absent.
+func (g *Guardrails) budgetOf(kvs []*mvccpb.KeyValue) budgetState {
+	if len(kvs) == 0 {
+		return budgetState{}
+	}
+	return budgetState{rev: kvs[0].ModRevision, spent: g.decodeBudget(kvs[0].Value)}
 }
 
 // setBudget keeps b as the budget key's state unless a later revision is

@@ -33,29 +33,24 @@ func newMetrics(g *Guardrails, reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	view := func(f func(Status) float64) func() float64 { return func() float64 { return f(g.Status()) } }
-	cs := []prometheus.Collector{
-		m.requests,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "spillway_fleetwide_connected",
-			Help: "1 while etcd answers; 0 while the fleet-wide view is the last one known and the budget is this host's share.",
-		}, view(func(s Status) float64 { return b2f(s.Connected) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "spillway_fleetwide_hosts",
-			Help: "Hosts in the fleet-wide view, this one included.",
-		}, view(func(s Status) float64 { return float64(len(s.Hosts)) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "spillway_fleetwide_size",
-			Help: "Instances of the whole fleet: the sum of the hosts' sizes.",
-		}, view(func(s Status) float64 { return float64(s.Size) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "spillway_fleetwide_failing",
-			Help: "Failures that count towards the freeze, on every host.",
-		}, view(func(s Status) float64 { return float64(s.Failing) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "spillway_fleetwide_budget_remaining",
-			Help: "Replacements the fleet-wide budget allows now, as this host sees it; -1 without limit.",
-		}, view(func(s Status) float64 { return float64(s.BudgetRemaining) })),
+	cs := []prometheus.Collector{m.requests}
+	for _, v := range []struct {
+		name, help string
+		value      func(Status) float64
+	}{
+		{"spillway_fleetwide_connected", "1 while etcd answers; 0 while the fleet-wide view is the last one known and the budget is this host's share.",
+			func(s Status) float64 { return b2f(s.Connected) }},
+		{"spillway_fleetwide_hosts", "Hosts in the fleet-wide view, this one included.",
+			func(s Status) float64 { return float64(len(s.Hosts)) }},
+		{"spillway_fleetwide_size", "Instances of the whole fleet: the sum of the hosts' sizes.",
+			func(s Status) float64 { return float64(s.Size) }},
+		{"spillway_fleetwide_failing", "Failures that count towards the freeze, on every host.",
+			func(s Status) float64 { return float64(s.Failing) }},
+		{"spillway_fleetwide_budget_remaining", "Replacements the fleet-wide budget allows now, as this host sees it; -1 without limit.",
+			func(s Status) float64 { return float64(s.BudgetRemaining) }},
+	} {
+		// Each gauge reads the status when scraped.
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: v.name, Help: v.help}, func() float64 { return v.value(g.Status()) }))
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -180,38 +180,22 @@ func (g *Guardrails) mergePending(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.Etcd.Timeout)
 	defer cancel()
 	key := g.budgetKey()
-	b := budgetState{}
 	res, err := g.cli.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", key, err)
 	}
-	if len(res.Kvs) > 0 {
-		b = budgetState{rev: res.Kvs[0].ModRevision, spent: g.decodeBudget(res.Kvs[0].Value)}
-	}
+	b := g.budgetOf(res.Kvs)
 	for {
 		next := prune(slices.Concat(b.spent, pend), g.opts.Etcd.Now(), g.bwindow)
 		if len(next) > maxSpent {
 			next = next[len(next)-maxSpent:]
 		}
-		val, err := json.Marshal(budgetRecord{Spent: next})
-		if err != nil {
-			return err
-		}
-		tres, err := g.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", b.rev)).
-			Then(clientv3.OpPut(key, string(val))).
-			Else(clientv3.OpGet(key)).
-			Commit()
-		if err != nil {
+		var ok bool
+		if b, ok, err = g.swapBudget(ctx, key, b.rev, next); err != nil {
 			return fmt.Errorf("merge into %s: %w", key, err)
 		}
-		if tres.Succeeded {
-			g.setBudget(budgetState{rev: tres.Header.Revision, spent: next})
+		if ok {
 			break
-		}
-		b = budgetState{}
-		if kvs := tres.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			b = budgetState{rev: kvs[0].ModRevision, spent: g.decodeBudget(kvs[0].Value)}
 		}
 	}
 	g.mu.Lock()

@@ -352,15 +352,7 @@ func (r *Runtime) ServersState(ctx context.Context, backend string) ([]Server, e
 		}
 		command += " " + backend
 	}
-	answer, err := r.Exec(ctx, command)
-	if err != nil {
-		return nil, err
-	}
-	servers, err := ParseServersState(answer)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy command %q: %w", command, err)
-	}
-	return servers, nil
+	return query(ctx, r, command, ParseServersState)
 }
 
 // ShowMap returns the entries of a map, named by its file as the
@@ -370,16 +362,7 @@ func (r *Runtime) ShowMap(ctx context.Context, name string) ([]MapEntry, error) 
 	if err := checkWord("map", name, false); err != nil {
 		return nil, err
 	}
-	command := "show map " + name
-	answer, err := r.Exec(ctx, command)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := ParseMap(answer)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy command %q: %w", command, err)
-	}
-	return entries, nil
+	return query(ctx, r, "show map "+name, ParseMap)
 }
 
 // SetMap makes key map to value: "set map MAP KEY VALUE", and when HAProxy
@@ -427,14 +410,20 @@ func (r *Runtime) DelMap(ctx context.Context, name, key string) error {
 
 // Info returns "show info".
 func (r *Runtime) Info(ctx context.Context) (Info, error) {
-	const command = "show info"
+	return query(ctx, r, "show info", ParseInfo)
+}
+
+// query runs command and parses its answer with parse; an answer that
+// does not parse is an error that names the command.
+func query[T any](ctx context.Context, r *Runtime, command string, parse func(string) (T, error)) (T, error) {
+	var zero T
 	answer, err := r.Exec(ctx, command)
 	if err != nil {
-		return Info{}, err
+		return zero, err
 	}
-	info, err := ParseInfo(answer)
+	v, err := parse(answer)
 	if err != nil {
-		return Info{}, fmt.Errorf("haproxy command %q: %w", command, err)
+		return zero, fmt.Errorf("haproxy command %q: %w", command, err)
 	}
-	return info, nil
+	return v, nil
 }

@@ -45,7 +45,7 @@ type rig struct {
 
 func startRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{Front: haproxytest.FreePort(t), TCPSocket: haproxytest.FreePort(t)}
+	r := &rig{Front: testkit.FreePort(t), TCPSocket: testkit.FreePort(t)}
 	for i := range r.Backends {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(w, "s%d\n", i+1)
@@ -506,21 +506,14 @@ func assertCommandError(t *testing.T, err, sentinel error, answer string) {
 }
 
 func TestParseServersState(t *testing.T) {
-	b, err := os.ReadFile("testdata/servers-state-2.6.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ParseServersState(string(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := parseTestdata(t, "servers-state-2.6.txt", ParseServersState)
 	if len(got) != 2 || got[0].Name != "s1" || got[0].Port != 18081 || got[0].AdminState != AdminForcedDrain ||
 		got[0].Weight != 50 || got[0].InitialWeight != 100 || got[1].OpState != OpStopped || !got[1].AdminState.Maint() ||
 		got[0].Fields["srv_check_port"] != "0" || got[0].FQDN != "" || got[0].BackendID != 3 || got[1].ID != 2 {
 		t.Errorf("parsed %+v", got)
 	}
 	// By name, not position: a reordered header with fields unknown to us.
-	got, err = ParseServersState("1\n# srv_name extra be_name srv_uweight srv_admin_state srv_op_state srv_addr\nweb1 x app 7 1 0 10.0.0.1\n")
+	got, err := ParseServersState("1\n# srv_name extra be_name srv_uweight srv_admin_state srv_op_state srv_addr\nweb1 x app 7 1 0 10.0.0.1\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,7 +521,7 @@ func TestParseServersState(t *testing.T) {
 		!cmp.Equal(want, got[0], cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Fields" }, cmp.Ignore())) {
 		t.Errorf("reordered: %+v", got)
 	}
-	for _, bad := range []string{
+	wantParseErrors(t, "ParseServersState", ParseServersState,
 		"",
 		"2\n# be_name srv_name srv_addr srv_op_state srv_admin_state srv_uweight\n",
 		"1\n",
@@ -538,22 +531,11 @@ func TestParseServersState(t *testing.T) {
 		"1\n# be_name srv_name srv_addr srv_op_state srv_admin_state srv_uweight\napp web1 1.2.3.4 2 0 x\n",
 		"1\n# be_name srv_name srv_addr srv_op_state srv_admin_state srv_uweight\napp web1 1.2.3.4 -2 0 1\n",
 		"No such server.",
-	} {
-		if s, err := ParseServersState(bad); err == nil {
-			t.Errorf("ParseServersState(%q) = %+v, want an error", bad, s)
-		}
-	}
+	)
 }
 
 func TestParseMap(t *testing.T) {
-	b, err := os.ReadFile("testdata/map-2.6.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ParseMap(string(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := parseTestdata(t, "map-2.6.txt", ParseMap)
 	want := []MapEntry{{"0x56244afec2d0", "a.example", "3"}, {"0x56244afec320", "b.example", "0.5"}, {"0x7f06a804c690", "k2", "v w"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -561,31 +543,16 @@ func TestParseMap(t *testing.T) {
 	if got, err := ParseMap(""); err != nil || len(got) != 0 {
 		t.Errorf("empty map: %v, %v", got, err)
 	}
-	for _, bad := range []string{"a.example 3", "0x a 1", "0xzz a 1", "0x12 a", "0x12  a"} {
-		if e, err := ParseMap(bad); err == nil {
-			t.Errorf("ParseMap(%q) = %+v, want an error", bad, e)
-		}
-	}
+	wantParseErrors(t, "ParseMap", ParseMap, "a.example 3", "0x a 1", "0xzz a 1", "0x12 a", "0x12  a")
 }
 
 func TestParseInfo(t *testing.T) {
-	b, err := os.ReadFile("testdata/info-2.6.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := ParseInfo(string(b))
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := parseTestdata(t, "info-2.6.txt", ParseInfo)
 	if got.Pid != 19802 || got.UptimeSec != 37 || got.Version != "2.6.12-1+deb12u4" || got.Name != "HAProxy" ||
 		got.StartTimeSec != 1795960563 || got.Fields["Unstoppable Jobs"] != "0" || got.Fields["Uptime"] != "0d 0h00m37s" {
 		t.Errorf("parsed %+v", got)
 	}
-	for _, bad := range []string{"", "Pid: 1", "Uptime_sec: 1", "Pid: x\nUptime_sec: 1", "Pid: 1\nUptime_sec: 1\nno colon", "Pid: 99999999999\nUptime_sec: 1"} {
-		if i, err := ParseInfo(bad); err == nil {
-			t.Errorf("ParseInfo(%q) = %+v, want an error", bad, i)
-		}
-	}
+	wantParseErrors(t, "ParseInfo", ParseInfo, "", "Pid: 1", "Uptime_sec: 1", "Pid: x\nUptime_sec: 1", "Pid: 1\nUptime_sec: 1\nno colon", "Pid: 99999999999\nUptime_sec: 1")
 	prev := Info{Pid: 10, UptimeSec: 100}
 	for _, tc := range []struct {
 		now  Info
@@ -647,4 +614,29 @@ func FuzzParseInfo(f *testing.F) {
 			t.Errorf("info %+v", info)
 		}
 	})
+}
+
+// parseTestdata parses the file testdata/name, an answer HAProxy gave,
+// with parse; it fails t if either fails.
+func parseTestdata[T any](t *testing.T, name string, parse func(string) (T, error)) T {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := parse(string(b))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return v
+}
+
+// wantParseErrors checks that parse, named name, refuses each of bad.
+func wantParseErrors[T any](t *testing.T, name string, parse func(string) (T, error), bad ...string) {
+	t.Helper()
+	for _, in := range bad {
+		if v, err := parse(in); err == nil {
+			t.Errorf("%s(%q) = %+v, want an error", name, in, v)
+		}
+	}
 }

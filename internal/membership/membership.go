@@ -161,13 +161,7 @@ type LBRecord struct {
 
 // Validate reports what is wrong with r.
 func (r *LBRecord) Validate() error {
-	var errs []error
-	if err := ValidateID(r.ID); err != nil {
-		errs = append(errs, err)
-	}
-	if host, port, err := net.SplitHostPort(r.Admin); err != nil || host == "" || port == "" || port == "0" {
-		errs = append(errs, fmt.Errorf("admin %q: not a host:port", r.Admin))
-	}
+	errs := checkRecord(r.ID, "admin", r.Admin)
 	if !(r.Weight > 0) || math.IsInf(r.Weight, 0) {
 		errs = append(errs, fmt.Errorf("weight %v: want a finite number above 0", r.Weight))
 	}
@@ -200,16 +194,25 @@ type Record struct {
 
 // Validate reports what is wrong with r.
 func (r *Record) Validate() error {
+	return errors.Join(checkRecord(r.ID, "service", r.Service, "health", r.Health)...)
+}
+
+// checkRecord checks what every record holds, instance or balancer: its id
+// (ValidateID) and its addresses, given as pairs of a field's name and
+// its value, each a host:port with a host and a port other than 0, where
+// others can reach it. It returns what is wrong, in that order.
+func checkRecord(id string, addrs ...string) []error {
 	var errs []error
-	if err := ValidateID(r.ID); err != nil {
+	if err := ValidateID(id); err != nil {
 		errs = append(errs, err)
 	}
-	for _, a := range []struct{ name, addr string }{{"service", r.Service}, {"health", r.Health}} {
-		if host, port, err := net.SplitHostPort(a.addr); err != nil || host == "" || port == "" || port == "0" {
-			errs = append(errs, fmt.Errorf("%s %q: not a host:port", a.name, a.addr))
+	for i := 0; i+1 < len(addrs); i += 2 {
+		name, addr := addrs[i], addrs[i+1]
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" || port == "0" {
+			errs = append(errs, fmt.Errorf("%s %q: not a host:port", name, addr))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // DecodeRecord decodes and validates a key's value.

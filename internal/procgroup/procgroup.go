@@ -12,6 +12,10 @@
 //   - Terminate asks a process's group to stop (SIGTERM), Kill ends it
 //     (SIGKILL), KillGroup ends what is left of a group once its leader has
 //     been reaped. They are safe for concurrent use.
+//   - StartChild starts a process through a Spawner and reaps it in the
+//     background: its Child tells when it has exited (Done, Exited, Err)
+//     and stops it (Terminate, Reap, Stop), group and all. A Child is safe
+//     for concurrent use.
 //   - FreeAddrs finds free TCP ports for a child to listen on.
 //
 // Other Unix systems have process groups but no parent-death signal: there

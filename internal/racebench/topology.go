@@ -38,14 +38,12 @@ const (
 )
 
 // proc is one child process, in a process group of its own, with its
-// output going to a log file. A goroutine reaps it; stop ends it.
+// output going to a log file. A goroutine reaps it (and closes the log);
+// Terminate, then Reap, ends it.
 type proc struct {
+	*procgroup.Child
 	name    string
-	cmd     *exec.Cmd
 	logPath string
-	log     *os.File
-	done    chan struct{} // closed once the process has been reaped
-	err     error         // its exit; read after done
 }
 
 // startProc starts bin with args through sp, adding env to the
@@ -61,51 +59,21 @@ func startProc(sp *procgroup.Spawner, name, logPath string, env []string, bin st
 		cmd.Env = append(os.Environ(), env...)
 	}
 	cmd.WaitDelay = time.Second
-	if err := sp.Start(cmd); err != nil {
+	c, err := sp.StartChild(cmd, func() { f.Close() })
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, log: f, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
+	return &proc{Child: c, name: name, logPath: logPath}, nil
 }
 
 // exited reports whether the process has ended, and if so an error that
 // says so with the end of its log.
 func (p *proc) exited() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited (%v): %s", p.name, p.err, tail(p.logPath, 600))
-	default:
+	if !p.Exited() {
 		return nil
 	}
-}
-
-// terminate asks the process's group to stop.
-func (p *proc) terminate() {
-	select {
-	case <-p.done:
-	default:
-		_ = procgroup.Terminate(p.cmd.Process)
-	}
-}
-
-// reap waits until deadline for the process to exit, then kills its
-// group, and waits for it to be reaped.
-func (p *proc) reap(deadline time.Time) {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-		_ = procgroup.Kill(p.cmd.Process)
-		<-p.done
-	}
-	procgroup.KillGroup(p.cmd.Process.Pid) // whatever it left behind
+	return fmt.Errorf("%s exited (%v): %s", p.name, p.Err(), tail(p.logPath, 600))
 }
 
 // tail returns up to n bytes of the end of the file at path, on one line.
@@ -136,11 +104,11 @@ type topology struct {
 // still running after stopTimeout.
 func (t *topology) stop() {
 	for _, p := range t.procs {
-		p.terminate()
+		p.Terminate()
 	}
 	deadline := time.Now().Add(stopTimeout)
 	for _, p := range t.procs {
-		p.reap(deadline)
+		p.Reap(deadline)
 	}
 }
 

@@ -121,6 +121,7 @@ type Decisions struct {
 	id   string
 	opts Options
 	kick chan struct{} // a change to publish, or etcd back
+	link link
 
 	mu         sync.Mutex
 	stored     [numKinds]map[string]stored // by name, as last read or watched
@@ -128,9 +129,6 @@ type Decisions struct {
 	pending    map[string]*change          // by key
 	seq        uint64
 	changed    chan struct{} // closed and replaced when Current changes
-	connected  bool
-	down       bool // etcd was lost and not yet back: warned once
-	lastSync   time.Time
 	superseded uint64
 }
 
@@ -185,9 +183,10 @@ func (d *Decisions) Current() (lb.SharedDecisions, <-chan struct{}) {
 
 // Status implements lb.Shared.
 func (d *Decisions) Status() lb.SharedStatus {
+	connected, lastSync, _ := d.link.state()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return lb.SharedStatus{Store: Scheme, Self: d.id, Connected: d.connected, LastSync: d.lastSync,
+	return lb.SharedStatus{Store: Scheme, Self: d.id, Connected: connected, LastSync: lastSync,
 		Pending: d.pendingLocked(), Superseded: d.superseded}
 }
 
@@ -483,28 +482,24 @@ func (d *Decisions) published(c change, ok bool, rev int64) {
 // lost records that etcd did not answer; the first time in an outage it
 // logs a warning.
 func (d *Decisions) lost(err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.connected = false
-	if !d.down {
-		d.down = true
-		d.opts.Logger.Warn("registry: etcd unreachable; keeping the decisions in force, sharing changes when it answers", "endpoints", strings.Join(d.cli.Endpoints(), ","), "prefix", d.dirs[kindOverride], "error", err)
+	if d.link.lost(d.opts.Now()) {
+		d.opts.Logger.Warn("registry: etcd unreachable; keeping the decisions in force, sharing changes when it answers", "endpoints", endpoints(d.cli), "prefix", d.dirs[kindOverride], "error", err)
 	}
 }
 
 // synced records that etcd answered; when it is back, the publisher is
 // woken.
 func (d *Decisions) synced() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.down {
-		d.down = false
-		d.opts.Logger.Info("registry: etcd answers again; decisions read afresh", "pending", d.pendingLocked(), "last_sync", d.lastSync)
-		select {
-		case d.kick <- struct{}{}:
-		default:
-		}
+	last, back := d.link.synced(d.opts.Now())
+	if !back {
+		return
 	}
-	d.connected = true
-	d.lastSync = d.opts.Now()
+	d.mu.Lock()
+	pending := d.pendingLocked()
+	d.mu.Unlock()
+	d.opts.Logger.Info("registry: etcd answers again; decisions read afresh", "pending", pending, "last_sync", last)
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }

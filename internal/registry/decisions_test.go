@@ -52,9 +52,7 @@ func must(t *testing.T, err error) {
 // keys. etcd stopped: the decisions stay, a change applies at once as
 // pending and lands once etcd is back; nothing is lost.
 func TestDecisionsShared(t *testing.T) {
-	e := etcdtest.Start(t)
-	cli := dial(t, e)
-	opts := testOpts(t)
+	e, cli, opts := startEtcd(t)
 	const prefix = "/shared"
 	const inst = "127.0.0.1:8080"
 

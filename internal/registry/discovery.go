@@ -4,9 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"strings"
-	"sync"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -27,11 +24,7 @@ type Discovery struct {
 	dir  string // PREFIX/instances/
 	opts Options
 
-	mu        sync.Mutex
-	connected bool
-	down      bool      // etcd was lost and not yet back: warned once
-	lostAt    time.Time // when, while down
-	lastSync  time.Time
+	link // Connected, LastSync
 }
 
 // NewDiscovery returns a Discovery of the instances registered under
@@ -40,28 +33,11 @@ func NewDiscovery(cli *clientv3.Client, prefix string, opts Options) *Discovery 
 	return &Discovery{cli: cli, dir: instancesDir(prefix), opts: opts.withDefaults()}
 }
 
-// Connected reports whether etcd answered the last request (the last
-// read, watch event or probe).
-func (d *Discovery) Connected() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.connected
-}
-
 // SourceStatus implements lb.SourceReporter: whether etcd answers, and
 // when the set was last known to be current.
 func (d *Discovery) SourceStatus() lb.SourceStatus {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return lb.SourceStatus{Source: Scheme, Connected: d.connected, LastSync: d.lastSync, UnreachableSince: d.lostAt}
-}
-
-// LastSync returns when the set was last known to be current: the last
-// read, watch event or successful probe. Zero before the first read.
-func (d *Discovery) LastSync() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.lastSync
+	connected, lastSync, lostAt := d.state()
+	return lb.SourceStatus{Source: Scheme, Connected: connected, LastSync: lastSync, UnreachableSince: lostAt}
 }
 
 // Watch implements lb.Discovery: it reads every registered instance and
@@ -109,25 +85,16 @@ func (d *Discovery) put(set map[string]Record, key string, value []byte) {
 // lost records that etcd did not answer; the first time in an outage it
 // logs a warning.
 func (d *Discovery) lost(err error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.connected = false
-	if !d.down {
-		d.down, d.lostAt = true, d.opts.Now()
-		d.opts.Logger.Warn("registry: etcd unreachable; keeping the last set of instances", "endpoints", strings.Join(d.cli.Endpoints(), ","), "prefix", d.dir, "error", err)
+	if d.link.lost(d.opts.Now()) {
+		d.opts.Logger.Warn("registry: etcd unreachable; keeping the last set of instances", "endpoints", endpoints(d.cli), "prefix", d.dir, "error", err)
 	}
 }
 
 // synced records that etcd answered and the set is current.
 func (d *Discovery) synced() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.down {
-		d.down, d.lostAt = false, time.Time{}
-		d.opts.Logger.Info("registry: etcd answers again; set read afresh", "prefix", d.dir, "last_sync", d.lastSync)
+	if last, back := d.link.synced(d.opts.Now()); back {
+		d.opts.Logger.Info("registry: etcd answers again; set read afresh", "prefix", d.dir, "last_sync", last)
 	}
-	d.connected = true
-	d.lastSync = d.opts.Now()
 }
 
 // instances maps set to the balancer's instances, in key order.

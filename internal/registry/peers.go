@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -41,12 +40,11 @@ type Peers struct {
 	weight float64
 	opts   Options
 
-	mu        sync.Mutex
-	share     lb.PeerShare
-	changed   chan struct{} // closed and replaced when share changes
-	connected bool
-	down      bool // etcd was lost and not yet back: warned once
-	lastSync  time.Time
+	link // Connected, LastSync
+
+	mu      sync.Mutex
+	share   lb.PeerShare
+	changed chan struct{} // closed and replaced when share changes
 }
 
 // NewPeers returns the Peers of the balancer id, of the given weight,
@@ -64,22 +62,6 @@ func (p *Peers) Share() (lb.PeerShare, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.share, p.changed
-}
-
-// Connected reports whether etcd answered the last read, watch event or
-// probe.
-func (p *Peers) Connected() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.connected
-}
-
-// LastSync returns when the set of balancers was last known to be
-// current. Zero before the first read.
-func (p *Peers) LastSync() time.Time {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lastSync
 }
 
 // Run reads the balancers registered under the prefix, then watches it,
@@ -161,23 +143,15 @@ func (p *Peers) publish(set map[string]float64) {
 // lost records that etcd did not answer; the first time in an outage it
 // logs a warning.
 func (p *Peers) lost(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.connected = false
-	if !p.down {
-		p.down = true
-		p.opts.Logger.Warn("registry: etcd unreachable; keeping the last capacity share", "endpoints", strings.Join(p.cli.Endpoints(), ","), "prefix", p.dir, "share", p.share.Share, "error", err)
+	if p.link.lost(p.opts.Now()) {
+		sh, _ := p.Share()
+		p.opts.Logger.Warn("registry: etcd unreachable; keeping the last capacity share", "endpoints", endpoints(p.cli), "prefix", p.dir, "share", sh.Share, "error", err)
 	}
 }
 
 // synced records that etcd answered and the set is current.
 func (p *Peers) synced() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.down {
-		p.down = false
-		p.opts.Logger.Info("registry: etcd answers again; balancers read afresh", "prefix", p.dir, "last_sync", p.lastSync)
+	if last, back := p.link.synced(p.opts.Now()); back {
+		p.opts.Logger.Info("registry: etcd answers again; balancers read afresh", "prefix", p.dir, "last_sync", last)
 	}
-	p.connected = true
-	p.lastSync = p.opts.Now()
 }

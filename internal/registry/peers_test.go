@@ -9,7 +9,6 @@ import (
 
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/testkit"
-	"github.com/spillway-dev/spillway/internal/testkit/etcdtest"
 )
 
 func lbRecord(id string, weight float64) LBRecord {
@@ -20,9 +19,7 @@ func lbRecord(id string, weight float64) LBRecord {
 // balancers' (itself counted before its key appears); a balancer that
 // deregisters leaves the sum; while etcd is lost the share stays.
 func TestPeersShare(t *testing.T) {
-	e := etcdtest.Start(t)
-	cli := dial(t, e)
-	opts := testOpts(t)
+	e, cli, opts := startEtcd(t)
 	const prefix = "/peers"
 
 	p := NewPeers(cli, prefix, "a", 1, opts)

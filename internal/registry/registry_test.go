@@ -29,6 +29,14 @@ func testOpts(t *testing.T) Options {
 	}
 }
 
+// startEtcd starts etcd for the test and returns it, with a client of
+// it (dial) and the test's Options (testOpts).
+func startEtcd(t *testing.T) (*etcdtest.Server, *clientv3.Client, Options) {
+	t.Helper()
+	e := etcdtest.Start(t)
+	return e, dial(t, e), testOpts(t)
+}
+
 func dial(t *testing.T, e *etcdtest.Server) *clientv3.Client {
 	t.Helper()
 	cli, err := Dial(Target{Endpoints: []string{e.Endpoint()}})
@@ -118,9 +126,7 @@ func waitServices(t *testing.T, s *sets, within time.Duration, want ...string) t
 }
 
 func TestRegisterDiscoverDeregister(t *testing.T) {
-	e := etcdtest.Start(t)
-	cli := dial(t, e)
-	opts := testOpts(t)
+	_, cli, opts := startEtcd(t)
 	const prefix = "/test"
 	a, _ := register(t, cli, prefix, record("a", 8001), opts)
 	register(t, cli, prefix, record("b", 8002), opts)
@@ -161,9 +167,7 @@ func TestRegisterDiscoverDeregister(t *testing.T) {
 }
 
 func TestExpiresWithoutKeepAlive(t *testing.T) {
-	e := etcdtest.Start(t)
-	cli := dial(t, e)
-	opts := testOpts(t)
+	e, cli, opts := startEtcd(t)
 	const prefix = "/expiry"
 	_, stopA := register(t, cli, prefix, record("a", 8001), opts)
 	register(t, cli, prefix, record("b", 8002), opts)
@@ -194,9 +198,7 @@ func TestExpiresWithoutKeepAlive(t *testing.T) {
 }
 
 func TestEtcdLostKeepsTheSet(t *testing.T) {
-	e := etcdtest.Start(t)
-	cli := dial(t, e)
-	opts := testOpts(t)
+	e, cli, opts := startEtcd(t)
 	log := &testkit.SyncBuffer{}
 	opts.Logger = bufLogger(log)
 	const prefix = "/lost"

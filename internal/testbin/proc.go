@@ -11,17 +11,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spillway-dev/spillway/internal/procgroup"
 	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
-// Proc is a spillway process started by Start: its combined output is
-// kept, and its process group is killed (SIGKILL) when the test ends, if
-// it still runs; a test that wants a graceful stop calls Stop itself.
+// Proc is a spillway process started by Start, in a process group of its
+// own, which on Linux the kernel kills if the test process dies first
+// (procgroup): its combined output is kept, and its process group is
+// killed (SIGKILL) when the test ends, if it still runs; a test that
+// wants a graceful stop calls Stop itself. Its Child gives its PID (and
+// process group id), Signal, Done, Exited and Err.
 type Proc struct {
-	cmd  *exec.Cmd
-	out  testkit.SyncBuffer
-	done chan struct{}
-	err  error // Wait's, once done is closed
+	*procgroup.Child
+	out testkit.SyncBuffer
 }
 
 // Start runs the spillway binary with args in a process group of its own.
@@ -48,30 +50,32 @@ func StartLimited(t testing.TB, nofile int, args ...string) *Proc {
 func start(t testing.TB, env []string, cmd *exec.Cmd) *Proc {
 	t.Helper()
 	args := cmd.Args
-	p := &Proc{cmd: cmd, done: make(chan struct{})}
+	p := &Proc{}
 	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), env...)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	// A spawner of its own, closed once the process has exited: its
+	// thread's end would kill the process (Pdeathsig).
+	sp := procgroup.NewSpawner()
+	c, err := sp.StartChild(cmd, nil)
+	if err != nil {
+		sp.Close()
 		t.Fatalf("start spillway %v: %v", args, err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	p.Child = c
 	t.Cleanup(func() {
 		if !p.Exited() {
-			_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
-			<-p.done
+			_ = procgroup.Kill(cmd.Process)
+			<-p.Done()
 		}
+		sp.Close()
 		if t.Failed() {
 			t.Logf("spillway %v (pid %d) output:\n%s", args, p.PID(), p.Output())
 		}
 	})
 	return p
 }
-
-// PID is the process id (and process group id).
-func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
 // Output is everything the process wrote so far.
 func (p *Proc) Output() string { return p.out.String() }
@@ -86,10 +90,8 @@ func (p *Proc) Await(t testing.TB, re *regexp.Regexp, timeout time.Duration) []s
 		if m := re.FindStringSubmatch(p.Output()); m != nil {
 			return m
 		}
-		select {
-		case <-p.done:
-			t.Fatalf("spillway exited (%v) before printing %q:\n%s", p.err, re, p.Output())
-		default:
+		if p.Exited() {
+			t.Fatalf("spillway exited (%v) before printing %q:\n%s", p.Err(), re, p.Output())
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("spillway printed no %q within %v:\n%s", re, timeout, p.Output())
@@ -98,40 +100,18 @@ func (p *Proc) Await(t testing.TB, re *regexp.Regexp, timeout time.Duration) []s
 	}
 }
 
-// Signal sends sig to the process.
-func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
-
-// Done is closed when the process has exited.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
-// Exited reports whether the process has exited.
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Err is the process's exit error (nil: status 0); valid once Done is
-// closed.
-func (p *Proc) Err() error { return p.err }
-
 // Stop sends SIGTERM and waits up to grace for the process to exit, then
 // kills its process group. It returns Wait's error (nil: exit status 0).
 func (p *Proc) Stop(grace time.Duration) error {
-	select {
-	case <-p.done:
-		return p.err
-	default:
+	if p.Exited() {
+		return p.Err()
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(grace):
 		_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
-		<-p.done
+		<-p.Done()
 	}
-	return p.err
+	return p.Err()
 }

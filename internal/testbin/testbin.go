@@ -7,7 +7,8 @@
 // `func TestMain(m *testing.M) { testbin.Main(m) }`), which checks them for
 // leaked goroutines and removes the build directory when they end; or it
 // calls Cleanup itself. Start runs it as a process that the test owns: its
-// output kept, stopped by PID when the test ends. Safe for concurrent use.
+// output kept, stopped by PID when the test ends, and on Linux killed by
+// the kernel if the test process dies first (procgroup.Child). Safe for concurrent use.
 // Like internal/testkit, whose helpers it uses, only tests import it.
 package testbin
 

@@ -20,6 +20,16 @@ func Listen(t testing.TB) net.Listener {
 	return ln
 }
 
+// FreePort returns a loopback host:port that was free a moment ago, for a
+// server that takes an address rather than a listener.
+func FreePort(t testing.TB) string {
+	t.Helper()
+	ln := Listen(t)
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
 // Go runs run in a goroutine of its own and returns stop, which cancels
 // run's context, waits up to within for run to return, and returns what
 // it returned; later calls return the same. If run has not returned by

@@ -3,7 +3,9 @@
 // util/testutil): a synchronized buffer (SyncBuffer), a polling wait
 // (WaitFor), a manual clock (Clock), process checks (Alive,
 // StillRunning), servers and loops run for the length of a test (Listen,
-// Serve, Go) and fuzz seeds from testdata (Seed). The headless-Chromium
+// Serve, Go, FreePort), system daemons a test runs (Binary, Daemon: the
+// process handling behind etcdtest and haproxytest) and fuzz seeds from
+// testdata (Seed). The headless-Chromium
 // harness is testkit/chromium, apart so that only the tests that drive a
 // browser link chromedp; a real etcd for a test is testkit/etcdtest; a
 // TCP proxy whose link a test can cut (a partition) is testkit/tcpproxy;
@@ -23,7 +25,9 @@
 //     and waited for within a bound; one that does not return within it
 //     fails the test.
 //   - Alive and StillRunning are for Unix systems; they read /proc where
-//     there is one.
+//     there is one. So are Binary and Daemon; a Daemon's
+//     process is killed by the kernel if the test process dies first, on
+//     Linux.
 package testkit
 
 import (

@@ -20,15 +20,12 @@
 package etcdtest
 
 import (
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,35 +38,23 @@ const Path = "/usr/bin/etcd"
 // StartTimeout bounds how long Start and Restart wait for etcd to answer.
 const StartTimeout = 20 * time.Second
 
-// Server is one etcd process and its data directory.
+// Server is one etcd process and its data directory. Its Daemon's
+// methods are its own: Running, PID and Output; Stop and Kill; Restart,
+// which starts etcd again on the same data directory and ports (after
+// stopping it, if it runs) and waits until it answers.
 type Server struct {
-	t       testing.TB
-	bin     string
-	dir     string // the data directory
-	client  string // http://127.0.0.1:PORT
-	peer    string // http://127.0.0.1:PORT
-	out     testkit.SyncBuffer
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when cmd has been waited for
-	started int           // processes started, for the log
+	*testkit.Daemon
+	bin    string
+	dir    string // the data directory
+	client string // http://127.0.0.1:PORT
+	peer   string // http://127.0.0.1:PORT
 }
 
 // Binary returns the etcd binary's path: Path, else etcd on PATH. It
 // skips t when there is none, or fails it in CI (CI=true).
 func Binary(t testing.TB) string {
 	t.Helper()
-	if _, err := os.Stat(Path); err == nil {
-		return Path
-	}
-	p, err := exec.LookPath("etcd")
-	if err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no %s and no etcd on PATH in CI (apt-get install etcd-server)", Path)
-	}
-	t.Skipf("no %s and no etcd on PATH: apt-get install etcd-server to run this test", Path)
-	return ""
+	return testkit.Binary(t, Path, "etcd", "etcd-server")
 }
 
 // Start starts etcd on two free loopback ports (client and peer) with a
@@ -77,16 +62,12 @@ func Binary(t testing.TB) string {
 // when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), dir: filepath.Join(t.TempDir(), "etcd")}
-	s.client = "http://" + freePort(t)
-	s.peer = "http://" + freePort(t)
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			t.Logf("etcd (%s) output:\n%s", s.client, s.out.String())
-		}
-	})
-	s.start()
+	s := &Server{bin: Binary(t), dir: filepath.Join(t.TempDir(), "etcd")}
+	s.client = "http://" + testkit.FreePort(t)
+	s.peer = "http://" + testkit.FreePort(t)
+	s.Daemon = testkit.NewDaemon(t, "etcd", s.client, StartTimeout, "answer on "+s.client, s.command, s.healthy)
+	t.Cleanup(s.Kill)
+	s.Restart()
 	return s
 }
 
@@ -96,55 +77,9 @@ func (s *Server) Endpoint() string { return s.client }
 // HostPort is the client URL's host:port.
 func (s *Server) HostPort() string { return strings.TrimPrefix(s.client, "http://") }
 
-// Running reports whether the etcd process runs.
-func (s *Server) Running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Stop stops etcd, with SIGTERM and, after 5 s, SIGKILL, and waits for
-// the process to exit. Its data directory and ports are kept for Restart.
-func (s *Server) Stop() {
-	s.t.Helper()
-	if !s.Running() {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		s.kill()
-	}
-}
-
-// Restart starts etcd again on the same data directory and ports (after
-// stopping it, if it runs) and waits until it answers.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.start()
-}
-
-// kill sends SIGKILL to the process, if it runs, and waits for it.
-func (s *Server) kill() {
-	if !s.Running() {
-		return
-	}
-	_ = syscall.Kill(s.cmd.Process.Pid, syscall.SIGKILL)
-	<-s.done
-}
-
-func (s *Server) start() {
-	s.t.Helper()
-	s.started++
-	fmt.Fprintf(&s.out, "--- etcd start #%d\n", s.started)
+// command is etcd's command line: one member, the data directory and the
+// ports of s.
+func (s *Server) command() *exec.Cmd {
 	cmd := exec.Command(s.bin,
 		"--name", "test",
 		"--data-dir", s.dir,
@@ -163,47 +98,18 @@ func (s *Server) start() {
 		// etcd 3.4 refuses to start on other architectures without it.
 		cmd.Env = append(cmd.Env, "ETCD_UNSUPPORTED_ARCH="+runtime.GOARCH)
 	}
-	cmd.Stdout, cmd.Stderr = &s.out, &s.out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start etcd: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }() // ends with the process, which kill ends
-	s.cmd, s.done = cmd, done
-
-	tr := &http.Transport{}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: time.Second}
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		if !s.Running() {
-			s.t.Fatalf("etcd exited at start:\n%s", s.out.String())
-		}
-		if res, err := hc.Get(s.client + "/health"); err == nil {
-			var b [256]byte
-			n, _ := res.Body.Read(b[:])
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK && strings.Contains(string(b[:n]), `"true"`) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			s.t.Fatalf("etcd did not answer on %s within %v:\n%s", s.client, StartTimeout, s.out.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a real process
-	}
+	return cmd
 }
 
-// freePort returns a loopback host:port that was free a moment ago.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// healthy reports whether etcd's /health says it is.
+func (s *Server) healthy(*exec.Cmd) bool {
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: time.Second}
+	res, err := hc.Get(s.client + "/health")
 	if err != nil {
-		t.Fatal(err)
+		return false
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	var b [256]byte
+	n, _ := res.Body.Read(b[:])
+	res.Body.Close()
+	return res.StatusCode == http.StatusOK && strings.Contains(string(b[:n]), `"true"`)
 }

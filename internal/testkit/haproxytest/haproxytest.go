@@ -33,7 +33,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,29 +59,19 @@ type Server struct {
 	// change state answer "Permission denied" on it.
 	UserSocket string
 
-	t       testing.TB
-	bin     string
-	out     testkit.SyncBuffer
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when cmd has been waited for
-	started int
+	// Daemon's methods are Server's own: Running, PID and Output; Stop
+	// (by its PID with SIGTERM, HAProxy's hard stop, and after 5 s
+	// SIGKILL) and Kill; Restart, which starts HAProxy again on the same
+	// configuration (after stopping it, if it runs).
+	*testkit.Daemon
+	bin string
 }
 
 // Binary returns the haproxy binary's path: Path, else haproxy on PATH.
 // It skips t when there is none, or fails it in CI (CI=true).
 func Binary(t testing.TB) string {
 	t.Helper()
-	if _, err := os.Stat(Path); err == nil {
-		return Path
-	}
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no %s and no haproxy on PATH in CI (apt-get install haproxy)", Path)
-	}
-	t.Skipf("no %s and no haproxy on PATH: apt-get install haproxy to run this test", Path)
-	return ""
+	return testkit.Binary(t, Path, "haproxy", "haproxy")
 }
 
 // Start writes Dir/haproxy.cfg — a global section with the two stats
@@ -91,7 +80,7 @@ func Binary(t testing.TB) string {
 // checks it with haproxy -c, starts HAProxy and waits until it answers.
 func Start(t testing.TB, sections func(dir string) string) *Server {
 	t.Helper()
-	s := &Server{t: t, bin: Binary(t), Dir: shortTempDir(t)}
+	s := &Server{bin: Binary(t), Dir: shortTempDir(t)}
 	s.Config = filepath.Join(s.Dir, "haproxy.cfg")
 	s.Socket = filepath.Join(s.Dir, "admin.sock")
 	s.UserSocket = filepath.Join(s.Dir, "user.sock")
@@ -117,89 +106,15 @@ defaults
 	if out, err := exec.Command(s.bin, "-c", "-f", s.Config).CombinedOutput(); err != nil {
 		t.Fatalf("haproxy -c -f %s: %v\n%s\nconfiguration:\n%s", s.Config, err, out, cfg)
 	}
-	t.Cleanup(func() {
-		s.Stop()
-		if t.Failed() {
-			t.Logf("haproxy (%s) output:\n%s", s.Config, s.out.String())
-		}
-	})
-	s.start()
+	s.Daemon = testkit.NewDaemon(t, "haproxy", s.Config, StartTimeout, "answer on "+s.Socket,
+		func() *exec.Cmd { return exec.Command(s.bin, "-f", s.Config, "-db") },
+		func(cmd *exec.Cmd) bool {
+			answer, err := command(s.Socket, "show info")
+			return err == nil && strings.Contains(answer, "Pid: "+strconv.Itoa(cmd.Process.Pid)+"\n")
+		})
+	t.Cleanup(s.Stop)
+	s.Restart()
 	return s
-}
-
-// PID is the running process's id, or 0.
-func (s *Server) PID() int {
-	if !s.Running() {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Running reports whether the haproxy process runs.
-func (s *Server) Running() bool {
-	if s.cmd == nil {
-		return false
-	}
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// Stop stops HAProxy by its PID with SIGTERM (HAProxy's hard stop) and,
-// after 5 s, SIGKILL, and waits for the process to exit.
-func (s *Server) Stop() {
-	if !s.Running() {
-		return
-	}
-	_ = syscall.Kill(s.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
-	}
-}
-
-// Restart stops HAProxy, if it runs, and starts it again on the same
-// configuration.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.start()
-}
-
-func (s *Server) start() {
-	s.t.Helper()
-	s.started++
-	fmt.Fprintf(&s.out, "--- haproxy start #%d\n", s.started)
-	cmd := exec.Command(s.bin, "-f", s.Config, "-db")
-	cmd.Stdout, cmd.Stderr = &s.out, &s.out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		s.t.Fatalf("start haproxy: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }() // ends with the process, which Stop ends
-	s.cmd, s.done = cmd, done
-
-	want := "Pid: " + strconv.Itoa(cmd.Process.Pid) + "\n"
-	deadline := time.Now().Add(StartTimeout)
-	for {
-		if !s.Running() {
-			s.t.Fatalf("haproxy exited at start:\n%s", s.out.String())
-		}
-		if answer, err := command(s.Socket, "show info"); err == nil && strings.Contains(answer, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			s.t.Fatalf("haproxy did not answer on %s within %v:\n%s", s.Socket, StartTimeout, s.out.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling a real process
-	}
 }
 
 // command sends one command to a stats socket and reads the answer.
@@ -234,17 +149,4 @@ func shortTempDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
-}
-
-// FreePort returns a loopback host:port that was free a moment ago, for
-// a frontend to bind.
-func FreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }

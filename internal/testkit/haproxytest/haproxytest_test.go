@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestStartRestart(t *testing.T) {
-	front := FreePort(t)
+	front := testkit.FreePort(t)
 	s := Start(t, func(dir string) string {
 		return "frontend fe\n    bind " + front + "\n    http-request return status 204\n"
 	})

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"log/slog"
+
+	"github.com/spillway-dev/spillway/internal/config"
+)
+
+// fileFlags is the command line of a subcommand that reads the spillway
+// file: --config, --log-level, and flags that each override one field of
+// the file when given (bind, bindVar and the flags several subcommands
+// share, below). load applies them over the file, at start and at every
+// reload, so a flag given wins over the file. Declare every flag before
+// parse.
+type fileFlags struct {
+	*flag.FlagSet
+	config   *string
+	logLevel *string
+	set      map[string]func(*config.File) // by flag name
+}
+
+// newFileFlags returns the command line of the subcommand name, with
+// --config (configUsage says which sections it reads) and --log-level.
+func newFileFlags(name, configUsage string, stderr io.Writer) *fileFlags {
+	fs := newFlagSet(name, stderr)
+	return &fileFlags{
+		FlagSet:  fs,
+		config:   fs.String("config", "", configUsage),
+		logLevel: fs.String("log-level", "info", "log `level`: debug, info, warn, error"),
+		set:      map[string]func(*config.File){},
+	}
+}
+
+// parse parses args (parseFlags) and returns the logger --log-level asks
+// for, writing to stderr.
+func (c *fileFlags) parse(args []string, stderr io.Writer) (*slog.Logger, error) {
+	if err := parseFlags(c.FlagSet, args); err != nil {
+		return nil, err
+	}
+	return newLogger(stderr, *c.logLevel)
+}
+
+// path is --config: the file's path, "" for none.
+func (c *fileFlags) path() string { return *c.config }
+
+// load loads the file named by --config onto def, with the flags given
+// applied over it (loadFile). The caller validates.
+func (c *fileFlags) load(def config.File) (config.File, error) {
+	return loadFile(*c.config, def, func(f *config.File) {
+		c.Visit(func(fl *flag.Flag) {
+			if set := c.set[fl.Name]; set != nil {
+				set(f)
+			}
+		})
+	})
+}
+
+// onHangup is onHangup with reload, the reload of the file, when there is
+// a --config file to reload; without one, SIGHUP is logged and ignored.
+func (c *fileFlags) onHangup(logger *slog.Logger, reload func()) (stop func()) {
+	if *c.config == "" {
+		reload = nil
+	}
+	return onHangup(logger, "no --config file to reload", reload)
+}
+
+// bind declares the flag name (through declare: c.String, c.Int, ...,
+// with the zero value as its default) that, when given, set stores into
+// the file.
+func bind[T any](c *fileFlags, declare func(name string, value T, usage string) *T, name, usage string, set func(f *config.File, v T)) {
+	var zero T
+	p := declare(name, zero, usage)
+	c.set[name] = func(f *config.File) { set(f, *p) }
+}
+
+// bindVar declares the flag name for value that, when given, set stores
+// into the file.
+func bindVar(c *fileFlags, value flag.Value, name, usage string, set func(f *config.File)) {
+	c.Var(value, name, usage)
+	c.set[name] = set
+}
+
+// The flags several subcommands share, each with the same meaning
+// wherever it is given; usage says it in the subcommand's terms.
+
+// bindBackend declares --backend, login.backend.url. The health probe
+// follows the backend named on the command line: login.backend.probe_url
+// is derived from it again.
+func bindBackend(c *fileFlags, usage string) {
+	bind(c, c.String, "backend", usage, func(f *config.File, v string) {
+		f.Login.Backend.URL = v
+		f.Login.Backend.ProbeURL = ""
+	})
+}
+
+// bindRegister declares --register, login.register.
+func bindRegister(c *fileFlags, usage string) {
+	bind(c, c.String, "register", usage, func(f *config.File, v string) { f.Login.Register = v })
+}
+
+// bindInstances declares --instances, fleet.size.
+func bindInstances(c *fileFlags, usage string) {
+	bind(c, c.Int, "instances", usage, func(f *config.File, v int) { f.Fleet.Size = v })
+}
+
+// bindLBListen declares --listen and --admin-listen, lb.listen and
+// lb.admin_listen.
+func bindLBListen(c *fileFlags, listenUsage, adminUsage string) {
+	bind(c, c.String, "listen", listenUsage, func(f *config.File, v string) { f.LB.Listen = v })
+	bind(c, c.String, "admin-listen", adminUsage, func(f *config.File, v string) { f.LB.AdminListen = v })
+}
+
+// bindTrustedProxies declares --trusted-proxies, a comma-separated list
+// that set stores.
+func bindTrustedProxies(c *fileFlags, usage string, set func(f *config.File, list []string)) {
+	bind(c, c.String, "trusted-proxies", usage, func(f *config.File, v string) { set(f, splitList(v)) })
+}
