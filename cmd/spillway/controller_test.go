@@ -132,7 +132,7 @@ func TestControllerEndToEnd(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("lb:\n  health_check:\n    interval: 250ms\n    timeout: 250ms\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	front := haproxytest.FreePort(t)
+	front := testkit.FreePort(t)
 	var ctlSocket, mapFile string
 	common := func() []string {
 		args := []string{"--config", cfgFile, "--haproxy-socket", ctlSocket, "--haproxy-map", mapFile}
@@ -346,12 +346,8 @@ func TestControllerEtcd(t *testing.T) {
 	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
 	simAddr := sim.await(t, `listening on ([0-9.:]+)`, 10*time.Second)[1]
 	var insts []string
-	for i := range 2 {
-		p := startProc(t, fmt.Sprintf("login %d", i), "login", "--dev", "--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0",
-			"--backend", "http://"+simAddr, "--rate-limit", "0", "--register", url, "--register-ttl", "2s")
-		m := p.await(t, `msg=listening service=(\S+) .*health=(\S+)`, 10*time.Second)
-		insts = append(insts, m[1]+"="+m[2])
-		m0(t, p)
+	for _, l := range startRegisteredLogins(t, 2, simAddr, url, 2*time.Second) {
+		insts = append(insts, l.service+"="+l.health)
 	}
 	var ctlSocket, mapFile string
 	hap := haproxytest.Start(t, func(dir string) string {
@@ -359,7 +355,7 @@ func TestControllerEtcd(t *testing.T) {
 		if err := os.WriteFile(mapFile, []byte("/ 1000\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		args := []string{"--listen", haproxytest.FreePort(t), "--haproxy-socket", ctlSocket, "--haproxy-map", mapFile}
+		args := []string{"--listen", testkit.FreePort(t), "--haproxy-socket", ctlSocket, "--haproxy-map", mapFile}
 		for _, in := range insts {
 			args = append(args, "--instance", in)
 		}

@@ -46,7 +46,7 @@ func instances(n int) []lb.Instance {
 func startRig(t *testing.T, insts []lb.Instance, routes []lb.RouteConfig) *rig {
 	t.Helper()
 	r := &rig{cfg: haproxy.DefaultConfig()}
-	r.cfg.Listen = haproxytest.FreePort(t)
+	r.cfg.Listen = testkit.FreePort(t)
 	r.cfg.Instances, r.cfg.Routes = insts, routes
 	r.Server = haproxytest.Start(t, func(dir string) string {
 		r.cfg.Socket = filepath.Join(dir, "ctl.sock")
@@ -172,7 +172,7 @@ func TestStartNamesWhatIsMissing(t *testing.T) {
 
 	// An HAProxy without the backend and the map at all.
 	bare := haproxytest.Start(t, func(string) string {
-		return "frontend fe\n    bind " + haproxytest.FreePort(t) + "\n    http-request return status 200\n"
+		return "frontend fe\n    bind " + testkit.FreePort(t) + "\n    http-request return status 200\n"
 	})
 	rt, err := haproxy.NewRuntime(bare.Socket)
 	if err != nil {
