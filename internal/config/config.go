@@ -169,7 +169,7 @@ const Backlog2018 = time.Minute
 //     until it is served (queue timeout Backlog2018).
 //   - lb: an HTTP check of the service port, no dependency reports (so no
 //     shedding votes and no edge capacity bound), no panic threshold, no
-//     slow start, no shedding.
+//     slow start, no shedding, no stall detection.
 //   - fleet: replace on the traffic check (on the service port, which the
 //     load balancer is told is the instance's health address), with no
 //     replacement budget and no freeze; two failed checks (the load
@@ -185,6 +185,7 @@ func (f *File) Apply2018() {
 	f.LB.Panic.Threshold = 0
 	f.LB.SlowStart.Window = 0
 	f.LB.Shedding.Quorum = 0
+	f.LB.Shedding.Stall.Factor = 0
 
 	f.Fleet.ReplaceOn = fleet.ReplaceOnTraffic
 	f.Fleet.Check.Traffic = fleet.ProbeConfig{Path: "/readyz", Port: fleet.PortService}
