@@ -426,10 +426,7 @@ func (u *upstream) lbInstance() lb.Instance { return lb.Instance{Service: u.svc,
 func deadInstance(t testing.TB) lb.Instance {
 	t.Helper()
 	u := startUpstream(t, http.NotFoundHandler())
-	ln := testkit.Listen(t)
-	dead := ln.Addr().String()
-	ln.Close()
-	return lb.Instance{Service: dead, Health: u.health}
+	return lb.Instance{Service: testkit.RefusingAddr(t), Health: u.health}
 }
 
 // adminDo sends an admin request with the test token (or none).

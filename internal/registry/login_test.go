@@ -107,9 +107,7 @@ func TestLoginRegistersAndDeregistersOnDrain(t *testing.T) {
 // TestLoginRegisterFailsAtStart: with etcd unreachable the instance does not
 // start serving: Run returns the error, and the service port is closed.
 func TestLoginRegisterFailsAtStart(t *testing.T) {
-	dead := testkit.Listen(t)
-	addr := dead.Addr().String()
-	dead.Close()
+	addr := testkit.RefusingAddr(t)
 	in, err := login.New(registerConfig(t, addr), login.Options{Dev: true, Registrar: registrar})
 	if err != nil {
 		t.Fatal(err)
