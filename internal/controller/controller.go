@@ -20,7 +20,9 @@
 //     when HAProxy restarted (show info's pid or uptime, polled every
 //     Options.Poll) or when a command failed.
 //   - An instance the Plan has not checked yet (lb.ServerUnknown) is left
-//     as HAProxy has it; a server the Plan does not name is left alone;
+//     as HAProxy has it, and so is the share map until the Plan is
+//     settled (lb.Plan.Settled: every instance checked once), so that a
+//     controller restarted during an outage does not reopen the map; a server the Plan does not name is left alone;
 //     an instance without a server is logged once (the configuration
 //     must be printed again and HAProxy reloaded to add it).
 //   - While the socket is unreachable Run tries again after
@@ -391,6 +393,11 @@ func (c *Controller) apply(ctx context.Context, plan lb.Plan, h *held) error {
 		if err := c.applyServer(ctx, name, pi, have, h); err != nil {
 			return err
 		}
+	}
+	if !plan.Settled {
+		// The first checks are not all in: the shares could admit what
+		// HAProxy sheds (a restart mid-outage). Keep HAProxy's.
+		return nil
 	}
 	for _, e := range c.entries {
 		share, ok := plan.Route(e.Prefix)

@@ -208,6 +208,7 @@ func TestConvergeSendsOnlyTheDiff(t *testing.T) {
 		}
 	}
 	plan := lb.Plan{
+		Settled: true,
 		Instances: []lb.PlanInstance{
 			{ID: insts[0].Service, State: lb.ServerReady, Weight: 50},  // as drifted
 			{ID: insts[1].Service, State: lb.ServerReady, Weight: 100}, // drain -> ready
@@ -285,6 +286,7 @@ func TestShareMap(t *testing.T) {
 	r := startRig(t, instances(1), routes)
 	feed := lb.NewPlanFeed()
 	feed.Publish(lb.Plan{
+		Settled: true,
 		Dependencies: []lb.PlanDependency{{Name: "backend", State: lb.ShedRecovering, Share: 0.5}, {Name: "mail", State: lb.ShedShedding}},
 		Routes:       []lb.PlanRoute{{Prefix: "/api/mail/", Share: 0}, {Prefix: "/static/", Share: 1}, {Prefix: "/api/", Share: 0.5}}, // "/" left to Share
 	})
@@ -308,6 +310,7 @@ func TestHAProxyRestartReapplied(t *testing.T) {
 	r := startRig(t, insts, nil)
 	feed := lb.NewPlanFeed()
 	feed.Publish(lb.Plan{
+		Settled: true,
 		Instances: []lb.PlanInstance{
 			{ID: insts[0].Service, State: lb.ServerReady, Weight: 30, MaxConn: 12},
 			{ID: insts[1].Service, State: lb.ServerDrain},
@@ -347,7 +350,7 @@ func TestHAProxyRestartNoticed(t *testing.T) {
 	insts := instances(1)
 	r := startRig(t, insts, nil)
 	feed := lb.NewPlanFeed()
-	feed.Publish(lb.Plan{Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 40}}, Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}}})
+	feed.Publish(lb.Plan{Settled: true, Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 40}}, Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}}})
 	c, err := New(Options{Runtime: r.rt, Config: r.cfg, Plans: feed, Poll: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -359,6 +362,38 @@ func TestHAProxyRestartNoticed(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, "weight 40 again", func() bool { return r.servers(t)[s0].Weight == 40 })
 	if n := testutil.ToFloat64(c.m.resyncs.WithLabelValues("haproxy_restart")) + testutil.ToFloat64(c.m.resyncs.WithLabelValues("error")); n < 1 {
 		t.Errorf("no resync counted")
+	}
+}
+
+// TestUnsettledPlanKeepsMap: a controller restarted mid-outage finds the
+// map at 0; until its balancer has checked every instance (the plan is
+// not settled, its share is 1 for lack of reports) it leaves the map as
+// it is, and sets what the settled plan says.
+func TestUnsettledPlanKeepsMap(t *testing.T) {
+	insts := instances(2)
+	r := startRig(t, insts, nil)
+	if err := r.rt.SetMap(tctx(t), r.cfg.MapFile, "/", "0"); err != nil {
+		t.Fatal(err)
+	}
+	feed := lb.NewPlanFeed()
+	plan := lb.Plan{
+		Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 100}, {ID: insts[1].Service}},
+		Routes:    []lb.PlanRoute{{Prefix: "/", Share: 1}},
+	}
+	feed.Publish(plan)
+	c := newController(t, r, r.cfg, feed)
+	run(t, c)
+	waitApplied(t, c, 0)
+	if got := r.mapValues(t)["/"]; got != "0" || changes(c, "map") != 0 {
+		t.Errorf(`unsettled plan: map "/" %q after %d changes, want 0 and none`, got, changes(c, "map"))
+	}
+	plan.Settled = true
+	plan.Routes[0].Share = 0.5
+	n := applied(c)
+	feed.Publish(plan)
+	waitApplied(t, c, n)
+	if got := r.mapValues(t)["/"]; got != "500" {
+		t.Errorf(`settled plan: map "/" %q, want 500`, got)
 	}
 }
 

@@ -47,6 +47,14 @@ type Plan struct {
 	// Panic: the routable share is below the panic threshold and every
 	// instance that accepts connections is ready at full weight.
 	Panic bool
+	// Settled: this plan, or an earlier one of the same balancer, had
+	// every instance checked at least once (none ServerUnknown). Before
+	// that the dependencies' shares rest on the reports of only some
+	// instances, or none (a share of 1): a data plane that already sheds
+	// (a controller restarted mid-outage) keeps its shares until the plan
+	// is settled, so that it does not admit everything for the time of
+	// the first checks.
+	Settled bool
 	// Instances by id (service address).
 	Instances []PlanInstance
 	// Dependencies are the shedding states, by name.
@@ -155,6 +163,17 @@ func (f *PlanFeed) Latest() (Plan, bool) {
 		return Plan{}, false
 	}
 	return *p, true
+}
+
+// allChecked reports whether the instances are at least one and all
+// checked (Plan.Settled).
+func allChecked(insts []PlanInstance) bool {
+	for _, in := range insts {
+		if in.State == ServerUnknown {
+			return false
+		}
+	}
+	return len(insts) > 0
 }
 
 // planInstances returns the instances' part of a Plan as of the last
