@@ -286,7 +286,7 @@ func TestShareMap(t *testing.T) {
 	r := startRig(t, instances(1), routes)
 	feed := lb.NewPlanFeed()
 	feed.Publish(lb.Plan{
-		Settled: true,
+		Settled:      true,
 		Dependencies: []lb.PlanDependency{{Name: "backend", State: lb.ShedRecovering, Share: 0.5}, {Name: "mail", State: lb.ShedShedding}},
 		Routes:       []lb.PlanRoute{{Prefix: "/api/mail/", Share: 0}, {Prefix: "/static/", Share: 1}, {Prefix: "/api/", Share: 0.5}}, // "/" left to Share
 	})
