@@ -31,7 +31,8 @@ const (
 	// in flight finish, and the data plane's own checks stay on.
 	ServerDrain ServerState = "drain"
 	// ServerMaint: the instance does not accept connections (its last
-	// check could not connect): no traffic at all.
+	// check could not connect, even once, even while its health state
+	// has not reached the unhealthy threshold): no traffic at all.
 	ServerMaint ServerState = "maint"
 )
 
@@ -184,6 +185,13 @@ func (p *Pool) planInstances(now time.Time, ev Eval, health func(id string) stri
 	for _, in := range p.list {
 		pi := PlanInstance{ID: in.id, Health: health(in.id)}
 		switch {
+		case in.health.Checked() && !in.health.AcceptsConnections():
+			// Its last check could not connect: out at once, before
+			// the unhealthy threshold takes it out of this balancer's
+			// rotation too. spillway lb retries a failed dial on
+			// another instance; a data plane's server would take
+			// connections that fail until then.
+			pi.State = ServerMaint
 		case in.candidate:
 			pi.State = ServerReady
 			pi.Weight = max(1, int(math.Round(in.weight*FullWeight)))
