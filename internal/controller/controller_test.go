@@ -48,6 +48,7 @@ func startRig(t *testing.T, insts []lb.Instance, routes []lb.RouteConfig) *rig {
 	r := &rig{cfg: haproxy.DefaultConfig()}
 	r.cfg.Listen = haproxytest.FreePort(t)
 	r.cfg.Instances, r.cfg.Routes = insts, routes
+	r.cfg.Dynamic = len(insts) == 0 // servers added at run time
 	r.Server = haproxytest.Start(t, func(dir string) string {
 		r.cfg.Socket = filepath.Join(dir, "ctl.sock")
 		r.cfg.MapFile = filepath.Join(dir, "routes.map")
@@ -394,6 +395,57 @@ func TestUnsettledPlanKeepsMap(t *testing.T) {
 	waitApplied(t, c, n)
 	if got := r.mapValues(t)["/"]; got != "500" {
 		t.Errorf(`settled plan: map "/" %q, want 500`, got)
+	}
+}
+
+// TestDynamicServers: with a dynamic configuration the controller adds
+// a server for each instance of the plan (an unchecked one stays in
+// maintenance), drives it as any other, and deletes it once the instance
+// has left the plan; a restarted controller finds them and sends nothing.
+func TestDynamicServers(t *testing.T) {
+	r := startRig(t, nil, nil)
+	insts := instances(2)
+	s0, s1 := haproxy.ServerName(insts[0].Service), haproxy.ServerName(insts[1].Service)
+	feed := lb.NewPlanFeed()
+	plan := lb.Plan{
+		Settled: true,
+		Instances: []lb.PlanInstance{
+			{ID: insts[0].Service, Health: insts[0].Health, State: lb.ServerReady, Weight: 30},
+			{ID: insts[1].Service, Health: insts[1].Health}, // not checked yet
+		},
+		Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}},
+	}
+	feed.Publish(plan)
+	c := newController(t, r, r.cfg, feed)
+	stop := run(t, c)
+	waitApplied(t, c, 0)
+	got := r.servers(t)
+	if got[s0] != (serverRow{lb.ServerReady, 30}) || got[s1] != (serverRow{lb.ServerMaint, haproxy.FullWeight}) || len(got) != 2 {
+		t.Errorf("servers added: %+v", got)
+	}
+	if n := changes(c, "server"); n != 2 {
+		t.Errorf("server changes: %d, want 2 added", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	c2 := newController(t, r, r.cfg, feed)
+	run(t, c2)
+	waitApplied(t, c2, 0)
+	for _, kind := range []string{"state", "weight", "maxconn", "map", "server"} {
+		if n := changes(c2, kind); n != 0 {
+			t.Errorf("restarted controller: %d %s changes, want none", n, kind)
+		}
+	}
+	// The first instance leaves: its server goes to maint, then away.
+	plan.Instances = plan.Instances[1:]
+	n := applied(c2)
+	feed.Publish(plan)
+	waitApplied(t, c2, n)
+	testkit.WaitFor(t, 5*time.Second, s0+" deleted", func() bool { _, ok := r.servers(t)[s0]; return !ok })
+	if n := changes(c2, "server"); n != 1 {
+		t.Errorf("server changes after a removal: %d, want 1 deleted", n)
 	}
 }
 
