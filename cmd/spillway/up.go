@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,7 +20,13 @@ import (
 // login instances and the load balancer, with the dashboard on the admin
 // address.
 //
-//	spillway up [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--instances N]
+//	spillway up [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--instances N] [--data-plane lb|haproxy]
+//
+// With --data-plane haproxy, HAProxy (found on PATH) listens on --listen
+// instead of the balancer's proxy, on a configuration written into the
+// run's temporary directory, and the controller drives it from the
+// balancer's decisions (docs/HAPROXY.md); shedding.recovery defaults to
+// "window", as with `spillway controller`.
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("up", stderr)
 	cfgPath := fs.String("config", "", "configuration `file` (its login:, lb:, fleet: and up: sections)")
@@ -29,7 +36,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	backendListen := fs.String("backend-listen", "", "the backend-sim's `address` (default 127.0.0.1:9000)")
 	adminToken := fs.String("admin-token", "", "admin `token` for the dashboard's controls (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	quiet := fs.Bool("quiet-instances", true, "hide the login instances' own logs")
+	quiet := fs.Bool("quiet-instances", true, "hide the login instances' own logs (and HAProxy's)")
+	dataPlane := fs.String("data-plane", stack.DataPlaneLB, "what carries the logins: lb (spillway lb's own proxy) or haproxy (HAProxy on PATH, driven by the controller; docs/HAPROXY.md)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -39,8 +47,25 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// load reads the file with the flags applied: at start, and again on
 	// SIGHUP.
+	hap := *dataPlane == stack.DataPlaneHAProxy
+	switch *dataPlane {
+	case stack.DataPlaneLB:
+	case stack.DataPlaneHAProxy:
+		if _, err := exec.LookPath("haproxy"); err != nil {
+			return fmt.Errorf("--data-plane haproxy: %w", stack.ErrNoHAProxy)
+		}
+	default:
+		return fmt.Errorf("--data-plane %q: want %s or %s", *dataPlane, stack.DataPlaneLB, stack.DataPlaneHAProxy)
+	}
 	load := func() (*config.File, error) {
-		f, err := loadFile(*cfgPath, config.ForUp(), func(f *config.File) {
+		def := config.ForUp()
+		if hap {
+			// As `spillway controller`: HAProxy admits a share, it
+			// cannot bound the requests in flight per dependency.
+			def.LB.Shedding.Recovery = lb.RecoveryWindow
+			def.LB.Shedding.RecoveryWindow = controllerRecoveryWindow
+		}
+		f, err := loadFile(*cfgPath, def, func(f *config.File) {
 			fs.Visit(func(fl *flag.Flag) {
 				switch fl.Name {
 				case "listen":
@@ -59,6 +84,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if err := f.Validate(); err != nil {
 			return nil, err
+		}
+		if hap && f.LB.Shedding.Recovery != lb.RecoveryWindow {
+			return nil, field.New("lb.shedding.recovery", string(f.LB.Shedding.Recovery), `must be "window" with --data-plane haproxy: HAProxy cannot bound requests in flight per dependency (docs/HAPROXY.md)`)
 		}
 		if f.LB.Discovery != "" {
 			return nil, field.New("lb.discovery", f.LB.Discovery, "not used by spillway up, whose load balancer follows its own fleet; remove it")
@@ -82,12 +110,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		InstanceOutput: out,
 		AdminToken:     token,
 		Flags:          stack.Flags{Listen: "--listen", AdminListen: "--admin-listen", BackendListen: "--backend-listen"},
+		DataPlane:      *dataPlane,
 	})
 	if err != nil {
 		return err
 	}
 	lbURL, adminURL := "http://"+s.LBAddr(), "http://"+s.AdminAddr()
-	fmt.Fprintf(stdout, `spillway is up: %d login instances behind the load balancer, backend %s
+	front := "the load balancer"
+	if hap {
+		front = "HAProxy (driven by the controller)"
+	}
+	fmt.Fprintf(stdout, `spillway is up: %d login instances behind %s, backend %s
 
   logins     %s/v1/login
   dashboard  %s/#token=%s
@@ -95,7 +128,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 Try:
   curl -s -XPOST %s/v1/login -d '{"ticket":"valid-alice"}'
-`, f.Fleet.Size, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
+`, f.Fleet.Size, front, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
 	if generated {
 		fmt.Fprintf(stdout, "\nThe admin token was generated for this run; set SPILLWAY_ADMIN_TOKEN to choose one.\n")
 	}
