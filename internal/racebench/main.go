@@ -3,8 +3,9 @@
 // same three `spillway login` instances and one `spillway backend-sim`:
 // (a) `spillway lb` with its defaults, (b) HAProxy composed as the seed's
 // team planned it, and on request (-doors) (c) HAProxy driven by `spillway
-// controller` on the configuration it prints (controller.go). It prints a markdown table per scenario and writes it,
-// with every trial's summary and logs, to its output directory. It is a
+// controller` on the configuration it prints (controller.go). It prints a
+// markdown table per scenario and writes it, with every trial's summary
+// and logs, to its output directory. It is a
 // benchmark, run by scripts/bench-recovery.sh, not part of `go test`; its
 // pure analysis functions are unit-tested.
 //
