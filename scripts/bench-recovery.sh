@@ -10,8 +10,12 @@
 #   ./scripts/bench-recovery.sh                  # 3 runs of all four scenarios, ~15 min
 #   ./scripts/bench-recovery.sh -runs 1          # ~5 min
 #   ./scripts/bench-recovery.sh -scenarios storm -runs 5 -out /tmp/storm
+#   ./scripts/bench-recovery.sh -scenarios hang -runs 1 -doors controller,spillway
+#                                                # issue 13's acceptance run: HAProxy driven by
+#                                                # spillway controller, ~1 min (docs/HAPROXY.md)
 # Flags (passed to racebench): -runs N [3], -scenarios LIST [hang,error,slow,storm],
-#   -rate LOGINS_PER_S [300], -out DIR [bench-recovery-<date>], -raw (keep every attempt).
+#   -rate LOGINS_PER_S [300], -out DIR [bench-recovery-<date>], -raw (keep every attempt),
+#   -doors LIST [spillway,haproxy; add controller for HAProxy + spillway controller].
 # Only 127.0.0.1 is used; every process is stopped by PID at the end of its
 # trial, also on Ctrl-C.
 set -euo pipefail

@@ -101,7 +101,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	hc := haproxyConfig(c, *socket, *mapFile)
+	hc := haproxy.ConfigFor(c, *socket, *mapFile)
 	if *printCfg {
 		if len(c.Instances) == 0 {
 			return errors.New("--print-haproxy-config needs the instances: --instance SERVICE=HEALTH or lb.instances (HAProxy has one server per instance)")
@@ -192,25 +192,6 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	g.Go(func() error { return b.Run(gctx, nil, aln) })
 	g.Go(func() error { return ctl.Run(gctx) })
 	return g.Wait()
-}
-
-// haproxyConfig is the HAProxy configuration for c: the frontend on
-// lb.listen, one server per instance, the share map of lb.routes, and
-// HAProxy's own checks and timeouts following lb's.
-func haproxyConfig(c *lb.Config, socket, mapFile string) haproxy.Config {
-	hc := haproxy.DefaultConfig()
-	hc.Listen = c.Listen
-	hc.Socket = strings.TrimPrefix(strings.TrimPrefix(socket, "unix://"), "tcp://")
-	hc.MapFile = mapFile
-	hc.Instances = c.Instances
-	hc.Routes = c.Routes
-	hc.Health.Path = c.HealthCheck.ReadyPath
-	hc.Health.Interval, hc.Health.Timeout = c.HealthCheck.Interval, min(c.HealthCheck.Timeout, c.HealthCheck.Interval)
-	hc.Health.Rise, hc.Health.Fall = c.HealthCheck.HealthyThreshold, c.HealthCheck.UnhealthyThreshold
-	hc.Timeouts.Connect = c.Timeouts.Connect
-	hc.Timeouts.Server = c.Timeouts.Total
-	hc.RetryAfter = max(c.Shedding.RetryAfter, time.Second)
-	return hc
 }
 
 // runtimeAddr is --haproxy-socket as haproxy.NewRuntime takes it: a

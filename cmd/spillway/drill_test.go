@@ -19,6 +19,7 @@ func TestDrillRefusesBadInput(t *testing.T) {
 		{"bad profile", []string{"--profile", "2019"}, true, `profile "2019": must be 2018, spillway or both`},
 		{"bad time scale", []string{"--time-scale", "0"}, true, `--time-scale: 0: must be in (0, 10]`},
 		{"extra argument", []string{"now"}, true, `unexpected argument "now"`},
+		{"bad data plane", []string{"--data-plane", "envoy"}, true, `--data-plane "envoy": want lb or haproxy`},
 		{"unknown field", []string{"--scenario", "../../internal/drill/testdata/unknown-field.bad.yaml"}, false, "line 4: field limt not found"},
 		{"invalid scenario", []string{"--scenario", "../../internal/drill/testdata/bad-values.bad.yaml"}, false, `phases[1].backend: "hung"`},
 		{"missing file", []string{"--scenario", "testdata/no-such-scenario.yaml"}, false, "no such file"},

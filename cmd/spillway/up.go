@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,7 +19,13 @@ import (
 // login instances and the load balancer, with the dashboard on the admin
 // address.
 //
-//	spillway up [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--instances N]
+//	spillway up [--config FILE] [--listen ADDR] [--admin-listen ADDR] [--instances N] [--data-plane lb|haproxy]
+//
+// With --data-plane haproxy, HAProxy (found on PATH) listens on --listen
+// instead of the balancer's proxy, on a configuration written into the
+// run's temporary directory, and the controller drives it from the
+// balancer's decisions (docs/HAPROXY.md); shedding.recovery defaults to
+// "window", as with `spillway controller`.
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cl := newFileFlags("up", "configuration `file` (its login:, lb:, fleet: and up: sections)", stderr)
 	bindLBListen(cl, "load balancer `address`: logins go here (default 127.0.0.1:8080)", "dashboard and admin API `address` (default 127.0.0.1:8081)")
@@ -26,20 +33,41 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bind(cl, cl.String, "backend-listen", "the backend-sim's `address` (default 127.0.0.1:9000)",
 		func(f *config.File, v string) { f.Up.BackendListen = v })
 	adminToken := cl.String("admin-token", "", "admin `token` for the dashboard's controls (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
-	quiet := cl.Bool("quiet-instances", true, "hide the login instances' own logs")
+	quiet := cl.Bool("quiet-instances", true, "hide the login instances' own logs (and HAProxy's)")
+	dataPlane := cl.String("data-plane", stack.DataPlaneLB, "what carries the logins: lb (spillway lb's own proxy) or haproxy (HAProxy on PATH, driven by the controller; docs/HAPROXY.md)")
 	logger, err := cl.parse(args, stderr)
 	if err != nil {
 		return err
 	}
 	// load reads the file with the flags applied: at start, and again on
 	// SIGHUP.
+	hap := *dataPlane == stack.DataPlaneHAProxy
+	switch *dataPlane {
+	case stack.DataPlaneLB:
+	case stack.DataPlaneHAProxy:
+		if _, err := exec.LookPath("haproxy"); err != nil {
+			return fmt.Errorf("--data-plane haproxy: %w", stack.ErrNoHAProxy)
+		}
+	default:
+		return fmt.Errorf("--data-plane %q: want %s or %s", *dataPlane, stack.DataPlaneLB, stack.DataPlaneHAProxy)
+	}
 	load := func() (*config.File, error) {
-		f, err := cl.load(config.ForUp())
+		def := config.ForUp()
+		if hap {
+			// As `spillway controller`: HAProxy admits a share, it
+			// cannot bound the requests in flight per dependency.
+			def.LB.Shedding.Recovery = lb.RecoveryWindow
+			def.LB.Shedding.RecoveryWindow = controllerRecoveryWindow
+		}
+		f, err := cl.load(def)
 		if err != nil {
 			return nil, err
 		}
 		if err := f.Validate(); err != nil {
 			return nil, err
+		}
+		if hap && f.LB.Shedding.Recovery != lb.RecoveryWindow {
+			return nil, field.New("lb.shedding.recovery", string(f.LB.Shedding.Recovery), `must be "window" with --data-plane haproxy: HAProxy cannot bound requests in flight per dependency (docs/HAPROXY.md)`)
 		}
 		if f.LB.Discovery != "" {
 			return nil, field.New("lb.discovery", f.LB.Discovery, "not used by spillway up, whose load balancer follows its own fleet; remove it")
@@ -63,12 +91,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		InstanceOutput: out,
 		AdminToken:     token,
 		Flags:          stack.Flags{Listen: "--listen", AdminListen: "--admin-listen", BackendListen: "--backend-listen"},
+		DataPlane:      *dataPlane,
 	})
 	if err != nil {
 		return err
 	}
 	lbURL, adminURL := "http://"+s.LBAddr(), "http://"+s.AdminAddr()
-	fmt.Fprintf(stdout, `spillway is up: %d login instances behind the load balancer, backend %s
+	front := "the load balancer"
+	if hap {
+		front = "HAProxy (driven by the controller)"
+	}
+	fmt.Fprintf(stdout, `spillway is up: %d login instances behind %s, backend %s
 
   logins     %s/v1/login
   dashboard  %s/#token=%s
@@ -76,7 +109,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 Try:
   curl -s -XPOST %s/v1/login -d '{"ticket":"valid-alice"}'
-`, f.Fleet.Size, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
+`, f.Fleet.Size, front, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
 	if generated {
 		fmt.Fprintf(stdout, "\nThe admin token was generated for this run; set SPILLWAY_ADMIN_TOKEN to choose one.\n")
 	}

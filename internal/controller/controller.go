@@ -20,15 +20,23 @@
 //     when HAProxy restarted (show info's pid or uptime, polled every
 //     Options.Poll) or when a command failed.
 //   - An instance the Plan has not checked yet (lb.ServerUnknown) is left
-//     as HAProxy has it; a server the Plan does not name is left alone;
+//     as HAProxy has it, and so is the share map until the Plan is
+//     settled (lb.Plan.Settled: every instance checked once), so that a
+//     controller restarted during an outage does not reopen the map; a server the Plan does not name is left alone;
 //     an instance without a server is logged once (the configuration
 //     must be printed again and HAProxy reloaded to add it).
 //   - While the socket is unreachable Run tries again after
 //     Options.Backoff's delays (capped), and spillway_controller_haproxy_up
 //     is 0. HAProxy keeps the last state it was given meanwhile.
+//   - With a dynamic configuration (haproxy.Config.Dynamic) the
+//     controller adds a server for an instance that has none (in
+//     maintenance, its check on, then driven as any other) and, once the
+//     Plan is settled, removes a server that no instance of the Plan
+//     names and that Config.Instances does not list: maint first, then
+//     "del server" at the first Plan that finds its connections gone.
 //   - Every change is logged (msg "haproxy change", snake_case keys) and
 //     counted in spillway_controller_changes_total{kind}, kind one of
-//     state, weight, maxconn, map.
+//     state, weight, maxconn, map, server.
 package controller
 
 import (
@@ -110,6 +118,8 @@ type Controller struct {
 	m       *metrics
 	// unknown holds the instances logged as having no server.
 	unknown map[string]bool
+	// static holds the servers of Config.Instances, never removed.
+	static map[string]bool
 }
 
 // New returns a Controller, or an error naming a missing option.
@@ -135,7 +145,10 @@ func New(opts Options) (*Controller, error) {
 	c := &Controller{
 		rt: opts.Runtime, cfg: opts.Config, entries: opts.Config.MapEntries(), plans: opts.Plans,
 		log: opts.Logger, fix: opts.Fix, poll: opts.Poll, backoff: opts.Backoff,
-		m: newMetrics(), unknown: map[string]bool{},
+		m: newMetrics(), unknown: map[string]bool{}, static: map[string]bool{},
+	}
+	for _, in := range opts.Config.Instances {
+		c.static[haproxy.ServerName(in.Service)] = true
 	}
 	if opts.Registerer != nil {
 		if err := c.m.register(opts.Registerer); err != nil {
@@ -375,11 +388,17 @@ func (e *missingError) Unwrap() error { return ErrMissing }
 // change in h. It stops at the first failure.
 func (c *Controller) apply(ctx context.Context, plan lb.Plan, h *held) error {
 	for _, pi := range plan.Instances {
+		name := haproxy.ServerName(pi.ID)
+		have, ok := h.servers[name]
+		if !ok && c.cfg.Dynamic && pi.Health != "" {
+			if err := c.addServer(ctx, name, pi, h); err != nil {
+				return err
+			}
+			have, ok = h.servers[name], true
+		}
 		if pi.State == lb.ServerUnknown {
 			continue
 		}
-		name := haproxy.ServerName(pi.ID)
-		have, ok := h.servers[name]
 		if !ok {
 			if !c.unknown[pi.ID] {
 				c.unknown[pi.ID] = true
@@ -389,6 +408,16 @@ func (c *Controller) apply(ctx context.Context, plan lb.Plan, h *held) error {
 			continue
 		}
 		if err := c.applyServer(ctx, name, pi, have, h); err != nil {
+			return err
+		}
+	}
+	if !plan.Settled {
+		// The first checks are not all in: the shares could admit what
+		// HAProxy sheds (a restart mid-outage). Keep HAProxy's.
+		return nil
+	}
+	if c.cfg.Dynamic {
+		if err := c.removeServers(ctx, plan, h); err != nil {
 			return err
 		}
 	}
@@ -447,6 +476,59 @@ func (c *Controller) applyServer(ctx context.Context, name string, pi lb.PlanIns
 		h.servers[name] = have
 	}
 	return setState()
+}
+
+// addServer adds the server of pi, in maintenance at pi's weight (full
+// weight while it has none), and records it in h.
+func (c *Controller) addServer(ctx context.Context, name string, pi lb.PlanInstance, h *held) error {
+	w := pi.Weight
+	if w <= 0 {
+		w = haproxy.FullWeight
+	}
+	spec := haproxy.ServerSpec{Instance: lb.Instance{Service: pi.ID, Health: pi.Health}, Weight: w, Health: c.cfg.Health}
+	if err := c.rt.AddServer(ctx, haproxy.BackendName, name, spec); err != nil {
+		return err
+	}
+	h.servers[name] = server{state: lb.ServerMaint, weight: w}
+	c.changed("server", "server", name, "none", "added")
+	return nil
+}
+
+// removeServers takes the servers no instance of plan names (and not
+// static) out: maint, then deleted once HAProxy lets it (no connection
+// left), at this Plan or a later one.
+func (c *Controller) removeServers(ctx context.Context, plan lb.Plan, h *held) error {
+	named := make(map[string]bool, len(plan.Instances))
+	for _, pi := range plan.Instances {
+		named[haproxy.ServerName(pi.ID)] = true
+	}
+	for name, sv := range h.servers {
+		if c.static[name] || named[name] {
+			continue
+		}
+		if sv.state != lb.ServerMaint {
+			if err := c.rt.SetServerState(ctx, haproxy.BackendName, name, haproxy.StateMaint); err != nil {
+				return err
+			}
+			c.changed("state", "server", name, string(sv.state), string(lb.ServerMaint))
+			sv.state = lb.ServerMaint
+			h.servers[name] = sv
+		}
+		err := c.rt.DelServer(ctx, haproxy.BackendName, name)
+		switch {
+		case errors.Is(err, haproxy.ErrRejected):
+			// Connections left: the next Plan tries again.
+			c.log.Debug("haproxy: server not deleted yet", "server", name, "error", err)
+			continue
+		case errors.Is(err, haproxy.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			c.changed("server", "server", name, "present", "deleted")
+		}
+		delete(h.servers, name)
+	}
+	return nil
 }
 
 // changed logs and counts one change.

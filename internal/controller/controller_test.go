@@ -48,6 +48,7 @@ func startRig(t *testing.T, insts []lb.Instance, routes []lb.RouteConfig) *rig {
 	r := &rig{cfg: haproxy.DefaultConfig()}
 	r.cfg.Listen = testkit.FreePort(t)
 	r.cfg.Instances, r.cfg.Routes = insts, routes
+	r.cfg.Dynamic = len(insts) == 0 // servers added at run time
 	r.Server = haproxytest.Start(t, func(dir string) string {
 		r.cfg.Socket = filepath.Join(dir, "ctl.sock")
 		r.cfg.MapFile = filepath.Join(dir, "routes.map")
@@ -208,6 +209,7 @@ func TestConvergeSendsOnlyTheDiff(t *testing.T) {
 		}
 	}
 	plan := lb.Plan{
+		Settled: true,
 		Instances: []lb.PlanInstance{
 			{ID: insts[0].Service, State: lb.ServerReady, Weight: 50},  // as drifted
 			{ID: insts[1].Service, State: lb.ServerReady, Weight: 100}, // drain -> ready
@@ -285,6 +287,7 @@ func TestShareMap(t *testing.T) {
 	r := startRig(t, instances(1), routes)
 	feed := lb.NewPlanFeed()
 	feed.Publish(lb.Plan{
+		Settled:      true,
 		Dependencies: []lb.PlanDependency{{Name: "backend", State: lb.ShedRecovering, Share: 0.5}, {Name: "mail", State: lb.ShedShedding}},
 		Routes:       []lb.PlanRoute{{Prefix: "/api/mail/", Share: 0}, {Prefix: "/static/", Share: 1}, {Prefix: "/api/", Share: 0.5}}, // "/" left to Share
 	})
@@ -308,6 +311,7 @@ func TestHAProxyRestartReapplied(t *testing.T) {
 	r := startRig(t, insts, nil)
 	feed := lb.NewPlanFeed()
 	feed.Publish(lb.Plan{
+		Settled: true,
 		Instances: []lb.PlanInstance{
 			{ID: insts[0].Service, State: lb.ServerReady, Weight: 30, MaxConn: 12},
 			{ID: insts[1].Service, State: lb.ServerDrain},
@@ -347,7 +351,7 @@ func TestHAProxyRestartNoticed(t *testing.T) {
 	insts := instances(1)
 	r := startRig(t, insts, nil)
 	feed := lb.NewPlanFeed()
-	feed.Publish(lb.Plan{Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 40}}, Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}}})
+	feed.Publish(lb.Plan{Settled: true, Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 40}}, Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}}})
 	c, err := New(Options{Runtime: r.rt, Config: r.cfg, Plans: feed, Poll: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -359,6 +363,89 @@ func TestHAProxyRestartNoticed(t *testing.T) {
 	testkit.WaitFor(t, 5*time.Second, "weight 40 again", func() bool { return r.servers(t)[s0].Weight == 40 })
 	if n := testutil.ToFloat64(c.m.resyncs.WithLabelValues("haproxy_restart")) + testutil.ToFloat64(c.m.resyncs.WithLabelValues("error")); n < 1 {
 		t.Errorf("no resync counted")
+	}
+}
+
+// TestUnsettledPlanKeepsMap: a controller restarted mid-outage finds the
+// map at 0; until its balancer has checked every instance (the plan is
+// not settled, its share is 1 for lack of reports) it leaves the map as
+// it is, and sets what the settled plan says.
+func TestUnsettledPlanKeepsMap(t *testing.T) {
+	insts := instances(2)
+	r := startRig(t, insts, nil)
+	if err := r.rt.SetMap(tctx(t), r.cfg.MapFile, "/", "0"); err != nil {
+		t.Fatal(err)
+	}
+	feed := lb.NewPlanFeed()
+	plan := lb.Plan{
+		Instances: []lb.PlanInstance{{ID: insts[0].Service, State: lb.ServerReady, Weight: 100}, {ID: insts[1].Service}},
+		Routes:    []lb.PlanRoute{{Prefix: "/", Share: 1}},
+	}
+	feed.Publish(plan)
+	c := newController(t, r, r.cfg, feed)
+	run(t, c)
+	waitApplied(t, c, 0)
+	if got := r.mapValues(t)["/"]; got != "0" || changes(c, "map") != 0 {
+		t.Errorf(`unsettled plan: map "/" %q after %d changes, want 0 and none`, got, changes(c, "map"))
+	}
+	plan.Settled = true
+	plan.Routes[0].Share = 0.5
+	n := applied(c)
+	feed.Publish(plan)
+	waitApplied(t, c, n)
+	if got := r.mapValues(t)["/"]; got != "500" {
+		t.Errorf(`settled plan: map "/" %q, want 500`, got)
+	}
+}
+
+// TestDynamicServers: with a dynamic configuration the controller adds
+// a server for each instance of the plan (an unchecked one stays in
+// maintenance), drives it as any other, and deletes it once the instance
+// has left the plan; a restarted controller finds them and sends nothing.
+func TestDynamicServers(t *testing.T) {
+	r := startRig(t, nil, nil)
+	insts := instances(2)
+	s0, s1 := haproxy.ServerName(insts[0].Service), haproxy.ServerName(insts[1].Service)
+	feed := lb.NewPlanFeed()
+	plan := lb.Plan{
+		Settled: true,
+		Instances: []lb.PlanInstance{
+			{ID: insts[0].Service, Health: insts[0].Health, State: lb.ServerReady, Weight: 30},
+			{ID: insts[1].Service, Health: insts[1].Health}, // not checked yet
+		},
+		Routes: []lb.PlanRoute{{Prefix: "/", Share: 1}},
+	}
+	feed.Publish(plan)
+	c := newController(t, r, r.cfg, feed)
+	stop := run(t, c)
+	waitApplied(t, c, 0)
+	got := r.servers(t)
+	if got[s0] != (serverRow{lb.ServerReady, 30}) || got[s1] != (serverRow{lb.ServerMaint, haproxy.FullWeight}) || len(got) != 2 {
+		t.Errorf("servers added: %+v", got)
+	}
+	if n := changes(c, "server"); n != 2 {
+		t.Errorf("server changes: %d, want 2 added", n)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	c2 := newController(t, r, r.cfg, feed)
+	run(t, c2)
+	waitApplied(t, c2, 0)
+	for _, kind := range []string{"state", "weight", "maxconn", "map", "server"} {
+		if n := changes(c2, kind); n != 0 {
+			t.Errorf("restarted controller: %d %s changes, want none", n, kind)
+		}
+	}
+	// The first instance leaves: its server goes to maint, then away.
+	plan.Instances = plan.Instances[1:]
+	n := applied(c2)
+	feed.Publish(plan)
+	waitApplied(t, c2, n)
+	testkit.WaitFor(t, 5*time.Second, s0+" deleted", func() bool { _, ok := r.servers(t)[s0]; return !ok })
+	if n := changes(c2, "server"); n != 1 {
+		t.Errorf("server changes after a removal: %d, want 1 deleted", n)
 	}
 }
 

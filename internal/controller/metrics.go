@@ -8,7 +8,7 @@ import (
 
 // metrics are the controller's. Their labels are fixed sets.
 type metrics struct {
-	changes  *prometheus.CounterVec // kind: state, weight, maxconn, map
+	changes  *prometheus.CounterVec // kind: state, weight, maxconn, map, server
 	resyncs  *prometheus.CounterVec // reason: start, haproxy_restart, error
 	failures prometheus.Counter
 	applied  prometheus.Counter
@@ -19,7 +19,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_controller_changes_total",
-			Help: "Changes the controller made to HAProxy, by kind: state, weight, maxconn (servers), map (share map values).",
+			Help: "Changes the controller made to HAProxy, by kind: state, weight, maxconn (servers), map (share map values), server (a server added or deleted, with a dynamic configuration).",
 		}, []string{"kind"}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "spillway_controller_resyncs_total",
@@ -38,7 +38,7 @@ func newMetrics() *metrics {
 			Help: "1 when the last exchange with HAProxy's Runtime API succeeded and it has what the controller needs, else 0.",
 		}),
 	}
-	for _, k := range []string{"state", "weight", "maxconn", "map"} {
+	for _, k := range []string{"state", "weight", "maxconn", "map", "server"} {
 		m.changes.WithLabelValues(k)
 	}
 	for _, r := range []string{"start", "haproxy_restart", "error"} {

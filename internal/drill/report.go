@@ -17,6 +17,8 @@ import (
 type Report struct {
 	Scenario  *Scenario
 	TimeScale float64
+	// DataPlane is what carried the logins: "lb" or "haproxy".
+	DataPlane string
 	Started   time.Time
 	Profiles  []*ProfileRun
 }
@@ -211,6 +213,9 @@ func (rep *Report) Markdown() string {
 	}
 	if rep.TimeScale != 1 {
 		fmt.Fprintf(&b, ", time scale %g", rep.TimeScale)
+	}
+	if rep.DataPlane == DataPlaneHAProxy {
+		b.WriteString(". HAProxy in front, driven by the controller (`spillway up --data-plane haproxy`), shedding recovering by window")
 	}
 	b.WriteString(".\n\n")
 

@@ -39,10 +39,25 @@ type Options struct {
 	// Binary is the spillway executable to run the system with. Default:
 	// this program (os.Executable).
 	Binary string
+	// DataPlane is `spillway up --data-plane`: "lb" (also "") or
+	// "haproxy", HAProxy driven by the controller. With "haproxy" every
+	// profile's shedding recovers by "window" over RecoveryWindowHAProxy
+	// scaled by the tempo, as `spillway up --data-plane haproxy` requires.
+	DataPlane string
 	// Progress receives one line per phase and a live line per second.
 	// Nil discards them.
 	Progress io.Writer
 }
+
+// The data planes of Options.DataPlane.
+const (
+	DataPlaneLB      = "lb"
+	DataPlaneHAProxy = "haproxy"
+)
+
+// RecoveryWindowHAProxy is the recovery window of a drill with HAProxy in
+// front, before the tempo: `spillway controller`'s default.
+const RecoveryWindowHAProxy = time.Second
 
 // sampleEvery is how often the drill samples the system's state.
 const sampleEvery = 250 * time.Millisecond
@@ -71,6 +86,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
+	switch opts.DataPlane {
+	case "":
+		opts.DataPlane = DataPlaneLB
+	case DataPlaneLB, DataPlaneHAProxy:
+	default:
+		return nil, fmt.Errorf("data plane %q: want %s or %s", opts.DataPlane, DataPlaneLB, DataPlaneHAProxy)
+	}
 	if opts.Binary == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -88,7 +110,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("drill: %w", err)
 	}
-	rep := &Report{Scenario: sc, TimeScale: opts.TimeScale, Started: time.Now()}
+	rep := &Report{Scenario: sc, TimeScale: opts.TimeScale, DataPlane: opts.DataPlane, Started: time.Now()}
 	sp := procgroup.NewSpawner()
 	defer sp.Close()
 	w := opts.Progress
@@ -158,6 +180,11 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.opts.DataPlane == DataPlaneHAProxy {
+		sh := &cfg.LB.Shedding
+		sh.Recovery, sh.RecoveryWindow = lb.RecoveryWindow, scale(RecoveryWindowHAProxy, r.sc.Tempo)
+		sh.MaxRecoveryWindow = max(sh.MaxRecoveryWindow, sh.RecoveryWindow)
+	}
 	data, err := cfg.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("encode the configuration: %w", err)
@@ -197,10 +224,10 @@ func (r *runner) run(ctx context.Context) (*ProfileRun, error) {
 	}
 	defer ulog.Close()
 	token := randomToken()
-	r.logf("starting: backend-sim on %s, spillway up (%d instances) on %s; configuration %s", backendAddr, r.sc.Fleet.Instances, lbAddr, cfgPath)
+	r.logf("starting: backend-sim on %s, spillway up --data-plane %s (%d instances) on %s; configuration %s", backendAddr, r.opts.DataPlane, r.sc.Fleet.Instances, lbAddr, cfgPath)
 	up, err := startChild(r.sp, "spillway up", r.opts.Binary, []string{"up",
 		"--config", cfgPath, "--listen", lbAddr, "--admin-listen", adminAddr,
-		"--admin-token", token, "--log-level", "info"}, ulog)
+		"--admin-token", token, "--log-level", "info", "--data-plane", r.opts.DataPlane}, ulog)
 	if err != nil {
 		return nil, err
 	}

@@ -76,8 +76,15 @@ type Config struct {
 	// start (it must exist: WriteFiles writes it) and the controller
 	// names in "set map". Default DefaultMapFile.
 	MapFile string
-	// Instances are the instances, one server each. At least one.
+	// Instances are the instances, one server each. At least one, unless
+	// Dynamic.
 	Instances []lb.Instance
+	// Dynamic: the controller adds a server for each instance it learns
+	// of at run time ("add server", Runtime.AddServer) and removes it when
+	// the instance leaves, so Instances may be empty (`spillway up
+	// --data-plane haproxy`, whose fleet's instances come and go on
+	// ports of their own). The servers of Instances are never removed.
+	Dynamic bool
 	// Routes are lb's routes: a prefix and the dependencies it needs
 	// (nil: all, as a path no route matches; empty: none, never shed).
 	// Only the prefixes shape the map; the controller reads the
@@ -160,6 +167,27 @@ func DefaultConfig() Config {
 	}
 }
 
+// ConfigFor is the HAProxy configuration for c, a validated lb
+// configuration: the frontend on c.Listen, one server per instance, the
+// share map of c.Routes at mapFile, the Runtime API at socket (a path, or
+// host:port; a unix:// or tcp:// prefix is dropped), and HAProxy's own
+// checks and timeouts following c's.
+func ConfigFor(c *lb.Config, socket, mapFile string) Config {
+	hc := DefaultConfig()
+	hc.Listen = c.Listen
+	hc.Socket = strings.TrimPrefix(strings.TrimPrefix(socket, "unix://"), "tcp://")
+	hc.MapFile = mapFile
+	hc.Instances = c.Instances
+	hc.Routes = c.Routes
+	hc.Health.Path = c.HealthCheck.ReadyPath
+	hc.Health.Interval, hc.Health.Timeout = c.HealthCheck.Interval, min(c.HealthCheck.Timeout, c.HealthCheck.Interval)
+	hc.Health.Rise, hc.Health.Fall = c.HealthCheck.HealthyThreshold, c.HealthCheck.UnhealthyThreshold
+	hc.Timeouts.Connect = c.Timeouts.Connect
+	hc.Timeouts.Server = c.Timeouts.Total
+	hc.RetryAfter = max(c.Shedding.RetryAfter, time.Second)
+	return hc
+}
+
 // ServerName is the name of the server of the instance whose service
 // address is service: "s-HOST-PORT" ("s-127.0.0.1-8001", "s-::1-8001"),
 // with any character HAProxy does not take in a name (other than letters,
@@ -231,7 +259,7 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.MapFile) || !safeWord(c.MapFile) || strings.ContainsAny(c.MapFile, ",()") {
 		add(field.New("map_file", c.MapFile, "an absolute path without spaces, quotes, #, commas or parentheses"))
 	}
-	if len(c.Instances) == 0 {
+	if len(c.Instances) == 0 && !c.Dynamic {
 		add(field.New("instances", len(c.Instances), "at least one instance"))
 	}
 	names := map[string]int{}
@@ -492,6 +520,11 @@ backend {{.BackendName}}
     balance leastconn
     option httpchk GET {{.Health.Path}}
     http-check expect status 200-299
+{{- if .Dynamic}}
+    # Dynamic: the controller adds a server per instance at run time
+    # ("add server", in maintenance, its check on) and deletes it when the
+    # instance leaves.
+{{- end}}
 {{- range .Servers}}
     # service {{.Service}}, health {{.Health}}
     server {{.Name}} {{.Service}} weight {{$.FullWeight}} check {{.Target}} {{$.Check}}

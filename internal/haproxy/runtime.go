@@ -10,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/field"
+	"github.com/spillway-dev/spillway/internal/lb"
 )
 
 // DefaultTimeout bounds a command whose context has no deadline, when
@@ -426,4 +429,69 @@ func query[T any](ctx context.Context, r *Runtime, command string, parse func(st
 		return zero, fmt.Errorf("haproxy command %q: %w", command, err)
 	}
 	return v, nil
+}
+
+// ServerSpec is a server that AddServer adds: its address, its weight and
+// HAProxy's check of its health port.
+type ServerSpec struct {
+	// Instance gives the service address (the server's) and the health
+	// address (the check's).
+	Instance lb.Instance
+	// Weight is the server's weight, 0 to MaxWeight.
+	Weight int
+	// Health is the check: Interval, Rise and Fall are used; the path is
+	// the backend's (option httpchk).
+	Health HealthCheck
+}
+
+// AddServer adds a server to a backend at run time (HAProxy 2.4 and
+// later; the backend's balancing must be dynamic, as the printed
+// configuration's leastconn is), then enables its check: "add server
+// BACKEND/SERVER ADDR weight W check port P inter ... fall F rise R",
+// "enable health BACKEND/SERVER". The server starts in maintenance: set
+// its state to take it into rotation.
+func (r *Runtime) AddServer(ctx context.Context, backend, server string, s ServerSpec) error {
+	if err := checkServer(backend, server); err != nil {
+		return err
+	}
+	in := s.Instance
+	if err := errors.Join(field.HostPort("service", in.Service), field.HostPort("health", in.Health)); err != nil {
+		return fmt.Errorf("server %s/%s: %w: %w", backend, server, ErrBadArgument, err)
+	}
+	if s.Weight < 0 || s.Weight > MaxWeight {
+		return fmt.Errorf("weight %d for %s/%s: %w: want 0 to %d", s.Weight, backend, server, ErrBadArgument, MaxWeight)
+	}
+	h := s.Health
+	if h.Interval <= 0 || h.Rise < 1 || h.Fall < 1 {
+		return fmt.Errorf("server %s/%s check %+v: %w: want a positive interval, rise and fall", backend, server, h, ErrBadArgument)
+	}
+	command := fmt.Sprintf("add server %s/%s %s weight %d check %s inter %s fall %d rise %d",
+		backend, server, in.Service, s.Weight, checkTarget(in), ms(h.Interval), h.Fall, h.Rise)
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(answer, "New server registered.") {
+		return &CommandError{Command: command, Answer: answer, Err: ErrRejected}
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("enable health %s/%s", backend, server))
+}
+
+// DelServer removes a server that AddServer added: "del server
+// BACKEND/SERVER". HAProxy refuses it (ErrRejected) unless the server is
+// in maintenance and has no connection left; an unknown server is
+// ErrNotFound.
+func (r *Runtime) DelServer(ctx context.Context, backend, server string) error {
+	if err := checkServer(backend, server); err != nil {
+		return err
+	}
+	command := fmt.Sprintf("del server %s/%s", backend, server)
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(answer, "Server deleted.") {
+		return &CommandError{Command: command, Answer: answer, Err: ErrRejected}
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/testkit"
 	"github.com/spillway-dev/spillway/internal/testkit/haproxytest"
 )
@@ -221,6 +222,48 @@ func TestSetMaxconn(t *testing.T) {
 	assertCommandError(t, r.RT.SetMaxconn(ctx(t), "be", "nope", 3), ErrNotFound, "No such server.")
 	if err := r.RT.SetMaxconn(ctx(t), "be", "s1", -1); !errors.Is(err, ErrBadArgument) {
 		t.Errorf("maxconn -1: %v, want ErrBadArgument", err)
+	}
+}
+
+// TestAddDelServer: a server added at run time starts in maintenance at
+// its weight; HAProxy deletes it only in maintenance, and an unknown one
+// is ErrNotFound.
+func TestAddDelServer(t *testing.T) {
+	r := startRig(t)
+	spec := ServerSpec{Instance: lb.Instance{Service: r.Backends[0], Health: r.Backends[0]}, Weight: 5,
+		Health: HealthCheck{Interval: time.Second, Rise: 1, Fall: 1}}
+	if err := r.RT.AddServer(ctx(t), "be", "s3", spec); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.server(t, "s3"); !s.AdminState.Maint() || s.Weight != 5 || s.Addr != "127.0.0.1" {
+		t.Errorf("added server: admin %#x weight %d addr %s, want maint at weight 5 on 127.0.0.1", s.AdminState, s.Weight, s.Addr)
+	}
+	if err := r.RT.AddServer(ctx(t), "be", "s3", spec); !errors.Is(err, ErrRejected) {
+		t.Errorf("adding s3 again: %v, want ErrRejected", err)
+	}
+	if err := r.RT.SetServerState(ctx(t), "be", "s3", StateReady); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RT.DelServer(ctx(t), "be", "s3"); !errors.Is(err, ErrRejected) {
+		t.Errorf("deleting a ready server: %v, want ErrRejected", err)
+	}
+	if err := r.RT.SetServerState(ctx(t), "be", "s3", StateMaint); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RT.DelServer(ctx(t), "be", "s3"); err != nil {
+		t.Fatalf("delete in maintenance: %v", err)
+	}
+	if err := r.RT.DelServer(ctx(t), "be", "s3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("deleting it again: %v, want ErrNotFound", err)
+	}
+	for _, bad := range []ServerSpec{
+		{Instance: spec.Instance, Weight: MaxWeight + 1, Health: spec.Health},
+		{Instance: lb.Instance{Service: "x", Health: r.Backends[0]}, Weight: 1, Health: spec.Health},
+		{Instance: spec.Instance, Weight: 1},
+	} {
+		if err := r.RT.AddServer(ctx(t), "be", "s4", bad); !errors.Is(err, ErrBadArgument) {
+			t.Errorf("AddServer %+v: %v, want ErrBadArgument", bad, err)
+		}
 	}
 }
 

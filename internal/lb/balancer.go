@@ -150,6 +150,7 @@ type Balancer struct {
 	event      func(kind, message string)
 	middleware func(http.Handler) http.Handler
 	plans      *PlanFeed // nil: no data plane
+	settled    bool      // a published Plan had every instance checked (Plan.Settled)
 }
 
 type checkerHandle struct {
@@ -572,8 +573,10 @@ func (b *Balancer) publishPlanLocked(now time.Time, ev Eval) time.Time {
 		}
 		return ""
 	}
+	insts := b.pool.planInstances(now, ev, health)
+	b.settled = b.settled || allChecked(insts)
 	b.plans.Publish(Plan{
-		At: now, Panic: ev.Panic, Instances: b.pool.planInstances(now, ev, health),
+		At: now, Panic: ev.Panic, Settled: b.settled, Instances: insts,
 		Dependencies: deps, Routes: routes,
 	})
 	next := ev.Next

@@ -49,6 +49,9 @@ func TestBalancerDataPlane(t *testing.T) {
 	if a, _ := plan.Instance(up.svc); a.Health != up.health || a.Weight != lb.FullWeight || a.MaxConn != 0 {
 		t.Errorf("routable instance: %+v", a)
 	}
+	if !plan.Settled {
+		t.Errorf("plan with every instance checked: not Settled")
+	}
 	if s, ok := plan.Route("/"); !ok || s != 1 {
 		t.Errorf(`route "/": %v %v, want share 1`, s, ok)
 	}

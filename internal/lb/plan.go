@@ -31,7 +31,8 @@ const (
 	// in flight finish, and the data plane's own checks stay on.
 	ServerDrain ServerState = "drain"
 	// ServerMaint: the instance does not accept connections (its last
-	// check could not connect): no traffic at all.
+	// check could not connect, even once, even while its health state
+	// has not reached the unhealthy threshold): no traffic at all.
 	ServerMaint ServerState = "maint"
 )
 
@@ -47,6 +48,14 @@ type Plan struct {
 	// Panic: the routable share is below the panic threshold and every
 	// instance that accepts connections is ready at full weight.
 	Panic bool
+	// Settled: this plan, or an earlier one of the same balancer, had
+	// every instance checked at least once (none ServerUnknown). Before
+	// that the dependencies' shares rest on the reports of only some
+	// instances, or none (a share of 1): a data plane that already sheds
+	// (a controller restarted mid-outage) keeps its shares until the plan
+	// is settled, so that it does not admit everything for the time of
+	// the first checks.
+	Settled bool
 	// Instances by id (service address).
 	Instances []PlanInstance
 	// Dependencies are the shedding states, by name.
@@ -157,6 +166,17 @@ func (f *PlanFeed) Latest() (Plan, bool) {
 	return *p, true
 }
 
+// allChecked reports whether the instances are at least one and all
+// checked (Plan.Settled).
+func allChecked(insts []PlanInstance) bool {
+	for _, in := range insts {
+		if in.State == ServerUnknown {
+			return false
+		}
+	}
+	return len(insts) > 0
+}
+
 // planInstances returns the instances' part of a Plan as of the last
 // Evaluate (ev its outcome), by id; health gives an id's health address.
 func (p *Pool) planInstances(now time.Time, ev Eval, health func(id string) string) []PlanInstance {
@@ -165,6 +185,13 @@ func (p *Pool) planInstances(now time.Time, ev Eval, health func(id string) stri
 	for _, in := range p.list {
 		pi := PlanInstance{ID: in.id, Health: health(in.id)}
 		switch {
+		case in.health.Checked() && !in.health.AcceptsConnections():
+			// Its last check could not connect: out at once, before
+			// the unhealthy threshold takes it out of this balancer's
+			// rotation too. spillway lb retries a failed dial on
+			// another instance; a data plane's server would take
+			// connections that fail until then.
+			pi.State = ServerMaint
 		case in.candidate:
 			pi.State = ServerReady
 			pi.Weight = max(1, int(math.Round(in.weight*FullWeight)))

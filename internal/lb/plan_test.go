@@ -72,6 +72,37 @@ func TestPlanInstances(t *testing.T) {
 	}
 }
 
+// TestPlanConnectErrorAtOnce: one failed connect takes an instance's
+// server out (maint) although it is still healthy (below the unhealthy
+// threshold) for the balancer; a pass puts it back at its weight.
+func TestPlanConnectErrorAtOnce(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SlowStart.Window = 0
+	id := ids(2)
+	p := newPool(t, cfg, id...)
+	for _, x := range id {
+		p.RecordCheck(x, t0, CheckPass)
+	}
+	p.Evaluate(t0)
+	now := at(time.Second)
+	p.RecordCheck(id[0], now, CheckConnectError)
+	ev := p.Evaluate(now)
+	plan := Plan{Instances: p.planInstances(now, ev, func(string) string { return "" })}
+	if pi, _ := plan.Instance(id[0]); pi.State != ServerMaint {
+		t.Errorf("after one connect error: %+v, want maint", pi)
+	}
+	if st := statusOf(t, p, id[0], now); st.State != InstanceHealthy || !st.Routable {
+		t.Errorf("one connect error made the instance unhealthy: the threshold is %d", cfg.HealthCheck.UnhealthyThreshold)
+	}
+	later := at(2 * time.Second)
+	p.RecordCheck(id[0], later, CheckPass)
+	ev = p.Evaluate(later)
+	plan = Plan{Instances: p.planInstances(later, ev, func(string) string { return "" })}
+	if pi, _ := plan.Instance(id[0]); pi.State != ServerReady || pi.Weight != FullWeight {
+		t.Errorf("after a pass: %+v, want ready at full weight", pi)
+	}
+}
+
 // TestPlanShares: a route's share is the least of its dependencies'; the
 // window ramp's share rises with time and says it moves.
 func TestPlanShares(t *testing.T) {

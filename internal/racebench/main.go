@@ -2,8 +2,10 @@
 // played in one sitting against two front doors, each in front of the
 // same three `spillway login` instances and one `spillway backend-sim`:
 // (a) `spillway lb` with its defaults, (b) HAProxy composed as the seed's
-// team planned it. It prints a markdown table per scenario and writes it,
-// with every trial's summary and logs, to its output directory. It is a
+// team planned it, and on request (-doors) (c) HAProxy driven by `spillway
+// controller` on the configuration it prints (controller.go). It prints a
+// markdown table per scenario and writes it, with every trial's summary
+// and logs, to its output directory. It is a
 // benchmark, run by scripts/bench-recovery.sh, not part of `go test`; its
 // pure analysis functions are unit-tested.
 //
@@ -17,7 +19,7 @@
 //
 // Usage:
 //
-//	racebench -spillway BIN [-haproxy BIN] [-runs 3] [-scenarios hang,error,slow,storm] [-rate 300] [-out DIR] [-raw]
+//	racebench -spillway BIN [-haproxy BIN] [-runs 3] [-scenarios hang,error,slow,storm] [-doors spillway,haproxy[,controller]] [-rate 300] [-out DIR] [-raw]
 //
 // The scenarios, the measurements and their definitions are in
 // scenario.go and analyze.go, and in the method section of results.md.
@@ -35,6 +37,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -90,11 +93,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	spillway := fs.String("spillway", "", "the spillway `binary` (required)")
 	haproxy := fs.String("haproxy", "haproxy", "the haproxy `binary`")
-	runs := fs.Int("runs", 3, "`n` runs of every scenario against both front doors")
+	runs := fs.Int("runs", 3, "`n` runs of every scenario against every front door")
 	list := fs.String("scenarios", "hang,error,slow,storm", "comma-separated `scenarios`: hang, error, slow, storm")
 	rate := fs.Float64("rate", 300, "open-loop load in logins per `second`")
 	out := fs.String("out", "bench-recovery-"+time.Now().Format("2006-01-02-150405"), "output `directory`")
 	raw := fs.Bool("raw", false, "also keep every attempt of every trial (records.json)")
+	doorList := fs.String("doors", doorSpillway+","+doorHAProxy, "comma-separated front `doors`: spillway, haproxy, controller (HAProxy driven by spillway controller)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -113,6 +117,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sel, err := findScenarios(*list)
 	if err != nil {
 		return fmt.Errorf("-scenarios: %w", err)
+	}
+	var order []string
+	for d := range strings.SplitSeq(*doorList, ",") {
+		if d != doorSpillway && d != doorHAProxy && d != doorController {
+			return fmt.Errorf("-doors: %q: want %s, %s or %s", d, doorSpillway, doorHAProxy, doorController)
+		}
+		order = append(order, d)
 	}
 	b := &bench{rate: *rate, raw: *raw, token: rand.Text(), probe: newProbeClient(), stdout: stdout}
 	if b.spillway, err = exec.LookPath(*spillway); err != nil {
@@ -144,10 +155,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var specs []trialSpec
 	var total time.Duration
 	for r := 1; r <= *runs; r++ {
-		order := []string{doorSpillway, doorHAProxy}
-		if r%2 == 0 {
-			order = []string{doorHAProxy, doorSpillway}
-		}
 		for _, sc := range sel {
 			for _, d := range order {
 				dir := filepath.Join(*out, "trials", fmt.Sprintf("%d-%s-%s", r, sc.Name, d))
@@ -155,6 +162,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				total += sc.duration() + trialOverhead
 			}
 		}
+		// The first door rotates run by run.
+		order = append(order[1:], order[0])
 	}
 	fmt.Fprintf(stdout, "  plan      %d trials, about %v\n\n", len(specs), total.Round(time.Minute))
 

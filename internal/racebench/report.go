@@ -92,6 +92,7 @@ func shellQuote(args []string) string {
 var doors = []struct{ key, label string }{
 	{doorSpillway, "spillway lb"},
 	{doorHAProxy, "HAProxy"},
+	{doorController, "HAProxy + spillway controller"},
 }
 
 // renderResults is results.md: the machine, the method, and one table per

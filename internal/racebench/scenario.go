@@ -234,6 +234,9 @@ func (b *bench) runTrial(ctx context.Context, spec trialSpec) (*Trial, error) {
 	if topo.adminURL != "" {
 		b.saveStatus(ctx, topo.adminURL+"/status", filepath.Join(spec.Dir, "lb-status.json"))
 	}
+	if spec.Door == doorController {
+		tr.Notes = append(tr.Notes, controllerNotes(filepath.Join(spec.Dir, "controller.log"))...)
+	}
 	tr.PoolSeconds = st.Pool.Seconds
 	if n := len(st.Pool.Seconds); n == 0 || st.Pool.Seconds[0].Start.After(retWall.Add(-time.Second)) {
 		tr.Notes = append(tr.Notes, fmt.Sprintf("the backend's %d seconds of pool figures do not reach back to the return", n))

@@ -96,8 +96,11 @@ type topology struct {
 	procs      []*proc
 	backendURL string
 	frontURL   string
-	// adminURL is spillway lb's admin API; "" for HAProxy.
+	// adminURL is spillway lb's (or controller's) admin API; "" for
+	// HAProxy.
 	adminURL string
+	// tmpDir, if set, is removed once the processes have stopped.
+	tmpDir string
 }
 
 // stop ends every process, all at once: SIGTERM, then SIGKILL for those
@@ -109,6 +112,9 @@ func (t *topology) stop() {
 	deadline := time.Now().Add(stopTimeout)
 	for _, p := range t.procs {
 		p.Reap(deadline)
+	}
+	if t.tmpDir != "" {
+		_ = os.RemoveAll(t.tmpDir)
 	}
 }
 
@@ -195,8 +201,18 @@ func (b *bench) tryTopology(ctx context.Context, spec trialSpec) (t *topology, e
 			return t, err
 		}
 		door, err = startProc(b.sp, "haproxy", logPath("haproxy"), nil, b.haproxy, "-db", "-f", cfg)
+	case doorController:
+		var ps []*proc // HAProxy, then the controller: the door
+		ps, t.tmpDir, err = b.startControllerDoor(ctx, front, admin, instances, logPath)
+		if err != nil {
+			t.procs = append(t.procs, ps...)
+			return t, err
+		}
+		t.procs = append(t.procs, ps[0])
+		door = ps[1]
+		t.adminURL = "http://" + admin
 	default:
-		return t, fmt.Errorf("front door %q: not %s or %s", spec.Door, doorSpillway, doorHAProxy)
+		return t, fmt.Errorf("front door %q: not %s, %s or %s", spec.Door, doorSpillway, doorHAProxy, doorController)
 	}
 	if err != nil {
 		return t, err

@@ -1,11 +1,13 @@
 // Package stack runs the whole spillway system on one machine: a
 // backend-sim, a fleet of login instances and the load balancer, with the
 // dashboard and admin API on the admin address. It is what `spillway up`
-// runs.
+// runs. With Options.DataPlane DataPlaneHAProxy, an HAProxy process
+// driven by the controller carries the logins instead of the balancer's
+// proxy (haproxy.go).
 //
 // Build a Stack with New from a validated config.File and call Run once. Run
 // owns every goroutine and process it starts (the fleet's login processes
-// included) and stops them all when its context is done. Listeners are
+// and HAProxy included) and stops them all when its context is done. Listeners are
 // bound in New, so a busy port is reported before anything starts.
 package stack
 
@@ -57,6 +59,12 @@ type Options struct {
 	AdminToken string
 	// Flags name the flags behind the addresses, for a busy-port error.
 	Flags Flags
+	// DataPlane is what carries the logins: DataPlaneLB (also "") or
+	// DataPlaneHAProxy, which needs lb.shedding.recovery "window".
+	DataPlane string
+	// HAProxy is the haproxy binary for DataPlaneHAProxy. Default:
+	// haproxy on PATH (none: ErrNoHAProxy).
+	HAProxy string
 }
 
 // Stack is the running system. See the package comment.
@@ -65,8 +73,9 @@ type Stack struct {
 	log   *slog.Logger
 	token string
 
-	lbLn, adminLn, simLn net.Listener
-	backendURL           string
+	lbLn, adminLn, simLn net.Listener // lbLn nil with HAProxy, which binds lbAddr
+	lbAddr, backendURL   string
+	hap                  *haproxyPlane // nil: the balancer's own proxy
 
 	sim      *backendsim.Sim // nil with an external backend
 	fleet    *fleet.Fleet
@@ -119,6 +128,17 @@ func New(cfg config.File, opts Options) (_ *Stack, err error) {
 	}()
 	if s.lbLn, err = listen(cfg.LB.Listen, "load balancer", opts.Flags.Listen); err != nil {
 		return nil, err
+	}
+	s.lbAddr = s.lbLn.Addr().String()
+	switch opts.DataPlane {
+	case "", DataPlaneLB:
+	case DataPlaneHAProxy:
+		// HAProxy binds the address: it was free a moment ago, and a
+		// port 0 is now a port.
+		s.lbLn.Close()
+		s.lbLn = nil
+	default:
+		return nil, fmt.Errorf("data plane %q: want %s or %s", opts.DataPlane, DataPlaneLB, DataPlaneHAProxy)
 	}
 	if s.adminLn, err = listen(cfg.LB.AdminListen, "admin and dashboard", opts.Flags.AdminListen); err != nil {
 		return nil, err
@@ -185,24 +205,37 @@ func New(cfg config.File, opts Options) (_ *Stack, err error) {
 	// so Ctrl-C stops at once; requests in flight still get
 	// server.shutdown_timeout.
 	lbc.Server.DrainDelay = 0
-	s.balancer, err = lb.New(lbc, lb.Options{
+	lopts := lb.Options{
 		Logger:     opts.Logger.With("component", "lb"),
 		Registry:   reg,
 		AdminToken: opts.AdminToken,
 		Discovery:  fleetDiscovery{s.fleet},
 		Event:      s.events.add,
 		Middleware: s.record,
-	})
+	}
+	loadRec := (*timeline.Recorder)(nil) // the balancer's middleware records
+	if s.lbLn == nil {
+		// HAProxy carries the logins: the balancer sees none, so the
+		// dashboard's chart shows the load button's logins as their
+		// client saw them.
+		feed := lb.NewPlanFeed()
+		lopts.DataPlane, lopts.Middleware, loadRec = feed, nil, s.rec
+		lbc.Listen = s.lbAddr
+		if s.hap, err = newHAProxyPlane(opts.HAProxy, s.dir, &lbc, feed, reg, opts.Logger, opts.InstanceOutput); err != nil {
+			return nil, err
+		}
+	}
+	s.balancer, err = lb.New(lbc, lopts)
 	if err != nil {
 		return nil, fmt.Errorf("lb: %w", err)
 	}
 	s.load, err = loadgen.NewController(loadgen.Config{
-		URL:     "http://" + s.lbLn.Addr().String() + "/v1/login",
+		URL:     "http://" + s.lbAddr + "/v1/login",
 		Method:  http.MethodPost,
 		Header:  http.Header{"Content-Type": {"application/json"}},
 		Body:    demoTicket,
 		Timeout: 5 * time.Second,
-	}, nil)
+	}, loadRec)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +252,7 @@ func demoTicket(i int) []byte {
 }
 
 // LBAddr, AdminAddr and BackendURL are where the parts listen.
-func (s *Stack) LBAddr() string     { return s.lbLn.Addr().String() }
+func (s *Stack) LBAddr() string     { return s.lbAddr }
 func (s *Stack) AdminAddr() string  { return s.adminLn.Addr().String() }
 func (s *Stack) BackendURL() string { return s.backendURL }
 
@@ -257,7 +290,12 @@ func (s *Stack) Run(ctx context.Context) error {
 	s.runCtx = gctx
 	defer s.bgWG.Wait()
 	g.Go(func() error { return s.fleet.Run(gctx) })
-	g.Go(func() error { return s.balancer.Run(gctx, s.lbLn, nil) })
+	if s.hap != nil {
+		g.Go(func() error { return s.balancer.Run(gctx, nil, nil) })
+		g.Go(func() error { return s.hap.Run(gctx) })
+	} else {
+		g.Go(func() error { return s.balancer.Run(gctx, s.lbLn, nil) })
+	}
 	g.Go(func() error { return s.load.Run(gctx) })
 	g.Go(func() error { return s.serveAdmin(gctx) })
 	err := g.Wait()

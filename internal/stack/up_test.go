@@ -36,10 +36,10 @@ type upProcess struct {
 }
 
 // startUp runs the binary's `up` on free loopback ports with token as
-// $SPILLWAY_ADMIN_TOKEN, waits for it to print its addresses, and stops it
-// with SIGINT when the test ends, checking that it exits cleanly and that
-// no process it started outlives it.
-func startUp(t *testing.T, token string) *upProcess {
+// $SPILLWAY_ADMIN_TOKEN and args added, waits for it to print its
+// addresses, and stops it with SIGINT when the test ends, checking that
+// it exits cleanly and that no process it started outlives it.
+func startUp(t *testing.T, token string, args ...string) *upProcess {
 	t.Helper()
 	// A copy of the binary that only this process runs, so that what it
 	// starts can be found by its executable's path, whatever the other
@@ -47,7 +47,7 @@ func startUp(t *testing.T, token string) *upProcess {
 	bin := filepath.Join(t.TempDir(), "spillway-up")
 	copyFile(t, spillwayBinary(t), bin)
 	p := &upProcess{bin: bin, stderr: &testkit.SyncBuffer{}, waited: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--backend-listen", "127.0.0.1:0")
+	p.cmd = exec.Command(bin, append([]string{"up", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--backend-listen", "127.0.0.1:0"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "SPILLWAY_ADMIN_TOKEN="+token)
 	p.cmd.Stderr = p.stderr
 	stdout, err := p.cmd.StdoutPipe()

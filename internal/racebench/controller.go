@@ -1,0 +1,123 @@
+package main
+
+// This file is the third front door, "controller" (issue 13): a Debian
+// HAProxy on the configuration `spillway controller --print-haproxy-config`
+// prints, driven by `spillway controller`. Its trials add notes from the
+// controller's own log: how long HAProxy's map took to follow the
+// controller's shedding decision, and every server it took out.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+const doorController = "controller"
+
+// startControllerDoor writes HAProxy's configuration and share map into a
+// short directory (a unix socket path is at most 107 bytes), checks and
+// starts HAProxy, then the controller with its admin API on admin. It
+// returns the processes started, HAProxy first, and the directory, which
+// the caller removes after stopping them.
+func (b *bench) startControllerDoor(ctx context.Context, front, admin string, instances []instance, logPath func(string) string) ([]*proc, string, error) {
+	dir, err := os.MkdirTemp("", "racebench-ctl")
+	if err != nil {
+		return nil, "", err
+	}
+	socket, mapFile, cfg := filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "routes.map"), filepath.Join(dir, "haproxy.cfg")
+	common := []string{"--haproxy-socket", socket, "--haproxy-map", mapFile}
+	for _, in := range instances {
+		common = append(common, "--instance", in.Service+"="+in.Health)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	text, err := exec.CommandContext(pctx, b.spillway, append([]string{"controller", "--print-haproxy-config", "--listen", front}, common...)...).Output()
+	if err != nil {
+		return nil, dir, fmt.Errorf("spillway controller --print-haproxy-config: %w", err)
+	}
+	// The share map's initial content is in the configuration's header.
+	var m strings.Builder
+	for line := range strings.SplitSeq(string(text), "\n") {
+		if entry, ok := strings.CutPrefix(line, "#   "); ok && strings.HasPrefix(entry, "/") {
+			m.WriteString(entry + "\n")
+		}
+	}
+	if err := os.WriteFile(mapFile, []byte(m.String()), 0o644); err != nil {
+		return nil, dir, err
+	}
+	if err := os.WriteFile(cfg, text, 0o644); err != nil {
+		return nil, dir, err
+	}
+	if err := checkHAProxy(ctx, b.haproxy, cfg); err != nil {
+		return nil, dir, err
+	}
+	hap, err := startProc(b.sp, "haproxy", logPath("haproxy"), nil, b.haproxy, "-db", "-f", cfg)
+	if err != nil {
+		return nil, dir, err
+	}
+	ctl, err := startProc(b.sp, "controller", logPath("controller"), []string{"SPILLWAY_ADMIN_TOKEN=" + b.token}, b.spillway,
+		append([]string{"controller", "--admin-listen", admin}, common...)...)
+	if err != nil {
+		return []*proc{hap}, dir, err
+	}
+	return []*proc{hap, ctl}, dir, nil
+}
+
+var (
+	logTime   = regexp.MustCompile(`^time=(\S+) `)
+	shedStart = regexp.MustCompile(`msg="shedding: answering 503`)
+	mapToZero = regexp.MustCompile(`msg="haproxy change" kind=map key=\S+ from=\d+ to=0$`)
+	outOfRot  = regexp.MustCompile(`msg="haproxy change" kind=state server=(\S+) from=\S+ to=(maint|drain)`)
+)
+
+// controllerNotes reads the controller's log: the delay between its
+// shedding decision (its checks saw the instances' reports) and HAProxy's
+// map at 0, and every server it took out of rotation (a dependency
+// outage must take none).
+func controllerNotes(logPath string) []string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return []string{fmt.Sprintf("controller log: %v", err)}
+	}
+	defer f.Close()
+	var (
+		notes   []string
+		decided time.Time
+		out     []string
+	)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		m := logTime.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err != nil {
+			continue
+		}
+		switch {
+		case shedStart.MatchString(line) && decided.IsZero():
+			decided = at
+		case mapToZero.MatchString(line) && !decided.IsZero():
+			notes = append(notes, fmt.Sprintf("controller: HAProxy's map at 0 %v after the shedding decision", at.Sub(decided).Round(100*time.Microsecond)))
+			decided = time.Time{}
+		}
+		if o := outOfRot.FindStringSubmatch(line); o != nil {
+			out = append(out, o[1]+" "+o[2])
+		}
+	}
+	if len(out) == 0 {
+		notes = append(notes, "controller: no server taken out of rotation")
+	} else {
+		notes = append(notes, fmt.Sprintf("controller: servers taken out of rotation: %s", strings.Join(out, ", ")))
+	}
+	return notes
+}
