@@ -47,8 +47,8 @@ type Refusal struct {
 // Enter decides, as Blocked does, whether a request for path at now is
 // refused at the edge (u as for Admit), or because a dependency it needs
 // is stalled, and, if it is not, takes a slot of the congestion window of
-// every dependency it needs that is recovering by feedback and counts it
-// in flight to each; the Ticket gives them back.
+// every dependency it needs that is recovering by feedback; the Ticket
+// gives them back. Sent counts it in flight for stall detection.
 func (s *Shedder) Enter(path string, now time.Time, u float64) (Ticket, Refusal) {
 	v := s.view.Load()
 	deps := v.all
@@ -76,11 +76,21 @@ func (s *Shedder) Enter(path string, now time.Time, u float64) (Ticket, Refusal)
 			return Ticket{}, Refusal{Dep: d.name, Full: true, Stalled: true}
 		}
 	}
-	for _, d := range deps {
+	return t, Refusal{}
+}
+
+// Sent counts the ticket's request in flight to each of its dependencies
+// from now, when it is sent to an instance: a request still uploading its
+// body to the balancer, or waiting at the edge, is not waiting on them.
+// Later calls do nothing.
+func (t *Ticket) Sent(now time.Time) {
+	if t.flows || !t.sent.IsZero() {
+		return
+	}
+	for _, d := range t.deps {
 		d.flow.enter(now)
 	}
-	t.flows = true
-	return t, Refusal{}
+	t.flows, t.sent = true, now
 }
 
 // Done ends the ticket's request. answered is whether an instance
@@ -124,6 +134,6 @@ func (t *Ticket) Answered(end time.Time, failed bool) {
 
 func (t *Ticket) leave(end time.Time, answered, failed bool) {
 	for _, d := range t.deps {
-		d.flow.leave(t.at, end, answered, failed, d.stall)
+		d.flow.leave(t.sent, end, answered, failed, d.stall)
 	}
 }

@@ -132,6 +132,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// (e) Proxy.
 	c = &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep, tk: tk}
+	c.tk.Sent(time.Now()) // in flight to its dependencies from here: the body is in, a slot held
 	c.Context, c.cancel = context.WithCancelCause(c.parent)
 	c.phase.Store(phaseHeader)
 	c.timer = time.AfterFunc(min(c.t.header, c.t.total), c.fire)

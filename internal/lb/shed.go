@@ -584,6 +584,8 @@ type Ticket struct {
 	win  *rampWindow
 	more []*rampWindow // a second recovering dependency, and more: rare
 	at   time.Time
-	// flows: the request is counted in flight to each of deps (stall.go).
+	// flows: the request is counted in flight to each of deps since sent
+	// (Sent; stall.go).
 	flows bool
+	sent  time.Time
 }

@@ -22,6 +22,16 @@ func okShedder(t *testing.T, cfg ShedConfig, lat time.Duration) (*Shedder, time.
 	return s, now
 }
 
+// send offers a request for /login to s at at and, if it is admitted,
+// sends it to an instance at once.
+func send(s *Shedder, at time.Time) (Ticket, Refusal) {
+	tk, no := s.Enter("/login", at, 0.5)
+	if no.Dep == "" {
+		tk.Sent(at)
+	}
+	return tk, no
+}
+
 func TestStallTime(t *testing.T) {
 	cfg := DefaultStallConfig()
 	for _, tt := range []struct {
@@ -57,7 +67,7 @@ func TestStallBoundsRequestsOnAHungDependency(t *testing.T) {
 	refused := 0
 	for i := range 300 { // a second at 300/s
 		at := now.Add(time.Duration(i) * time.Second / 300)
-		tk, no := s.Enter("/login", at, 0.5)
+		tk, no := send(s, at)
 		switch {
 		case no.Dep == "":
 			stuck = append(stuck, tk)
@@ -83,7 +93,7 @@ func TestStallBoundsRequestsOnAHungDependency(t *testing.T) {
 	// left; by then the instances' breakers have opened.
 	for i, tk := range stuck {
 		tk.Done(end, true, true)
-		_, no := s.Enter("/login", end, 0.5)
+		_, no := send(s, end)
 		if left := len(stuck) - i - 1; (left >= 4) != no.Stalled {
 			t.Fatalf("%d stuck requests left: refusal %+v, want stalled only while 4 or more are", left, no)
 		}
@@ -100,7 +110,7 @@ func TestStallEndsOnAPromptAnswer(t *testing.T) {
 	var mid Ticket
 	at := now
 	for ; at.Sub(now) <= stall; at = at.Add(2 * ms) { // a request every 2ms, none answered
-		tk, no := s.Enter("/login", at, 0.5)
+		tk, no := send(s, at)
 		if no.Dep != "" {
 			t.Fatalf("+%v, within the stall time: refused %+v", at.Sub(now), no)
 		}
@@ -109,11 +119,11 @@ func TestStallEndsOnAPromptAnswer(t *testing.T) {
 		}
 	}
 	at = at.Add(2 * ms)
-	if _, no := s.Enter("/login", at, 0.5); !no.Stalled {
+	if _, no := send(s, at); !no.Stalled {
 		t.Fatalf("silent for %v: %+v, want stalled", at.Sub(now), no)
 	}
 	mid.Done(at, true, true) // a failure, but a prompt one: the dependency answers
-	if _, no := s.Enter("/login", at.Add(ms), 0.5); no.Dep != "" {
+	if _, no := send(s, at.Add(ms)); no.Dep != "" {
 		t.Errorf("after a prompt answer: %+v, want admitted", no)
 	}
 }
@@ -124,13 +134,13 @@ func TestStallNotAfterAGap(t *testing.T) {
 	s, now := okShedder(t, DefaultShedConfig(), 20*ms)
 	stall := state(t, s, "backend", now).StallTime
 	for i := range 5 { // sent, never answered
-		s.Enter("/login", now.Add(time.Duration(i)*ms), 0.5)
+		send(s, now.Add(time.Duration(i)*ms))
 	}
 	late := now.Add(4*ms + stall)
-	if _, no := s.Enter("/login", late, 0.5); no.Dep != "" {
+	if _, no := send(s, late); no.Dep != "" {
 		t.Errorf("the first request after a gap of %v: refused %+v", stall, no)
 	}
-	if _, no := s.Enter("/login", late.Add(ms), 0.5); no.Dep != "" {
+	if _, no := send(s, late.Add(ms)); no.Dep != "" {
 		t.Errorf("the next: refused %+v; the silence restarted with the gap", no)
 	}
 }
@@ -145,7 +155,7 @@ func TestStallNotOnAHealthyBurstOrALoneSlowRequest(t *testing.T) {
 	now = now.Add(time.Second)
 	var tks []Ticket
 	for range 100 {
-		tk, no := s.Enter("/login", now, 0.5)
+		tk, no := send(s, now)
 		if no.Dep != "" {
 			t.Fatalf("burst refused: %+v", no)
 		}
@@ -156,16 +166,16 @@ func TestStallNotOnAHealthyBurstOrALoneSlowRequest(t *testing.T) {
 	for i, tk := range tks {
 		at := now.Add(20*ms + time.Duration(i)*ms)
 		tk.Done(at, true, false)
-		if _, no := s.Enter("/login", at, 0.5); no.Dep != "" {
+		if _, no := send(s, at); no.Dep != "" {
 			t.Fatalf("request at +%v refused: %+v", at.Sub(now), no)
 		}
 	}
 
 	s, now = okShedder(t, DefaultShedConfig(), 20*ms)
 	for range 3 { // sent, never answered
-		s.Enter("/login", now, 0.5)
+		send(s, now)
 	}
-	if _, no := s.Enter("/login", now.Add(time.Second), 0.5); no.Dep != "" {
+	if _, no := send(s, now.Add(time.Second)); no.Dep != "" {
 		t.Errorf("3 slow requests in flight (min_in_flight 4): refused %+v", no)
 	}
 }
@@ -177,14 +187,14 @@ func TestStallOff(t *testing.T) {
 	cfg.Stall.Factor = 0
 	s, now := okShedder(t, cfg, 20*ms)
 	for i := range 100 {
-		if _, no := s.Enter("/login", now.Add(time.Duration(i)*ms), 0.5); no.Dep != "" {
+		if _, no := send(s, now.Add(time.Duration(i)*ms)); no.Dep != "" {
 			t.Fatalf("factor 0: request %d refused %+v", i, no)
 		}
 	}
 	s = newShedder(t, DefaultShedConfig(), nil)
 	s.Update(t0, reports(bothNames, none, none, none))
 	for i := range 100 {
-		if _, no := s.Enter("/login", t0.Add(time.Duration(i)*ms), 0.5); no.Dep != "" {
+		if _, no := send(s, t0.Add(time.Duration(i)*ms)); no.Dep != "" {
 			t.Fatalf("no p99 yet: request %d refused %+v", i, no)
 		}
 	}
@@ -198,5 +208,20 @@ func TestStallConfigValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate: %v, want an error naming %s", err, want)
 		}
+	}
+}
+
+// A request counts in flight only once sent to an instance: slow uploads
+// held at the edge (their bodies still coming) are not requests the
+// dependency leaves unanswered.
+func TestStallCountsOnlyRequestsSent(t *testing.T) {
+	s, now := okShedder(t, DefaultShedConfig(), 20*ms)
+	for i := range 100 { // entered, their bodies never come
+		if _, no := s.Enter("/login", now.Add(time.Duration(i)*ms), 0.5); no.Dep != "" {
+			t.Fatalf("upload %d refused: %+v", i, no)
+		}
+	}
+	if st := state(t, s, "backend", now.Add(100*ms)); st.InFlight != 0 || st.Stalled {
+		t.Errorf("100 uploads at the edge: %+v, want nothing in flight, no stall", st)
 	}
 }
