@@ -515,9 +515,13 @@ frontend {{.FrontendName}}
 # slow start lowers and raises it with "set weight", so HAProxy's own
 # slowstart is not set. HAProxy's check of each health port is a floor
 # under the controller: a server whose {{.Health.Path}} fails {{.Health.Fall}} times is out
-# even if the controller is gone.
+# even if the controller is gone. Idle connections to the instances are
+# shared by every client ("http-reuse always"), as spillway lb's pool and
+# nginx's keepalive do: a login API keeps no state on a connection, and
+# without it each client connection opens its own to an instance.
 backend {{.BackendName}}
     balance leastconn
+    http-reuse always
     option httpchk GET {{.Health.Path}}
     http-check expect status 200-299
 {{- if .Dynamic}}
