@@ -35,15 +35,17 @@ const controllerRecoveryWindow = time.Second
 // its Runtime API (package controller), until ctx is done:
 //
 //	spillway controller [--config FILE] --haproxy-socket PATH [--admin-listen ADDR] --instance SERVICE=HEALTH [--instance ...]
-//	spillway controller [...] --discovery etcd://HOST:PORT[,HOST:PORT...]/PREFIX
-//	spillway controller --print-haproxy-config [--listen ADDR] --haproxy-socket PATH --instance SERVICE=HEALTH [...]
+//	spillway controller [...] --discovery etcd://HOST:PORT[,HOST:PORT...]/PREFIX [--dynamic-servers]
+//	spillway controller --print-haproxy-config [--listen ADDR] --haproxy-socket PATH (--instance SERVICE=HEALTH [...] | --dynamic-servers)
 //
 // The file's lb: section and the flags are `spillway lb`'s, except that
 // shedding.recovery defaults to "window" with a 1s recovery_window (and
 // "feedback" is refused). --print-haproxy-config prints the haproxy.cfg
 // HAProxy needs (frontend on --listen) and exits. SIGHUP reloads the
-// policies from the file; the instance list in HAProxy is fixed by its
-// configuration.
+// policies from the file. The instance list in HAProxy is fixed by its
+// configuration, unless --dynamic-servers (given to both commands): then
+// the backend starts empty and the controller adds and deletes servers as
+// instances come and go.
 func runController(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("controller", stderr)
 	cfgPath := fs.String("config", "", "configuration `file` (its lb: section); reloaded on SIGHUP")
@@ -54,7 +56,8 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	adminListen := fs.String("admin-listen", "", "admin API `address` (default 127.0.0.1:8081)")
 	var instances instanceFlag
 	fs.Var(&instances, "instance", "an instance as `SERVICE_ADDR=HEALTH_ADDR`; repeat for each (replaces the file's list)")
-	discovery := fs.String("discovery", "", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance; each needs a server in HAProxy)")
+	discovery := fs.String("discovery", "", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance; each needs a server in HAProxy, or --dynamic-servers)")
+	dynamic := fs.Bool("dynamic-servers", false, "HAProxy's backend starts without servers: the controller adds one per instance it learns (add server, in maintenance until checked) and deletes it when the instance leaves; for --discovery, where instances come and go")
 	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
 	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -102,13 +105,14 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	hc := haproxy.ConfigFor(c, *socket, *mapFile)
+	hc.Dynamic = *dynamic
 	if *printCfg {
-		if len(c.Instances) == 0 {
-			return errors.New("--print-haproxy-config needs the instances: --instance SERVICE=HEALTH or lb.instances (HAProxy has one server per instance)")
+		if len(c.Instances) == 0 && !hc.Dynamic {
+			return errors.New("--print-haproxy-config needs the instances: --instance SERVICE=HEALTH or lb.instances (HAProxy has one server per instance), or --dynamic-servers")
 		}
 		return hc.Render(stdout)
 	}
-	if err := hc.Validate(); err != nil && len(c.Instances) > 0 {
+	if err := hc.Validate(); err != nil && (len(c.Instances) > 0 || hc.Dynamic) {
 		return fmt.Errorf("haproxy config: %w", err)
 	}
 	if len(c.Instances) == 0 && c.Discovery == "" {
@@ -160,7 +164,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	ctl, err := controller.New(controller.Options{
 		Runtime: rt, Config: hc, Plans: feed, Logger: logger, Registerer: reg,
-		Fix: printCommand(*cfgPath, c, *socket, *mapFile),
+		Fix: printCommand(*cfgPath, c, *socket, *mapFile, hc.Dynamic),
 	})
 	if err != nil {
 		return err
@@ -207,7 +211,7 @@ func runtimeAddr(socket string) string {
 
 // printCommand is the command line that prints the configuration this
 // controller needs, for the error that says what HAProxy lacks.
-func printCommand(cfgPath string, c *lb.Config, socket, mapFile string) string {
+func printCommand(cfgPath string, c *lb.Config, socket, mapFile string, dynamic bool) string {
 	var b strings.Builder
 	b.WriteString("spillway controller --print-haproxy-config")
 	if cfgPath != "" {
@@ -219,6 +223,9 @@ func printCommand(cfgPath string, c *lb.Config, socket, mapFile string) string {
 	}
 	for _, in := range c.Instances {
 		fmt.Fprintf(&b, " --instance %s=%s", in.Service, in.Health)
+	}
+	if dynamic {
+		b.WriteString(" --dynamic-servers")
 	}
 	b.WriteString(" > haproxy.cfg (and its share map: see its header), then reload HAProxy")
 	return b.String()

@@ -54,6 +54,13 @@ type hapAnswer struct {
 // startLogin), and the spillway file lbYAML (an lb: section).
 func startHAProxyStack(t *testing.T, n int, reserved []string, lbYAML string) *hapStack {
 	t.Helper()
+	return startHAProxyStackWith(t, n, reserved, lbYAML, false)
+}
+
+// startHAProxyStackWith is startHAProxyStack; with dynamic, HAProxy's
+// configuration is printed with --dynamic-servers and names no instance.
+func startHAProxyStackWith(t *testing.T, n int, reserved []string, lbYAML string, dynamic bool) *hapStack {
+	t.Helper()
 	haproxytest.Binary(t)
 	s := &hapStack{logins: map[string]*proc{}}
 	sim := startProc(t, "backend-sim", "backend-sim", "--listen", "127.0.0.1:0", "--latency", "1ms")
@@ -74,6 +81,9 @@ func startHAProxyStack(t *testing.T, n int, reserved []string, lbYAML string) *h
 			t.Fatal(err)
 		}
 		args := []string{"--config", s.cfgFile, "--haproxy-socket", s.socket, "--haproxy-map", s.mapFile, "--listen", s.front}
+		if dynamic {
+			return printHAProxyConfig(t, append(args, "--dynamic-servers")...)
+		}
 		for _, in := range s.insts {
 			args = append(args, "--instance", in)
 		}

@@ -4,9 +4,11 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,21 +38,7 @@ func TestControllerSlowStartAndKill(t *testing.T) {
 	later := testkit.FreePort(t) + "=" + testkit.FreePort(t)
 	s := startHAProxyStack(t, 2, []string{later}, fmt.Sprintf("lb:\n  health_check:\n    interval: %v\n    timeout: %v\n  slow_start:\n    window: %v\n", interval, interval, window))
 	disc := filepath.Join(t.TempDir(), "instances.yaml")
-	writeInstances := func(insts []string) {
-		t.Helper()
-		var b strings.Builder
-		b.WriteString("instances:\n")
-		for _, in := range insts {
-			svc, health, _ := strings.Cut(in, "=")
-			fmt.Fprintf(&b, "  - service: %s\n    health: %s\n", svc, health)
-		}
-		if err := os.WriteFile(disc+".tmp", []byte(b.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(disc+".tmp", disc); err != nil { // as a writer should: the watch never reads half a file
-			t.Fatal(err)
-		}
-	}
+	writeInstances := func(insts []string) { t.Helper(); writeDiscoveryFile(t, disc, insts) }
 	writeInstances(s.insts[:2])
 	ctl, _ := s.startController(t, "--discovery", "file://"+disc)
 	testkit.WaitFor(t, 10*time.Second, "the first two servers at full weight", func() bool {
@@ -116,6 +104,68 @@ func TestControllerSlowStartAndKill(t *testing.T) {
 			t.Errorf("login %d with an instance killed: %+v", i, a)
 		}
 	}
+	if err := ctl.Stop(5 * time.Second); err != nil {
+		t.Errorf("controller stop: %v", err)
+	}
+}
+
+// writeDiscoveryFile writes insts (SERVICE=HEALTH) to the file:// discovery
+// file path, atomically, as a writer should: the watch never reads half a
+// file.
+func writeDiscoveryFile(t *testing.T, path string, insts []string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("instances:\n")
+	for _, in := range insts {
+		svc, health, _ := strings.Cut(in, "=")
+		fmt.Fprintf(&b, "  - service: %s\n    health: %s\n", svc, health)
+	}
+	if err := os.WriteFile(path+".tmp", []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestControllerDynamicServers: `spillway controller --discovery
+// file://... --dynamic-servers` in front of an HAProxy whose configuration
+// was printed with --dynamic-servers (no server at all): the discovered
+// instance gets a server and serves logins; a second one discovered later
+// gets one too; the first, gone from the file, loses its server.
+func TestControllerDynamicServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs HAProxy and four spillway processes")
+	}
+	s := startHAProxyStackWith(t, 1, nil, "lb:\n  health_check:\n    interval: 250ms\n    timeout: 250ms\n  slow_start:\n    window: 0s\n", true)
+	if len(s.servers(t)) != 0 {
+		t.Fatalf("HAProxy starts with servers %v, want none", s.servers(t))
+	}
+	disc := filepath.Join(t.TempDir(), "instances.yaml")
+	writeDiscoveryFile(t, disc, s.insts)
+	ctl, _ := s.startController(t, "--discovery", "file://"+disc, "--dynamic-servers")
+	first := haproxy.ServerName(strings.Split(s.insts[0], "=")[0])
+	testkit.WaitFor(t, 10*time.Second, "a login through HAProxy's added server "+first, func() bool {
+		sv, ok := s.servers(t)[first]
+		return ok && !sv.AdminState.Maint() && s.login(0).status == http.StatusOK
+	})
+
+	second := s.startLogin(t, "127.0.0.1:0", "127.0.0.1:0")
+	s.insts = append(s.insts, second)
+	writeDiscoveryFile(t, disc, s.insts[1:])
+	name := haproxy.ServerName(strings.Split(second, "=")[0])
+	testkit.WaitFor(t, 10*time.Second, name+" added, "+first+" deleted", func() bool {
+		sv := s.servers(t)
+		_, added := sv[name]
+		_, still := sv[first]
+		return added && !still
+	})
+	for i := range 5 {
+		if a := s.login(i); a.status != http.StatusOK {
+			t.Errorf("login %d after the change: %+v", i, a)
+		}
+	}
+	t.Logf("servers after the change: %v", slices.Collect(maps.Keys(s.servers(t))))
 	if err := ctl.Stop(5 * time.Second); err != nil {
 		t.Errorf("controller stop: %v", err)
 	}

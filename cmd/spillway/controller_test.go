@@ -100,6 +100,19 @@ func TestControllerPrintsHAProxyConfig(t *testing.T) {
 		t.Fatalf("haproxy -c: %v\n%s\nconfiguration:\n%s", err, res, out)
 	}
 
+	// With --dynamic-servers the backend starts empty: no instance needed.
+	dyn := printHAProxyConfig(t, "--listen", "127.0.0.1:18081", "--haproxy-socket", filepath.Join(dir, "admin.sock"),
+		"--haproxy-map", mapFile, "--dynamic-servers")
+	if strings.Contains(dyn, "\n    server ") || !strings.Contains(dyn, "Dynamic") {
+		t.Errorf("--dynamic-servers: want a backend without servers, saying so:\n%s", dyn)
+	}
+	if err := os.WriteFile(cfg, []byte(dyn), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := exec.Command(bin, "-c", "-f", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c, dynamic: %v\n%s\nconfiguration:\n%s", err, res, dyn)
+	}
+
 	// Without instances there is nothing to print.
 	cmd := exec.Command(testbin.Spillway(t), "controller", "--print-haproxy-config", "--haproxy-socket", "/run/x.sock")
 	if res, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(res), "needs the instances") {
