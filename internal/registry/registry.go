@@ -100,10 +100,12 @@ func decodeRecord(key string, value []byte) (Record, error) {
 // The client's own logs are discarded; Register and Discovery log what
 // matters through their slog logger.
 //
-// The connection to etcd is retried every 2 s at most (gRPC's default
+// The connection to etcd is retried every second at most (gRPC's default
 // backoff grows to 2 minutes): after an outage the client is back within
-// a couple of seconds of etcd, so a balancer resyncs and an instance
-// registers again well within a lease's TTL.
+// about a second of etcd, so a balancer resyncs at once and an instance's
+// keep-alive reaches its lease before the TTL etcd gives it back on
+// restart runs out (with a cap of 2 s, a lease of 2 s could expire first:
+// CI caught an instance dropping out of discovery after an etcd restart).
 func Dial(t Target) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:            t.Endpoints,
@@ -111,7 +113,7 @@ func Dial(t Target) (*clientv3.Client, error) {
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 2 * time.Second,
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 			MinConnectTimeout: 2 * time.Second,
 		})},
 		Logger: zap.NewNop(),
