@@ -279,14 +279,7 @@ func (c *Controller) read(ctx context.Context) (*held, []string, error) {
 		return nil, nil, err
 	}
 	for _, s := range servers {
-		st := lb.ServerReady
-		switch {
-		case s.AdminState.Maint():
-			st = lb.ServerMaint
-		case s.AdminState.Drain():
-			st = lb.ServerDrain
-		}
-		h.servers[s.Name] = server{state: st, weight: s.Weight}
+		h.servers[s.Name] = server{state: stateOf(s.AdminState), weight: s.Weight}
 	}
 	if len(servers) > 0 {
 		limits, err := c.serverLimits(ctx)
@@ -535,4 +528,16 @@ func (c *Controller) removeServers(ctx context.Context, plan lb.Plan, h *held) e
 func (c *Controller) changed(kind, what, name string, from, to any) {
 	c.m.changes.WithLabelValues(kind).Inc()
 	c.log.Info("haproxy change", "kind", kind, what, name, "from", from, "to", to)
+}
+
+// stateOf is the plan state an HAProxy server's administrative state
+// stands for.
+func stateOf(a haproxy.AdminState) lb.ServerState {
+	switch {
+	case a.Maint():
+		return lb.ServerMaint
+	case a.Drain():
+		return lb.ServerDrain
+	}
+	return lb.ServerReady
 }

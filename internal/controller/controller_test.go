@@ -107,14 +107,7 @@ func (r *rig) servers(t *testing.T) map[string]serverRow {
 	}
 	out := map[string]serverRow{}
 	for _, s := range servers {
-		st := lb.ServerReady
-		switch {
-		case s.AdminState.Maint():
-			st = lb.ServerMaint
-		case s.AdminState.Drain():
-			st = lb.ServerDrain
-		}
-		out[s.Name] = serverRow{st, s.Weight}
+		out[s.Name] = serverRow{stateOf(s.AdminState), s.Weight}
 	}
 	return out
 }
