@@ -12,8 +12,8 @@
 # turn. `haproxy` is its own plain configuration (../shared/bench/configs/
 # haproxy.cfg). `custom` is HAProxy on the configuration that `spillway
 # controller --print-haproxy-config` prints for the two upstreams (the share
-# map looked up and compared with rand() on every request, health checks
-# on), with the controller running beside it and driving it through the
+# map looked up on every request; empty, as while nothing is shed; health
+# checks on), with the controller running beside it and driving it through the
 # Runtime API from the checks of a balancer whose lb: section is written
 # below (the upstreams have no /readyz or /health, so both paths point at
 # their /__stats, as in bench-lb.sh). HAProxy is exec'd in the harness's
@@ -67,7 +67,7 @@ IFS=, read -r up1 up2 <<<"\$BENCH_UPSTREAMS"
 args=(--config "$cfg" --haproxy-socket "\$d/haproxy.sock" --haproxy-map "\$d/routes.map"
 	--instance "\$up1=\$up1" --instance "\$up2=\$up2")
 "$BIN" controller --print-haproxy-config --listen "127.0.0.1:\$BENCH_PORT" "\${args[@]}" >"\$d/haproxy.cfg"
-printf '/ 1000\n' >"\$d/routes.map"
+: >"\$d/routes.map"
 haproxy -c -q -f "\$d/haproxy.cfg"
 me=\$\$
 (

@@ -77,7 +77,7 @@ func startHAProxyStackWith(t *testing.T, n int, reserved []string, lbYAML string
 	s.front = testkit.FreePort(t)
 	s.hap = haproxytest.Start(t, func(dir string) string {
 		s.socket, s.mapFile = filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "routes.map")
-		if err := os.WriteFile(s.mapFile, []byte("/ 1000\n"), 0o600); err != nil {
+		if err := os.WriteFile(s.mapFile, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		args := []string{"--config", s.cfgFile, "--haproxy-socket", s.socket, "--haproxy-map", s.mapFile, "--listen", s.front}
@@ -143,12 +143,15 @@ func (s *hapStack) login(i int) hapAnswer {
 	return hapAnswer{res.StatusCode, res.Header.Get("X-Spillway-Reason"), time.Since(start)}
 }
 
-// share is the value of the map's first line ("/" with no routes), or
-// the error.
+// share is the value of the map's first line ("/" with no routes),
+// "1000" when the map is empty (every route admits all), or the error.
 func (s *hapStack) share(ctx context.Context) string {
 	entries, err := s.rt.ShowMap(ctx, s.mapFile)
-	if err != nil || len(entries) == 0 {
+	switch {
+	case err != nil:
 		return fmt.Sprint("error: ", err)
+	case len(entries) == 0:
+		return "1000"
 	}
 	return entries[0].Value
 }

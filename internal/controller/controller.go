@@ -45,6 +45,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -259,7 +260,14 @@ type server struct {
 type held struct {
 	info    haproxy.Info
 	servers map[string]server // by server name, in BackendName
-	shares  map[string]int    // map key -> value in per-mille; -1 unreadable
+	shares  []share           // the share map, in HAProxy's order
+}
+
+// share is one line of the share map: a route's prefix and its admitted
+// share in per-mille (-1: a value that is not a number).
+type share struct {
+	prefix string
+	value  int
 }
 
 // read reads HAProxy's state and lists what it lacks.
@@ -268,7 +276,7 @@ func (c *Controller) read(ctx context.Context) (*held, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h := &held{info: info, servers: map[string]server{}, shares: map[string]int{}}
+	h := &held{info: info, servers: map[string]server{}}
 	var missing []string
 	servers, err := c.rt.ServersState(ctx, haproxy.BackendName)
 	backend := err == nil
@@ -307,19 +315,11 @@ func (c *Controller) read(ctx context.Context) (*held, []string, error) {
 		return nil, nil, err
 	}
 	for _, e := range entries {
-		if _, dup := h.shares[e.Key]; dup {
-			continue // the first one is the one HAProxy matches
-		}
 		v, err := strconv.Atoi(strings.TrimSpace(e.Value))
 		if err != nil {
-			v = -1 // set again
+			v = -1 // replaced
 		}
-		h.shares[e.Key] = v
-	}
-	for _, e := range c.entries {
-		if _, ok := h.shares[e.Prefix]; !ok {
-			missing = append(missing, fmt.Sprintf("key %q in map %s", e.Prefix, c.cfg.MapFile))
-		}
+		h.shares = append(h.shares, share{e.Key, v})
 	}
 	return h, missing, nil
 }
@@ -414,23 +414,71 @@ func (c *Controller) apply(ctx context.Context, plan lb.Plan, h *held) error {
 			return err
 		}
 	}
+	return c.applyShares(ctx, plan, h)
+}
+
+// applyShares converges the share map. While every route admits all it
+// is empty, so that HAProxy's per-request lookup finds nothing and sets
+// nothing; otherwise it holds every route, longest prefix first (the
+// order map_beg matches in), at its share. Value changes go one "set
+// map" each; any other change (filling, emptying, other keys or order)
+// replaces the whole map in one commit.
+func (c *Controller) applyShares(ctx context.Context, plan lb.Plan, h *held) error {
+	var want []share
 	for _, e := range c.entries {
-		share, ok := plan.Route(e.Prefix)
+		s, ok := plan.Route(e.Prefix)
 		if !ok {
-			share = plan.Share(e.Dependencies, e.All)
+			s = plan.Share(e.Dependencies, e.All)
 		}
-		want := int(math.Round(share * haproxy.AdmitAll))
-		have := h.shares[e.Prefix]
-		if have == want {
-			continue
-		}
-		if err := c.rt.SetMap(ctx, c.cfg.MapFile, e.Prefix, strconv.Itoa(want)); err != nil {
-			return err
-		}
-		h.shares[e.Prefix] = want
-		c.changed("map", "key", e.Prefix, have, want)
+		want = append(want, share{e.Prefix, int(math.Round(s * haproxy.AdmitAll))})
 	}
+	if !slices.ContainsFunc(want, func(s share) bool { return s.value != haproxy.AdmitAll }) {
+		want = nil
+	}
+	if slices.Equal(want, h.shares) {
+		return nil
+	}
+	samePrefixes := len(want) == len(h.shares)
+	for i := range want {
+		samePrefixes = samePrefixes && want[i].prefix == h.shares[i].prefix
+	}
+	if samePrefixes {
+		for i, w := range want {
+			have := h.shares[i]
+			if have.value == w.value {
+				continue
+			}
+			if err := c.rt.SetMap(ctx, c.cfg.MapFile, w.prefix, strconv.Itoa(w.value)); err != nil {
+				return err
+			}
+			h.shares[i] = w
+			c.changed("map", "key", w.prefix, have.value, w.value)
+		}
+		return nil
+	}
+	entries := make([]haproxy.MapEntry, len(want))
+	for i, w := range want {
+		entries[i] = haproxy.MapEntry{Key: w.prefix, Value: strconv.Itoa(w.value)}
+	}
+	if err := c.rt.ReplaceMap(ctx, c.cfg.MapFile, entries); err != nil {
+		return err
+	}
+	c.changed("map", "map", c.cfg.MapFile, shareText(h.shares), shareText(want))
+	h.shares = want
 	return nil
+}
+
+// shareText renders a share map for the change log: "/api/=0 /=1000", or
+// "empty".
+func shareText(ss []share) string {
+	if len(ss) == 0 {
+		return "empty"
+	}
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = s.prefix + "=" + strconv.Itoa(s.value)
+	}
+	return strings.Join(parts, " ")
 }
 
 // applyServer converges one server. Toward ready the weight and maxconn

@@ -138,8 +138,9 @@ func waitApplied(t *testing.T, c *Controller, n int) {
 }
 
 // TestStartNamesWhatIsMissing: at start the controller reads HAProxy and
-// refuses, naming each server and map key it lacks and the command that
-// writes a configuration that has them.
+// refuses, naming each server it lacks (the share map's content is the
+// controller's own: no key is required) and the command that writes a
+// configuration that has them.
 func TestStartNamesWhatIsMissing(t *testing.T) {
 	r := startRig(t, instances(1), []lb.RouteConfig{{Prefix: "/api/", Dependencies: []string{"backend"}}})
 	want := r.cfg
@@ -153,7 +154,6 @@ func TestStartNamesWhatIsMissing(t *testing.T) {
 	}
 	for _, s := range []string{
 		"server instances/s-127.0.0.1-1002 (instance 127.0.0.1:1002)",
-		`key "/static/" in map ` + r.cfg.MapFile,
 		"spillway controller --print-haproxy-config",
 	} {
 		if !strings.Contains(err.Error(), s) {
@@ -269,8 +269,10 @@ func TestConvergeSendsOnlyTheDiff(t *testing.T) {
 	}
 }
 
-// TestShareMap: each line of the share map gets its route's admitted
-// share, in per-mille.
+// TestShareMap: the share map is empty while every route admits all;
+// while one does not it holds every route, longest prefix first, at its
+// admitted share in per-mille. Filling and emptying replace the map in one
+// change; a value alone is set by itself.
 func TestShareMap(t *testing.T) {
 	routes := []lb.RouteConfig{
 		{Prefix: "/api/", Dependencies: []string{"backend"}},
@@ -278,22 +280,58 @@ func TestShareMap(t *testing.T) {
 		{Prefix: "/static/", Dependencies: []string{}},
 	}
 	r := startRig(t, instances(1), routes)
+	show := func() string {
+		t.Helper()
+		entries, err := r.rt.ShowMap(tctx(t), r.cfg.MapFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		for _, e := range entries {
+			fmt.Fprintf(&b, "%s=%s ", e.Key, e.Value)
+		}
+		return strings.TrimSpace(b.String())
+	}
+	if got := show(); got != "" {
+		t.Fatalf("map before: %q, want empty", got)
+	}
 	feed := lb.NewPlanFeed()
-	feed.Publish(lb.Plan{
+	publish := func(c *Controller, p lb.Plan) {
+		t.Helper()
+		n := applied(c)
+		feed.Publish(p)
+		waitApplied(t, c, n)
+	}
+	plan := lb.Plan{
 		Settled:      true,
 		Dependencies: []lb.PlanDependency{{Name: "backend", State: lb.ShedRecovering, Share: 0.5}, {Name: "mail", State: lb.ShedShedding}},
 		Routes:       []lb.PlanRoute{{Prefix: "/api/mail/", Share: 0}, {Prefix: "/static/", Share: 1}, {Prefix: "/api/", Share: 0.5}}, // "/" left to Share
-	})
+	}
+	feed.Publish(plan)
 	c := newController(t, r, r.cfg, feed)
 	run(t, c)
 	waitApplied(t, c, 0)
-	want := map[string]string{"/api/mail/": "0", "/static/": "1000", "/api/": "500", "/": "0"}
-	if got := r.mapValues(t); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("map: %v, want %v", got, want)
+	check := func(step, want string, n int) {
+		t.Helper()
+		if got := show(); got != want {
+			t.Errorf("%s: map %q, want %q", step, got, want)
+		}
+		if got := changes(c, "map"); got != n {
+			t.Errorf("%s: %d map changes, want %d", step, got, n)
+		}
 	}
-	if got := changes(c, "map"); got != 3 {
-		t.Errorf("map changes: %d, want 3 (/static/ was 1000 already)", got)
-	}
+	check("filled", "/api/mail/=0 /static/=1000 /api/=500 /=0", 1)
+
+	// The ramp goes on: one value.
+	plan.Dependencies[0].Share, plan.Routes[2].Share = 0.75, 0.75
+	publish(c, plan)
+	check("ramp", "/api/mail/=0 /static/=1000 /api/=750 /=0", 2)
+
+	// Everything admitted again: the map empties.
+	plan.Dependencies = nil
+	plan.Routes = []lb.PlanRoute{{Prefix: "/api/mail/", Share: 1}, {Prefix: "/static/", Share: 1}, {Prefix: "/api/", Share: 1}}
+	publish(c, plan)
+	check("recovered", "", 3)
 }
 
 // TestHAProxyRestartReapplied: HAProxy stopped, the controller keeps

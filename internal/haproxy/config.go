@@ -8,15 +8,19 @@ package haproxy
 //
 //   - The runtime socket (Config.Socket) is at level admin.
 //   - The frontend FrontendName on Config.Listen sheds at the edge itself,
-//     from the share map (Config.MapFile): one line per route prefix,
-//     longest first, then the catch-all "/" (the paths no route matches,
-//     which need every dependency) unless a route is "/" itself. A value is
-//     the admitted share of the route's requests in per-mille: 1000 admits
-//     all, 0 sheds all, 500 admits about half (the recovery ramp). The
-//     controller sets a route's value with "set map FILE PREFIX N" to the
-//     least admitted share of the dependencies the route needs. Only
-//     values change at run time: keys are never added or removed, so the
-//     file's order (which decides the match, see RenderMap) holds.
+//     from the share map (Config.MapFile). While every route admits all
+//     requests the map is empty: the per-request lookup finds nothing,
+//     sets nothing, and costs next to nothing. While a route is shed or
+//     ramping the map holds one line per route prefix, longest first, then
+//     the catch-all "/" (the paths no route matches, which need every
+//     dependency) unless a route is "/" itself; map_beg takes the first
+//     line that starts the path. A value is the admitted share of the
+//     route's requests in per-mille: 1000 admits all, 0 sheds all, 500
+//     admits about half (the recovery ramp), each route at the least
+//     admitted share of the dependencies it needs. The controller changes
+//     values with "set map FILE PREFIX N" and fills or empties the map as
+//     a whole ("prepare map", "add map @VERSION", "commit map"), so that a
+//     request sees either the old map or the new one.
 //   - The backend BackendName has one server per instance, named by
 //     ServerName ("s-127.0.0.1-8001"), at weight FullWeight: the
 //     controller ramps a new instance with "set weight" (HAProxy's own
@@ -341,18 +345,19 @@ func (c *Config) Render(w io.Writer) error {
 }
 
 // RenderMap validates c and writes the share map's initial content to w:
-// every line at AdmitAll, commented with its dependencies. HAProxy's
-// map_beg takes the first matching line in the file's order, hence the
-// longest prefixes first (MapEntries).
+// no entry (every route admits all), and as comments the lines the
+// controller writes while a route is shed, in their order (MapEntries,
+// longest prefix first), with each route's dependencies.
 func (c *Config) RenderMap(w io.Writer) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("haproxy config: %w", err)
 	}
 	var b bytes.Buffer
 	b.WriteString("# spillway share map: path prefix -> admitted share in per-mille (1000 all, 0 none).\n")
-	b.WriteString("# First match wins: longest prefix first. The controller changes values only.\n")
+	b.WriteString("# Empty while every route admits all. While one is shed or ramping the\n")
+	b.WriteString("# controller fills it at run time with every route, first match wins:\n")
 	for _, e := range c.MapEntries() {
-		fmt.Fprintf(&b, "# %s needs %s\n%s %d\n", e.Prefix, e.needs(), e.Prefix, AdmitAll)
+		fmt.Fprintf(&b, "#   %s N   (needs %s)\n", e.Prefix, e.needs())
 	}
 	if _, err := w.Write(b.Bytes()); err != nil {
 		return fmt.Errorf("write share map: %w", err)
@@ -404,7 +409,6 @@ type view struct {
 	Unix       bool
 	Check      string // "inter 2000ms fall 3 rise 2"
 	Servers    []serverView
-	Entries    []RouteLine
 	RetryAfter int64
 	T          map[string]string
 }
@@ -417,7 +421,6 @@ func (c *Config) view() view {
 	v := view{
 		Config:     c,
 		Check:      fmt.Sprintf("inter %s fall %d rise %d", ms(c.Health.Interval), c.Health.Fall, c.Health.Rise),
-		Entries:    c.MapEntries(),
 		RetryAfter: int64(c.RetryAfter / time.Second),
 		T: map[string]string{
 			"connect": ms(c.Timeouts.Connect), "client": ms(c.Timeouts.Client), "server": ms(c.Timeouts.Server),
@@ -463,10 +466,8 @@ var cfgTemplate = template.Must(template.New("haproxy.cfg").Parse(`# haproxy.cfg
 # instances' health ports and changes this HAProxy through its Runtime API
 # (the stats socket below), without a reload. Check it with
 #   haproxy -c -f haproxy.cfg
-# The share map {{.MapFile}} must exist before HAProxy starts, with:
-{{- range .Entries}}
-#   {{.Prefix}} 1000
-{{- end}}
+# The share map {{.MapFile}} must exist before HAProxy starts; empty is
+# right (every route admits all), e.g. "touch {{.MapFile}}".
 
 global
     # The Runtime API, at level admin: the controller sets map values,
@@ -474,14 +475,11 @@ global
     stats socket {{.SocketBind}}
     # Connections HAProxy accepts at once; past this the kernel queues them.
     maxconn {{.MaxConn}}
-    # HAProxy's own events (servers going up and down) to stderr; the
-    # request log is at level info, below this.
+    # HAProxy's own events (servers going up and down) to stderr.
     log stderr format iso local0 notice
 
 defaults
     mode http
-    log global
-    option httplog
     # Keep-alive with clients and instances (HAProxy's default, stated).
     option http-keep-alive
     timeout connect {{index .T "connect"}}
@@ -495,19 +493,23 @@ defaults
 
 # The edge: spillway's dependency-aware shedding, evaluated here on every
 # request from the share map, which the controller updates at run time.
+# No request log, as in HAProxy's default: for one, add "log global" and
+# "option httplog" here and log at info in global (each log line costs
+# CPU on every request).
 frontend {{.FrontendName}}
     bind {{.Listen}}
     maxconn {{.MaxConn}}
     # The admitted share of the request's route, in per-mille: the value
     # of the first line of the map whose prefix starts the path (longest
-    # prefix first); 1000 (admit) if none does.
-    http-request set-var(txn.spillway_share) path,map_beg({{.MapFile}},1000)
+    # prefix first). The map is empty while nothing is shed: the variable
+    # is then not set and the request goes on.
+    http-request set-var(txn.spillway_share) path,map_beg({{.MapFile}})
     # Shed when a draw in [0, 1000) is not below the share: 0 sheds all,
     # 1000 admits all, and the controller's recovery ramp raises the share
     # step by step. The answer is spillway lb's: 503, the JSON reason,
     # Retry-After and X-Spillway-Reason; the request never reaches an
     # instance.
-    http-request return status 503 content-type application/json string "{\"error\":\"{{.Reason}}\"}" hdr Retry-After {{.RetryAfter}} hdr X-Spillway-Reason {{.Reason}} if { rand(1000),sub(txn.spillway_share) ge 0 }
+    http-request return status 503 content-type application/json string "{\"error\":\"{{.Reason}}\"}" hdr Retry-After {{.RetryAfter}} hdr X-Spillway-Reason {{.Reason}} if { var(txn.spillway_share) -m found } { rand(1000),sub(txn.spillway_share) ge 0 }
     default_backend {{.BackendName}}
 
 # The instances, one server each, named s-HOST-PORT after the service
@@ -520,6 +522,8 @@ frontend {{.FrontendName}}
 # nginx's keepalive do: a login API keeps no state on a connection, and
 # without it each client connection opens its own to an instance.
 backend {{.BackendName}}
+    # The servers' events (up, down, drain) go to the global log.
+    log global
     balance leastconn
     http-reuse always
     option httpchk GET {{.Health.Path}}

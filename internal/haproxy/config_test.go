@@ -123,15 +123,12 @@ func TestMapOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `# spillway share map: path prefix -> admitted share in per-mille (1000 all, 0 none).
-# First match wins: longest prefix first. The controller changes values only.
-# /a/b/ needs no dependency (never shed)
-/a/b/ 1000
-# /zz/ needs backend, db
-/zz/ 1000
-# /a/ needs backend
-/a/ 1000
-# / needs every dependency
-/ 1000
+# Empty while every route admits all. While one is shed or ramping the
+# controller fills it at run time with every route, first match wins:
+#   /a/b/ N   (needs no dependency (never shed))
+#   /zz/ N   (needs backend, db)
+#   /a/ N   (needs backend)
+#   / N   (needs every dependency)
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("map (-want +got):\n%s", diff)
@@ -289,13 +286,23 @@ func TestHAProxySheds(t *testing.T) {
 		t.Fatalf("GET /api/login: %s, want 200", resp.Status)
 	}
 
+	// The map starts empty; the controller fills it with every route,
+	// in MapEntries' order, when one is shed, then sets values.
+	for _, e := range c.MapEntries() {
+		share := AdmitAll
+		if e.Prefix == "/api/" {
+			share = 0
+		}
+		if out := runtimeCommand(t, c.Socket, fmt.Sprintf("add map %s %s %d", c.MapFile, e.Prefix, share)); out != "" {
+			t.Fatalf("add map %s %d: %q", e.Prefix, share, out)
+		}
+	}
 	set := func(prefix string, share int) {
 		t.Helper()
 		if out := runtimeCommand(t, c.Socket, fmt.Sprintf("set map %s %s %d", c.MapFile, prefix, share)); out != "" {
 			t.Fatalf("set map %s %d: %q", prefix, share, out)
 		}
 	}
-	set("/api/", 0)
 	before := hits.Load()
 	resp, body := get("/api/login")
 	if resp.StatusCode != http.StatusServiceUnavailable ||
@@ -368,12 +375,10 @@ func ExampleConfig_RenderMap() {
 	fmt.Println(ServerName(c.Instances[0].Service))
 	// Output:
 	// # spillway share map: path prefix -> admitted share in per-mille (1000 all, 0 none).
-	// # First match wins: longest prefix first. The controller changes values only.
-	// # /static/ needs no dependency (never shed)
-	// /static/ 1000
-	// # /api/ needs backend
-	// /api/ 1000
-	// # / needs every dependency
-	// / 1000
+	// # Empty while every route admits all. While one is shed or ramping the
+	// # controller fills it at run time with every route, first match wins:
+	// #   /static/ N   (needs no dependency (never shed))
+	// #   /api/ N   (needs backend)
+	// #   / N   (needs every dependency)
 	// s-127.0.0.1-8001
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -397,6 +398,41 @@ func (r *Runtime) SetMap(ctx context.Context, name, key, value string) error {
 		return err // the map itself is unknown
 	}
 	return r.execQuiet(ctx, fmt.Sprintf("add map %s %s %s", name, key, value))
+}
+
+// ReplaceMap makes entries, in their order, the whole content of a map, in
+// one step for the requests: "prepare map" a new version, "add map
+// @VERSION" each entry, "commit map @VERSION". A lookup sees the old
+// content or the new, never a mix. No entries empties the map. On an
+// error the prepared version is left uncommitted (HAProxy drops it at
+// the next commit) and the map keeps its old content.
+func (r *Runtime) ReplaceMap(ctx context.Context, name string, entries []MapEntry) error {
+	if err := checkWord("map", name, false); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := checkWord("map key", e.Key, false); err != nil {
+			return err
+		}
+		if err := checkWord("map value", e.Value, false); err != nil {
+			return err
+		}
+	}
+	command := "prepare map " + name
+	answer, err := r.Exec(ctx, command)
+	if err != nil {
+		return err
+	}
+	version, ok := strings.CutPrefix(answer, "New version created: ")
+	if _, perr := strconv.ParseUint(version, 10, 64); !ok || perr != nil {
+		return &CommandError{Command: command, Answer: answer, Err: ErrRejected}
+	}
+	for _, e := range entries {
+		if err := r.execQuiet(ctx, fmt.Sprintf("add map @%s %s %s %s", version, name, e.Key, e.Value)); err != nil {
+			return err
+		}
+	}
+	return r.execQuiet(ctx, fmt.Sprintf("commit map @%s %s", version, name))
 }
 
 // DelMap removes every entry of key from a map: "del map MAP KEY". A key

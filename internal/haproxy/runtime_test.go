@@ -323,8 +323,29 @@ func TestMap(t *testing.T) {
 	}
 	assertCommandError(t, r.RT.DelMap(ctx(t), r.Map, "c.example"), ErrNotFound, "Key not found.")
 
+	// ReplaceMap: the whole content in one commit, in the given order.
+	repl := []MapEntry{{Key: "c.example", Value: "shed"}, {Key: "a.example", Value: "ok"}}
+	if err := r.RT.ReplaceMap(ctx(t), r.Map, repl); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(repl, show()); diff != "" {
+		t.Errorf("show map after replace (-want +got):\n%s", diff)
+	}
+	if a, b, c := status("a.example"), status("b.example"), status("c.example"); a != 200 || b != 200 || c != 503 {
+		t.Errorf("after replace: a %d, b %d, c %d; want 200, 200, 503", a, b, c)
+	}
+	if err := r.RT.ReplaceMap(ctx(t), r.Map, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(); len(got) != 0 {
+		t.Errorf("show map after replace with nothing: %v, want empty", got)
+	}
+	if err := r.RT.ReplaceMap(ctx(t), r.Map, []MapEntry{{Key: "k", Value: "v;show info"}}); !errors.Is(err, ErrBadArgument) {
+		t.Errorf("ReplaceMap with a bad value: %v, want ErrBadArgument", err)
+	}
 	_, err := r.RT.ShowMap(ctx(t), "/nope.map")
 	assertCommandError(t, err, ErrNotFound, "Unknown map identifier. Please use #<id> or <file>.")
+	assertCommandError(t, r.RT.ReplaceMap(ctx(t), "/nope.map", repl), ErrNotFound, "Unknown map identifier. Please use #<id> or <file>.")
 	assertCommandError(t, r.RT.SetMap(ctx(t), "/nope.map", "k", "v"), ErrNotFound, "Unknown map identifier. Please use #<id> or <file>.")
 	for _, kv := range [][2]string{{"k", "two words"}, {"k", "v;show info"}, {"", "v"}, {"k\n", "v"}, {"k", `a\b`}} {
 		if err := r.RT.SetMap(ctx(t), r.Map, kv[0], kv[1]); !errors.Is(err, ErrBadArgument) {

@@ -48,11 +48,13 @@ type Record struct {
 
 // Marks are the moments of a trial, as offsets from the start of the load:
 // the backend broke at Break and returned at Return (R); the load started
-// its last attempt before End.
+// its last attempt before End. An instance first reported a dependency
+// down at Reported (0: never seen).
 type Marks struct {
-	Break  time.Duration `json:"break_ns"`
-	Return time.Duration `json:"return_ns"`
-	End    time.Duration `json:"end_ns"`
+	Break    time.Duration `json:"break_ns"`
+	Return   time.Duration `json:"return_ns"`
+	End      time.Duration `json:"end_ns"`
+	Reported time.Duration `json:"reported_ns,omitempty"`
 }
 
 // Recovery is the answer of recoverTime.
@@ -274,6 +276,10 @@ type Metrics struct {
 	OKPct          float64          `json:"ok_pct"`
 	Retries        int64            `json:"retries"`
 	Pool           PoolFigures      `json:"pool"`
+	// ShedAfterReportMS is the time from the first report of the outage
+	// (Marks.Reported) to the first answer 503 dependency_unavailable at
+	// the front door; nil when there was no report or no such answer.
+	ShedAfterReportMS *float64 `json:"shed_after_report_ms,omitempty"`
 }
 
 // measure computes a trial's Metrics from its records and marks, the load
@@ -307,5 +313,28 @@ func measure(recs []Record, m Marks, lost, retries int64, secs []backendsim.Seco
 	if len(recs) > 0 {
 		mt.OKPct = 100 * float64(counts[health.OutcomeOK]) / float64(len(recs))
 	}
+	if d, ok := shedAfterReport(recs, m); ok {
+		v := float64(d) / float64(time.Millisecond)
+		mt.ShedAfterReportMS = &v
+	}
 	return mt
+}
+
+// shedAfterReport is the time from m.Reported to the first answer (start
+// plus latency) 503 dependency_unavailable; false without a report or such
+// an answer.
+func shedAfterReport(recs []Record, m Marks) (time.Duration, bool) {
+	if m.Reported <= 0 {
+		return 0, false
+	}
+	first, ok := time.Duration(0), false
+	for _, r := range recs {
+		if r.Outcome != health.OutcomeShed {
+			continue
+		}
+		if at := r.At + r.Latency; !ok || at < first {
+			first, ok = at, true
+		}
+	}
+	return first - m.Reported, ok
 }

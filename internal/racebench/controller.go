@@ -41,14 +41,8 @@ func (b *bench) startControllerDoor(ctx context.Context, front, admin string, in
 	if err != nil {
 		return nil, dir, fmt.Errorf("spillway controller --print-haproxy-config: %w", err)
 	}
-	// The share map's initial content is in the configuration's header.
-	var m strings.Builder
-	for line := range strings.SplitSeq(string(text), "\n") {
-		if entry, ok := strings.CutPrefix(line, "#   "); ok && strings.HasPrefix(entry, "/") {
-			m.WriteString(entry + "\n")
-		}
-	}
-	if err := os.WriteFile(mapFile, []byte(m.String()), 0o644); err != nil {
+	// The share map starts empty: every route admits all.
+	if err := os.WriteFile(mapFile, nil, 0o644); err != nil {
 		return nil, dir, err
 	}
 	if err := os.WriteFile(cfg, text, 0o644); err != nil {

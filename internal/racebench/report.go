@@ -114,10 +114,10 @@ func renderResults(m machine, sel []Scenario, rate float64, runs int, trials []*
 			continue // interrupted before it
 		}
 		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n", sc.Name, sc.describe(rate))
-		b.WriteString("| front door | recover_s | runs | failed_p99_ms | failed_p99_settled_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| front door | recover_s | runs | failed_p99_ms | failed_p99_settled_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries | shed_after_report_ms |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, d := range doors {
-			var rec, p99, p99s, cto, lost, busy, queued, q503, okp, retries []float64
+			var rec, p99, p99s, cto, lost, busy, queued, q503, okp, retries, shed []float64
 			var perRun []string
 			for _, t := range trials {
 				if t.Scenario != sc.Name || t.Door != d.key {
@@ -151,14 +151,19 @@ func renderResults(m machine, sel []Scenario, rate float64, runs int, trials []*
 				q503 = append(q503, float64(mt.Pool.Queue503After1s))
 				okp = append(okp, mt.OKPct)
 				retries = append(retries, float64(mt.Retries))
+				p = math.NaN()
+				if mt.ShedAfterReportMS != nil {
+					p = *mt.ShedAfterReportMS
+				}
+				shed = append(shed, p)
 			}
 			if len(perRun) == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", d.label,
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", d.label,
 				fmtRecover(median(rec)), strings.Join(perRun, " "), fmtMS(median(p99)), fmtMS(median(p99s)),
 				fmtCount(median(cto)), fmtCount(median(lost)), fmtCount(median(busy)), fmtCount(median(queued)),
-				fmtCount(median(q503)), fmtPct(median(okp)), fmtCount(median(retries)))
+				fmtCount(median(q503)), fmtPct(median(okp)), fmtCount(median(retries)), fmtMS(median(shed)))
 		}
 	}
 	var notes []string
@@ -218,6 +223,11 @@ calls/s, %.2f × the %g/s steady load.
 - queue_503_after_1s: the backend's queue timeouts and queue-full 503s in
   the seconds that begin at or after R+%v (mostly after R+%v), to the end;
   the storm's acceptance is 0.
+- shed_after_report_ms: from the first /health report of an instance
+  with a dependency down (every instance's report is read every %v from
+  the break on; the mark is when the read that saw it was sent) to the
+  first answer 503 dependency_unavailable at the front door (its start
+  plus its latency); "–" when there was none.
 
 Every column is the median over the runs (an even count averages the two
 middle ones; "never" counts as infinite). Each trial's summary (marks,
@@ -228,7 +238,7 @@ trials/<run>-<scenario>-<door>/summary.json, with the processes' logs.
 		c, stormQueueTimeout, c, backendLatency, float64(c)/backendLatency.Seconds(),
 		float64(c)/backendLatency.Seconds()/rate, rate,
 		recoveryGrid, recoveryWindow, recoveryGrid, recoveryWindow, float64(recoveryOKPermille)/10,
-		peakSpan, queueGrace-time.Second/2, queueGrace)
+		peakSpan, queueGrace-time.Second/2, queueGrace, reportPoll)
 }
 
 // fmtRecover renders a recovery time in seconds; +Inf is "never", NaN

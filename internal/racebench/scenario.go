@@ -212,13 +212,25 @@ func (b *bench) runTrial(ctx context.Context, spec trialSpec) (*Trial, error) {
 		res, err := loadgen.Run(lctx, cfg, nil)
 		done <- loadResult{res, err}
 	}()
+	// So does the watch for the first report of the outage.
+	reported := make(chan time.Duration, 1)
+	go func() {
+		at, ok := watchReports(lctx, b.probe, topo.healthURLs, t0.Add(breakAt), t0.Add(breakAt+sc.Outage))
+		if !ok {
+			reported <- 0
+			return
+		}
+		reported <- at.Sub(t0)
+	}()
 	marks, retWall, err := drive(lctx, bc, sc, t0)
 	if err != nil {
 		stopLoad()
 		<-done
+		<-reported
 		return nil, err
 	}
 	lr := <-done
+	marks.Reported = <-reported
 	if lr.err != nil {
 		return nil, fmt.Errorf("load: %w", lr.err)
 	}

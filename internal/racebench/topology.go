@@ -99,6 +99,8 @@ type topology struct {
 	// adminURL is spillway lb's (or controller's) admin API; "" for
 	// HAProxy.
 	adminURL string
+	// healthURLs are the instances' /health reports.
+	healthURLs []string
 	// tmpDir, if set, is removed once the processes have stopped.
 	tmpDir string
 }
@@ -177,6 +179,7 @@ func (b *bench) tryTopology(ctx context.Context, spec trialSpec) (t *topology, e
 		t.procs = append(t.procs, p)
 	}
 	for i, in := range instances {
+		t.healthURLs = append(t.healthURLs, "http://"+in.Health+"/health")
 		if err := b.waitUntil(ctx, t.procs[1+i].name, t.procs[1+i], b.getOK("http://"+in.Health+"/readyz")); err != nil {
 			return t, err
 		}
