@@ -10,6 +10,10 @@ const (
 	DepUnknown = "unknown" // no call or probe has completed yet
 )
 
+// MaxReportBytes bounds a /health report: a reader may refuse a larger
+// one, and spillway lb does (docs/CONTRACT.md).
+const MaxReportBytes = 64 << 10
+
 // Report is the JSON document served at /health. It is the wire contract
 // between an instance and the load balancer: the LB decodes it to learn the
 // instance's readiness, its concurrency limit and each dependency's state.

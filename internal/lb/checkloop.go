@@ -18,8 +18,8 @@ import (
 )
 
 // MaxReportBytes bounds an instance's /health report; a larger one is
-// ignored.
-const MaxReportBytes = 64 << 10
+// ignored. It is the contract's bound, health.MaxReportBytes.
+const MaxReportBytes = health.MaxReportBytes
 
 // newCheckClient returns the health checks' client, with a transport of
 // its own: a check never waits for a connection behind proxied traffic.

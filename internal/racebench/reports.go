@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/health"
-	"github.com/spillway-dev/spillway/internal/lb"
 )
 
 // reportPoll is how often watchReports reads every instance's /health: the
@@ -57,7 +56,7 @@ func reportsDown(ctx context.Context, client *http.Client, url string) bool {
 	}
 	defer res.Body.Close()
 	var r health.Report
-	if err := json.NewDecoder(io.LimitReader(res.Body, lb.MaxReportBytes)).Decode(&r); err != nil {
+	if err := json.NewDecoder(io.LimitReader(res.Body, health.MaxReportBytes)).Decode(&r); err != nil {
 		return false
 	}
 	for _, d := range r.Dependencies {
