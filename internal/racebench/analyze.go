@@ -49,12 +49,14 @@ type Record struct {
 // Marks are the moments of a trial, as offsets from the start of the load:
 // the backend broke at Break and returned at Return (R); the load started
 // its last attempt before End. An instance first reported a dependency
-// down at Reported (0: never seen).
+// down at Reported, and the front door was first seen shedding at
+// DoorShed (0: never seen, or a door that cannot be asked).
 type Marks struct {
 	Break    time.Duration `json:"break_ns"`
 	Return   time.Duration `json:"return_ns"`
 	End      time.Duration `json:"end_ns"`
 	Reported time.Duration `json:"reported_ns,omitempty"`
+	DoorShed time.Duration `json:"door_shed_ns,omitempty"`
 }
 
 // Recovery is the answer of recoverTime.
@@ -277,8 +279,8 @@ type Metrics struct {
 	Retries        int64            `json:"retries"`
 	Pool           PoolFigures      `json:"pool"`
 	// ShedAfterReportMS is the time from the first report of the outage
-	// (Marks.Reported) to the first answer 503 dependency_unavailable at
-	// the front door; nil when there was no report or no such answer.
+	// (Marks.Reported) to the front door's shedding (Marks.DoorShed); nil
+	// without both.
 	ShedAfterReportMS *float64 `json:"shed_after_report_ms,omitempty"`
 }
 
@@ -313,28 +315,17 @@ func measure(recs []Record, m Marks, lost, retries int64, secs []backendsim.Seco
 	if len(recs) > 0 {
 		mt.OKPct = 100 * float64(counts[health.OutcomeOK]) / float64(len(recs))
 	}
-	if d, ok := shedAfterReport(recs, m); ok {
+	if d, ok := shedAfterReport(m); ok {
 		v := float64(d) / float64(time.Millisecond)
 		mt.ShedAfterReportMS = &v
 	}
 	return mt
 }
 
-// shedAfterReport is the time from m.Reported to the first answer (start
-// plus latency) 503 dependency_unavailable; false without a report or such
-// an answer.
-func shedAfterReport(recs []Record, m Marks) (time.Duration, bool) {
-	if m.Reported <= 0 {
+// shedAfterReport is m.DoorShed - m.Reported; false without both.
+func shedAfterReport(m Marks) (time.Duration, bool) {
+	if m.Reported <= 0 || m.DoorShed <= 0 {
 		return 0, false
 	}
-	first, ok := time.Duration(0), false
-	for _, r := range recs {
-		if r.Outcome != health.OutcomeShed {
-			continue
-		}
-		if at := r.At + r.Latency; !ok || at < first {
-			first, ok = at, true
-		}
-	}
-	return first - m.Reported, ok
+	return m.DoorShed - m.Reported, true
 }

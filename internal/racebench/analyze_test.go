@@ -284,27 +284,18 @@ func TestMeasure(t *testing.T) {
 }
 
 func TestShedAfterReport(t *testing.T) {
-	// Ok until 7 s, then shed; the shed answer that started first is not
-	// the one that answered first.
-	recs := join(attempts(0, sec(7), 100, ok, sec(0.02)), attempts(sec(7), sec(8), 100, shed, sec(0.002)))
-	recs = append(recs, Record{At: sec(6.99), Outcome: shed, Latency: sec(0.001)})
-	tests := []struct {
-		name     string
-		reported time.Duration
-		recs     []Record
-		want     time.Duration
-		ok       bool
+	for _, tt := range []struct {
+		name string
+		m    Marks
+		want time.Duration
+		ok   bool
 	}{
-		{"first answer", sec(6.9), recs, sec(6.991) - sec(6.9), true},
-		{"no report", 0, recs, 0, false},
-		{"no shed answer", sec(6.9), attempts(0, sec(8), 100, ok, 0), 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := shedAfterReport(tt.recs, Marks{Break: sec(6), Reported: tt.reported})
-			if got != tt.want || ok != tt.ok {
-				t.Errorf("shedAfterReport = %v, %v; want %v, %v", got, ok, tt.want, tt.ok)
-			}
-		})
+		{"both", Marks{Reported: sec(7.1), DoorShed: sec(7.15)}, sec(7.15) - sec(7.1), true},
+		{"no report", Marks{DoorShed: sec(7.15)}, 0, false},
+		{"no shedding seen", Marks{Reported: sec(7.1)}, 0, false},
+	} {
+		if got, ok := shedAfterReport(tt.m); got != tt.want || ok != tt.ok {
+			t.Errorf("%s: shedAfterReport = %v, %v; want %v, %v", tt.name, got, ok, tt.want, tt.ok)
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/spillway-dev/spillway/internal/haproxy"
 )
 
 const doorController = "controller"
@@ -25,10 +27,10 @@ const doorController = "controller"
 // starts HAProxy, then the controller with its admin API on admin. It
 // returns the processes started, HAProxy first, and the directory, which
 // the caller removes after stopping them.
-func (b *bench) startControllerDoor(ctx context.Context, front, admin string, instances []instance, logPath func(string) string) ([]*proc, string, error) {
+func (b *bench) startControllerDoor(ctx context.Context, front, admin string, instances []instance, logPath func(string) string) ([]*proc, string, func(context.Context) bool, error) {
 	dir, err := os.MkdirTemp("", "racebench-ctl")
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	socket, mapFile, cfg := filepath.Join(dir, "ctl.sock"), filepath.Join(dir, "routes.map"), filepath.Join(dir, "haproxy.cfg")
 	common := []string{"--haproxy-socket", socket, "--haproxy-map", mapFile}
@@ -39,34 +41,39 @@ func (b *bench) startControllerDoor(ctx context.Context, front, admin string, in
 	defer cancel()
 	text, err := exec.CommandContext(pctx, b.spillway, append([]string{"controller", "--print-haproxy-config", "--listen", front}, common...)...).Output()
 	if err != nil {
-		return nil, dir, fmt.Errorf("spillway controller --print-haproxy-config: %w", err)
+		return nil, dir, nil, fmt.Errorf("spillway controller --print-haproxy-config: %w", err)
 	}
 	// The share map starts empty: every route admits all.
 	if err := os.WriteFile(mapFile, nil, 0o644); err != nil {
-		return nil, dir, err
+		return nil, dir, nil, err
 	}
 	if err := os.WriteFile(cfg, text, 0o644); err != nil {
-		return nil, dir, err
+		return nil, dir, nil, err
 	}
 	if err := checkHAProxy(ctx, b.haproxy, cfg); err != nil {
-		return nil, dir, err
+		return nil, dir, nil, err
 	}
 	hap, err := startProc(b.sp, "haproxy", logPath("haproxy"), nil, b.haproxy, "-db", "-f", cfg)
 	if err != nil {
-		return nil, dir, err
+		return nil, dir, nil, err
 	}
 	ctl, err := startProc(b.sp, "controller", logPath("controller"), []string{"SPILLWAY_ADMIN_TOKEN=" + b.token}, b.spillway,
 		append([]string{"controller", "--admin-listen", admin}, common...)...)
 	if err != nil {
-		return []*proc{hap}, dir, err
+		return []*proc{hap}, dir, nil, err
 	}
-	return []*proc{hap, ctl}, dir, nil
+	rt, err := haproxy.NewRuntime(socket)
+	if err != nil {
+		return []*proc{hap, ctl}, dir, nil, err
+	}
+	return []*proc{hap, ctl}, dir, mapShedding(rt, mapFile), nil
 }
 
 var (
 	logTime   = regexp.MustCompile(`^time=(\S+) `)
 	shedStart = regexp.MustCompile(`msg="shedding: answering 503`)
-	mapToZero = regexp.MustCompile(`msg="haproxy change" kind=map key=\S+ from=\d+ to=0$`)
+	// A route's value set to 0, or the map filled with one at 0.
+	mapToZero = regexp.MustCompile(`msg="haproxy change" kind=map (key=\S+ from=\d+ to=0$|map=\S+ from=\S+ to="?[^"]*=0\b)`)
 	outOfRot  = regexp.MustCompile(`msg="haproxy change" kind=state server=(\S+) from=\S+ to=(maint|drain)`)
 )
 

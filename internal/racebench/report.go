@@ -224,10 +224,12 @@ calls/s, %.2f × the %g/s steady load.
   the seconds that begin at or after R+%v (mostly after R+%v), to the end;
   the storm's acceptance is 0.
 - shed_after_report_ms: from the first /health report of an instance
-  with a dependency down (every instance's report is read every %v from
-  the break on; the mark is when the read that saw it was sent) to the
-  first answer 503 dependency_unavailable at the front door (its start
-  plus its latency); "–" when there was none.
+  with a dependency down to the front door shedding: spillway lb's
+  /status with the dependency "shedding", or HAProxy's share map with a
+  route at 0 (show map), from which on the door answers 503
+  dependency_unavailable itself. Both are asked every %v from the break
+  on; each mark is when the asking that saw it began. "–" for a door
+  that cannot be asked (HAProxy alone) or when either was not seen.
 
 Every column is the median over the runs (an even count averages the two
 middle ones; "never" counts as infinite). Each trial's summary (marks,
@@ -238,7 +240,7 @@ trials/<run>-<scenario>-<door>/summary.json, with the processes' logs.
 		c, stormQueueTimeout, c, backendLatency, float64(c)/backendLatency.Seconds(),
 		float64(c)/backendLatency.Seconds()/rate, rate,
 		recoveryGrid, recoveryWindow, recoveryGrid, recoveryWindow, float64(recoveryOKPermille)/10,
-		peakSpan, queueGrace-time.Second/2, queueGrace, reportPoll)
+		peakSpan, queueGrace-time.Second/2, queueGrace, markPoll)
 }
 
 // fmtRecover renders a recovery time in seconds; +Inf is "never", NaN

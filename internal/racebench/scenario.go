@@ -212,25 +212,35 @@ func (b *bench) runTrial(ctx context.Context, spec trialSpec) (*Trial, error) {
 		res, err := loadgen.Run(lctx, cfg, nil)
 		done <- loadResult{res, err}
 	}()
-	// So does the watch for the first report of the outage.
-	reported := make(chan time.Duration, 1)
-	go func() {
-		at, ok := watchReports(lctx, b.probe, topo.healthURLs, t0.Add(breakAt), t0.Add(breakAt+sc.Outage))
-		if !ok {
-			reported <- 0
-			return
+	// So do the watches for the first report of the outage and for the
+	// front door's shedding.
+	mark := func(probe func(context.Context) bool) <-chan time.Duration {
+		c := make(chan time.Duration, 1)
+		if probe == nil {
+			c <- 0
+			return c
 		}
-		reported <- at.Sub(t0)
-	}()
+		go func() {
+			at, ok := watch(lctx, t0.Add(breakAt), t0.Add(breakAt+sc.Outage), probe)
+			if !ok {
+				c <- 0
+				return
+			}
+			c <- at.Sub(t0)
+		}()
+		return c
+	}
+	reported, shedding := mark(anyReportsDown(b.probe, topo.healthURLs)), mark(topo.doorShedding)
 	marks, retWall, err := drive(lctx, bc, sc, t0)
 	if err != nil {
 		stopLoad()
 		<-done
 		<-reported
+		<-shedding
 		return nil, err
 	}
 	lr := <-done
-	marks.Reported = <-reported
+	marks.Reported, marks.DoorShed = <-reported, <-shedding
 	if lr.err != nil {
 		return nil, fmt.Errorf("load: %w", lr.err)
 	}

@@ -101,6 +101,9 @@ type topology struct {
 	adminURL string
 	// healthURLs are the instances' /health reports.
 	healthURLs []string
+	// doorShedding, when set, says whether the front door sheds now: it
+	// answers a route's requests 503 dependency_unavailable itself.
+	doorShedding func(context.Context) bool
 	// tmpDir, if set, is removed once the processes have stopped.
 	tmpDir string
 }
@@ -194,6 +197,7 @@ func (b *bench) tryTopology(ctx context.Context, spec trialSpec) (t *topology, e
 		}
 		door, err = startProc(b.sp, "lb", logPath("lb"), []string{"SPILLWAY_ADMIN_TOKEN=" + b.token}, b.spillway, "lb", "--config", cfg)
 		t.adminURL = "http://" + admin
+		t.doorShedding = lbShedding(b.probe, t.adminURL+"/status")
 	case doorHAProxy:
 		cfg := filepath.Join(spec.Dir, "haproxy.cfg")
 		text := haproxyConfig(haproxyPlan{Listen: front, Backend: backend, Instances: instances})
@@ -206,7 +210,7 @@ func (b *bench) tryTopology(ctx context.Context, spec trialSpec) (t *topology, e
 		door, err = startProc(b.sp, "haproxy", logPath("haproxy"), nil, b.haproxy, "-db", "-f", cfg)
 	case doorController:
 		var ps []*proc // HAProxy, then the controller: the door
-		ps, t.tmpDir, err = b.startControllerDoor(ctx, front, admin, instances, logPath)
+		ps, t.tmpDir, t.doorShedding, err = b.startControllerDoor(ctx, front, admin, instances, logPath)
 		if err != nil {
 			t.procs = append(t.procs, ps...)
 			return t, err
