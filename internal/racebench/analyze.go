@@ -278,6 +278,11 @@ type Metrics struct {
 	OKPct          float64          `json:"ok_pct"`
 	Retries        int64            `json:"retries"`
 	Pool           PoolFigures      `json:"pool"`
+	// FailedP99AfterShedMS and FailedAfterShed are FailedP99MS and
+	// FailedDuringOutage for the attempts started once the front door
+	// was seen shedding (Marks.DoorShed); nil and 0 without that mark.
+	FailedP99AfterShedMS *float64 `json:"failed_p99_after_shed_ms,omitempty"`
+	FailedAfterShed      int      `json:"failed_after_shed,omitempty"`
 	// ShedAfterReportMS is the time from the first report of the outage
 	// (Marks.Reported) to the front door's shedding (Marks.DoorShed); nil
 	// without both.
@@ -314,6 +319,14 @@ func measure(recs []Record, m Marks, lost, retries int64, secs []backendsim.Seco
 	}
 	if len(recs) > 0 {
 		mt.OKPct = 100 * float64(counts[health.OutcomeOK]) / float64(len(recs))
+	}
+	if m.DoorShed > m.Break {
+		p, n := failedP99(recs, m, m.DoorShed-m.Break)
+		if n > 0 {
+			v := float64(p) / float64(time.Millisecond)
+			mt.FailedP99AfterShedMS = &v
+		}
+		mt.FailedAfterShed = n
 	}
 	if d, ok := shedAfterReport(m); ok {
 		v := float64(d) / float64(time.Millisecond)

@@ -299,3 +299,22 @@ func TestShedAfterReport(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedAfterShed(t *testing.T) {
+	// Failures wait 1 s until the door sheds at 7.5 s, then take 1 ms.
+	m := Marks{Break: sec(6), Return: sec(16), End: sec(20), Reported: sec(7.4), DoorShed: sec(7.5)}
+	recs := join(attempts(0, sec(6), 100, ok, sec(0.02)),
+		attempts(sec(6), sec(7.5), 100, cto, sec(1)),
+		attempts(sec(7.5), sec(16), 100, shed, sec(0.001)),
+		attempts(sec(16), sec(20), 100, ok, sec(0.02)))
+	mt := measure(recs, m, 0, 0, nil, time.Time{})
+	if mt.FailedP99AfterShedMS == nil || *mt.FailedP99AfterShedMS != 1 || mt.FailedAfterShed != 850 {
+		t.Errorf("after shed: p99 %v over %d, want 1 ms over 850", mt.FailedP99AfterShedMS, mt.FailedAfterShed)
+	}
+	if mt.ShedAfterReportMS == nil || *mt.ShedAfterReportMS != 100 {
+		t.Errorf("shed after report: %v, want 100 ms", mt.ShedAfterReportMS)
+	}
+	if mt := measure(recs, Marks{Break: sec(6), Return: sec(16), End: sec(20)}, 0, 0, nil, time.Time{}); mt.FailedP99AfterShedMS != nil || mt.ShedAfterReportMS != nil {
+		t.Errorf("without marks: %v %v, want neither", mt.FailedP99AfterShedMS, mt.ShedAfterReportMS)
+	}
+}

@@ -114,10 +114,10 @@ func renderResults(m machine, sel []Scenario, rate float64, runs int, trials []*
 			continue // interrupted before it
 		}
 		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n", sc.Name, sc.describe(rate))
-		b.WriteString("| front door | recover_s | runs | failed_p99_ms | failed_p99_settled_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries | shed_after_report_ms |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| front door | recover_s | runs | failed_p99_ms | failed_p99_settled_ms | client_timeouts | lost | peak_busy | peak_queued | queue_503_after_1s | ok_pct | retries | shed_after_report_ms | failed_p99_after_shed_ms |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, d := range doors {
-			var rec, p99, p99s, cto, lost, busy, queued, q503, okp, retries, shed []float64
+			var rec, p99, p99s, cto, lost, busy, queued, q503, okp, retries, shed, p99shed []float64
 			var perRun []string
 			for _, t := range trials {
 				if t.Scenario != sc.Name || t.Door != d.key {
@@ -156,14 +156,19 @@ func renderResults(m machine, sel []Scenario, rate float64, runs int, trials []*
 					p = *mt.ShedAfterReportMS
 				}
 				shed = append(shed, p)
+				p = math.NaN()
+				if mt.FailedP99AfterShedMS != nil {
+					p = *mt.FailedP99AfterShedMS
+				}
+				p99shed = append(p99shed, p)
 			}
 			if len(perRun) == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", d.label,
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", d.label,
 				fmtRecover(median(rec)), strings.Join(perRun, " "), fmtMS(median(p99)), fmtMS(median(p99s)),
 				fmtCount(median(cto)), fmtCount(median(lost)), fmtCount(median(busy)), fmtCount(median(queued)),
-				fmtCount(median(q503)), fmtPct(median(okp)), fmtCount(median(retries)), fmtMS(median(shed)))
+				fmtCount(median(q503)), fmtPct(median(okp)), fmtCount(median(retries)), fmtMS(median(shed)), fmtMS(median(p99shed)))
 		}
 	}
 	var notes []string
@@ -230,6 +235,8 @@ calls/s, %.2f × the %g/s steady load.
   dependency_unavailable itself. Both are asked every %v from the break
   on; each mark is when the asking that saw it began. "–" for a door
   that cannot be asked (HAProxy alone) or when either was not seen.
+- failed_p99_after_shed_ms: failed_p99_ms for the attempts started from
+  the door's shedding mark on, until R.
 
 Every column is the median over the runs (an even count averages the two
 middle ones; "never" counts as infinite). Each trial's summary (marks,
