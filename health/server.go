@@ -95,7 +95,7 @@ type Server struct {
 	regMu  sync.Mutex                       // serialises the copy-on-write registrations below
 	deps   atomic.Pointer[[]dependency]     // read lock-free by Report
 	checks atomic.Pointer[[]*livenessCheck] // read lock-free by /livez
-	gates  atomic.Pointer[[]*readinessGate]  // read lock-free by /readyz and Report
+	gates  atomic.Pointer[[]*readinessGate] // read lock-free by /readyz and Report
 	load   atomic.Pointer[loadFunc]
 
 	metrics metrics
