@@ -34,7 +34,7 @@ type Options struct {
 // Outcomes of a proxied request, the values of the outcome label of
 // spillway_sidecar_requests_total.
 const (
-	outcomeOK          = "ok"          // the upstream answered 1xx-4xx
+	outcomeOK          = "ok"           // the upstream answered 1xx-4xx
 	outcomeUpstream5xx = "upstream_5xx" // the upstream answered 5xx, passed on
 	outcomeUnavailable = "dependency_unavailable"
 	outcomeOverloaded  = "overloaded"
