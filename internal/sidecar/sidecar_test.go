@@ -27,7 +27,7 @@ type running struct {
 
 // start runs a Sidecar from cfg on fresh loopback listeners until the
 // test ends (or stop).
-func start(t *testing.T, cfg Config) *running {
+func start(t testing.TB, cfg Config) *running {
 	t.Helper()
 	s, err := New(&cfg, Options{})
 	if err != nil {
@@ -40,7 +40,7 @@ func start(t *testing.T, cfg Config) *running {
 }
 
 // simUpstream runs a backend-sim on loopback until the test ends.
-func simUpstream(t *testing.T, cfg backendsim.Config) (*backendsim.Sim, string) {
+func simUpstream(t testing.TB, cfg backendsim.Config) (*backendsim.Sim, string) {
 	t.Helper()
 	sim, err := backendsim.New(cfg, nil)
 	if err != nil {
