@@ -165,7 +165,8 @@ def main():
         threading.Timer(a.drain, servers[0].shutdown).start()
 
     signal.signal(signal.SIGTERM, drain)
-    print(f"listening on {a.listen} health {a.health_listen}", flush=True)
+    (h, p), (hh, hp) = servers[0].server_address[:2], servers[1].server_address[:2]
+    print(f"listening on {h}:{p} health {hh}:{hp}", flush=True)
     servers[0].serve_forever()
 
 
