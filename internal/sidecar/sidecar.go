@@ -335,3 +335,9 @@ func (s *Sidecar) Run(ctx context.Context, ln, hl net.Listener) error {
 	s.tr.CloseIdleConnections()
 	return err
 }
+
+// Interface guards.
+var (
+	_ http.ResponseWriter = (*recorder)(nil)
+	_ httputil.BufferPool = bufferPool{}
+)
