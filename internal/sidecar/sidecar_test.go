@@ -304,3 +304,22 @@ func TestDrain(t *testing.T) {
 		t.Error("proxy still accepts after Run returned")
 	}
 }
+
+// TestUpstreamRefuses: a refused connection is answered 503
+// dependency_unavailable at once, and neither the report nor the answer
+// repeats the service's request (its query may hold a secret).
+func TestUpstreamRefuses(t *testing.T) {
+	upstream := "http://" + testkit.FreePort(t) // nothing listens
+	cfg := fastConfig(upstream)
+	cfg.ProbeURL = upstream + "/healthz"
+	sc := start(t, cfg)
+	client := newClient(t)
+	a := call(t, client, http.MethodGet, sc.proxy+"/v1/x?api_key=s3cr3t", "", nil)
+	if a.code != 503 || a.header.Get(health.ReasonHeader) != health.ReasonDependencyUnavailable || strings.Contains(a.body, "s3cr3t") {
+		t.Errorf("refused: %+v", a)
+	}
+	rep := report(t, client, sc.health)
+	if dep := rep.Dependencies["backend"]; dep.LastError == "" || strings.Contains(dep.LastError, "s3cr3t") {
+		t.Errorf("refused: dependency %+v", dep)
+	}
+}
