@@ -13,14 +13,16 @@
 //     AddLivenessCheck fails (503). By default it does no I/O, calls no
 //     dependency and takes no lock that business code can hold.
 //   - /readyz answers 503 while starting (before Start), while warming up
-//     (for Options.Warmup after Start) and for good once Drain is called;
+//     (for Options.Warmup after Start), while a readiness gate
+//     (AddReadinessGate: readiness the process does not own, such as a
+//     sidecar's service's) is closed, and for good once Drain is called;
 //     200 otherwise.
 //   - Dependency state is reported in /health only. It never changes
 //     /livez or /readyz: a dependency outage is not an instance failure.
 //   - /health always answers 200 with Content-Type application/json: it is
 //     a report whose content the load balancer reads, not a verdict.
 //     /health?version=V&wait=D is a long poll: it answers as soon as the
-//     report's Version differs from V (the phase or a dependency's state
+//     report's Version differs from V (the phase, Ready or a dependency's state
 //     changed; Notify wakes it at once, else it re-reads every 100 ms), or
 //     after D (at most MaxWait, 30 s) with the current report. A bad wait
 //     is a 400. At most 64 requests wait at once; past that a long poll

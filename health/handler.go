@@ -104,6 +104,8 @@ func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
 	var failBody []byte
 	if p := s.Phase(); p != PhaseReady {
 		failBody = phaseBodies[p]
+	} else if g := s.closedGate(); g != nil {
+		failBody = g.failBody
 	}
 	s.answerProbe(w, r, failBody, s.metrics.readyzOK, s.metrics.readyzFail)
 }

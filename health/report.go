@@ -43,7 +43,7 @@ type Report struct {
 	// Dependencies maps each dependency's name to its state.
 	Dependencies map[string]Dependency `json:"dependencies"`
 	// Version is an opaque token that changes whenever the readiness
-	// phase or a dependency's state or breaker changes (not with the load
+	// phase, Ready or a dependency's state or breaker changes (not with the load
 	// figures). A reader that holds a report can long-poll for the next
 	// change: GET /health?version=V&wait=D answers as soon as the version
 	// differs from V, or after D (at most MaxWait) with the current

@@ -95,6 +95,7 @@ type Server struct {
 	regMu  sync.Mutex                       // serialises the copy-on-write registrations below
 	deps   atomic.Pointer[[]dependency]     // read lock-free by Report
 	checks atomic.Pointer[[]*livenessCheck] // read lock-free by /livez
+	gates  atomic.Pointer[[]*readinessGate] // read lock-free by /readyz and Report
 	load   atomic.Pointer[loadFunc]
 
 	metrics metrics
@@ -111,6 +112,13 @@ type livenessCheck struct {
 	name     string
 	check    func(context.Context) error
 	failBody []byte      // the /livez body when this check fails
+	failing  atomic.Bool // for logging on change only
+}
+
+type readinessGate struct {
+	name     string
+	ready    func() error
+	failBody []byte      // the /readyz body when this gate is closed
 	failing  atomic.Bool // for logging on change only
 }
 
@@ -186,8 +194,9 @@ func (s *Server) Phase() Phase {
 }
 
 // Ready reports whether the instance should get traffic now: started,
-// warmed up and not draining. It ignores Options.Deep and dependencies.
-func (s *Server) Ready() bool { return s.Phase() == PhaseReady }
+// warmed up, not draining and every readiness gate open
+// (AddReadinessGate). It ignores Options.Deep and dependencies.
+func (s *Server) Ready() bool { return s.Phase() == PhaseReady && s.closedGate() == nil }
 
 // Draining reports whether Drain has been called.
 func (s *Server) Draining() bool { return s.Phase() == PhaseDraining }
@@ -247,6 +256,61 @@ func (s *Server) AddLivenessCheck(name string, check func(ctx context.Context) e
 	s.checks.Store(&checks)
 }
 
+// AddReadinessGate registers a gate that /readyz, Ready and Report consult
+// while the phase is PhaseReady: while ready returns an error, /readyz
+// answers 503 naming the gate (the error is logged on change, never
+// served), and Report.Ready is false with ReadyForSeconds 0; Phase and
+// Report.Phase are unchanged. It is for readiness this process does not
+// own, such as that of the service a sidecar stands beside. ready is
+// called on every such request from any goroutine: it must be fast and
+// must not block (it reads state its owner keeps up to date in the
+// background). The owner calls Notify when the answer changes, so that
+// /health long polls answer at once; Report.Version covers Ready. Gates
+// do not affect /livez.
+//
+// It panics if name is empty or already registered, or ready is nil.
+func (s *Server) AddReadinessGate(name string, ready func() error) {
+	if name == "" || ready == nil {
+		panic("health: AddReadinessGate needs a name and a ready func")
+	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	var old []*readinessGate
+	if p := s.gates.Load(); p != nil {
+		old = *p
+	}
+	if slices.ContainsFunc(old, func(g *readinessGate) bool { return g.name == name }) {
+		panic(fmt.Sprintf("health: readiness gate %q registered twice", name))
+	}
+	gates := append(slices.Clip(old), &readinessGate{
+		name:     name,
+		ready:    ready,
+		failBody: fmt.Appendf(nil, "readiness gate %q closed\n", name),
+	})
+	s.gates.Store(&gates)
+}
+
+// closedGate returns the first readiness gate that is closed, or nil,
+// logging each gate's changes.
+func (s *Server) closedGate() *readinessGate {
+	p := s.gates.Load()
+	if p == nil {
+		return nil
+	}
+	for _, g := range *p {
+		if err := g.ready(); err != nil {
+			if g.failing.CompareAndSwap(false, true) {
+				s.log.Warn("health: readiness gate closed", "gate", g.name, "err", err)
+			}
+			return g
+		}
+		if g.failing.CompareAndSwap(true, false) {
+			s.log.Info("health: readiness gate open", "gate", g.name)
+		}
+	}
+	return nil
+}
+
 // SetLoad sets where /health reads the service's load from, typically its
 // admission limiter: requests in flight, the concurrency limit and the queue
 // length. load is called on every /health request from any goroutine and
@@ -262,15 +326,19 @@ func (s *Server) SetLoad(load func() (inFlight, limit, queue int)) {
 
 // Report returns the document /health serves: readiness, load and the state
 // of every registered dependency. Report.Ready is the shallow readiness of
-// Ready: it never calls Options.Deep.
+// Ready (readiness gates included): it never calls Options.Deep.
 func (s *Server) Report() Report {
 	now := s.now()
 	s.mu.Lock()
 	p := s.readiness.Phase(now)
 	readyFor := s.readiness.ReadyFor(now)
 	s.mu.Unlock()
+	ready := p == PhaseReady && s.closedGate() == nil
+	if !ready {
+		readyFor = 0
+	}
 	r := Report{
-		Ready:           p == PhaseReady,
+		Ready:           ready,
 		Draining:        p == PhaseDraining,
 		Phase:           p.String(),
 		ReadyForSeconds: readyFor.Seconds(),

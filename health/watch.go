@@ -95,6 +95,9 @@ func (s *Server) Notify() { s.changes.notify() }
 func reportVersion(r *Report, deps []dependency) string {
 	h := fnv.New64a()
 	h.Write([]byte(r.Phase))
+	if !r.Ready {
+		h.Write([]byte{0, '!'}) // a closed readiness gate (AddReadinessGate)
+	}
 	for _, d := range deps {
 		dep := r.Dependencies[d.name]
 		for _, s := range [...]string{d.name, dep.State, dep.Breaker} {

@@ -38,6 +38,8 @@ var wantErrors = map[string]string{
 	"fleet-admin.bad.yaml":         `fleet_admin.listen: "nowhere": not a host:port`,
 	"lb-forwarding.bad.yaml":       "lb.trusted_proxies[1]: \"10.0.0.0/33\": not an IP address or CIDR prefix\nlb.server.proxy_protocol: \"v2\": must be off, optional or required",
 	"fleet-schedule.bad.yaml":      `fleet.schedule[1].start: "0 25 * * *": end of range (25) above maximum (23): 25`,
+	"guard.bad.yaml":               "guard.name: \"\": must be 1 to 64 letters, digits, '_', '-' or '.'\nguard.url: \"127.0.0.1:9000\": not an absolute http(s) URL\nguard.probe_url: \"127.0.0.1:9000/healthz\": not an absolute http(s) URL\nguard.service_ready.interval: 0s: must be positive",
+	"guard-unknown-field.bad.yaml": "line 3: field upstream not found",
 }
 
 func TestCheckTestdata(t *testing.T) {

@@ -2,6 +2,7 @@
 // is a subcommand.
 //
 //	spillway login        a login instance (service port + health port)
+//	spillway guard        a sidecar: one dependency guarded, and a health port, for a service in any language
 //	spillway backend-sim  a controllable stand-in for the backend API
 //	spillway lb           the load balancer in front of login instances
 //	spillway controller   spillway's decisions applied to an HAProxy in front of them
@@ -34,6 +35,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"login", "run a login instance", runLogin},
+		{"guard", "guard one dependency for a service in any language: spillway guard --listen ADDR --health-listen ADDR --upstream URL [--timeout D] [--service-ready URL]", runGuard},
 		{"backend-sim", "run the controllable backend stand-in", runBackendSim},
 		{"lb", "run the load balancer", runLB},
 		{"controller", "drive an HAProxy with the load balancer's decisions: spillway controller --haproxy-socket PATH --instance SERVICE=HEALTH ... [--print-haproxy-config]", runController},

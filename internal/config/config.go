@@ -1,5 +1,6 @@
 // Package config is the schema of a spillway file: one YAML document with a
-// section per component — `login:` (login.Config), `lb:` (lb.Config),
+// section per component — `login:` (login.Config), `guard:`
+// (sidecar.Config, `spillway guard`), `lb:` (lb.Config),
 // `fleet:` (fleet.Config), `fleet_admin:` (FleetAdmin) and `up:` (Up) — and the one way to load it:
 // read, decode strictly onto the defaults (Default, or ForUp for `spillway
 // up`), apply flags, Resolve the defaults that derive from other fields,
@@ -23,6 +24,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/fleet"
 	"github.com/spillway-dev/spillway/internal/lb"
 	"github.com/spillway-dev/spillway/internal/login"
+	"github.com/spillway-dev/spillway/internal/sidecar"
 	"github.com/spillway-dev/spillway/internal/strictyaml"
 )
 
@@ -30,6 +32,9 @@ import (
 type File struct {
 	// Login configures `spillway login`, and the instances of `spillway up`.
 	Login login.Config `yaml:"login"`
+	// Guard configures `spillway guard`, the sidecar that gives a
+	// service in any language a guarded dependency and a health port.
+	Guard sidecar.Config `yaml:"guard"`
 	// LB configures `spillway lb`, and the load balancer of `spillway up`.
 	LB lb.Config `yaml:"lb"`
 	// Fleet configures the instance group of `spillway fleet` and of
@@ -81,6 +86,7 @@ func (a *FleetAdmin) Validate() error {
 func Default() File {
 	return File{
 		Login: login.DefaultConfig(),
+		Guard: sidecar.DefaultConfig(),
 		LB:    lb.DefaultConfig(),
 		Fleet: fleet.DefaultConfig(),
 		Up:    Up{BackendListen: "127.0.0.1:9000", BackendLatency: 20 * time.Millisecond},
@@ -120,6 +126,7 @@ func Load(path string, def File) (File, error) {
 // another field. It is idempotent.
 func (f *File) Resolve() {
 	f.Login.Resolve()
+	f.Guard.Resolve()
 	f.LB.Resolve()
 	f.Fleet.Resolve()
 }
@@ -130,6 +137,7 @@ func (f *File) Resolve() {
 func (f *File) Validate() error {
 	return errors.Join(
 		field.Prefix("login", f.Login.Validate()),
+		field.Prefix("guard", f.Guard.Validate()),
 		field.Prefix("lb", f.LB.Validate()),
 		field.Prefix("fleet", f.Fleet.Validate()),
 		field.Prefix("fleet_admin", f.FleetAdmin.Validate()),

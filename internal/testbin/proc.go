@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"syscall"
 	"testing"
@@ -23,7 +24,8 @@ import (
 // process group id), Signal, Done, Exited and Err.
 type Proc struct {
 	*procgroup.Child
-	out testkit.SyncBuffer
+	name string // for messages
+	out  testkit.SyncBuffer
 }
 
 // Start runs the spillway binary with args in a process group of its own.
@@ -38,6 +40,14 @@ func StartEnv(t testing.TB, env []string, args ...string) *Proc {
 	return start(t, env, exec.Command(Spillway(t), args...))
 }
 
+// StartCmd runs cmd, another program that a test runs beside spillway (a
+// service written in another language), as Start runs spillway: in a
+// process group of its own, its output kept, killed when the test ends.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	return start(t, nil, cmd)
+}
+
 // StartLimited is Start with the process's open-file limit (soft and
 // hard) set to nofile, through the shell's ulimit: the way an operator's
 // unit file or container would lower it.
@@ -50,7 +60,7 @@ func StartLimited(t testing.TB, nofile int, args ...string) *Proc {
 func start(t testing.TB, env []string, cmd *exec.Cmd) *Proc {
 	t.Helper()
 	args := cmd.Args
-	p := &Proc{}
+	p := &Proc{name: filepath.Base(args[0])}
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
@@ -61,7 +71,7 @@ func start(t testing.TB, env []string, cmd *exec.Cmd) *Proc {
 	c, err := sp.StartChild(cmd, nil)
 	if err != nil {
 		sp.Close()
-		t.Fatalf("start spillway %v: %v", args, err)
+		t.Fatalf("start %v: %v", args, err)
 	}
 	p.Child = c
 	t.Cleanup(func() {
@@ -71,7 +81,7 @@ func start(t testing.TB, env []string, cmd *exec.Cmd) *Proc {
 		}
 		sp.Close()
 		if t.Failed() {
-			t.Logf("spillway %v (pid %d) output:\n%s", args, p.PID(), p.Output())
+			t.Logf("%v (pid %d) output:\n%s", args, p.PID(), p.Output())
 		}
 	})
 	return p
@@ -91,10 +101,10 @@ func (p *Proc) Await(t testing.TB, re *regexp.Regexp, timeout time.Duration) []s
 			return m
 		}
 		if p.Exited() {
-			t.Fatalf("spillway exited (%v) before printing %q:\n%s", p.Err(), re, p.Output())
+			t.Fatalf("%s exited (%v) before printing %q:\n%s", p.name, p.Err(), re, p.Output())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("spillway printed no %q within %v:\n%s", re, timeout, p.Output())
+			t.Fatalf("%s printed no %q within %v:\n%s", p.name, re, timeout, p.Output())
 		}
 		time.Sleep(10 * time.Millisecond) // polling the output
 	}
