@@ -71,6 +71,10 @@ type instance struct {
 	report    health.Report
 	reportAt  time.Time
 	hasReport bool
+	// reportErr: why its last report could not be used (nil once one
+	// could); lastWarn: when that was last logged.
+	reportErr *ReportProblem
+	lastWarn  time.Time
 	drained   bool
 	undrained time.Time
 	outAt     time.Time // last Evaluate that saw it drained or draining
@@ -244,8 +248,50 @@ func (p *Pool) RecordReport(id string, now time.Time, rep health.Report) bool {
 		return false
 	}
 	in.report, in.reportAt, in.hasReport = rep, now, true
+	in.reportErr = nil
 	in.ep.failingFast.Store(false)
 	return true
+}
+
+// ReportProblem is why an instance's report could not be used, for the
+// admin API: a reason of health.UnusableReasons, the detail, and since
+// when reports have failed for that reason.
+type ReportProblem struct {
+	Reason string    `json:"reason"`
+	Detail string    `json:"detail"`
+	Since  time.Time `json:"since"`
+	// Count is the failed fetches since Since.
+	Count int `json:"count"`
+}
+
+// ReportWarnInterval is the least time between two WARNs about one
+// instance's unusable report while the reason stays the same.
+const ReportWarnInterval = time.Minute
+
+// RecordReportError records at now that the instance's report could not
+// be used, for reason (one of health.UnusableReasons) with detail. The
+// last usable report stays until it goes stale. warn reports whether to
+// log it: the first failure, a changed reason, or ReportWarnInterval
+// since the last WARN. The state lives in the instance, so it is bounded
+// by the pool's instances and goes with them.
+func (p *Pool) RecordReportError(id string, now time.Time, reason, detail string) (warn, ok bool) {
+	in := p.byID[id]
+	if in == nil {
+		return false, false
+	}
+	if in.reportErr == nil || in.reportErr.Reason != reason {
+		in.reportErr = &ReportProblem{Reason: reason, Since: now}
+		warn = true
+	}
+	in.reportErr.Detail = detail
+	in.reportErr.Count++
+	if now.Sub(in.lastWarn) >= ReportWarnInterval {
+		warn = true
+	}
+	if warn {
+		in.lastWarn = now
+	}
+	return warn, true
 }
 
 // HasReport reports whether the instance has sent a report yet.
@@ -411,7 +457,10 @@ type InstanceStatus struct {
 	ConsecutiveFailures int            `json:"consecutive_gateway_failures"`
 	Report              *health.Report `json:"report,omitempty"`
 	ReportAt            time.Time      `json:"report_at,omitzero"`
-	Added               time.Time      `json:"added"`
+	// ReportError is why its latest report could not be used; absent
+	// once one could.
+	ReportError *ReportProblem `json:"report_error,omitempty"`
+	Added       time.Time      `json:"added"`
 }
 
 // Status returns every instance's status at now, by id.
@@ -435,6 +484,10 @@ func (p *Pool) Status(now time.Time) []InstanceStatus {
 			rep := in.report
 			rep.Dependencies = maps.Clone(rep.Dependencies)
 			st.Report, st.ReportAt = &rep, in.reportAt
+		}
+		if in.reportErr != nil {
+			pr := *in.reportErr
+			st.ReportError = &pr
 		}
 		switch {
 		case in.drained:
