@@ -234,6 +234,9 @@ func decodeSpillway(data []byte) (Report, error) {
 	for _, name := range sortedKeys(rep.Dependencies) {
 		d := rep.Dependencies[name]
 		switch d.State {
+		case "":
+			d.State = DepUnknown // every field is optional
+			rep.Dependencies[name] = d
 		case DepUp, DepDown, DepUnknown:
 		default:
 			return Report{}, unusable(UnusableBadValue, nil, "dependencies.%s.state %q is not %q, %q or %q", name, d.State, DepUp, DepDown, DepUnknown)
@@ -306,6 +309,9 @@ func decodeIETF(top map[string]json.RawMessage) (Report, error) {
 			continue
 		}
 		d, seen := deps[name]
+		if !seen {
+			d.State = DepUnknown
+		}
 		system := true
 		for i, c := range checks[key] {
 			if c.ComponentType != "system" {
