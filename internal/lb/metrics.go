@@ -45,6 +45,10 @@ const (
 
 var reloadResultNames = [2]string{"success", "failure"}
 
+// unusableNames are the values of spillway_lb_report_unusable_total's
+// reason label: the contract's fixed set.
+var unusableNames = health.UnusableReasons
+
 // metrics are the balancer's counters, kept as plain atomics (the request
 // path adds to them without a map lookup) and exported by a collector
 // that also reads the current gauges. Every label set is bounded: fixed
@@ -113,7 +117,7 @@ func (m *metrics) count(o outcome) { m.requests[o].Add(1) }
 // health.UnusableReasons (anything else is counted as unreachable, so the
 // label set stays fixed).
 func (m *metrics) countUnusable(reason string) {
-	for i, r := range health.UnusableReasons {
+	for i, r := range unusableNames {
 		if r == reason {
 			m.unusable[i].Add(1)
 			return
@@ -156,7 +160,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(m.dEjections, m.ejections.Load())
 	for i := range m.unusable {
-		counter(m.dUnusable, m.unusable[i].Load(), health.UnusableReasons[i])
+		counter(m.dUnusable, m.unusable[i].Load(), unusableNames[i])
 	}
 	counter(m.dStreamIdleCuts, m.streamIdleCuts.Load())
 	gauge(m.dStreams, float64(m.streams.Load()))
