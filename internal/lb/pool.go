@@ -72,9 +72,10 @@ type instance struct {
 	reportAt  time.Time
 	hasReport bool
 	// reportErr: why its last report could not be used (nil once one
-	// could); lastWarn: when that was last logged.
+	// could); lastWarn: when a reason was last logged, warned: which.
 	reportErr *ReportProblem
 	lastWarn  time.Time
+	warned    string
 	drained   bool
 	undrained time.Time
 	outAt     time.Time // last Evaluate that saw it drained or draining
@@ -271,9 +272,11 @@ const ReportWarnInterval = time.Minute
 // RecordReportError records at now that the instance's report could not
 // be used, for reason (one of health.UnusableReasons) with detail. The
 // last usable report stays until it goes stale. warn reports whether to
-// log it: the first failure, a changed reason, or ReportWarnInterval
-// since the last WARN. The state lives in the instance, so it is bounded
-// by the pool's instances and goes with them.
+// log it: a reason other than the one last logged, or ReportWarnInterval
+// since the last WARN. So an instance logs at most once a minute while
+// its reports keep failing for one reason, even if a usable report comes
+// in between. The state lives in the instance, so it is bounded by the
+// pool's instances and goes with them.
 func (p *Pool) RecordReportError(id string, now time.Time, reason, detail string) (warn, ok bool) {
 	in := p.byID[id]
 	if in == nil {
@@ -281,17 +284,14 @@ func (p *Pool) RecordReportError(id string, now time.Time, reason, detail string
 	}
 	if in.reportErr == nil || in.reportErr.Reason != reason {
 		in.reportErr = &ReportProblem{Reason: reason, Since: now}
-		warn = true
 	}
 	in.reportErr.Detail = detail
 	in.reportErr.Count++
-	if now.Sub(in.lastWarn) >= ReportWarnInterval {
-		warn = true
+	if reason != in.warned || in.lastWarn.IsZero() || now.Sub(in.lastWarn) >= ReportWarnInterval {
+		in.lastWarn, in.warned = now, reason
+		return true, true
 	}
-	if warn {
-		in.lastWarn = now
-	}
-	return warn, true
+	return false, true
 }
 
 // HasReport reports whether the instance has sent a report yet.
