@@ -152,7 +152,7 @@ func TestReportUnusable(t *testing.T) {
 			if v.Report != nil {
 				t.Errorf("report = %+v, want none", v.Report)
 			}
-			warns := regexp.MustCompile(`level=WARN msg="health report unusable[^"]*" instance=` + regexp.QuoteMeta(in.Service) + ` reason=` + tc.reason).FindAllString(logs.String(), -1)
+			warns := regexp.MustCompile(`level=WARN msg="health report unusable[^"]*" instance=`+regexp.QuoteMeta(in.Service)+` reason=`+tc.reason).FindAllString(logs.String(), -1)
 			if len(warns) != 1 {
 				t.Errorf("%d WARNs for %d failed reports, want 1:\n%s", len(warns), v.ReportError.Count, logs.String())
 			}
