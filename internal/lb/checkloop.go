@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -249,7 +250,14 @@ const reportAccept = health.ContentTypeJSON + ", " + health.ContentTypeHealthJSO
 // reports whether to log a WARN (see Pool.RecordReportError).
 func (b *Balancer) recordReportErrorLocked(id string, now time.Time, err error) bool {
 	reason := health.ReasonOf(err)
-	warn, ok := b.pool.RecordReportError(id, now, reason, err.Error())
+	detail := err.Error()
+	if re, ok := errors.AsType[*health.ReportError](err); ok {
+		detail = re.Detail // the reason is beside it, the instance is known
+		if re.Err != nil {
+			detail += ": " + re.Err.Error()
+		}
+	}
+	warn, ok := b.pool.RecordReportError(id, now, reason, detail)
 	if ok {
 		b.m.countUnusable(reason)
 	}
