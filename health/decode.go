@@ -548,13 +548,6 @@ func quoteStart(data []byte) string {
 
 var _ error = (*ReportError)(nil)
 
-// errorsAs is errors.As for a *ReportError.
-func errorsAs(err error) (*ReportError, bool) {
-	var re *ReportError
-	ok := errors.As(err, &re)
-	return re, ok
-}
-
 // ReasonOf returns err's unusable reason: the Reason of the *ReportError
 // in its chain, or UnusableUnreachable for any other error (a transport
 // failure), or "" for nil.
@@ -562,7 +555,7 @@ func ReasonOf(err error) string {
 	if err == nil {
 		return ""
 	}
-	if re, ok := errorsAs(err); ok {
+	if re, ok := errors.AsType[*ReportError](err); ok {
 		return re.Reason
 	}
 	return UnusableUnreachable
