@@ -275,7 +275,9 @@ const ReportWarnInterval = time.Minute
 // log it: a reason other than the one last logged, or ReportWarnInterval
 // since the last WARN. So an instance logs at most once a minute while
 // its reports keep failing for one reason, even if a usable report comes
-// in between. The state lives in the instance, so it is bounded by the
+// in between. An unreachable report of an instance that is not healthy
+// (stopped, killed, not started yet) is recorded but not logged: the
+// active check's own WARN says that. The state lives in the instance, so it is bounded by the
 // pool's instances and goes with them.
 func (p *Pool) RecordReportError(id string, now time.Time, reason, detail string) (warn, ok bool) {
 	in := p.byID[id]
@@ -287,6 +289,9 @@ func (p *Pool) RecordReportError(id string, now time.Time, reason, detail string
 	}
 	in.reportErr.Detail = detail
 	in.reportErr.Count++
+	if reason == health.UnusableUnreachable && !in.health.Healthy() {
+		return false, true // down, not a report problem: the check's WARN says so
+	}
 	if reason != in.warned || in.lastWarn.IsZero() || now.Sub(in.lastWarn) >= ReportWarnInterval {
 		in.lastWarn, in.warned = now, reason
 		return true, true

@@ -49,6 +49,21 @@ func TestRecordReportErrorWarns(t *testing.T) {
 	if warn, _ := p.RecordReportError(id, at(100*time.Second), health.UnusableNotJSON, "x"); warn {
 		t.Error("WARN within a minute of the last one after a usable report")
 	}
+	// An instance that is not healthy (never checked here) and whose
+	// report cannot be reached is down, not misreporting: no WARN.
+	other := ids(2)[1]
+	if warn, ok := p.RecordReportError(other, at(100*time.Second), health.UnusableUnreachable, "refused"); warn || !ok {
+		t.Errorf("unreachable report of an unhealthy instance: warn, ok = %v, %v", warn, ok)
+	}
+	if st := p.Status(at(100 * time.Second))[1]; st.ReportError == nil || st.ReportError.Reason != health.UnusableUnreachable {
+		t.Errorf("unreachable not recorded: %+v", st.ReportError)
+	}
+	for i := range 2 {
+		p.RecordCheck(other, at(100*time.Second+time.Duration(i)*time.Second), CheckPass)
+	}
+	if warn, _ := p.RecordReportError(other, at(102*time.Second), health.UnusableUnreachable, "refused"); !warn {
+		t.Error("unreachable report of a healthy instance: no WARN")
+	}
 	p.Sync(ids(2)[1:], at(101*time.Second))
 	if _, ok := p.RecordReportError(id, at(102*time.Second), health.UnusableNotJSON, "x"); ok {
 		t.Error("removed instance still recorded")
