@@ -20,7 +20,10 @@
 //   - Dependency state is reported in /health only. It never changes
 //     /livez or /readyz: a dependency outage is not an instance failure.
 //   - /health always answers 200 with Content-Type application/json: it is
-//     a report whose content the load balancer reads, not a verdict.
+//     a report whose content the load balancer reads, not a verdict. A
+//     request whose Accept prefers application/health+json gets the same
+//     report as an IETF health-check document (MarshalIETF); responses
+//     carry Vary: Accept.
 //     /health?version=V&wait=D is a long poll: it answers as soon as the
 //     report's Version differs from V (the phase, Ready or a dependency's state
 //     changed; Notify wakes it at once, else it re-reads every 100 ms), or
@@ -37,7 +40,11 @@
 //     another server; do that only to reproduce the 2018 incident.
 //
 // The package is also the home of the instance's wire contract: Report,
-// the /health document the load balancer reads, and the answer reasons
+// the /health document the load balancer reads, with DecodeReport and
+// ReadReport, the one decoder of an instance's report in spillway's
+// format, the IETF health-check draft's or Spring Boot Actuator's, which
+// says why a report is unusable as a *ReportError with a stable Reason
+// (safe for concurrent use; they keep no state); and the answer reasons
 // (ReasonHeader and the Reason codes) that mark a deliberate 502, 503 or
 // 504 as not a failure, with the one rule that counts answers by them
 // (Classify, Outcome), which the load generator, the drill and the

@@ -2,6 +2,7 @@ package health_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -110,4 +111,23 @@ func ExampleClassify() {
 	// 503 "overloaded": overloaded
 	// 503 "": failed
 	// 502 "bad_gateway": failed
+}
+
+// A reader of instances' reports (a load balancer, a probe) decodes any
+// of the three formats and, for an unusable one, learns why.
+func ExampleDecodeReport() {
+	spring := `{"status":"DOWN","components":{"db":{"status":"UP"},"ping":{"status":"UP"},
+	  "backend":{"status":"DOWN","details":{"error":"Read timed out"}},
+	  "spillway":{"status":"UP","details":{"limit":25,"in_flight":2}}}}`
+	rep, format, err := health.DecodeReport("application/vnd.spring-boot.actuator.v3+json", []byte(spring))
+	fmt.Println(format, err, rep.Ready, rep.Limit, rep.Dependencies["backend"].State, rep.Dependencies["backend"].LastError, len(rep.Dependencies))
+
+	_, _, err = health.DecodeReport("text/plain", []byte("ok"))
+	var re *health.ReportError
+	if errors.As(err, &re) {
+		fmt.Println(re.Reason, errors.Is(err, health.ErrReportNotJSON))
+	}
+	// Output:
+	// spring <nil> true 25 down Read timed out 2
+	// not_json true
 }

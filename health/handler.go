@@ -23,11 +23,13 @@ var (
 		PhaseDraining: []byte("draining\n"),
 	}
 
-	hdrTextPlain = []string{"text/plain; charset=utf-8"}
-	hdrJSON      = []string{"application/json"}
-	hdrNoStore   = []string{"no-store"}
-	hdrNoSniff   = []string{"nosniff"}
-	hdrAllow     = []string{"GET, HEAD"}
+	hdrTextPlain  = []string{"text/plain; charset=utf-8"}
+	hdrJSON       = []string{ContentTypeJSON}
+	hdrHealthJSON = []string{ContentTypeHealthJSON}
+	hdrVaryAccept = []string{"Accept"}
+	hdrNoStore    = []string{"no-store"}
+	hdrNoSniff    = []string{"nosniff"}
+	hdrAllow      = []string{"GET, HEAD"}
 )
 
 // handler routes the health endpoints. It matches exact paths (use
@@ -128,7 +130,9 @@ func (s *Server) answerProbe(w http.ResponseWriter, r *http.Request, failBody []
 
 // health serves the Report. It answers 200 whatever the report says: the
 // load balancer acts on its content, not on its status. With ?version=
-// and ?wait= it is a long poll (watch.go).
+// and ?wait= it is a long poll (watch.go). An Accept that prefers
+// application/health+json gets the IETF document (MarshalIETF), any
+// other the spillway JSON.
 func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	s := h.s
 	wait, version, err := pollParams(r.URL.RawQuery)
@@ -140,7 +144,14 @@ func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	if wait > 0 && rep.Version == version {
 		rep = s.awaitChange(r.Context(), w, version, wait)
 	}
-	body, err := json.Marshal(rep)
+	ctype := hdrJSON
+	var body []byte
+	if accept := r.Header.Get("Accept"); accept != "" && wantsIETF(accept) {
+		ctype = hdrHealthJSON
+		body, err = MarshalIETF(rep)
+	} else {
+		body, err = json.Marshal(rep)
+	}
 	if err != nil {
 		// Only a Dependency.Since outside years 0-9999 gets here.
 		s.log.Error("health: encode report", "err", err)
@@ -149,7 +160,8 @@ func (h *handler) health(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.health.Inc()
 	hd := w.Header()
-	hd["Content-Type"] = hdrJSON
+	hd["Content-Type"] = ctype
+	hd["Vary"] = hdrVaryAccept
 	hd["Cache-Control"] = hdrNoStore
 	hd["X-Content-Type-Options"] = hdrNoSniff
 	w.WriteHeader(http.StatusOK)

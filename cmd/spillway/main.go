@@ -9,6 +9,7 @@
 //	spillway fleet        one host's login instances, supervised (and registered in etcd)
 //	spillway up           the whole system on this machine, with a dashboard
 //	spillway drill        replay the 2018 incident and report the timeline
+//	spillway probe        check an instance's health address against the contract
 //	spillway check        validate a configuration file
 //	spillway version      print the version
 package main
@@ -42,6 +43,7 @@ func commands() []command {
 		{"fleet", "supervise this host's login instances: spillway fleet --instances N --backend URL [--register etcd://HOST:PORT/PREFIX]", runFleet},
 		{"up", "run the whole system on this machine: backend-sim, 3 login instances, load balancer, dashboard", runUp},
 		{"drill", "replay the 2018 incident against both profiles and report: spillway drill [--scenario FILE]", runDrill},
+		{"probe", "check an instance's health address against the instance contract: spillway probe HOST:PORT", runProbe},
 		{"check", "validate a configuration file", runCheck},
 		{"version", "print the version", runVersion},
 	}

@@ -152,3 +152,21 @@ func TestBrowserTokenAndDrain(t *testing.T) {
 		t.Errorf("page errors:\n%s", strings.Join(errs, "\n"))
 	}
 }
+
+// TestBrowserReportError: an instance whose report the LB cannot use
+// shows the reason and the detail where its report would be; the others
+// still show theirs.
+func TestBrowserReportError(t *testing.T) {
+	f := newFakeSystem(nil)
+	ts := httptest.NewServer(New(f.Sources(), f.Controls(), Options{Token: testToken}))
+	t.Cleanup(ts.Close)
+	b := newBrowser(t)
+
+	b.Do("open the dashboard", chromedp.Navigate(ts.URL+"/#token="+testToken))
+	b.WaitFor("the instances with their reports", `document.querySelectorAll('#instances tbody tr').length === 3 && !document.querySelector('[data-testid=report-error]')`)
+	f.breakReport("127.0.0.1:41002", "wrong_shape", "a JSON object with none of the fields of a spillway, IETF health+json or Spring Boot report (fields: healthy, status_text, uptime_seconds)")
+	const cell = `document.querySelector('#inst-127_0_0_1_41002 [data-testid=report-error]')`
+	b.WaitFor("the reason in the instance's report cell", cell+` && `+cell+`.textContent.startsWith('report unusable: wrong_shape') && `+cell+`.textContent.includes('none of the fields') && `+cell+`.querySelector('.sub').title.endsWith('uptime_seconds)') && `+cell+`.textContent.includes('since ')`)
+	b.WaitFor("the other instances' reports", `document.querySelectorAll('[data-testid=report-error]').length === 1 && document.getElementById('inst-127_0_0_1_41001').textContent.includes('limit 64')`)
+	b.Screenshot("report-error")
+}

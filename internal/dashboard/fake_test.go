@@ -28,10 +28,13 @@ type fakeSystem struct {
 	overAt   time.Time
 	etcdLost time.Time // zero while etcd answers
 	drained  map[string]bool
-	events   []Event
-	calls    []string
-	lastEdge string
-	load     struct {
+	// reportErr: instances whose report the LB cannot use, with the
+	// LB's report_error for them.
+	reportErr map[string]map[string]any
+	events    []Event
+	calls     []string
+	lastEdge  string
+	load      struct {
 		running bool
 		rps     float64
 		ends    time.Time
@@ -189,6 +192,11 @@ func (f *fakeSystem) LB() any {
 			"added":     f.start.Add(-6 * time.Minute),
 			"health":    fmt.Sprintf("127.0.0.1:%d", 42001+i),
 		}
+		if e, ok := f.reportErr[id]; ok {
+			delete(insts[i], "report")
+			delete(insts[i], "report_at")
+			insts[i]["report_error"] = e
+		}
 	}
 	down := 0
 	if p.down {
@@ -216,6 +224,16 @@ func (f *fakeSystem) discoveryLocked(now time.Time) map[string]any {
 		d["last_sync"], d["unreachable_since"] = f.etcdLost.Add(-time.Second), f.etcdLost
 	}
 	return d
+}
+
+// breakReport makes the LB find id's report unusable for reason.
+func (f *fakeSystem) breakReport(id, reason, detail string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reportErr == nil {
+		f.reportErr = map[string]map[string]any{}
+	}
+	f.reportErr[id] = map[string]any{"reason": reason, "detail": detail, "since": f.now().Add(-90 * time.Second), "count": 45}
 }
 
 // overrideFrom sets the override as another LB would, through etcd.

@@ -92,11 +92,14 @@ type InstanceView struct {
 
 // Counters are the balancer's counters, as exported in /metrics.
 type Counters struct {
-	Requests     map[string]uint64 `json:"requests"`
-	Retries      map[string]uint64 `json:"retries"`
-	Ejections    uint64            `json:"ejections"`
-	Reloads      map[string]uint64 `json:"config_reloads"`
-	BudgetWindow struct {
+	Requests  map[string]uint64 `json:"requests"`
+	Retries   map[string]uint64 `json:"retries"`
+	Ejections uint64            `json:"ejections"`
+	Reloads   map[string]uint64 `json:"config_reloads"`
+	// ReportsUnusable counts instance reports that could not be used, by
+	// reason (health.UnusableReasons).
+	ReportsUnusable map[string]uint64 `json:"reports_unusable"`
+	BudgetWindow    struct {
 		Requests int64 `json:"requests"`
 		Retries  int64 `json:"retries"`
 	} `json:"retry_budget_window"`
@@ -166,6 +169,10 @@ func (b *Balancer) Status() Status {
 	st.Counters.Reloads = map[string]uint64{}
 	for i := range m.reloads {
 		st.Counters.Reloads[reloadResultNames[i]] = m.reloads[i].Load()
+	}
+	st.Counters.ReportsUnusable = make(map[string]uint64, len(m.unusable))
+	for i := range m.unusable {
+		st.Counters.ReportsUnusable[unusableNames[i]] = m.unusable[i].Load()
 	}
 	st.Counters.BudgetWindow.Requests, st.Counters.BudgetWindow.Retries = b.budget.Load().Counts(now)
 	return st

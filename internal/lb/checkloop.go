@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,15 +66,13 @@ func (b *Balancer) runCheckLoop(ctx context.Context, in Instance) {
 		set := b.set.Load()
 		res := b.checkReady(ctx, set, in)
 		var rep *health.Report
+		var repErr error
 		if (res == CheckPass || res == CheckFail) && set.reportPath != "" && ctx.Err() == nil {
 			b.mu.Lock()
 			has := b.pool.HasReport(in.Service)
 			b.mu.Unlock()
 			if !has {
-				var err error
-				if rep, err = b.fetchReport(ctx, set, in, "", 0); err != nil {
-					b.log.Debug("health report fetch failed", "instance", in.Service, "error", err)
-				}
+				rep, repErr = b.fetchReport(ctx, set, in, "", 0)
 			}
 		}
 		if ctx.Err() != nil {
@@ -87,10 +84,17 @@ func (b *Balancer) runCheckLoop(ctx context.Context, in Instance) {
 		if ok && rep != nil {
 			b.pool.RecordReport(in.Service, now, *rep)
 		}
+		var warn bool
+		if ok && repErr != nil {
+			warn = b.recordReportErrorLocked(in.Service, now, repErr)
+		}
 		if ok {
 			b.evaluateLocked(now)
 		}
 		b.mu.Unlock()
+		if warn {
+			b.warnReport(in.Service, repErr)
+		}
 		if !ok {
 			return // removed meanwhile
 		}
@@ -142,7 +146,12 @@ func (b *Balancer) runReportLoop(ctx context.Context, in Instance) {
 			return
 		}
 		if err != nil {
-			b.log.Debug("health report fetch failed", "instance", in.Service, "error", err)
+			b.mu.Lock()
+			warn := b.recordReportErrorLocked(in.Service, time.Now(), err)
+			b.mu.Unlock()
+			if warn {
+				b.warnReport(in.Service, err)
+			}
 			version = ""
 			t.Reset(max(next-time.Since(start), 0))
 			continue
@@ -219,37 +228,44 @@ func (b *Balancer) fetchReport(ctx context.Context, set *settings, in Instance, 
 		return nil, err
 	}
 	req.Header.Set("User-Agent", "spillway-lb-check")
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", reportAccept)
 	resp, err := b.checks.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, health.Unreachable(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, fmt.Errorf("report: status %d", resp.StatusCode)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxReportBytes+1))
+	rep, _, err := health.ReadReport(resp)
 	if err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	if len(data) > MaxReportBytes {
-		return nil, fmt.Errorf("report: larger than %d bytes", MaxReportBytes)
-	}
-	return decodeReport(data)
-}
-
-var errNoReport = errors.New("not a health report")
-
-// decodeReport parses a /health body. Unknown fields are allowed (the
-// report only ever gains fields); a body that is not a JSON object is not.
-func decodeReport(data []byte) (*health.Report, error) {
-	var rep health.Report
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return nil, fmt.Errorf("report: %w", err)
-	}
-	if rep.Limit < 0 || rep.InFlight < 0 || rep.Queue < 0 {
-		return nil, fmt.Errorf("report: negative load figures: %w", errNoReport)
+		return nil, fmt.Errorf("report from %s: %w", in.Health, err)
 	}
 	return &rep, nil
+}
+
+// reportAccept asks for spillway's report first, then the formats
+// health.DecodeReport also reads.
+const reportAccept = health.ContentTypeJSON + ", " + health.ContentTypeHealthJSON + ";q=0.9, " + health.ContentTypeSpring + ";q=0.8, */*;q=0.1"
+
+// recordReportErrorLocked records that in's report could not be used:
+// the pool keeps the reason for /status, the counter counts it. It
+// reports whether to log a WARN (see Pool.RecordReportError).
+func (b *Balancer) recordReportErrorLocked(id string, now time.Time, err error) bool {
+	reason := health.ReasonOf(err)
+	detail := err.Error()
+	if re, ok := errors.AsType[*health.ReportError](err); ok {
+		detail = re.Detail // the reason is beside it, the instance is known
+		if re.Err != nil {
+			detail += ": " + re.Err.Error()
+		}
+	}
+	warn, ok := b.pool.RecordReportError(id, now, reason, detail)
+	if ok {
+		b.m.countUnusable(reason)
+	}
+	return warn
+}
+
+// warnReport logs that an instance's report is unusable and why.
+func (b *Balancer) warnReport(id string, err error) {
+	b.log.Warn("health report unusable: the instance casts no dependency vote and is not bounded by its limit",
+		"instance", id, "reason", health.ReasonOf(err), "error", err)
 }

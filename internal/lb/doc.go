@@ -33,7 +33,11 @@
 //
 // Files say which layer they hold: healthstate.go is the pure active
 // health state (HealthConfig, CheckResult, HealthState), checkloop.go the
-// I/O loop that probes one instance and feeds it.
+// I/O loop that probes one instance and feeds it. Reports are decoded by
+// health.ReadReport (spillway's, IETF health+json or Spring Boot's); an
+// unusable one is kept per instance by Pool.RecordReportError, which
+// decides when to log it (once a minute, or on a new reason), counted by
+// reason and shown in Status (docs/LB.md, "Reports it cannot use").
 //
 // Concurrency: the types used for every request, Picker, Endpoint,
 // RetryBudget and Shedder, are safe for concurrent use; their per-request

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spillway-dev/spillway/health"
 )
 
 // outcome is how a request ended, the value of
@@ -44,6 +45,10 @@ const (
 
 var reloadResultNames = [2]string{"success", "failure"}
 
+// unusableNames are the values of spillway_lb_report_unusable_total's
+// reason label: the contract's fixed set.
+var unusableNames = health.UnusableReasons
+
 // metrics are the balancer's counters, kept as plain atomics (the request
 // path adds to them without a map lookup) and exported by a collector
 // that also reads the current gauges. Every label set is bounded: fixed
@@ -54,6 +59,7 @@ type metrics struct {
 	retries   [numRetryResults]atomic.Uint64
 	ejections atomic.Uint64
 	reloads   [2]atomic.Uint64
+	unusable  [len(health.UnusableReasons)]atomic.Uint64
 	// streams open (upgraded connections and event streams), and those
 	// closed by their idle timeout.
 	streams        atomic.Int64
@@ -71,6 +77,7 @@ type metrics struct {
 	dInFlight, dQueue, dShedding, dShare, dStalls      *prometheus.Desc
 	dStreams, dStreamIdleCuts, dDiscovery              *prometheus.Desc
 	dSharedPending, dSharedSuperseded                  *prometheus.Desc
+	dUnusable                                          *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -85,6 +92,7 @@ func newMetrics(b *Balancer) *metrics {
 		dRetries:          d("retries_total", "Retries on another instance, by result.", "result"),
 		dEjections:        d("ejections_total", "Passive outlier ejections."),
 		dReloads:          d("config_reload_total", "Configuration reloads, by result.", "result"),
+		dUnusable:         d("report_unusable_total", "Instance /health reports that could not be used, by reason (docs/CONTRACT.md).", "reason"),
 		dPanic:            d("panic", "1 while in panic mode (routing across every instance that accepts connections)."),
 		dRoutable:         d("routable_instances", "Instances that are healthy, not ejected and not drained."),
 		dMembers:          d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
@@ -105,6 +113,19 @@ func newMetrics(b *Balancer) *metrics {
 
 func (m *metrics) count(o outcome) { m.requests[o].Add(1) }
 
+// countUnusable counts an unusable report; reason is one of
+// health.UnusableReasons (anything else is counted as unreachable, so the
+// label set stays fixed).
+func (m *metrics) countUnusable(reason string) {
+	for i, r := range unusableNames {
+		if r == reason {
+			m.unusable[i].Add(1)
+			return
+		}
+	}
+	m.unusable[0].Add(1)
+}
+
 func (m *metrics) setEval(ev Eval, limit int, share float64) {
 	m.share.Store(math.Float64bits(share))
 	m.panicking.Store(ev.Panic)
@@ -118,7 +139,7 @@ func (m *metrics) setEval(ev Eval, limit int, share float64) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
 		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding, m.dShare, m.dStalls,
-		m.dStreams, m.dStreamIdleCuts, m.dDiscovery, m.dSharedPending, m.dSharedSuperseded} {
+		m.dStreams, m.dStreamIdleCuts, m.dDiscovery, m.dSharedPending, m.dSharedSuperseded, m.dUnusable} {
 		ch <- d
 	}
 }
@@ -138,6 +159,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(m.dRetries, m.retries[i].Load(), retryResultNames[i])
 	}
 	counter(m.dEjections, m.ejections.Load())
+	for i := range m.unusable {
+		counter(m.dUnusable, m.unusable[i].Load(), unusableNames[i])
+	}
 	counter(m.dStreamIdleCuts, m.streamIdleCuts.Load())
 	gauge(m.dStreams, float64(m.streams.Load()))
 	for i := range m.reloads {

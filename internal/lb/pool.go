@@ -71,6 +71,11 @@ type instance struct {
 	report    health.Report
 	reportAt  time.Time
 	hasReport bool
+	// reportErr: why its last report could not be used (nil once one
+	// could); lastWarn: when a reason was last logged, warned: which.
+	reportErr *ReportProblem
+	lastWarn  time.Time
+	warned    string
 	drained   bool
 	undrained time.Time
 	outAt     time.Time // last Evaluate that saw it drained or draining
@@ -244,8 +249,54 @@ func (p *Pool) RecordReport(id string, now time.Time, rep health.Report) bool {
 		return false
 	}
 	in.report, in.reportAt, in.hasReport = rep, now, true
+	in.reportErr = nil
 	in.ep.failingFast.Store(false)
 	return true
+}
+
+// ReportProblem is why an instance's report could not be used, for the
+// admin API: a reason of health.UnusableReasons, the detail, and since
+// when reports have failed for that reason.
+type ReportProblem struct {
+	Reason string    `json:"reason"`
+	Detail string    `json:"detail"`
+	Since  time.Time `json:"since"`
+	// Count is the failed fetches since Since.
+	Count int `json:"count"`
+}
+
+// ReportWarnInterval is the least time between two WARNs about one
+// instance's unusable report while the reason stays the same.
+const ReportWarnInterval = time.Minute
+
+// RecordReportError records at now that the instance's report could not
+// be used, for reason (one of health.UnusableReasons) with detail. The
+// last usable report stays until it goes stale. warn reports whether to
+// log it: a reason other than the one last logged, or ReportWarnInterval
+// since the last WARN. So an instance logs at most once a minute while
+// its reports keep failing for one reason, even if a usable report comes
+// in between. An unreachable report of an instance that is not healthy
+// (stopped, killed, not started yet) is recorded but not logged: the
+// active check's own WARN says that. The state lives in the instance, so it is bounded by the
+// pool's instances and goes with them.
+func (p *Pool) RecordReportError(id string, now time.Time, reason, detail string) (warn, ok bool) {
+	in := p.byID[id]
+	if in == nil {
+		return false, false
+	}
+	if in.reportErr == nil || in.reportErr.Reason != reason {
+		in.reportErr = &ReportProblem{Reason: reason, Since: now}
+	}
+	in.reportErr.Detail = detail
+	in.reportErr.Count++
+	if reason == health.UnusableUnreachable && !in.health.Healthy() {
+		return false, true // down, not a report problem: the check's WARN says so
+	}
+	if reason != in.warned || in.lastWarn.IsZero() || now.Sub(in.lastWarn) >= ReportWarnInterval {
+		in.lastWarn, in.warned = now, reason
+		return true, true
+	}
+	return false, true
 }
 
 // HasReport reports whether the instance has sent a report yet.
@@ -411,7 +462,10 @@ type InstanceStatus struct {
 	ConsecutiveFailures int            `json:"consecutive_gateway_failures"`
 	Report              *health.Report `json:"report,omitempty"`
 	ReportAt            time.Time      `json:"report_at,omitzero"`
-	Added               time.Time      `json:"added"`
+	// ReportError is why its latest report could not be used; absent
+	// once one could.
+	ReportError *ReportProblem `json:"report_error,omitempty"`
+	Added       time.Time      `json:"added"`
 }
 
 // Status returns every instance's status at now, by id.
@@ -435,6 +489,10 @@ func (p *Pool) Status(now time.Time) []InstanceStatus {
 			rep := in.report
 			rep.Dependencies = maps.Clone(rep.Dependencies)
 			st.Report, st.ReportAt = &rep, in.reportAt
+		}
+		if in.reportErr != nil {
+			pr := *in.reportErr
+			st.ReportError = &pr
 		}
 		switch {
 		case in.drained:

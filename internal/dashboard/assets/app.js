@@ -602,6 +602,9 @@
       keep.add(id);
       const i = r.lb || {}, f = r.fleet || {};
       const rep = i.report && typeof i.report === 'object' ? i.report : null;
+      // Why the instance's latest report could not be used (lb's
+      // report_error): shown where the report would be.
+      const repErr = i.report_error && typeof i.report_error === 'object' ? i.report_error : null;
       const disp = displayState(r);
       const weight = isNum(i.weight) ? i.weight : null;
       const inflight = first(i.in_flight, i.outstanding);
@@ -630,7 +633,7 @@
       btn.dataset.drain = drained ? 'false' : 'true';
       btn.textContent = drained ? 'Undrain' : 'Drain';
 
-      const sig = JSON.stringify([disp, weight, inflight, rep, i.drain_origin, i.drain_pending, i.ejections, i.slow_start_end, i.ejected_until, i.health_since, f.id, f.state, f.reason, f.pid, f.restarts, check, Math.floor((now - (reportAt ?? now)) / 5000)]);
+      const sig = JSON.stringify([disp, weight, inflight, rep, repErr, i.drain_origin, i.drain_pending, i.ejections, i.slow_start_end, i.ejected_until, i.health_since, f.id, f.state, f.reason, f.pid, f.restarts, check, Math.floor((now - (reportAt ?? now)) / 5000)]);
       if (tr.dataset.sig !== sig) {
         tr.dataset.sig = sig;
         let stateSub = null;
@@ -647,7 +650,13 @@
           stateSub = 'since ' + clock(parseTime(i.health_since));
         }
         let report;
-        if (rep) {
+        if (repErr) {
+          const since = parseTime(repErr.since);
+          const detail = String(repErr.detail || '');
+          report = el('td', { 'data-testid': 'report-error' },
+            el('span', { class: 'badge bad', title: detail, text: 'report unusable: ' + String(repErr.reason || '?') }),
+            el('span', { class: 'sub', title: detail, text: (detail.length > 80 ? detail.slice(0, 79) + '…' : detail) + (since !== null ? ' · since ' + clock(since) : '') }));
+        } else if (rep) {
           const bits = [rep.ready ? 'ready' : 'not ready'];
           if (rep.phase && rep.phase !== (rep.ready ? 'ready' : '')) bits.push(String(rep.phase));
           if (rep.draining) bits.push('draining');
