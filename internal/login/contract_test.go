@@ -108,6 +108,8 @@ func TestReportsMatchTheSchema(t *testing.T) {
 		"since not a time":      `{"dependencies":{"backend":{"state":"up","since":"yesterday"}}}`,
 		"no state":              `{"dependencies":{"backend":{"breaker":"open"}}}`,
 		"not an object":         `"ok"`,
+		"no known field":        `{"status":"UP"}`,
+		"empty":                 `{}`,
 	} {
 		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader([]byte(body)))
 		if err != nil {
