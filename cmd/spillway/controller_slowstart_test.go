@@ -154,11 +154,14 @@ func TestControllerDynamicServers(t *testing.T) {
 	s.insts = append(s.insts, second)
 	writeDiscoveryFile(t, disc, s.insts[1:])
 	name := haproxy.ServerName(strings.Split(second, "=")[0])
-	testkit.WaitFor(t, 10*time.Second, name+" added, "+first+" deleted", func() bool {
+	// The change is over when the new server is out of maintenance (its
+	// first check passed) and the old one is gone: with one instance in
+	// the file, the new one is not checked yet when the old one leaves.
+	testkit.WaitFor(t, 10*time.Second, name+" added and ready, "+first+" deleted", func() bool {
 		sv := s.servers(t)
-		_, added := sv[name]
+		added, ok := sv[name]
 		_, still := sv[first]
-		return added && !still
+		return ok && !added.AdminState.Maint() && !still
 	})
 	for i := range 5 {
 		if a := s.login(i); a.status != http.StatusOK {
