@@ -147,6 +147,23 @@ func HostPort(path, s string) error {
 	return nil
 }
 
+// SecondListener checks a second listen address beside first (named
+// firstPath): a host:port (HostPort) other than first, unless both take
+// a free port (":0"). hint, if any, is said after the rule.
+func SecondListener(path, s, firstPath, first, hint string) error {
+	if err := HostPort(path, s); err != nil {
+		return err
+	}
+	if s == first && !strings.HasSuffix(s, ":0") {
+		rule := "must differ from " + firstPath
+		if hint != "" {
+			rule += " (" + hint + ")"
+		}
+		return New(path, s, rule)
+	}
+	return nil
+}
+
 // HTTPURL checks that s is an absolute http or https URL a client can
 // call: a host name or address, a numeric port if any, no user
 // information (a secret in a URL ends up in logs) and no fragment.

@@ -26,10 +26,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(field.HostPort("listen", c.Listen))
-	add(field.HostPort("admin_listen", c.AdminListen))
-	if c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
-		add(field.New("admin_listen", c.AdminListen, "must differ from listen"))
-	}
+	add(field.SecondListener("admin_listen", c.AdminListen, "listen", c.Listen, ""))
 	if strings.ContainsAny(c.AdminTokenEnv, "= \t\n") {
 		add(field.New("admin_token_env", c.AdminTokenEnv, "not an environment variable name"))
 	}

@@ -190,10 +190,7 @@ func (c *Config) Validate() error {
 	}
 	add(field.HostPort("listen", c.Listen))
 	if !c.Health.SharedPort {
-		add(field.HostPort("health_listen", c.HealthListen))
-		if c.Listen == c.HealthListen && !strings.HasSuffix(c.Listen, ":0") {
-			add(field.New("health_listen", c.HealthListen, "must differ from listen (or set health.shared_port)"))
-		}
+		add(field.SecondListener("health_listen", c.HealthListen, "listen", c.Listen, "or set health.shared_port"))
 	}
 	add(field.HTTPURL("backend.url", c.Backend.URL))
 	add(field.Prefix("backend", c.Backend.Config.Validate()))

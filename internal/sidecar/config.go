@@ -107,10 +107,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	add(field.HostPort("listen", c.Listen))
-	add(field.HostPort("health_listen", c.HealthListen))
-	if c.Listen == c.HealthListen && !strings.HasSuffix(c.Listen, ":0") {
-		add(field.New("health_listen", c.HealthListen, "must differ from listen"))
-	}
+	add(field.SecondListener("health_listen", c.HealthListen, "listen", c.Listen, ""))
 	if !validName(c.Name) {
 		add(field.New("name", c.Name, "must be 1 to 64 letters, digits, '_', '-' or '.'"))
 	}
