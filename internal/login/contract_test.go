@@ -2,10 +2,8 @@ package login
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -125,26 +123,12 @@ func TestReportsMatchTheSchema(t *testing.T) {
 // down says so and validates.
 func TestDrainingReportMatchesTheSchema(t *testing.T) {
 	sch := reportSchema(t)
-	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig("http://" + testkit.Serve(t, sim.Serve))
+	cfg := testConfig("")
 	cfg.Health.DrainDelay = 2 * time.Second
-	in, err := New(cfg, Options{Dev: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, hl := testkit.Listen(t), testkit.Listen(t)
-	hURL := "http://" + hl.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx, svc, hl) }()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
+	r := startShutdownRig(t, backendsim.Config{Mode: backendsim.ModeUp}, cfg)
 	get := func() (health.Report, any) {
 		t.Helper()
-		res, err := client.Get(hURL + "/health")
+		res, err := r.client.Get(r.hURL + "/health")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,7 +148,7 @@ func TestDrainingReportMatchesTheSchema(t *testing.T) {
 		return rep, doc
 	}
 	testkit.WaitFor(t, 2*time.Second, "ready", func() bool { rep, _ := get(); return rep.Ready })
-	cancel()
+	r.cancel()
 	var doc any
 	testkit.WaitFor(t, time.Second, "draining in the report", func() bool {
 		var rep health.Report
@@ -174,12 +158,5 @@ func TestDrainingReportMatchesTheSchema(t *testing.T) {
 	if err := sch.Validate(doc); err != nil {
 		t.Errorf("draining report breaks the schema: %v", err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	r.wait(t, 10*time.Second)
 }

@@ -403,32 +403,11 @@ func TestIncidentDeepCheckFailsOnBackendOutage(t *testing.T) {
 }
 
 func TestGracefulShutdown(t *testing.T) {
-	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp, Latency: 400 * time.Millisecond}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig("http://" + testkit.Serve(t, sim.Serve))
+	cfg := testConfig("")
 	cfg.Backend.Timeout = 2 * time.Second
 	cfg.Health.DrainDelay = 300 * time.Millisecond
-	in, err := New(cfg, Options{Dev: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, hl := testkit.Listen(t), testkit.Listen(t)
-	svcURL, hURL := "http://"+svc.Addr().String(), "http://"+hl.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx, svc, hl) }()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	testkit.WaitFor(t, 2*time.Second, "ready", func() bool {
-		resp, err := client.Get(hURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	r := startShutdownRig(t, backendsim.Config{Mode: backendsim.ModeUp, Latency: 400 * time.Millisecond}, cfg)
+	in, svc, svcURL, client := r.in, r.svc, r.svcURL, r.client
 
 	// A login in flight when shutdown starts finishes.
 	inflight := make(chan int, 1)
@@ -442,26 +421,12 @@ func TestGracefulShutdown(t *testing.T) {
 		inflight <- resp.StatusCode
 	}()
 	testkit.WaitFor(t, 2*time.Second, "login in flight", func() bool { return in.limiter.InFlight() == 1 })
-	cancel()
-	testkit.WaitFor(t, time.Second, "readyz 503 while draining", func() bool {
-		resp, err := client.Get(hURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 503
-	})
+	r.cancel()
+	testkit.WaitFor(t, time.Second, "readyz 503 while draining", func() bool { return r.readyz() == 503 })
 	if code := <-inflight; code != 200 {
 		t.Errorf("in-flight login during shutdown = %d, want 200", code)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run after shutdown: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not return")
-	}
+	r.wait(t, 5*time.Second)
 	if _, err := net.DialTimeout("tcp", svc.Addr().String(), time.Second); err == nil {
 		t.Error("service port still accepts connections after shutdown")
 	}
@@ -583,32 +548,10 @@ func TestServicePortConnectionCap(t *testing.T) {
 // "Connection: close", so the client's next request opens a new
 // connection instead of reusing one that Shutdown will close.
 func TestDrainClosesKeepAliveAfterAnswer(t *testing.T) {
-	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := testConfig("http://" + testkit.Serve(t, sim.Serve))
+	cfg := testConfig("")
 	cfg.Health.DrainDelay = 2 * time.Second
-	in, err := New(cfg, Options{Dev: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, hl := testkit.Listen(t), testkit.Listen(t)
-	svcURL, hURL := "http://"+svc.Addr().String(), "http://"+hl.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- in.Run(ctx, svc, hl) }()
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	testkit.WaitFor(t, 2*time.Second, "ready", func() bool {
-		resp, err := client.Get(hURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	r := startShutdownRig(t, backendsim.Config{Mode: backendsim.ModeUp}, cfg)
+	svcURL, client := r.svcURL, r.client
 
 	// login sends one login and reports whether it went on a reused
 	// connection and whether the answer closes it.
@@ -632,15 +575,8 @@ func TestDrainClosesKeepAliveAfterAnswer(t *testing.T) {
 		t.Fatalf("login before the drain: %d, Connection: close %v; want 200 and keep-alive", status, closes)
 	}
 
-	cancel()
-	testkit.WaitFor(t, time.Second, "readyz 503 while draining", func() bool {
-		resp, err := client.Get(hURL + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 503
-	})
+	r.cancel()
+	testkit.WaitFor(t, time.Second, "readyz 503 while draining", func() bool { return r.readyz() == 503 })
 	status, reused, closes := login()
 	if status != 200 || !reused || !closes {
 		t.Errorf("first login while draining: %d, reused %v, Connection: close %v; want 200 on the idle keep-alive connection, closing it", status, reused, closes)
@@ -650,12 +586,63 @@ func TestDrainClosesKeepAliveAfterAnswer(t *testing.T) {
 		t.Errorf("second login while draining: %d, reused %v, Connection: close %v; want 200 on a new connection, closing it", status, reused, closes)
 	}
 
+	r.wait(t, 10*time.Second)
+}
+
+// shutdownRig is a login instance, on a backend-sim, whose shutdown a
+// test drives: cancel stops Run, wait waits for it to return.
+type shutdownRig struct {
+	in           *Instance
+	svc          net.Listener
+	svcURL, hURL string
+	client       *http.Client
+	cancel       context.CancelFunc
+	done         chan error
+}
+
+// startShutdownRig runs an instance of cfg (its backend URL set here to a
+// new backend-sim with simCfg) until /readyz answers 200.
+func startShutdownRig(t *testing.T, simCfg backendsim.Config, cfg *Config) *shutdownRig {
+	t.Helper()
+	sim, err := backendsim.New(simCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Backend.URL = "http://" + testkit.Serve(t, sim.Serve)
+	in, err := New(cfg, Options{Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, hl := testkit.Listen(t), testkit.Listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &shutdownRig{in: in, svc: svc, svcURL: "http://" + svc.Addr().String(), hURL: "http://" + hl.Addr().String(),
+		client: &http.Client{Transport: &http.Transport{}}, cancel: cancel, done: make(chan error, 1)}
+	t.Cleanup(r.client.CloseIdleConnections)
+	go func() { r.done <- in.Run(ctx, svc, hl) }()
+	testkit.WaitFor(t, 2*time.Second, "ready", func() bool { return r.readyz() == 200 })
+	return r
+}
+
+// readyz is /readyz's status, 0 without an answer.
+func (r *shutdownRig) readyz() int {
+	resp, err := r.client.Get(r.hURL + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// wait waits at most timeout for Run to return, and reports its error.
+func (r *shutdownRig) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
 	select {
-	case err := <-done:
+	case err := <-r.done:
 		if err != nil {
 			t.Errorf("Run after shutdown: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(timeout):
 		t.Fatal("Run did not return")
 	}
 }
