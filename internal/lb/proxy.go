@@ -492,7 +492,7 @@ func (b *Balancer) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			b.set.Load().setXForwarded(pr)
-			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Scheme = b.scheme
 			pr.Out.URL.Host = "instance" // set per attempt by the round tripper
 		},
 		ModifyResponse: moveHeader,
