@@ -3,11 +3,11 @@
 // "overloaded", Retry-After, Connection: close) as soon as its request is
 // in, and closed, never handed to the server: a flood of connections costs
 // the server a file descriptor for a moment each, not a goroutine, a
-// buffer and a slot until its timeouts fire. Refusals in progress are
-// bounded too (Options.Refusing); over TLS (Options.TLS) the connection is
-// closed without an answer; while that many are under way, Accept
-// waits and the kernel's backlog holds the next connections, so a flood
-// can never take every descriptor.
+// buffer and a slot until its timeouts fire (over TLS, Options.TLS, it is
+// closed without an answer). Refusals in progress are bounded too
+// (Options.Refusing); while that many are under way, Accept waits and the
+// kernel's backlog holds the next connections, so a flood can never take
+// every descriptor.
 //
 // The cap also keeps descriptors free for what the server itself needs
 // (connections to its instances, health checks): run out of them and a

@@ -134,8 +134,8 @@ type Balancer struct {
 	scheme     string      // of the URLs to instances: http or https
 	certs      *certs.Store
 	adminCerts *certs.Store
-	answers   atomic.Pointer[map[string]*answer] // shed answers by dependency
-	buffered  atomic.Int64                       // bytes reserved by bodies being read
+	answers    atomic.Pointer[map[string]*answer] // shed answers by dependency
+	buffered   atomic.Int64                       // bytes reserved by bodies being read
 
 	mu        sync.Mutex
 	pool      *Pool
