@@ -87,8 +87,10 @@ func (b *Balancer) newCertStores(c *Config) error {
 	return nil
 }
 
-// TLS reports whether the proxy listener serves TLS (server.tls).
-func (b *Balancer) TLS() bool { return b.certs != nil }
+// HasCertificates reports whether the proxy or the admin listener serves
+// TLS (server.tls, admin_tls): whether ReloadCertificates has anything to
+// reload.
+func (b *Balancer) HasCertificates() bool { return b.certs != nil || b.adminCerts != nil }
 
 // ReloadCertificates reloads the certificate files of server.tls and
 // admin_tls, each all or nothing: one that fails keeps the certificates in
