@@ -8,8 +8,8 @@ import (
 
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/guard"
-	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/certs"
+	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/membership"
