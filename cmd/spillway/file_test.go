@@ -40,6 +40,10 @@ var wantErrors = map[string]string{
 	"fleet-schedule.bad.yaml":      `fleet.schedule[1].start: "0 25 * * *": end of range (25) above maximum (23): 25`,
 	"guard.bad.yaml":               "guard.name: \"\": must be 1 to 64 letters, digits, '_', '-' or '.'\nguard.url: \"127.0.0.1:9000\": not an absolute http(s) URL\nguard.probe_url: \"127.0.0.1:9000/healthz\": not an absolute http(s) URL\nguard.service_ready.interval: 0s: must be positive",
 	"guard-unknown-field.bad.yaml": "line 3: field upstream not found",
+	"lb-tls.bad.yaml": "lb.server.tls.key_file: \"\": required with cert_file\nlb.server.h2c: true: not with server.tls: over TLS, HTTP/2 is negotiated by ALPN\n" +
+		"lb.transport.protocol: \"h2\": needs transport.tls.enabled (h2c is HTTP/2 without TLS)\n" +
+		"lb.transport.tls.enabled: false: must be true for ca_file, server_name or insecure_skip_verify to apply\n" +
+		"lb.admin_tls.cert_file: \"testdata/missing.crt\": open testdata/missing.crt: no such file or directory",
 }
 
 func TestCheckTestdata(t *testing.T) {

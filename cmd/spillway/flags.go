@@ -117,3 +117,12 @@ func bindLBListen(c *fileFlags, listenUsage, adminUsage string) {
 func bindTrustedProxies(c *fileFlags, usage string, set func(f *config.File, list []string)) {
 	bind(c, c.String, "trusted-proxies", usage, func(f *config.File, v string) { set(f, splitList(v)) })
 }
+
+// bindTLS declares --tls-cert and --tls-key, the first certificate pair
+// of the listener's tls: section that pair returns.
+func bindTLS(c *fileFlags, pair func(f *config.File) (cert, key *string)) {
+	bind(c, c.String, "tls-cert", "serve TLS with the certificate (chain) in PEM `file` (with --tls-key); reloaded on SIGHUP and on change",
+		func(f *config.File, v string) { cert, _ := pair(f); *cert = v })
+	bind(c, c.String, "tls-key", "the private key of --tls-cert, a PEM `file`",
+		func(f *config.File, v string) { _, key := pair(f); *key = v })
+}

@@ -26,12 +26,13 @@ import (
 // runLB runs the load balancer until ctx is done:
 //
 //	spillway lb --config FILE
-//	spillway lb [--listen ADDR] [--admin-listen ADDR] [--trusted-proxies LIST] [--proxy-protocol MODE] --instance SERVICE_ADDR=HEALTH_ADDR [--instance ...]
+//	spillway lb [--listen ADDR] [--admin-listen ADDR] [--trusted-proxies LIST] [--proxy-protocol MODE] [--tls-cert FILE --tls-key FILE] --instance SERVICE_ADDR=HEALTH_ADDR [--instance ...]
 //	spillway lb [...] --discovery etcd://HOST:PORT[,HOST:PORT...]/PREFIX
 //
 // Flags override the file's lb: section (--instance replaces its list;
 // --discovery and a list are mutually exclusive).
-// SIGHUP reloads the file, all or nothing, with the same flags applied.
+// SIGHUP reloads the file, all or nothing, with the same flags applied,
+// and the TLS certificate files (each listener's all or nothing).
 // SIGTERM or SIGINT (or ctx) stops it: /readyz turns 503, the proxy serves
 // on for server.drain_delay, then closes its listener and gives the
 // requests in flight server.shutdown_timeout. Each further SIGTERM or
@@ -50,6 +51,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		func(f *config.File, list []string) { f.LB.TrustedProxies = list })
 	bind(cl, cl.String, "proxy-protocol", "PROXY protocol on the proxy listener: `off`, optional or required (default off)",
 		func(f *config.File, v string) { f.LB.Server.ProxyProtocol = v })
+	bindTLS(cl, func(f *config.File) (*string, *string) { return &f.LB.Server.TLS.CertFile, &f.LB.Server.TLS.KeyFile })
 	adminToken := cl.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
 	logger, err := cl.parse(args, stderr)
 	if err != nil {
@@ -118,14 +120,21 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// which hurries the stop, from the first.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	stopHangup := cl.onHangup(logger, func() {
-		if runCtx.Err() != nil {
-			logger.Warn("SIGHUP: stopping; not reloading")
-			return
+	var reload func()
+	if cl.path() != "" || b.HasCertificates() {
+		reload = func() {
+			if runCtx.Err() != nil {
+				logger.Warn("SIGHUP: stopping; not reloading")
+				return
+			}
+			_ = b.ReloadCertificates() // logged and counted by the stores
+			if cl.path() != "" {
+				logger.Info("SIGHUP: reloading", "config", cl.path())
+				_ = b.Reload(load) // logged and counted by Reload
+			}
 		}
-		logger.Info("SIGHUP: reloading", "config", cl.path())
-		_ = b.Reload(load) // logged and counted by Reload
-	})
+	}
+	stopHangup := onHangup(logger, "no --config file or TLS certificates to reload", reload)
 	defer stopHangup()
 	term := make(chan os.Signal, 3)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
@@ -142,11 +151,16 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if generated {
 		fmt.Fprintf(stderr, "spillway lb: admin token (generated; set SPILLWAY_ADMIN_TOKEN to choose one): %s\n", token)
 	}
+	attrs := []any{"proxy", ln.Addr().String(), "admin", aln.Addr().String()}
 	if disc != nil {
-		logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "discovery", c.Discovery)
+		attrs = append(attrs, "discovery", c.Discovery)
 	} else {
-		logger.Info("listening", "proxy", ln.Addr().String(), "admin", aln.Addr().String(), "instances", len(c.Instances))
+		attrs = append(attrs, "instances", len(c.Instances))
 	}
+	if c.Server.TLS.Enabled() {
+		attrs = append(attrs, "tls", true)
+	}
+	logger.Info("listening", attrs...)
 	if !httpapi.IsLoopback(aln.Addr()) {
 		logger.Warn("admin API on a non-loopback address: reads need the token too", "admin", aln.Addr().String())
 	}

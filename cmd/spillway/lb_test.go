@@ -30,6 +30,9 @@ func TestLBFlagErrors(t *testing.T) {
 		{[]string{"lb", "--discovery", "etcd://127.0.0.1:1/spillway", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, "lb.discovery: balancers at etcd http://127.0.0.1:1"},
 		{[]string{"lb", "--config", "testdata/missing.yaml"}, "missing.yaml"},
 		{[]string{"lb", "--config", "testdata/lb-quorum.bad.yaml"}, "lb.shedding.quorum: 1.5"},
+		{[]string{"lb", "--tls-cert", "testdata/missing.crt"}, `lb.server.tls.key_file: "": required with cert_file`},
+		{[]string{"lb", "--tls-cert", "testdata/missing.crt", "--tls-key", "testdata/missing.key"}, `lb.server.tls.cert_file: "testdata/missing.crt": open testdata/missing.crt: no such file`},
+		{[]string{"login", "--tls-key", "testdata/missing.key"}, `login.tls.cert_file: "": required with key_file`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

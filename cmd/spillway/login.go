@@ -35,6 +35,7 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	bindRegister(cl, "register this instance at `URL` etcd://HOST:PORT[,HOST:PORT...]/PREFIX once it serves (default none)")
 	bind(cl, cl.Duration, "register-ttl", "lease TTL of the registration: how long a dead instance stays registered (default 5s)",
 		func(f *config.File, v time.Duration) { f.Login.RegisterTTL = v })
+	bindTLS(cl, func(f *config.File) (*string, *string) { return &f.Login.TLS.CertFile, &f.Login.TLS.KeyFile })
 	dev := cl.Bool("dev", false, "generate an ephemeral signing key when none is configured")
 	logger, err := cl.parse(args, stderr)
 	if err != nil {
@@ -63,22 +64,19 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *dev {
 		logger.Warn("dev mode: ephemeral signing key; tokens die with this process", "kid", in.Tokens().KeyID())
 	}
-	// SIGHUP reloads the file: keys, rate limit and trusted proxies take
-	// effect; other changes need a restart and are named in the log.
-	defer cl.onHangup(logger, func() {
-		c, err := load()
-		if err == nil {
-			var restart []string
-			if restart, err = in.Reload(c); err == nil {
-				logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
-				if len(restart) > 0 {
-					logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
-				}
-				return
+	// SIGHUP reloads the TLS certificate files and the file: keys, rate
+	// limit and trusted proxies take effect; other changes need a restart
+	// and are named in the log.
+	var reload func()
+	if cl.path() != "" || in.TLS() {
+		reload = func() {
+			_ = in.ReloadCertificates() // logged and counted
+			if cl.path() != "" {
+				reloadLogin(cl, load, in, logger)
 			}
 		}
-		logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
-	})()
+	}
+	defer onHangup(logger, "no --config file or TLS certificates to reload", reload)()
 	svc, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (--listen): %w", err)
@@ -92,6 +90,9 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	attrs := []any{"service", svc.Addr().String(), "backend", c.Backend.URL}
+	if in.TLS() {
+		attrs = append(attrs, "tls", true)
+	}
 	if hl != nil {
 		attrs = append(attrs, "health", hl.Addr().String())
 	} else {
@@ -99,6 +100,22 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger.Info("listening", attrs...)
 	return in.Run(ctx, svc, hl)
+}
+
+// reloadLogin reloads the file into in, logging the outcome.
+func reloadLogin(cl *fileFlags, load func() (*login.Config, error), in *login.Instance, logger *slog.Logger) {
+	c, err := load()
+	if err == nil {
+		var restart []string
+		if restart, err = in.Reload(c); err == nil {
+			logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
+			if len(restart) > 0 {
+				logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
+			}
+			return
+		}
+	}
+	logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
 }
 
 // splitList splits a comma-separated flag value; "" is the empty list

@@ -3,10 +3,11 @@
 // "overloaded", Retry-After, Connection: close) as soon as its request is
 // in, and closed, never handed to the server: a flood of connections costs
 // the server a file descriptor for a moment each, not a goroutine, a
-// buffer and a slot until its timeouts fire. Refusals in progress are
-// bounded too (Options.Refusing); while that many are under way, Accept
-// waits and the kernel's backlog holds the next connections, so a flood
-// can never take every descriptor.
+// buffer and a slot until its timeouts fire (over TLS, Options.TLS, it is
+// closed without an answer). Refusals in progress are bounded too
+// (Options.Refusing); while that many are under way, Accept waits and the
+// kernel's backlog holds the next connections, so a flood can never take
+// every descriptor.
 //
 // The cap also keeps descriptors free for what the server itself needs
 // (connections to its instances, health checks): run out of them and a
@@ -58,6 +59,7 @@ type Listener struct {
 	open     atomic.Int64
 	refusing chan struct{}      // a token per refusal in progress
 	refused  prometheus.Counter // nil: not counted
+	tls      bool
 	openG    prometheus.GaugeFunc
 	wg       sync.WaitGroup // refusals in progress
 }
@@ -74,6 +76,11 @@ type Options struct {
 	// waits (the kernel's backlog holds the next connections). Default a
 	// quarter of the cap, from 4 to 1024.
 	Refusing int
+	// TLS says the connections start with a TLS handshake: one over the
+	// cap is then closed at once, without an answer (a plain-text 503
+	// would be garbage to a TLS client, and a handshake to send one
+	// costs what the cap saves).
+	TLS bool
 }
 
 // New wraps ln so that at most limit connections are open at once; limit ≤ 0
@@ -83,7 +90,7 @@ func New(ln net.Listener, limit int, opts Options) (*Listener, error) {
 	if refusing <= 0 {
 		refusing = min(max(limit/4, 4), 1024)
 	}
-	l := &Listener{Listener: ln, max: int64(limit), refusing: make(chan struct{}, refusing)}
+	l := &Listener{Listener: ln, max: int64(limit), refusing: make(chan struct{}, refusing), tls: opts.TLS}
 	if opts.Registerer != nil {
 		l.refused = prometheus.NewCounter(prometheus.CounterOpts{
 			Name: opts.Name + "_connections_refused_total",
@@ -128,6 +135,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 func (l *Listener) refuse(c net.Conn) {
 	if l.refused != nil {
 		l.refused.Inc()
+	}
+	if l.tls {
+		_ = c.Close()
+		return
 	}
 	l.refusing <- struct{}{}
 	l.wg.Add(1)

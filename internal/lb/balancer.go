@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
+	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/httpapi"
@@ -126,8 +128,14 @@ type Balancer struct {
 	limiter   atomic.Pointer[admission.Limiter]
 	budget    atomic.Pointer[RetryBudget]
 	transport atomic.Pointer[http.Transport]
-	answers   atomic.Pointer[map[string]*answer] // shed answers by dependency
-	buffered  atomic.Int64                       // bytes reserved by bodies being read
+	// TLS and HTTP/2 (tls.go): to instances, fixed at New; at the edge,
+	// nil stores where TLS is off.
+	upTLS      *tls.Config // transport.tls; nil: off
+	scheme     string      // of the URLs to instances: http or https
+	certs      *certs.Store
+	adminCerts *certs.Store
+	answers    atomic.Pointer[map[string]*answer] // shed answers by dependency
+	buffered   atomic.Int64                       // bytes reserved by bodies being read
 
 	mu        sync.Mutex
 	pool      *Pool
@@ -241,9 +249,16 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 		return nil, err
 	}
 	b.budget.Store(budget)
-	b.transport.Store(newTransport(&cfg, set))
+	if b.upTLS, err = upstreamTLS(cfg.Transport); err != nil {
+		return nil, err
+	}
+	b.scheme = upstreamScheme(cfg.Transport)
+	if err := b.newCertStores(&cfg); err != nil {
+		return nil, err
+	}
+	b.transport.Store(newTransport(&cfg, set, b.upTLS))
 	b.proxy = b.newReverseProxy()
-	b.checks = newCheckClient()
+	b.checks = newCheckClient(cfg.Transport, b.upTLS)
 	b.answers.Store(&map[string]*answer{})
 	b.m = newMetrics(b)
 	b.m.share.Store(math.Float64bits(b.share.Share))
@@ -303,9 +318,24 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	}
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
+	if b.certs != nil {
+		// HTTP/2 by ALPN (ServeTLS offers h2 and http/1.1).
+		srv.Protocols.SetHTTP2(true)
+		srv.TLSConfig = b.certs.ServerConfig()
+	}
+	if set.cfg.Server.H2C {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if b.certs != nil || set.cfg.Server.H2C {
+		srv.HTTP2 = &http.HTTP2Config{
+			SendPingTimeout:  set.cfg.Server.IdleTimeout,
+			PingTimeout:      5 * time.Second,
+			WriteByteTimeout: 10 * time.Second,
+		}
+	}
 	serveErr := make(chan error, 2)
 	if ln != nil {
-		capped, err := connlimit.New(ln, set.cfg.Server.MaxConnections, connlimit.Options{Registerer: b.reg, Name: "spillway_lb"})
+		capped, err := connlimit.New(ln, set.cfg.Server.MaxConnections, connlimit.Options{Registerer: b.reg, Name: "spillway_lb", TLS: b.certs != nil})
 		if err != nil {
 			return fmt.Errorf("lb: %w", err)
 		}
@@ -324,7 +354,12 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 			ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 		}
 		pending++
-		go func() { serveErr <- asrv.Serve(admin) }()
+		if b.adminCerts != nil {
+			asrv.TLSConfig = b.adminCerts.ServerConfig()
+			go func() { serveErr <- asrv.ServeTLS(admin, "", "") }()
+		} else {
+			go func() { serveErr <- asrv.Serve(admin) }()
+		}
 	}
 
 	// Background work outlives the drain: routing stays current while
@@ -346,13 +381,22 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	if b.shared != nil {
 		g.Go(func() error { return b.runShared(gctx) })
 	}
+	for _, st := range []*certs.Store{b.certs, b.adminCerts} {
+		if st != nil {
+			g.Go(func() error { return st.Run(gctx) })
+		}
+	}
 
 	b.awaitFirstChecks(ctx, gctx, 2*set.cfg.HealthCheck.Timeout)
 	serving := ctx.Err() == nil && gctx.Err() == nil
 	if serving {
 		if ln != nil {
 			pending++
-			go func() { serveErr <- srv.Serve(ln) }()
+			if b.certs != nil {
+				go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+			} else {
+				go func() { serveErr <- srv.Serve(ln) }()
+			}
 		}
 		b.stage.Store(stageServing)
 		b.health.Start()

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ const MaxReportBytes = health.MaxReportBytes
 // newCheckClient returns the health checks' client, with a transport of
 // its own: a check never waits for a connection behind proxied traffic.
 // Redirects are not followed (a 3xx fails the check).
-func newCheckClient() *http.Client {
+func newCheckClient(c TransportConfig, tc *tls.Config) *http.Client {
 	t := &http.Transport{
 		Proxy:                  nil,
 		DialContext:            (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
@@ -34,8 +35,7 @@ func newCheckClient() *http.Client {
 		MaxResponseHeaderBytes: 16 << 10,
 		DisableCompression:     true,
 	}
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetHTTP1(true)
+	setProtocols(t, c, tc, c.IdleConnTimeout)
 	return &http.Client{
 		Transport:     t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -187,7 +187,7 @@ func (b *Balancer) checkReady(ctx context.Context, set *settings, in Instance) C
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.Health+set.readyPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.scheme+"://"+in.Health+set.readyPath, nil)
 	if err != nil {
 		return CheckConnectError // unreachable: addresses and paths are validated
 	}
@@ -215,7 +215,7 @@ func (b *Balancer) checkReady(ctx context.Context, set *settings, in Instance) C
 // version it is a long poll of up to wait: the instance answers when its
 // report's version differs, or when wait ends.
 func (b *Balancer) fetchReport(ctx context.Context, set *settings, in Instance, version string, wait time.Duration) (*health.Report, error) {
-	target := "http://" + in.Health + set.reportPath
+	target := b.scheme + "://" + in.Health + set.reportPath
 	timeout := set.cfg.HealthCheck.Timeout
 	if version != "" {
 		target += "?" + url.Values{"version": {version}, "wait": {wait.String()}}.Encode()

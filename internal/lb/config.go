@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 )
 
@@ -33,6 +34,12 @@ type Config struct {
 	// in a file ends up in backups and repositories. At least 16
 	// characters. Never logged or marshalled.
 	AdminToken Secret `yaml:"admin_token,omitempty"`
+	// AdminTLS serves the admin API over TLS, with the certificates it
+	// names (cert_file, key_file, certificates: as server.tls), and with
+	// client_ca_file requires a client certificate signed by that CA
+	// (mutual TLS). Default: none, plain HTTP. Needs a restart; the
+	// certificate files themselves are reloaded as server.tls's.
+	AdminTLS certs.Config `yaml:"admin_tls"`
 
 	// Instances is the static instance list (a fleet or a discovery may
 	// replace it at run time). Reloaded on SIGHUP.
@@ -201,10 +208,28 @@ type ServerConfig struct {
 	// the connections to instances and the checks. 0 disables the cap.
 	// Needs a restart.
 	MaxConnections int `yaml:"max_connections"`
+	// TLS serves the proxy over TLS with these certificates (cert_file
+	// and key_file, the one for clients that send no SNI or a name no
+	// other covers; certificates, further pairs chosen by SNI; the
+	// --tls-cert and --tls-key flags set the first pair), TLS 1.2 at
+	// least, HTTP/2 offered by ALPN beside HTTP/1.1. client_ca_file
+	// requires client certificates signed by that CA. The files are
+	// reloaded on SIGHUP and when they change (renames included); a
+	// reload that fails keeps the certificates in use. Default: none,
+	// plain HTTP. Adding, removing or renaming files needs a restart. With
+	// max_connections, a connection over the cap is closed without an
+	// answer (a plain-text 503 would be garbage to a TLS client).
+	TLS certs.Config `yaml:"tls"`
+	// H2C also serves HTTP/2 without TLS to clients that speak it from
+	// the first byte (prior knowledge; the HTTP/1.1 Upgrade: h2c dance is
+	// not supported). Not with tls, where HTTP/2 is negotiated by ALPN.
+	// Default false. Needs a restart.
+	H2C bool `yaml:"h2c"`
 }
 
-// TransportConfig configures the one transport to instances (HTTP/1.1,
-// keep-alive, no compression).
+// TransportConfig configures the one transport to instances (keep-alive,
+// no compression), for proxied requests and for health checks and report
+// fetches alike.
 type TransportConfig struct {
 	// MaxIdleConnsPerHost is how many idle keep-alive connections are kept
 	// per instance. Default 512: enough to reuse connections at a few
@@ -212,6 +237,39 @@ type TransportConfig struct {
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host"`
 	// IdleConnTimeout closes a connection idle this long. Default 90s.
 	IdleConnTimeout time.Duration `yaml:"idle_conn_timeout"`
+	// Protocol is what the balancer speaks to instances, on their service
+	// and health ports: "http1" (HTTP/1.1, the default), "h2" (HTTP/2
+	// over TLS, negotiated by ALPN, HTTP/1.1 with an instance that does
+	// not offer it; needs tls.enabled) or "h2c" (HTTP/2 without TLS, by
+	// prior knowledge: every instance must speak it; not with tls). With
+	// h2c, WebSocket upgrades cannot be proxied. Needs a restart.
+	Protocol string `yaml:"protocol"`
+	// TLS connects to instances (service and health ports) over TLS.
+	// Needs a restart.
+	TLS TransportTLSConfig `yaml:"tls"`
+}
+
+// Transport protocols (transport.protocol).
+const (
+	ProtocolHTTP1 = "http1"
+	ProtocolH2    = "h2"
+	ProtocolH2C   = "h2c"
+)
+
+// TransportTLSConfig configures TLS to instances.
+type TransportTLSConfig struct {
+	// Enabled turns TLS to instances on. Default false.
+	Enabled bool `yaml:"enabled"`
+	// CAFile is a PEM file of the CAs that sign the instances'
+	// certificates. Default "": the system's roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the name an instance's certificate is checked for
+	// (and sent by SNI). Default "": the host of the instance's address,
+	// so a certificate for its IP address or host name.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify accepts any certificate: encryption without
+	// authentication, for tests. Default false.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
 // Defaults of Config, and limits.
@@ -275,7 +333,7 @@ func DefaultConfig() Config {
 			MaxBufferedBytes:  64 << 20,
 			MaxConnections:    connlimit.DefaultFor(),
 		},
-		Transport: TransportConfig{MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second},
+		Transport: TransportConfig{MaxIdleConnsPerHost: 512, IdleConnTimeout: 90 * time.Second, Protocol: ProtocolHTTP1},
 	}
 }
 

@@ -39,7 +39,7 @@ var (
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodConnect {
 		w.Header()["Allow"] = hdrAllow
-		writeAnswer(w, ansMethodNotAllowed, nil)
+		writeAnswer(w, r, ansMethodNotAllowed, nil)
 		b.m.count(outClientError)
 		return
 	}
@@ -51,7 +51,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.Path
 	if path == "" || path[0] != '/' {
-		writeAnswer(w, ansBadRequest, nil)
+		writeAnswer(w, r, ansBadRequest, nil)
 		b.m.count(outClientError)
 		return
 	}
@@ -68,7 +68,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case no.Full:
 		// The dependency is back but at its capacity (its congestion
 		// window is full): overloaded, come back in a second.
-		writeAnswer(w, ansOverloaded, set.overloadRetryAfter)
+		writeAnswer(w, r, ansOverloaded, set.overloadRetryAfter)
 		b.m.count(outOverloaded)
 		return
 	case no.Dep != "":
@@ -76,7 +76,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a == nil {
 			a = shedAnswer(no.Dep) // a dependency seen since the last evaluation
 		}
-		writeAnswer(w, a, set.shedRetryAfter)
+		writeAnswer(w, r, a, set.shedRetryAfter)
 		b.m.count(outShed)
 		return
 	}
@@ -101,7 +101,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if o == outOverloaded {
 				ra = set.overloadRetryAfter
 			}
-			writeAnswer(w, a, ra)
+			writeAnswer(w, r, a, ra)
 			b.m.count(o)
 			return
 		}
@@ -115,7 +115,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b.m.count(outClientError)
 			panic(http.ErrAbortHandler) // the client is gone: no answer, never a made-up status
 		}
-		writeAnswer(w, ansOverloaded, set.overloadRetryAfter)
+		writeAnswer(w, r, ansOverloaded, set.overloadRetryAfter)
 		b.m.count(outOverloaded)
 		return
 	}
@@ -124,7 +124,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// (d) Pick.
 	ep, ok := b.picker.PickFor(now, nil, path)
 	if !ok {
-		writeAnswer(w, ansNoInstance, hdrOne)
+		writeAnswer(w, r, ansNoInstance, hdrOne)
 		b.m.count(outNoInstance)
 		return
 	}
@@ -455,7 +455,7 @@ func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error)
 			// ReverseProxy refused the request itself (an invalid
 			// Upgrade token): the client's fault.
 			c.fail = outClientError
-			writeAnswer(w, ansBadRequest, nil)
+			writeAnswer(w, r, ansBadRequest, nil)
 			return
 		case c.fail == outOK:
 			c.fail = outBadGateway
@@ -470,18 +470,18 @@ func (b *Balancer) proxyError(w http.ResponseWriter, r *http.Request, err error)
 			panic(http.ErrAbortHandler) // the client left: no answer at all
 		case isTimeout(berr):
 			w.Header()["Connection"] = hdrClose
-			writeAnswer(w, ansRequestTimeout, nil)
+			writeAnswer(w, r, ansRequestTimeout, nil)
 		default:
 			w.Header()["Connection"] = hdrClose
-			writeAnswer(w, ansBadRequest, nil)
+			writeAnswer(w, r, ansBadRequest, nil)
 		}
 		return
 	case outOverloaded:
-		writeAnswer(w, ansOverloaded, b.set.Load().overloadRetryAfter)
+		writeAnswer(w, r, ansOverloaded, b.set.Load().overloadRetryAfter)
 	case outTimeout:
-		writeAnswer(w, ansGatewayTimeout, nil)
+		writeAnswer(w, r, ansGatewayTimeout, nil)
 	default:
-		writeAnswer(w, ansBadGateway, nil)
+		writeAnswer(w, r, ansBadGateway, nil)
 	}
 	if kind != outClientError {
 		b.log.Debug("proxy error", "path", r.URL.Path, "instance", r.URL.Host, "error", err)
@@ -492,7 +492,7 @@ func (b *Balancer) newReverseProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			b.set.Load().setXForwarded(pr)
-			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Scheme = b.scheme
 			pr.Out.URL.Host = "instance" // set per attempt by the round tripper
 		},
 		ModifyResponse: moveHeader,

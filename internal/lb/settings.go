@@ -5,15 +5,18 @@ package lb
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spillway-dev/spillway/admission"
+	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
 )
 
@@ -94,11 +97,11 @@ func newEdgeLimiter(c *Config, limit int) (*admission.Limiter, error) {
 }
 
 // newTransport returns the one transport to instances: HTTP/1.1 with
-// keep-alive, every timeout and idle limit set. The connect timeout is the
+// keep-alive (or HTTP/2, transport.protocol; over TLS with tc), every timeout and idle limit set. The connect timeout is the
 // request's route's (read from the dial context), the response header
 // timeout a backstop at the longest route's; each attempt's own header
 // timeout is enforced per request.
-func newTransport(c *Config, set *settings) *http.Transport {
+func newTransport(c *Config, set *settings, tc *tls.Config) *http.Transport {
 	fallback := set.maxConnect
 	t := &http.Transport{
 		Proxy: nil,
@@ -119,8 +122,7 @@ func newTransport(c *Config, set *settings) *http.Transport {
 		MaxResponseHeaderBytes: 64 << 10,
 		DisableCompression:     true,
 	}
-	t.Protocols = new(http.Protocols)
-	t.Protocols.SetHTTP1(true)
+	setProtocols(t, c.Transport, tc, c.Transport.IdleConnTimeout)
 	return t
 }
 
@@ -158,6 +160,7 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 		return err
 	}
 	old := b.set.Load()
+	transportIgnored := transportRestartOnly(old.cfg.Transport, &cfg.Transport)
 	set := newSettings(cfg)
 	var lim *admission.Limiter
 	if oa, na := old.cfg.Admission, cfg.Admission; oa.QueueSize != na.QueueSize ||
@@ -182,7 +185,7 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 		b.limiter.Store(lim)
 	}
 	if tr := b.transport.Load(); set.maxHeader > tr.ResponseHeaderTimeout || old.cfg.Transport != cfg.Transport {
-		b.transport.Store(newTransport(cfg, set))
+		b.transport.Store(newTransport(cfg, set, b.upTLS))
 		tr.CloseIdleConnections()
 		b.retired = append(b.retired, tr)
 	}
@@ -196,6 +199,12 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	}
 	if old.cfg.AdminTokenEnv != cfg.AdminTokenEnv || old.cfg.AdminToken != cfg.AdminToken {
 		ignored = append(ignored, "admin token")
+	}
+	if !old.cfg.AdminTLS.Equal(&cfg.AdminTLS) {
+		ignored = append(ignored, "admin_tls")
+	}
+	if transportIgnored {
+		ignored = append(ignored, "transport.protocol and transport.tls")
 	}
 	if serverChanged(old.cfg.Server, cfg.Server) {
 		ignored = append(ignored, "server")
@@ -218,8 +227,12 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 // serverChanged reports whether the server settings that need a restart
 // differ (by value); the body settings apply to the next request.
 func serverChanged(a, b ServerConfig) bool {
+	if !a.TLS.Equal(&b.TLS) {
+		return true
+	}
 	for _, s := range []*ServerConfig{&a, &b} {
 		s.MaxRequestBody, s.BodyTimeout, s.MaxBufferedBytes = 0, 0, 0
+		s.TLS = certs.Config{}
 	}
-	return a != b
+	return !reflect.DeepEqual(a, b)
 }

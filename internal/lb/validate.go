@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/field"
 )
@@ -67,6 +68,8 @@ func (c *Config) Validate() error {
 		add(field.New("transport.max_idle_conns_per_host", c.Transport.MaxIdleConnsPerHost, "must be at least 1"))
 	}
 	add(field.Positive("transport.idle_conn_timeout", c.Transport.IdleConnTimeout))
+	add(c.validateTransportTLS())
+	add(field.Prefix("admin_tls", c.AdminTLS.Validate()))
 	return errors.Join(errs...)
 }
 
@@ -207,12 +210,49 @@ func (c *Config) validateServer() error {
 	if s.MaxConnections < 0 {
 		errs = append(errs, field.New("server.max_connections", s.MaxConnections, "must not be negative (0 disables the cap)"))
 	}
+	errs = append(errs, field.Prefix("server.tls", s.TLS.Validate()))
+	if s.H2C && s.TLS.Enabled() {
+		errs = append(errs, field.New("server.h2c", s.H2C, "not with server.tls: over TLS, HTTP/2 is negotiated by ALPN"))
+	}
 	total := c.maxTotalTimeout()
 	if s.ReadTimeout > 0 && s.ReadTimeout < total {
 		errs = append(errs, field.New("server.read_timeout", s.ReadTimeout, "must be at least the longest total timeout ("+total.String()+")"))
 	}
 	if s.WriteTimeout > 0 && s.WriteTimeout < total {
 		errs = append(errs, field.New("server.write_timeout", s.WriteTimeout, "must be at least the longest total timeout ("+total.String()+")"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateTransportTLS() error {
+	t := c.Transport
+	var errs []error
+	switch t.Protocol {
+	case ProtocolHTTP1:
+	case ProtocolH2:
+		if !t.TLS.Enabled {
+			errs = append(errs, field.New("transport.protocol", t.Protocol, "needs transport.tls.enabled (h2c is HTTP/2 without TLS)"))
+		}
+	case ProtocolH2C:
+		if t.TLS.Enabled {
+			errs = append(errs, field.New("transport.protocol", t.Protocol, "not with transport.tls.enabled (h2 is HTTP/2 over TLS)"))
+		}
+	default:
+		errs = append(errs, field.New("transport.protocol", t.Protocol, "must be http1, h2 or h2c"))
+	}
+	if !t.TLS.Enabled {
+		if t.TLS.CAFile != "" || t.TLS.ServerName != "" || t.TLS.InsecureSkipVerify {
+			errs = append(errs, field.New("transport.tls.enabled", t.TLS.Enabled, "must be true for ca_file, server_name or insecure_skip_verify to apply"))
+		}
+		return errors.Join(errs...)
+	}
+	if t.TLS.CAFile != "" {
+		if _, err := certs.LoadCAs(t.TLS.CAFile); err != nil {
+			errs = append(errs, field.New("transport.tls.ca_file", t.TLS.CAFile, err.Error()))
+		}
+	}
+	if t.TLS.InsecureSkipVerify && (t.TLS.CAFile != "" || t.TLS.ServerName != "") {
+		errs = append(errs, field.New("transport.tls.insecure_skip_verify", t.TLS.InsecureSkipVerify, "verifies nothing: not with ca_file or server_name"))
 	}
 	return errors.Join(errs...)
 }

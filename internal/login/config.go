@@ -8,6 +8,7 @@ import (
 
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/guard"
+	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
@@ -54,6 +55,16 @@ type Config struct {
 	// connlimit). Default half the process's open-file limit less 64. 0
 	// disables the cap.
 	MaxConnections int `yaml:"max_connections"`
+
+	// TLS serves the service port (HTTP/2 offered by ALPN beside
+	// HTTP/1.1) and the health port (HTTP/1.1) over TLS with these
+	// certificates, as lb.server.tls: cert_file and key_file (the
+	// --tls-cert and --tls-key flags), certificates chosen by SNI,
+	// client_ca_file to require client certificates. The files are
+	// reloaded on SIGHUP and when they change; a reload that fails keeps
+	// the certificates in use. A balancer in front then needs
+	// lb.transport.tls. Default: none, plain HTTP. Needs a restart.
+	TLS certs.Config `yaml:"tls"`
 
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after the service listener closes. Default 10s.
@@ -193,6 +204,7 @@ func (c *Config) Validate() error {
 		add(field.SecondListener("health_listen", c.HealthListen, "listen", c.Listen, "or set health.shared_port"))
 	}
 	add(field.HTTPURL("backend.url", c.Backend.URL))
+	add(field.Prefix("tls", c.TLS.Validate()))
 	add(field.Prefix("backend", c.Backend.Config.Validate()))
 	add(field.Prefix("admission", c.Admission.Validate()))
 	add(field.NonNegative("health.warmup", c.Health.Warmup))

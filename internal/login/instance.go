@@ -2,6 +2,7 @@ package login
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/spillway-dev/spillway/guard"
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/buildinfo"
+	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/field"
@@ -72,6 +74,7 @@ type Registration interface {
 // Instance is one login instance. Create it with New and call Run once.
 type Instance struct {
 	cfg       Config
+	certs     *certs.Store // tls; nil: plain HTTP
 	log       *slog.Logger
 	now       func() time.Time
 	getenv    func(string) string
@@ -160,6 +163,11 @@ func New(c *Config, opts Options) (*Instance, error) {
 		in.metrics.requests.WithLabelValues(o)
 	}
 
+	if cfg.TLS.Enabled() {
+		if in.certs, err = certs.New(cfg.TLS, certs.Options{Logger: opts.Logger, Registerer: reg, Name: "spillway_login"}); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
 	in.backend = newBackendClient(cfg.Backend.URL, cfg.Backend.ProbeURL, cfg.Backend.MaxConcurrent, cfg.Backend.Timeout)
 	in.guard, err = guard.New(cfg.Backend.Config, guard.Options{
 		Name:       BackendName,
@@ -210,6 +218,18 @@ func New(c *Config, opts Options) (*Instance, error) {
 
 // Health returns the instance's health server.
 func (in *Instance) Health() *health.Server { return in.health }
+
+// ReloadCertificates reloads the certificate files of tls, all or nothing
+// (certs.Store.Reload); without tls it does nothing.
+func (in *Instance) ReloadCertificates() error {
+	if in.certs == nil {
+		return nil
+	}
+	return in.certs.Reload()
+}
+
+// TLS reports whether the instance serves TLS.
+func (in *Instance) TLS() bool { return in.certs != nil }
 
 // Tokens returns the instance's token signer and verifier (Reload may
 // replace it).
@@ -392,6 +412,7 @@ func (in *Instance) Reload(cfg *Config) (needRestart []string, err error) {
 		{"shutdown_timeout", old.ShutdownTimeout, cfg.ShutdownTimeout},
 		{"register", old.Register, cfg.Register},
 		{"register_ttl", old.RegisterTTL, cfg.RegisterTTL},
+		{"tls", old.TLS, cfg.TLS},
 	} {
 		if !reflect.DeepEqual(d.old, d.new) {
 			needRestart = append(needRestart, d.name)
@@ -425,20 +446,31 @@ func (in *Instance) Run(ctx context.Context, svc, hl net.Listener) error {
 	defer stopBG()
 	g, gctx := errgroup.WithContext(bg)
 	g.Go(func() error { return in.guard.Run(gctx) })
+	if in.certs != nil {
+		srv.TLSConfig = in.certs.ServerConfig()
+		g.Go(func() error { return in.certs.Run(gctx) })
+	}
 	if !in.cfg.Health.SharedPort {
 		if hl == nil {
 			return errors.New("health listener is nil")
+		}
+		if in.certs != nil {
+			hl = tls.NewListener(hl, in.certs.ServerConfig())
 		}
 		g.Go(func() error { return in.health.Serve(gctx, hl) })
 	}
 	in.health.Start()
 
-	capped, err := connlimit.New(svc, in.cfg.MaxConnections, connlimit.Options{Registerer: in.registry, Name: "spillway_login"})
+	capped, err := connlimit.New(svc, in.cfg.MaxConnections, connlimit.Options{Registerer: in.registry, Name: "spillway_login", TLS: in.certs != nil})
 	if err != nil {
 		return fmt.Errorf("connection cap: %w", err)
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(capped) }()
+	if in.certs != nil {
+		go func() { serveErr <- srv.ServeTLS(capped, "", "") }()
+	} else {
+		go func() { serveErr <- srv.Serve(capped) }()
+	}
 
 	reg, err := in.register(ctx, svc.Addr(), hl)
 	if err != nil {

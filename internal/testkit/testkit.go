@@ -5,7 +5,8 @@
 // StillRunning), servers and loops run for the length of a test (Listen,
 // Serve, Go, FreePort), system daemons a test runs (Binary, Daemon: the
 // process handling behind etcdtest and haproxytest) and fuzz seeds from
-// testdata (Seed). The headless-Chromium
+// testdata (Seed), a made-up certificate authority for TLS tests (CA).
+// The headless-Chromium
 // harness is testkit/chromium, apart so that only the tests that drive a
 // browser link chromedp; a real etcd for a test is testkit/etcdtest; a
 // TCP proxy whose link a test can cut (a partition) is testkit/tcpproxy;
