@@ -8,6 +8,7 @@
 #   ./scripts/bench-lb.sh          # peers: run.sh with spillway as `custom`, ~12 min
 #   ./scripts/bench-lb.sh shed     # shed path: wrk -c1 and -c8 against forced shedding, ~2 min
 #   ./scripts/bench-lb.sh ab BIN_A BIN_B   # A/B of two builds, interleaved, ~1 min per round
+#   ./scripts/bench-lb.sh tls      # spillway and HAProxy, plain and terminating TLS, paired, ~6 min
 #
 # Peers. The harness starts two upstreams (127.0.0.1:9001, :9002) and each
 # proxy in turn; spillway is started as
@@ -47,11 +48,31 @@
 # docs/BENCHMARKS.md counted allocations per request). Not for plain builds,
 # which SIGUSR1 kills.
 #
+# TLS. spillway lb and HAProxy (the harness's configs/haproxy.cfg, nbthread
+# 1), each twice: plain HTTP and terminating TLS (the same P-256 ECDSA
+# certificate, made here with openssl; HAProxy `bind ... ssl crt`, its
+# default ciphers; spillway --tls-cert/--tls-key, Go's defaults; TLS 1.3
+# with both, as wrk's OpenSSL offers it), in front of the harness's two
+# upstreams. Paired, as scripts/bench-controller-paired.sh explains: the
+# four proxies and the upstreams share LB_CPU (GOMAXPROCS=1 for the Go
+# programs), and two wrk processes on WRK_CPU load HAProxy and spillway AT
+# THE SAME TIME with the same number of connections, so their req/s ratio
+# is the inverse ratio of their CPU per request whatever the shared VM does
+# meanwhile (the harness's interleaved runs cannot resolve 10 % here). Each
+# round measures the plain pair, then the TLS pair, per concurrency; the
+# figure is spillway/HAProxy per round and its median, plain against TLS.
+# Keep-alive connections (wrk's way): the handshake is paid once per
+# connection, so this is the cost of encrypting the stream; HANDSHAKES=1
+# adds a pair with `Connection: close` on every request (a handshake each,
+# c=16), the cost of the handshake itself.
+#
 # Environment (defaults in brackets):
-#   BIN [/tmp/spillway-bench]  BENCH [<repo>/../shared/bench]  OUT [a new temp dir]
+#   BIN [/tmp/spillway-bench]  NOBUILD [""]: 1 uses BIN as it is  BENCH [<repo>/../shared/bench]  OUT [a new temp dir]
 #   SPILLWAY_ADMIN_TOKEN [bench-admin-token-not-secret]  ADMIN_ADDR [127.0.0.1:18086]
 #   TARGETS ["direct haproxy nginx caddy naive custom"]  CONNS ["64 256"]  ROUNDS [3]
 #   ab: ROUNDS [5]  CONNS ["64 256"]  DURATION [10s]  WARMUP [3s]  ENV_A [""]  ENV_B [""]
+#   tls: ROUNDS [5]  CONNS ["64 256"]  DURATION [10]  HANDSHAKES [0]  WRK_CPU [0]  LB_CPU [1]
+#        ports 8101-8104 (HAProxy plain, spillway plain, HAProxy TLS, spillway TLS), admin 18087, 18088
 #   shed: SHED_CONNS ["1 8"]  REPEATS [3]  DURATION [10s]  LB_ADDR [127.0.0.1:18085]
 #         UPSTREAM_ADDR [127.0.0.1:19001]  WRK_CPU [0]  LB_CPU [1]
 # Only 127.0.0.1 is used; every process this script starts is stopped by PID.
@@ -73,8 +94,8 @@ done
 case $ADMIN_ADDR in 127.0.0.1:*) ;; *) echo "bench-lb: ADMIN_ADDR must be on 127.0.0.1" >&2; exit 2 ;; esac
 
 if [[ $MODE != ab ]]; then
-	echo "== build $BIN" >&2
-	CGO_ENABLED=0 go build -o "$BIN" ./cmd/spillway
+	[ -n "${NOBUILD:-}" ] || echo "== build $BIN" >&2
+	[ -n "${NOBUILD:-}" ] || CGO_ENABLED=0 go build -o "$BIN" ./cmd/spillway
 fi
 
 # write_config FILE UPSTREAM...: the lb section, every feature on.
@@ -282,9 +303,97 @@ EOF
 	END { for (k in n) printf "%s: rps %.0f p50 %.0fus p99 %.0fus errors %d cpu %.1fus/req rss %.0fkB (n=%d)\n", k, med(k, 4), med(k, 5), med(k, 6), med(k, 7), med(k, 8), med(k, 9), n[k] }' "$OUT/ab.txt" | sort
 }
 
+tls() {
+	local wrk_cpu=${WRK_CPU:-0} lb_cpu=${LB_CPU:-1} dur=${DURATION:-10} c r i port
+	command -v openssl >/dev/null || { echo "bench-lb: openssl not found" >&2; exit 2; }
+	command -v haproxy >/dev/null || { echo "bench-lb: haproxy not found" >&2; exit 2; }
+	trap stop_all EXIT
+	trap 'exit 130' INT TERM
+	local on_lb=(nice -n -10 taskset -c "$lb_cpu") on_wrk=(nice -n -10 taskset -c "$wrk_cpu")
+	(cd "$BENCH/upstream" && GOTOOLCHAIN=local go build -o "$OUT/upstream" .)
+	for port in 9001 9002; do
+		"${on_lb[@]}" env GOMAXPROCS=1 "$OUT/upstream" -port "$port" >"$OUT/upstream-$port.log" 2>&1 &
+		pids+=($!)
+	done
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$OUT/key.pem" -out "$OUT/cert.pem" 2>/dev/null
+	cat "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/haproxy.pem"
+	sed "s/@PORT@/8101/g; s/@WORKERS@/1/g; s/@UP1@/127.0.0.1:9001/; s/@UP2@/127.0.0.1:9002/" \
+		"$BENCH/configs/haproxy.cfg" >"$OUT/haproxy-plain.cfg"
+	sed "s/@PORT@/8103 ssl crt ${OUT//\//\\/}\/haproxy.pem/g; s/@WORKERS@/1/g; s/@UP1@/127.0.0.1:9001/; s/@UP2@/127.0.0.1:9002/" \
+		"$BENCH/configs/haproxy.cfg" >"$OUT/haproxy-tls.cfg"
+	for f in plain tls; do
+		haproxy -c -q -f "$OUT/haproxy-$f.cfg"
+		"${on_lb[@]}" haproxy -db -f "$OUT/haproxy-$f.cfg" >"$OUT/haproxy-$f.log" 2>&1 &
+		pids+=($!)
+	done
+	ADMIN_ADDR=127.0.0.1:18087 write_config "$OUT/lb-plain.yaml" 127.0.0.1:9001 127.0.0.1:9002
+	ADMIN_ADDR=127.0.0.1:18088 write_config "$OUT/lb-tls.yaml" 127.0.0.1:9001 127.0.0.1:9002
+	"${on_lb[@]}" env GOMAXPROCS=1 "$BIN" lb --config "$OUT/lb-plain.yaml" --listen 127.0.0.1:8102 --log-level warn >"$OUT/lb-plain.log" 2>&1 &
+	pids+=($!)
+	"${on_lb[@]}" env GOMAXPROCS=1 "$BIN" lb --config "$OUT/lb-tls.yaml" --listen 127.0.0.1:8104 --log-level warn \
+		--tls-cert "$OUT/cert.pem" --tls-key "$OUT/key.pem" >"$OUT/lb-tls.log" 2>&1 &
+	pids+=($!)
+	for port in 8101 8102 8103 8104; do
+		local scheme=http
+		((port < 8103)) || scheme=https
+		for i in $(seq 100); do
+			curl -fs -o /dev/null --max-time 1 --cacert "$OUT/cert.pem" "$scheme://127.0.0.1:$port/" && break
+			((i < 100)) || { echo "bench-lb: no 200 from $scheme://127.0.0.1:$port/" >&2; exit 1; }
+			sleep 0.1
+		done
+	done
+	# pair SECONDS CONNS TAG URL_HAPROXY URL_SPILLWAY [WRK ARGS]: both at once; prints "haproxy spillway" req/s.
+	pair() {
+		local secs=$1 conns=$2 tag=$3 a=$4 b=$5 w side
+		shift 5
+		timeout $((secs + 30)) "${on_wrk[@]}" wrk -t1 -c"$conns" -d"${secs}s" "$@" "$a" >"$OUT/$tag-haproxy.txt" &
+		w=$!
+		timeout $((secs + 30)) "${on_wrk[@]}" wrk -t1 -c"$conns" -d"${secs}s" "$@" "$b" >"$OUT/$tag-spillway.txt"
+		wait "$w"
+		for side in haproxy spillway; do
+			if grep -qE 'Non-2xx|Socket errors' "$OUT/$tag-$side.txt"; then
+				echo "bench-lb: errors or non-2xx answers ($side, $tag):" >&2
+				cat "$OUT/$tag-$side.txt" >&2
+				exit 1
+			fi
+		done
+		echo "$(awk '/Requests\/sec/{print $2}' "$OUT/$tag-haproxy.txt") $(awk '/Requests\/sec/{print $2}' "$OUT/$tag-spillway.txt")"
+	}
+	local -A ratios=()
+	local kind a b ratio cs=${CONNS:-64 256}
+	local kinds="plain tls"
+	[[ ${HANDSHAKES:-0} == 0 ]] || kinds="$kinds handshake"
+	echo "== ${ROUNDS:-5} rounds of ${dur}s; results in $OUT"
+	for ((r = 1; r <= ${ROUNDS:-5}; r++)); do
+		for kind in $kinds; do
+			local urls=(http://127.0.0.1:8101/ http://127.0.0.1:8102/) extra=() conns=$cs
+			[[ $kind == plain ]] || urls=(https://127.0.0.1:8103/ https://127.0.0.1:8104/)
+			[[ $kind != handshake ]] || { extra=(-H "Connection: close"); conns=16; }
+			for c in $conns; do
+				pair 2 "$c" "warm-$kind-c$c-r$r" "${urls[@]}" "${extra[@]}" >/dev/null
+				read -r a b < <(pair "$dur" "$c" "$kind-c$c-r$r" "${urls[@]}" "${extra[@]}")
+				ratio=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", b/a}')
+				ratios[$kind-$c]+="$ratio "
+				echo "round $r $kind c=$c: haproxy $a req/s, spillway $b req/s, spillway/haproxy $ratio"
+			done
+		done
+	done
+	for kind in $kinds; do
+		local conns=$cs
+		[[ $kind != handshake ]] || conns=16
+		for c in $conns; do
+			# shellcheck disable=SC2086 # a space-separated list
+			printf '%s\n' ${ratios[$kind-$c]} | sort -n | awk -v k="$kind c=$c" '{v[NR]=$1}
+				END {printf "%s: median spillway/haproxy %.3f over %d rounds (range %s-%s)\n", k, (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2, NR, v[1], v[NR]}'
+		done
+	done
+}
+
 case $MODE in
 peers) peers ;;
+tls) tls ;;
 shed) shed ;;
 ab) ab "${@:2}" ;;
-*) echo "usage: $0 [peers|shed|ab BIN_A BIN_B]" >&2; exit 2 ;;
+*) echo "usage: $0 [peers|shed|tls|ab BIN_A BIN_B]" >&2; exit 2 ;;
 esac
