@@ -136,14 +136,6 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	return nil
 }
 
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
-}
-
 // registerInEtcd is the login instances' Registrar: the etcd registry.
 func registerInEtcd(ctx context.Context, target membership.Target, rec membership.Record, ttl time.Duration, log *slog.Logger) (login.Registration, error) {
 	r, err := registry.RegisterAt(ctx, target, rec, ttl, log)
