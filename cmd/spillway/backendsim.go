@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-		"net"
+	"net"
 	"strconv"
 	"time"
 
