@@ -121,6 +121,9 @@ type Balancer struct {
 	evaluated chan struct{}
 	stage     atomic.Int32 // stageStarting...; read per request
 	upgrades  upgradeSet
+	// access is the access log, nil when off; set by New, never
+	// replaced (a reload reopens its file).
+	access *accessLog
 
 	set       atomic.Pointer[settings]
 	limiter   atomic.Pointer[admission.Limiter]
@@ -258,6 +261,10 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	// spillway_health_ready and spillway_health_draining go to the same
 	// registry.
 	b.health = health.New(health.Options{Registerer: b.reg})
+	// Last: the only step that opens a file (Run closes it).
+	if b.access, err = newAccessLog(cfg.AccessLog, b.reg); err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
 	return b, nil
 }
 
@@ -340,6 +347,21 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { return b.runEvaluator(gctx) })
+	if b.access != nil {
+		// Closed, with its last lines written, once every request has
+		// ended (below).
+		stopAccess := make(chan struct{})
+		accessDone := make(chan struct{})
+		go func() {
+			defer close(accessDone)
+			b.access.run(stopAccess)
+		}()
+		defer func() {
+			close(stopAccess)
+			<-accessDone
+			b.access.close()
+		}()
+	}
 	if b.peers != nil {
 		g.Go(func() error { return b.runPeers(gctx) })
 	}

@@ -233,7 +233,10 @@ func (in *Instance) buildServiceHandler() http.Handler {
 	mux.Handle("/", a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpapi.Error{Status: http.StatusNotFound, Code: "not_found"}
 	}))
-	return mux
+	// Every answer, the admission limit's and the rate limit's too,
+	// echoes the request's id (the load balancer's, or one made here),
+	// and every log line about the request carries it (request_id).
+	return httpapi.WithRequestID(mux)
 }
 
 // rateLimited applies the per-client attempt limit before admission, so a
