@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/admission"
@@ -78,6 +80,12 @@ type Options struct {
 	// flight per dependency, so with one shedding.recovery must be
 	// "window" (New and Reload refuse "feedback").
 	DataPlane *PlanFeed
+	// TracerProvider, if set, traces the proxy (package tracing): a
+	// server span per request, from the handler Run serves, and a client
+	// span per attempt to an instance, whose W3C trace context
+	// (traceparent) the instance receives. Nil: no tracing, and nothing
+	// on the request path but a nil check.
+	TracerProvider trace.TracerProvider
 }
 
 // ErrFeedbackNeedsProxy: shedding.recovery "feedback" with a DataPlane.
@@ -124,6 +132,10 @@ type Balancer struct {
 	// access is the access log, nil when off; set by New, never
 	// replaced (a reload reopens its file).
 	access *accessLog
+	// tracer is Options.TracerProvider; traced sends an attempt with its
+	// client span. Both nil when tracing is off.
+	tracer trace.TracerProvider
+	traced http.RoundTripper
 
 	set       atomic.Pointer[settings]
 	limiter   atomic.Pointer[admission.Limiter]
@@ -246,6 +258,10 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	b.budget.Store(budget)
 	b.transport.Store(newTransport(&cfg, set))
 	b.proxy = b.newReverseProxy()
+	if opts.TracerProvider != nil {
+		b.tracer = opts.TracerProvider
+		b.traced = otelhttp.NewTransport(currentTransport{b}, b.otelOptions()...)
+	}
 	b.checks = newCheckClient()
 	b.answers.Store(&map[string]*answer{})
 	b.m = newMetrics(b)
@@ -293,6 +309,9 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	var handler http.Handler = b
 	if b.middleware != nil {
 		handler = b.middleware(b)
+	}
+	if b.tracer != nil {
+		handler = otelhttp.NewHandler(handler, "lb", b.otelOptions()...)
 	}
 	// Requests outlive ctx: they are cut off (reqCtx canceled) only when
 	// the shutdown timeout is over.

@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/httpapi"
@@ -53,6 +56,9 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Header[httpapi.RequestIDHeader] = rid
 	}
 	w.Header()[httpapi.RequestIDHeader] = rid // an instance's own replaces it (moveHeader)
+	if b.tracer != nil {
+		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("spillway.request_id", rid[0]))
+	}
 	if b.access != nil {
 		aw := &accessWriter{ResponseWriter: w, start: time.Now()}
 		defer b.access.log(aw, r, rid[0]) // after c.finish has filled in aw
@@ -338,7 +344,10 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.GetBody = c.getBody
 		}
 	}
-	tr := b.transport.Load()
+	var tr http.RoundTripper = b.transport.Load()
+	if b.traced != nil {
+		tr = b.traced // a client span per attempt
+	}
 	req.URL.Host = c.ep.id
 	c.attempts++
 	res, err := tr.RoundTrip(req)
