@@ -85,7 +85,8 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer stopTracing()                  // after Run has returned
+	defer stopTracing() // after Run has returned
+
 	open, _ := discoveryFor(c.Discovery) // validated by load
 	var (
 		disc   lb.Discovery
