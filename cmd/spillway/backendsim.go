@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -36,11 +35,14 @@ func runBackendSim(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.Var(&queueSize, "queue-size", "at most `n` calls wait for a worker; one more is answered 503 at once. 0: no bound")
 	var queueTimeout latencyFlag
 	fs.Var(&queueTimeout, "queue-timeout", "`duration` a call may wait for a worker before it is answered 503. 0: as long as its caller waits")
+	logFlags := addLogFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger, err := logFlags.logger(stderr)
+	if err != nil {
+		return err
+	}
 	sim, err := backendsim.New(backendsim.Config{
 		Mode:        mode,
 		Latency:     time.Duration(latency),

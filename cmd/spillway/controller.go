@@ -59,7 +59,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	discovery := fs.String("discovery", "", "find the instances at `URL` instead of a list: etcd://HOST:PORT[,HOST:PORT...]/PREFIX (not with --instance; each needs a server in HAProxy, or --dynamic-servers)")
 	dynamic := fs.Bool("dynamic-servers", false, "HAProxy's backend starts without servers: the controller adds one per instance it learns (add server, in maintenance until checked) and deletes it when the instance leaves; for --discovery, where instances come and go")
 	adminToken := fs.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
-	logLevel := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	logFlags := addLogFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return fmt.Errorf("--haproxy-socket: %w", err)
 	}
-	logger, err := newLogger(stderr, *logLevel)
+	logger, err := logFlags.logger(stderr)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 
@@ -9,37 +10,93 @@ import (
 )
 
 // fileFlags is the command line of a subcommand that reads the spillway
-// file: --config, --log-level, and flags that each override one field of
+// file: --config, --log-level, --log-format, and flags that each override one field of
 // the file when given (bind, bindVar and the flags several subcommands
 // share, below). load applies them over the file, at start and at every
 // reload, so a flag given wins over the file. Declare every flag before
 // parse.
 type fileFlags struct {
 	*flag.FlagSet
-	config   *string
-	logLevel *string
-	set      map[string]func(*config.File) // by flag name
+	config *string
+	log    logFlags
+	set    map[string]func(*config.File) // by flag name
 }
 
 // newFileFlags returns the command line of the subcommand name, with
-// --config (configUsage says which sections it reads) and --log-level.
+// --config (configUsage says which sections it reads), --log-level and
+// --log-format.
 func newFileFlags(name, configUsage string, stderr io.Writer) *fileFlags {
 	fs := newFlagSet(name, stderr)
 	return &fileFlags{
-		FlagSet:  fs,
-		config:   fs.String("config", "", configUsage),
-		logLevel: fs.String("log-level", "info", "log `level`: debug, info, warn, error"),
-		set:      map[string]func(*config.File){},
+		FlagSet: fs,
+		config:  fs.String("config", "", configUsage),
+		log:     addLogFlags(fs),
+		set:     map[string]func(*config.File){},
 	}
 }
 
-// parse parses args (parseFlags) and returns the logger --log-level asks
-// for, writing to stderr.
+// parse parses args (parseFlags) and returns the logger --log-level and
+// --log-format ask for, writing to stderr.
 func (c *fileFlags) parse(args []string, stderr io.Writer) (*slog.Logger, error) {
 	if err := parseFlags(c.FlagSet, args); err != nil {
 		return nil, err
 	}
-	return newLogger(stderr, *c.logLevel)
+	return c.log.logger(stderr)
+}
+
+// logFlags are --log-level and --log-format, which every subcommand that
+// logs declares (addLogFlags).
+type logFlags struct {
+	level  *string
+	format *logFormat
+}
+
+// addLogFlags declares --log-level and --log-format on fs.
+func addLogFlags(fs *flag.FlagSet) logFlags {
+	f := logFlags{level: fs.String("log-level", "info", "log `level`: debug, info, warn, error"), format: new(logFormat)}
+	*f.format = logText
+	fs.Var(f.format, "log-format", "log line `format`: text (key=value) or json (one JSON object a line)")
+	return f
+}
+
+// logger returns the logger the flags ask for, writing to w.
+func (f logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	return newLogger(w, *f.level, *f.format)
+}
+
+// logFormat is --log-format: text (slog's key=value lines, the default)
+// or json (slog's JSON lines). Set refuses any other value, so a typo is
+// a usage error naming the flag.
+type logFormat string
+
+const (
+	logText logFormat = "text"
+	logJSON logFormat = "json"
+)
+
+func (f *logFormat) String() string { return string(*f) }
+
+func (f *logFormat) Set(s string) error {
+	switch v := logFormat(s); v {
+	case logText, logJSON:
+		*f = v
+		return nil
+	}
+	return fmt.Errorf("%q: want text or json", s)
+}
+
+// newLogger returns a logger writing lines of format at level and above
+// to w.
+func newLogger(w io.Writer, level string, format logFormat) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == logJSON {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
 // path is --config: the file's path, "" for none.

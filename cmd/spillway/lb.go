@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/lb"
+	"github.com/spillway-dev/spillway/internal/tracing"
 )
 
 // runLB runs the load balancer until ctx is done:
@@ -52,6 +54,8 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bind(cl, cl.String, "proxy-protocol", "PROXY protocol on the proxy listener: `off`, optional or required (default off)",
 		func(f *config.File, v string) { f.LB.Server.ProxyProtocol = v })
 	bindTLS(cl, func(f *config.File) (*string, *string) { return &f.LB.Server.TLS.CertFile, &f.LB.Server.TLS.KeyFile })
+	bind(cl, cl.String, "access-log", "write a JSON line per request to `PATH`, or - for stderr; reopened on SIGHUP (default none: off)",
+		func(f *config.File, v string) { f.LB.AccessLog.Path = v })
 	adminToken := cl.String("admin-token", "", "admin API bearer `token` (default: $SPILLWAY_ADMIN_TOKEN, else generated and printed)")
 	logger, err := cl.parse(args, stderr)
 	if err != nil {
@@ -60,23 +64,31 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(lbGCPercent))
 	}
+	var traceCfg tracing.Config // read at start; a change needs a restart
 	load := func() (*lb.Config, error) {
 		f, err := cl.load(config.Default())
 		if err != nil {
 			return nil, err
 		}
-		if err := field.Prefix("lb", f.LB.Validate()); err != nil {
+		if err := errors.Join(field.Prefix("lb", f.LB.Validate()), field.Prefix("tracing", f.Tracing.Validate())); err != nil {
 			return nil, err
 		}
 		if _, err := discoveryFor(f.LB.Discovery); err != nil {
 			return nil, err
 		}
+		traceCfg = f.Tracing
 		return &f.LB, nil
 	}
 	c, err := load()
 	if err != nil {
 		return err
 	}
+	tp, stopTracing, err := startTracing(ctx, traceCfg, "spillway-lb", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // after Run has returned
+
 	open, _ := discoveryFor(c.Discovery) // validated by load
 	var (
 		disc   lb.Discovery
@@ -109,7 +121,7 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, Peers: peers, Shared: shared})
+	b, err := lb.New(*c, lb.Options{Logger: logger, Registry: reg, AdminToken: token, Discovery: disc, Peers: peers, Shared: shared, TracerProvider: tp})
 	if err != nil {
 		return err
 	}
@@ -121,20 +133,29 @@ func runLB(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var reload func()
-	if cl.path() != "" || b.HasCertificates() {
+	if cl.path() != "" || b.HasCertificates() || c.AccessLog.Path != "" {
 		reload = func() {
 			if runCtx.Err() != nil {
 				logger.Warn("SIGHUP: stopping; not reloading")
 				return
 			}
 			_ = b.ReloadCertificates() // logged and counted by the stores
-			if cl.path() != "" {
+			switch {
+			case cl.path() != "":
 				logger.Info("SIGHUP: reloading", "config", cl.path())
-				_ = b.Reload(load) // logged and counted by Reload
+				_ = b.Reload(load) // logged and counted by Reload; reopens the access log
+			case c.AccessLog.Path != "":
+				// No file to reload, but an access log (--access-log)
+				// that logrotate moves away and signals.
+				if err := b.ReopenAccessLog(); err != nil {
+					logger.Error("SIGHUP: access log not reopened; writing to the old file", "error", err)
+					return
+				}
+				logger.Info("SIGHUP: access log reopened", "access_log", c.AccessLog.Path)
 			}
 		}
 	}
-	stopHangup := onHangup(logger, "no --config file or TLS certificates to reload", reload)
+	stopHangup := onHangup(logger, "no --config file, TLS certificates or access log to reload", reload)
 	defer stopHangup()
 	term := make(chan os.Signal, 3)
 	signal.Notify(term, syscall.SIGTERM, os.Interrupt)

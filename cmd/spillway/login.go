@@ -15,6 +15,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/login"
 	"github.com/spillway-dev/spillway/internal/membership"
 	"github.com/spillway-dev/spillway/internal/registry"
+	"github.com/spillway-dev/spillway/internal/tracing"
 )
 
 func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,21 +44,28 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// load reads the file's login: section with the flags applied: at
 	// start, and again on SIGHUP.
+	var traceCfg tracing.Config // read at start; a change needs a restart
 	load := func() (*login.Config, error) {
 		f, err := cl.load(config.Default())
 		if err != nil {
 			return nil, err
 		}
-		if err := field.Prefix("login", f.Login.Validate()); err != nil {
+		if err := errors.Join(field.Prefix("login", f.Login.Validate()), field.Prefix("tracing", f.Tracing.Validate())); err != nil {
 			return nil, err
 		}
+		traceCfg = f.Tracing
 		return &f.Login, nil
 	}
 	c, err := load()
 	if err != nil {
 		return err
 	}
-	in, err := login.New(c, login.Options{Logger: logger, Dev: *dev, Registrar: registerInEtcd})
+	tp, stopTracing, err := startTracing(ctx, traceCfg, "spillway-login", logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // after Run has returned
+	in, err := login.New(c, login.Options{Logger: logger, Dev: *dev, Registrar: registerInEtcd, TracerProvider: tp})
 	if err != nil {
 		return err
 	}
@@ -151,14 +159,6 @@ func runCheck(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *cfgPath)
 	return nil
-}
-
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %q: want debug, info, warn or error", level)
-	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // registerInEtcd is the login instances' Registrar: the etcd registry.

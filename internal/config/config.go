@@ -1,7 +1,8 @@
 // Package config is the schema of a spillway file: one YAML document with a
 // section per component — `login:` (login.Config), `guard:`
 // (sidecar.Config, `spillway guard`), `lb:` (lb.Config),
-// `fleet:` (fleet.Config), `fleet_admin:` (FleetAdmin) and `up:` (Up) — and the one way to load it:
+// `fleet:` (fleet.Config), `fleet_admin:` (FleetAdmin) and `up:` (Up) —
+// plus `tracing:` (tracing.Config, shared by lb and login) — and the one way to load it:
 // read, decode strictly onto the defaults (Default, or ForUp for `spillway
 // up`), apply flags, Resolve the defaults that derive from other fields,
 // Validate every section. Each command reads its own section; `spillway
@@ -26,6 +27,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/login"
 	"github.com/spillway-dev/spillway/internal/sidecar"
 	"github.com/spillway-dev/spillway/internal/strictyaml"
+	"github.com/spillway-dev/spillway/internal/tracing"
 )
 
 // File is a spillway configuration file.
@@ -44,6 +46,9 @@ type File struct {
 	FleetAdmin FleetAdmin `yaml:"fleet_admin"`
 	// Up configures what only `spillway up` needs.
 	Up Up `yaml:"up"`
+	// Tracing configures OpenTelemetry tracing for `spillway lb` and
+	// `spillway login` (package tracing). Off by default.
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // Up is the `up:` section: what only `spillway up` needs.
@@ -85,11 +90,12 @@ func (a *FleetAdmin) Validate() error {
 // Default returns every section's defaults.
 func Default() File {
 	return File{
-		Login: login.DefaultConfig(),
-		Guard: sidecar.DefaultConfig(),
-		LB:    lb.DefaultConfig(),
-		Fleet: fleet.DefaultConfig(),
-		Up:    Up{BackendListen: "127.0.0.1:9000", BackendLatency: 20 * time.Millisecond},
+		Login:   login.DefaultConfig(),
+		Guard:   sidecar.DefaultConfig(),
+		LB:      lb.DefaultConfig(),
+		Fleet:   fleet.DefaultConfig(),
+		Up:      Up{BackendListen: "127.0.0.1:9000", BackendLatency: 20 * time.Millisecond},
+		Tracing: tracing.DefaultConfig(),
 	}
 }
 
@@ -142,6 +148,7 @@ func (f *File) Validate() error {
 		field.Prefix("fleet", f.Fleet.Validate()),
 		field.Prefix("fleet_admin", f.FleetAdmin.Validate()),
 		field.Prefix("up", f.Up.Validate()),
+		field.Prefix("tracing", f.Tracing.Validate()),
 	)
 }
 

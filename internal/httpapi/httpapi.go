@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/spillway-dev/spillway/health"
@@ -89,7 +90,7 @@ const maxRequestIDLen = 64
 func (a Adapter) Wrap(h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := RequestID(r)
-		w.Header().Set("X-Request-Id", id)
+		w.Header().Set(RequestIDHeader, id)
 		if err := h(w, r); err != nil {
 			a.Render(w, r, id, err)
 		}
@@ -148,15 +149,70 @@ func RetryAfterSeconds(d time.Duration) int {
 	return max(int((d+time.Second-1)/time.Second), 1)
 }
 
-// RequestID returns the request's X-Request-Id if it is 1 to 64 visible
-// ASCII characters, else a new random one.
+// RequestIDHeader carries a request's id, from the client or the load
+// balancer to the instance and back in every answer.
+const RequestIDHeader = "X-Request-Id"
+
+// RequestID returns the request's X-Request-Id if it is sane
+// (SaneRequestID), else a new one (NewRequestID).
 func RequestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= maxRequestIDLen && visibleASCII(id) {
+	if id := r.Header.Get(RequestIDHeader); SaneRequestID(id) {
 		return id
 	}
+	return NewRequestID()
+}
+
+// SaneRequestID reports whether id may be kept as a request id: 1 to 64
+// visible ASCII characters. Anything else is replaced, so that a log line
+// never carries a client's control characters or a megabyte of header.
+func SaneRequestID(id string) bool {
+	return id != "" && len(id) <= maxRequestIDLen && visibleASCII(id)
+}
+
+// requestIDs makes NewRequestID's ids: a random prefix drawn once per
+// process, then a counter. Unique within the process by construction, and
+// across processes as long as their 64-bit prefixes differ; cheap enough
+// for every request of a load balancer (no system call, one allocation).
+var requestIDs struct {
+	prefix [16]byte // hex
+	n      atomic.Uint64
+}
+
+func init() {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(requestIDs.prefix[:], b[:])
+}
+
+// NewRequestID returns a new request id, 33 characters: this process's
+// random prefix, "-", and a counter, all lowercase hex
+// ("9f86d081884c7d65-0000000000000001").
+func NewRequestID() string {
+	const digits = "0123456789abcdef"
+	var b [33]byte
+	copy(b[:], requestIDs.prefix[:])
+	b[16] = '-'
+	n := requestIDs.n.Add(1)
+	for i := len(b) - 1; i > 16; i-- {
+		b[i] = digits[n&0xf]
+		n >>= 4
+	}
+	return string(b[:])
+}
+
+// WithRequestID gives every request through h a sane X-Request-Id: the
+// client's when SaneRequestID, else a new one, set on the request (so
+// that h and whatever it calls see the same id) and on the answer.
+func WithRequestID(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !SaneRequestID(id) {
+			id = NewRequestID()
+			r.Header.Set(RequestIDHeader, id)
+		}
+		w.Header().Set(RequestIDHeader, id)
+		h.ServeHTTP(w, r)
+	})
 }
 
 func visibleASCII(s string) bool {

@@ -110,7 +110,7 @@ func TestAdapter(t *testing.T) {
 	}
 	w = run(BadRequest("mode %q: want on or off", "x"), "bad id\x01")
 	if w.Code != 400 || w.Header().Get(health.ReasonHeader) != "" || !strings.Contains(w.Body.String(), `want on or off`) ||
-		w.Header().Get("X-Request-Id") == "bad id\x01" || len(w.Header().Get("X-Request-Id")) != 16 {
+		w.Header().Get("X-Request-Id") == "bad id\x01" || len(w.Header().Get("X-Request-Id")) != 33 {
 		t.Errorf("400: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 	w = run(errors.New("boom: db password=x"), "")
@@ -125,6 +125,38 @@ func TestAdapter(t *testing.T) {
 		}()
 		run(ErrClientGone, "")
 	}()
+}
+
+func TestNewRequestID(t *testing.T) {
+	a, b := NewRequestID(), NewRequestID()
+	if len(a) != 33 || a[:17] != b[:17] || a[16] != '-' || a == b || !SaneRequestID(a) {
+		t.Errorf("ids %q, %q: want 33 characters, one prefix, different counters", a, b)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _ = NewRequestID() }); allocs > 1 {
+		t.Errorf("NewRequestID: %v allocations, want at most 1", allocs)
+	}
+	for id, sane := range map[string]bool{"": false, "req-1": true, "a b": false, "é": false, strings.Repeat("x", 64): true, strings.Repeat("x", 65): false} {
+		if SaneRequestID(id) != sane {
+			t.Errorf("SaneRequestID(%q) = %v, want %v", id, !sane, sane)
+		}
+	}
+}
+
+func TestWithRequestID(t *testing.T) {
+	for in, keep := range map[string]bool{"": false, "req-7": true, "bad\x7f": false} {
+		var seen string
+		h := WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Get(RequestIDHeader) }))
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/", nil)
+		if in != "" {
+			r.Header.Set(RequestIDHeader, in)
+		}
+		h.ServeHTTP(w, r)
+		got := w.Header().Get(RequestIDHeader)
+		if got != seen || !SaneRequestID(got) || (got == in) != keep {
+			t.Errorf("in %q: handler saw %q, answer has %q (keep %v)", in, seen, got, keep)
+		}
+	}
 }
 
 // FuzzLoopbackHost: Host is outside input; never a panic, and a name that

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/admission"
@@ -80,6 +82,12 @@ type Options struct {
 	// flight per dependency, so with one shedding.recovery must be
 	// "window" (New and Reload refuse "feedback").
 	DataPlane *PlanFeed
+	// TracerProvider, if set, traces the proxy (package tracing): a
+	// server span per request, from the handler Run serves, and a client
+	// span per attempt to an instance, whose W3C trace context
+	// (traceparent) the instance receives. Nil: no tracing, and nothing
+	// on the request path but a nil check.
+	TracerProvider trace.TracerProvider
 }
 
 // ErrFeedbackNeedsProxy: shedding.recovery "feedback" with a DataPlane.
@@ -123,6 +131,13 @@ type Balancer struct {
 	evaluated chan struct{}
 	stage     atomic.Int32 // stageStarting...; read per request
 	upgrades  upgradeSet
+	// access is the access log, nil when off; set by New, never
+	// replaced (a reload reopens its file).
+	access *accessLog
+	// tracer is Options.TracerProvider; traced sends an attempt with its
+	// client span. Both nil when tracing is off.
+	tracer trace.TracerProvider
+	traced http.RoundTripper
 
 	set       atomic.Pointer[settings]
 	limiter   atomic.Pointer[admission.Limiter]
@@ -258,6 +273,10 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	}
 	b.transport.Store(newTransport(&cfg, set, b.upTLS))
 	b.proxy = b.newReverseProxy()
+	if opts.TracerProvider != nil {
+		b.tracer = opts.TracerProvider
+		b.traced = otelhttp.NewTransport(currentTransport{b}, b.otelOptions()...)
+	}
 	b.checks = newCheckClient(cfg.Transport, b.upTLS)
 	b.answers.Store(&map[string]*answer{})
 	b.m = newMetrics(b)
@@ -273,6 +292,10 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	// spillway_health_ready and spillway_health_draining go to the same
 	// registry.
 	b.health = health.New(health.Options{Registerer: b.reg})
+	// Last: the only step that opens a file (Run closes it).
+	if b.access, err = newAccessLog(cfg.AccessLog, b.reg); err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
+	}
 	return b, nil
 }
 
@@ -301,6 +324,9 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 	var handler http.Handler = b
 	if b.middleware != nil {
 		handler = b.middleware(b)
+	}
+	if b.tracer != nil {
+		handler = otelhttp.NewHandler(handler, "lb", b.otelOptions()...)
 	}
 	// Requests outlive ctx: they are cut off (reqCtx canceled) only when
 	// the shutdown timeout is over.
@@ -375,6 +401,21 @@ func (b *Balancer) Run(ctx context.Context, ln, admin net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { return b.runEvaluator(gctx) })
+	if b.access != nil {
+		// Closed, with its last lines written, once every request has
+		// ended (below).
+		stopAccess := make(chan struct{})
+		accessDone := make(chan struct{})
+		go func() {
+			defer close(accessDone)
+			b.access.run(stopAccess)
+		}()
+		defer func() {
+			close(stopAccess)
+			<-accessDone
+			b.access.close()
+		}()
+	}
 	if b.peers != nil {
 		g.Go(func() error { return b.runPeers(gctx) })
 	}

@@ -94,6 +94,9 @@ type Config struct {
 	Server ServerConfig `yaml:"server"`
 	// Transport configures the connections to instances.
 	Transport TransportConfig `yaml:"transport"`
+	// AccessLog configures the access log: a JSON line per request.
+	// Off by default.
+	AccessLog AccessLogConfig `yaml:"access_log"`
 }
 
 // Instance is one instance behind the balancer: where its requests go and
@@ -320,6 +323,7 @@ func DefaultConfig() Config {
 		},
 		Admission:   DefaultAdmissionConfig(),
 		RetryBudget: DefaultRetryBudgetConfig(),
+		AccessLog:   DefaultAccessLogConfig(),
 		Server: ServerConfig{
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       30 * time.Second,

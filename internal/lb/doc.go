@@ -51,5 +51,6 @@
 // method; FileConfig is their YAML face. A zero threshold or window disables its policy where the field's
 // comment says so (the 2018 configuration of the drill is built that way);
 // callers start from the defaults, not from the zero value. Nothing in this
-// package needs to be closed.
+// package needs to be closed, but for a Balancer whose access log
+// (AccessLogConfig) writes to a file: New opens it, Run closes it.
 package lb

@@ -114,11 +114,18 @@ func loginConfig(simURL string) *login.Config {
 
 func startLogin(t *testing.T, simURL string, mutate func(*login.Config)) *instance {
 	t.Helper()
+	return startLoginWith(t, simURL, mutate, login.Options{})
+}
+
+// startLoginWith is startLogin with Options (in dev mode).
+func startLoginWith(t *testing.T, simURL string, mutate func(*login.Config), opts login.Options) *instance {
+	t.Helper()
 	cfg := loginConfig(simURL)
 	if mutate != nil {
 		mutate(cfg)
 	}
-	in, err := login.New(cfg, login.Options{Dev: true})
+	opts.Dev = true
+	in, err := login.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

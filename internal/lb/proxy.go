@@ -14,8 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/health"
+	"github.com/spillway-dev/spillway/internal/httpapi"
 )
 
 var (
@@ -36,7 +40,30 @@ var (
 
 // ServeHTTP is the proxy: edge shedding, the request body read in full,
 // edge admission, pick, proxy (one retry, two when nothing could be sent), in that order. It is the Handler Run serves.
+//
+// Every request leaves with a sane X-Request-Id (the client's, or one
+// made here: httpapi.NewRequestID), passed on to the instance and set on
+// the answer, and, with the access log on, gets its line there once the
+// exchange has ended.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := r.Header[httpapi.RequestIDHeader]
+	if len(rid) != 1 || !httpapi.SaneRequestID(rid[0]) {
+		if len(rid) > 1 && httpapi.SaneRequestID(rid[0]) {
+			rid = rid[:1:1]
+		} else {
+			rid = []string{httpapi.NewRequestID()}
+		}
+		r.Header[httpapi.RequestIDHeader] = rid
+	}
+	w.Header()[httpapi.RequestIDHeader] = rid // an instance's own replaces it (moveHeader)
+	if b.tracer != nil {
+		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("spillway.request_id", rid[0]))
+	}
+	if b.access != nil {
+		aw := &accessWriter{ResponseWriter: w, start: time.Now()}
+		defer b.access.log(aw, r, rid[0]) // after c.finish has filled in aw
+		w = aw
+	}
 	if r.Method == http.MethodConnect {
 		w.Header()["Allow"] = hdrAllow
 		writeAnswer(w, r, ansMethodNotAllowed, nil)
@@ -174,6 +201,7 @@ type call struct {
 	fail      outcome
 	attempted bool
 	retried   bool
+	attempts  int // sent to the transport, retries included
 	// A stream's state (see stream.go), set by the handler's goroutine
 	// before the stream's bytes flow.
 	stream bool
@@ -235,6 +263,15 @@ func (c *call) finish() {
 	c.timer.Stop()
 	c.cancel(nil)
 	c.ep.Release()
+	if aw, ok := c.w.(*accessWriter); ok {
+		aw.attempts, aw.answered = c.attempts, c.status != 0
+		if c.attempts > 0 {
+			aw.instance = c.ep.id
+		}
+		if c.status == http.StatusSwitchingProtocols {
+			aw.upgraded = c.status
+		}
+	}
 	if c.stream {
 		c.endStream()
 	}
@@ -307,8 +344,12 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.GetBody = c.getBody
 		}
 	}
-	tr := b.transport.Load()
+	var tr http.RoundTripper = b.transport.Load()
+	if b.traced != nil {
+		tr = b.traced // a client span per attempt
+	}
 	req.URL.Host = c.ep.id
+	c.attempts++
 	res, err := tr.RoundTrip(req)
 	if err == nil {
 		b.observe(c, res, time.Time{})
@@ -353,6 +394,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		u2.Host = ep.id
 		retry.URL = &u2
 		c.armHeader(now)
+		c.attempts++
 		var res *http.Response
 		res, err = tr.RoundTrip(retry)
 		if err == nil {
@@ -520,6 +562,9 @@ func moveHeader(res *http.Response) error {
 		return nil
 	}
 	dst := c.w.Header()
+	if _, ok := res.Header[httpapi.RequestIDHeader]; ok {
+		delete(dst, httpapi.RequestIDHeader) // the instance echoed it: once is enough
+	}
 	for k, vv := range res.Header {
 		if old, ok := dst[k]; ok {
 			dst[k] = append(old, vv...)

@@ -161,6 +161,24 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	}
 	old := b.set.Load()
 	transportIgnored := transportRestartOnly(old.cfg.Transport, &cfg.Transport)
+	// The access log's file is opened again (logrotate moved it, or the
+	// path changed) before anything is committed; switching the log on
+	// or off, or its buffer, needs a restart.
+	var reopen func()
+	if b.access != nil && cfg.AccessLog.Path != "" {
+		out, f, oerr := openAccessLog(cfg.AccessLog.Path)
+		if oerr != nil {
+			return oerr
+		}
+		if f != nil {
+			defer func() {
+				if err != nil {
+					f.Close() // not committed
+				}
+			}()
+		}
+		reopen = func() { b.access.swap(out, f, cfg.AccessLog.Path) }
+	}
 	set := newSettings(cfg)
 	var lim *admission.Limiter
 	if oa, na := old.cfg.Admission, cfg.Admission; oa.QueueSize != na.QueueSize ||
@@ -190,6 +208,9 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 		b.retired = append(b.retired, tr)
 	}
 	b.set.Store(set)
+	if reopen != nil {
+		reopen()
+	}
 	var ignored []string
 	if old.cfg.Listen != cfg.Listen {
 		ignored = append(ignored, "listen")
@@ -208,6 +229,9 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	}
 	if serverChanged(old.cfg.Server, cfg.Server) {
 		ignored = append(ignored, "server")
+	}
+	if old.cfg.AccessLog.restartOnly() != cfg.AccessLog.restartOnly() {
+		ignored = append(ignored, "access_log (on or off, buffer_size, flush_interval)")
 	}
 	discoveryChanged := old.cfg.Discovery != cfg.Discovery
 	if discoveryChanged {

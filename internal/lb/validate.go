@@ -63,6 +63,7 @@ func (c *Config) Validate() error {
 	add(c.validateRoutes())
 	add(field.Prefix("admission", c.Admission.Validate()))
 	add(field.Prefix("retry_budget", c.RetryBudget.Validate()))
+	add(field.Prefix("access_log", c.AccessLog.Validate()))
 	add(c.validateServer())
 	if c.Transport.MaxIdleConnsPerHost < 1 {
 		add(field.New("transport.max_idle_conns_per_host", c.Transport.MaxIdleConnsPerHost, "must be at least 1"))

@@ -15,6 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/spillway-dev/spillway/admission"
@@ -27,6 +30,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/membership"
+	"github.com/spillway-dev/spillway/internal/tracing"
 )
 
 // BackendName is the dependency's name in /health and in metrics.
@@ -45,6 +49,11 @@ type Options struct {
 	// InstanceID names the instance in its registration (Config.Register).
 	// Default HOSTNAME-PID.
 	InstanceID string
+	// TracerProvider, if set, traces the service port (package tracing):
+	// a server span per request, continuing the caller's W3C trace
+	// context, and a client span for each backend call made for it,
+	// whose trace context the backend receives. Nil: no tracing.
+	TracerProvider trace.TracerProvider
 	// Registrar registers the instance at Config.Register. The command
 	// wires the etcd registry (registry.Registrar); this package links no
 	// client of it. New fails when Config.Register is set and Registrar
@@ -169,6 +178,13 @@ func New(c *Config, opts Options) (*Instance, error) {
 		}
 	}
 	in.backend = newBackendClient(cfg.Backend.URL, cfg.Backend.ProbeURL, cfg.Backend.MaxConcurrent, cfg.Backend.Timeout)
+	if opts.TracerProvider != nil {
+		// Only the calls made for a traced request get a span: the
+		// guard's probes and the deep health checks start none.
+		in.backend.http.Transport = otelhttp.NewTransport(in.backend.http.Transport, append(otelOptions(opts.TracerProvider),
+			otelhttp.WithFilter(func(r *http.Request) bool { return trace.SpanContextFromContext(r.Context()).IsValid() }),
+			otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "login backend validate" }))...)
+	}
 	in.guard, err = guard.New(cfg.Backend.Config, guard.Options{
 		Name:       BackendName,
 		Logger:     opts.Logger,
@@ -213,7 +229,21 @@ func New(c *Config, opts Options) (*Instance, error) {
 	})
 
 	in.service = in.buildServiceHandler()
+	if opts.TracerProvider != nil {
+		in.service = otelhttp.NewHandler(in.service, "login", append(otelOptions(opts.TracerProvider),
+			otelhttp.WithSpanNameFormatter(func(op string, r *http.Request) string { return op + " " + r.Method }))...)
+	}
 	return in, nil
+}
+
+// otelOptions are the instance's otelhttp options: tp, W3C trace
+// context, no metrics (the instance's own are on /metrics).
+func otelOptions(tp trace.TracerProvider) []otelhttp.Option {
+	return []otelhttp.Option{
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(tracing.Propagator),
+		otelhttp.WithMeterProvider(noop.NewMeterProvider()),
+	}
 }
 
 // Health returns the instance's health server.
@@ -253,7 +283,10 @@ func (in *Instance) buildServiceHandler() http.Handler {
 	mux.Handle("/", a.Wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpapi.Error{Status: http.StatusNotFound, Code: "not_found"}
 	}))
-	return mux
+	// Every answer, the admission limit's and the rate limit's too,
+	// echoes the request's id (the load balancer's, or one made here),
+	// and every log line about the request carries it (request_id).
+	return httpapi.WithRequestID(mux)
 }
 
 // rateLimited applies the per-client attempt limit before admission, so a
