@@ -66,18 +66,15 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// SIGHUP reloads the file: keys, rate limit and trusted proxies take
 	// effect; other changes need a restart and are named in the log.
 	defer cl.onHangup(logger, func() {
-		c, err := load()
-		if err == nil {
-			var restart []string
-			if restart, err = in.Reload(c); err == nil {
-				logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
-				if len(restart) > 0 {
-					logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
-				}
-				return
-			}
+		restart, err := in.Reload(load)
+		if err != nil {
+			logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
+			return
 		}
-		logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
+		logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
+		if len(restart) > 0 {
+			logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
+		}
 	})()
 	svc, err := net.Listen("tcp", c.Listen)
 	if err != nil {
