@@ -84,7 +84,12 @@ func TestPrometheusScrapesUp(t *testing.T) {
 	prom.WaitFor(`spillway_build_info`, wait, "a build on each target", count(3))
 	prom.WaitFor(`sum(spillway_lb_request_duration_seconds_count{route="default",outcome="ok"})`, wait, "the logins in the histogram",
 		func(s []promtest.Sample) bool { return len(s) == 1 && s[0].Value >= 5 })
-	prom.WaitFor(`spillway_lb_instance_state{state="healthy"} == 1`, wait, "both instances healthy", count(2))
+	prom.WaitFor(`spillway_lb_instance_state{state="healthy",upstream!=""} == 1`, wait, "both instances healthy", count(2))
+	// No scraped label collides with Prometheus' own target labels
+	// (job, instance): such a label would be renamed exported_*.
+	if s, err := prom.Query(`{__name__=~"spillway_.+", exported_instance!=""} or {__name__=~"spillway_.+", exported_job!=""}`); err != nil || len(s) != 0 {
+		t.Errorf("series with exported_instance or exported_job: %v (%v)", s, err)
+	}
 	prom.WaitFor(`spillway_guard_breaker_state{dependency="backend",state="closed"} == 1`, wait, "each instance's breaker closed", count(2))
 	prom.WaitFor(`spillway_config_last_reload_successful == 1`, wait, "a successful load on each target", count(3))
 

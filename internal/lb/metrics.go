@@ -63,8 +63,8 @@ var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 
 // path adds to them without a map lookup) and exported by a collector
 // that also reads the current gauges. Every label set is bounded: fixed
 // outcomes and results, dependencies (at most the Shedder's cap), the
-// configured routes, and the instances in the pool (their series go with
-// them: Collect reads the pool).
+// configured routes, and the instances in the pool (label upstream; their
+// series go with them: Collect reads the pool).
 //
 // The duration histogram's observers are resolved per route and outcome
 // when the settings are built (bindRoutes): the request path observes
@@ -128,10 +128,13 @@ func newMetrics(b *Balancer) *metrics {
 		dDiscovery:        d("discovery_connected", "1 while the discovery source (etcd) answers, 0 while it is out of reach and the last set is kept; absent for a static list.", "source"),
 		dSharedPending:    d("shared_decisions_pending", "Operator decisions (overrides, drains) taken on this balancer while the shared store (etcd) was out of reach, applied here and not published yet; absent when decisions are not shared."),
 		dSharedSuperseded: d("shared_decisions_superseded_total", "Operator decisions taken on this balancer and dropped because another balancer had changed the same decision first; absent when decisions are not shared."),
-		dInstState:        d("instance_state", "1 for the state the instance is in (pending, healthy, unhealthy, ejected, draining, drained), 0 for the others.", "instance", "state"),
-		dInstInFlight:     d("instance_in_flight", "Proxied requests in flight on the instance.", "instance"),
-		dInstEjections:    d("instance_ejections_total", "Passive outlier ejections of the instance since it joined the pool.", "instance"),
-		dInstChecks:       d("instance_checks_total", "Active health checks of the instance's readiness since it joined the pool, by result.", "instance", "result"),
+		// The instance's label is "upstream" (its host:port): "instance"
+		// is Prometheus' own target label, and a scraped one would be
+		// renamed exported_instance.
+		dInstState:     d("instance_state", "1 for the state the instance (upstream: its host:port) is in (pending, healthy, unhealthy, ejected, draining, drained), 0 for the others.", "upstream", "state"),
+		dInstInFlight:  d("instance_in_flight", "Proxied requests in flight on the instance (upstream: its host:port).", "upstream"),
+		dInstEjections: d("instance_ejections_total", "Passive outlier ejections of the instance (upstream: its host:port) since it joined the pool.", "upstream"),
+		dInstChecks:    d("instance_checks_total", "Active health checks of the instance's (upstream: its host:port) readiness since it joined the pool, by result.", "upstream", "result"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "spillway_lb_request_duration_seconds",
 			Help: "Time from a request's arrival to its answer's end (to the response headers for a stream), by route (its configured prefix, or \"default\") and outcome.",

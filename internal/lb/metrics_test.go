@@ -44,12 +44,12 @@ func TestMetricsLint(t *testing.T) {
 		`spillway_lb_request_duration_seconds_bucket{outcome="ok",route="/api/",le="+Inf"} `,
 		`spillway_lb_request_duration_seconds_count{outcome="ok",route="default"} `,
 		`spillway_lb_request_duration_seconds_count{outcome="shed",route="/api/"} 0`,
-		`spillway_lb_instance_state{instance="` + ok.svc + `",state="healthy"} 1`,
-		`spillway_lb_instance_state{instance="` + ok.svc + `",state="ejected"} 0`,
-		`spillway_lb_instance_in_flight{instance="` + other.svc + `"} 0`,
-		`spillway_lb_instance_ejections_total{instance="` + other.svc + `"} 0`,
-		`spillway_lb_instance_checks_total{instance="` + other.svc + `",result="pass"} `,
-		`spillway_lb_instance_checks_total{instance="` + other.svc + `",result="connect_error"} 0`,
+		`spillway_lb_instance_state{state="healthy",upstream="` + ok.svc + `"} 1`,
+		`spillway_lb_instance_state{state="ejected",upstream="` + ok.svc + `"} 0`,
+		`spillway_lb_instance_in_flight{upstream="` + other.svc + `"} 0`,
+		`spillway_lb_instance_ejections_total{upstream="` + other.svc + `"} 0`,
+		`spillway_lb_instance_checks_total{result="pass",upstream="` + other.svc + `"} `,
+		`spillway_lb_instance_checks_total{result="connect_error",upstream="` + other.svc + `"} 0`,
 		"spillway_config_last_reload_successful 1",
 		"spillway_config_last_reload_success_timestamp_seconds ",
 		"spillway_build_info{",
@@ -84,13 +84,13 @@ func TestMetricsLint(t *testing.T) {
 		t.Fatalf("Reload: %v", err)
 	}
 	testkit.WaitFor(t, 5*time.Second, "the removed instance's series gone", func() bool {
-		return !strings.Contains(scrape(), `instance="`+other.svc+`"`)
+		return !strings.Contains(scrape(), `upstream="`+other.svc+`"`)
 	})
 	body = scrape()
 	if strings.Contains(body, `route="/api/"`) {
 		t.Error(`after a reload without the route, metrics still have route="/api/"`)
 	}
-	if !strings.Contains(body, `spillway_lb_instance_state{instance="`+ok.svc+`",state="healthy"} 1`) ||
+	if !strings.Contains(body, `spillway_lb_instance_state{state="healthy",upstream="`+ok.svc+`"} 1`) ||
 		!strings.Contains(body, "spillway_config_last_reload_successful 1\n") {
 		t.Errorf("after the reload: the remaining instance's state or the reload gauge is wrong:\n%s", body)
 	}
