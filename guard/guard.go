@@ -32,8 +32,9 @@
 // dependency, from, to, last_error), and a close by the recovery probes
 // as "circuit breaker closed by recovery probes" (the same keys, and
 // probes). With Options.Registerer set, the Guard exports, each labelled
-// dependency: spillway_guard_breaker_state (0 closed, 1 half-open,
-// 2 open), spillway_guard_calls_total{result},
+// dependency: spillway_guard_breaker_state{state} (1 for the state the
+// breaker is in: closed, half-open or open; 0 for the other two),
+// spillway_guard_calls_total{result},
 // spillway_guard_probes_total{result},
 // spillway_guard_state_changes_total{to},
 // spillway_guard_probe_closes_total (those of the closes counted in

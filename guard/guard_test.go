@@ -375,9 +375,11 @@ func TestMetrics(t *testing.T) {
 		}
 
 		const want = `
-# HELP spillway_guard_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open.
+# HELP spillway_guard_breaker_state Circuit breaker state: 1 for the state it is in (closed, half-open, open), 0 for the others.
 # TYPE spillway_guard_breaker_state gauge
-spillway_guard_breaker_state{dependency="backend"} 2
+spillway_guard_breaker_state{dependency="backend",state="closed"} 0
+spillway_guard_breaker_state{dependency="backend",state="half-open"} 0
+spillway_guard_breaker_state{dependency="backend",state="open"} 1
 # HELP spillway_guard_calls_total Calls made through the guard, by result: success, failure, timeout, rejected_open, rejected_bulkhead, canceled.
 # TYPE spillway_guard_calls_total counter
 spillway_guard_calls_total{dependency="backend",result="canceled"} 1
@@ -403,12 +405,12 @@ spillway_guard_state_changes_total{dependency="backend",to="open"} 1
 
 		// The scrape itself sees the open breaker turn half-open.
 		time.Sleep(guard.DefaultOpenInterval + time.Millisecond) // fake time
-		if got := gaugeValue(t, g, "spillway_guard_breaker_state"); got != 1 {
-			t.Errorf("breaker_state after the open interval = %v, want 1 (half-open)", got)
+		if got := breakerState(t, g); got != "half-open" {
+			t.Errorf("breaker_state after the open interval = %q, want half-open", got)
 		}
 		runStep(t, g.Guard, 's')
-		if got := gaugeValue(t, g, "spillway_guard_breaker_state"); got != 0 {
-			t.Errorf("breaker_state after a trial success = %v, want 0 (closed)", got)
+		if got := breakerState(t, g); got != "closed" {
+			t.Errorf("breaker_state after a trial success = %q, want closed", got)
 		}
 	})
 }
@@ -423,8 +425,8 @@ func TestMetricsRegistration(t *testing.T) {
 		t.Errorf("same dependency twice on one registry: err %v", err)
 	}
 	// The failed New left nothing behind: the first guard's series are intact.
-	if n, err := testutil.GatherAndCount(tg.reg, "spillway_guard_breaker_state"); err != nil || n != 2 {
-		t.Errorf("breaker_state series = %d (%v), want 2", n, err)
+	if n, err := testutil.GatherAndCount(tg.reg, "spillway_guard_breaker_state"); err != nil || n != 6 {
+		t.Errorf("breaker_state series = %d (%v), want 6 (3 states of 2 dependencies)", n, err)
 	}
 
 	g, err := guard.New(guard.Config{}, guard.Options{Name: "unmetered"})
@@ -472,6 +474,36 @@ func gaugeValue(t *testing.T, g *testGuard, name string) float64 {
 	}
 	t.Fatalf("no single series of %s", name)
 	return 0
+}
+
+// breakerState gathers g's registry and returns the state whose
+// spillway_guard_breaker_state series is 1, checking that exactly one is.
+func breakerState(t *testing.T, g *testGuard) string {
+	t.Helper()
+	mfs, err := g.reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var on []string
+	for _, mf := range mfs {
+		if mf.GetName() != "spillway_guard_breaker_state" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetGauge().GetValue() != 1 {
+				continue
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" {
+					on = append(on, l.GetValue())
+				}
+			}
+		}
+	}
+	if len(on) != 1 {
+		t.Fatalf("spillway_guard_breaker_state: states at 1: %v, want exactly one", on)
+	}
+	return on[0]
 }
 
 // counterValue gathers g's registry and returns the value of the series

@@ -48,21 +48,16 @@ func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
 			m.probes.WithLabelValues(r)
 		}
 	}
-	for _, s := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+	for _, s := range breakerStates {
 		m.stateChanges.WithLabelValues(s.String())
 	}
 	if reg == nil {
 		return m, nil
 	}
 
-	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name:        "spillway_guard_breaker_state",
-		Help:        "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-		ConstLabels: labels,
-	}, func() float64 {
-		state, _ := g.breakerState()
-		return float64(state)
-	})
+	state := &breakerStateCollector{g: g, desc: prometheus.NewDesc("spillway_guard_breaker_state",
+		"Circuit breaker state: 1 for the state it is in (closed, half-open, open), 0 for the others.",
+		[]string{"state"}, labels)}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "spillway_guard_in_flight",
 		Help:        "Calls in flight through the guard (probes excluded).",
@@ -84,4 +79,28 @@ func newMetrics(g *Guard, reg prometheus.Registerer) (*metrics, error) {
 		done = append(done, c)
 	}
 	return m, nil
+}
+
+// breakerStates are the values of spillway_guard_breaker_state's state
+// label.
+var breakerStates = [...]gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen}
+
+// breakerStateCollector exports spillway_guard_breaker_state{state}: one
+// series per state, 1 for the breaker's, read at the scrape.
+type breakerStateCollector struct {
+	g    *Guard
+	desc *prometheus.Desc
+}
+
+func (c *breakerStateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *breakerStateCollector) Collect(ch chan<- prometheus.Metric) {
+	state, _ := c.g.breakerState()
+	for _, s := range breakerStates {
+		v := 0.0
+		if s == state {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, s.String())
+	}
 }

@@ -312,9 +312,11 @@ func TestProbeCloseLogsAndMetrics(t *testing.T) {
 		g.logs.wantRecords(t, want)
 
 		const metrics = `
-# HELP spillway_guard_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open.
+# HELP spillway_guard_breaker_state Circuit breaker state: 1 for the state it is in (closed, half-open, open), 0 for the others.
 # TYPE spillway_guard_breaker_state gauge
-spillway_guard_breaker_state{dependency="validator"} 0
+spillway_guard_breaker_state{dependency="validator",state="closed"} 1
+spillway_guard_breaker_state{dependency="validator",state="half-open"} 0
+spillway_guard_breaker_state{dependency="validator",state="open"} 0
 # HELP spillway_guard_probe_closes_total Circuit breaker closes made by the recovery probes (each also counted in spillway_guard_state_changes_total{to="closed"}).
 # TYPE spillway_guard_probe_closes_total counter
 spillway_guard_probe_closes_total{dependency="validator"} 1

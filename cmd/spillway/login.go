@@ -112,18 +112,15 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // reloadLogin reloads the file into in, logging the outcome.
 func reloadLogin(cl *fileFlags, load func() (*login.Config, error), in *login.Instance, logger *slog.Logger) {
-	c, err := load()
-	if err == nil {
-		var restart []string
-		if restart, err = in.Reload(c); err == nil {
-			logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
-			if len(restart) > 0 {
-				logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
-			}
-			return
-		}
+	restart, err := in.Reload(load) // counted in spillway_config_last_reload_*
+	if err != nil {
+		logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
+		return
 	}
-	logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
+	logger.Info("SIGHUP: configuration reloaded", "config", cl.path(), "kid", in.Tokens().KeyID())
+	if len(restart) > 0 {
+		logger.Warn("SIGHUP: these settings changed but need a restart; not applied", "settings", strings.Join(restart, ", "))
+	}
 }
 
 // splitList splits a comma-separated flag value; "" is the empty list

@@ -119,12 +119,18 @@ Try:
 	// need a restart of spillway up (login: a rolling restart would not
 	// pick them up: the instances' file is written once, at start).
 	defer cl.onHangup(logger, func() {
-		nf, err := load()
-		if err != nil {
-			logger.Error("SIGHUP: reload failed; keeping the running configuration", "config", cl.path(), "error", err)
-			return
-		}
-		if err := s.Balancer().Reload(func() (*lb.Config, error) { c := nf.LB; c.Instances = nil; return &c, nil }); err != nil {
+		// The file is read inside Reload, so that a file that does not
+		// load counts as a failed reload too (spillway_config_last_reload_successful).
+		var nf *config.File
+		if err := s.Balancer().Reload(func() (*lb.Config, error) {
+			var err error
+			if nf, err = load(); err != nil {
+				return nil, err
+			}
+			c := nf.LB
+			c.Instances = nil
+			return &c, nil
+		}); err != nil {
 			return // logged and counted by Reload
 		}
 		var restart []string

@@ -26,6 +26,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/clientip"
 	"github.com/spillway-dev/spillway/internal/connlimit"
 	"github.com/spillway-dev/spillway/internal/httpapi"
+	"github.com/spillway-dev/spillway/internal/reload"
 )
 
 // maxEdgeLimit is the edge limiter's limit when nothing bounds it.
@@ -280,9 +281,15 @@ func New(cfg Config, opts Options) (*Balancer, error) {
 	b.checks = newCheckClient(cfg.Transport, b.upTLS)
 	b.answers.Store(&map[string]*answer{})
 	b.m = newMetrics(b)
+	b.m.bindRoutes(set)
 	b.m.share.Store(math.Float64bits(b.share.Share))
-	if err := b.reg.Register(b.m); err != nil {
-		return nil, fmt.Errorf("lb: register metrics: %w", err)
+	for _, c := range []prometheus.Collector{b.m, b.m.duration} {
+		if err := b.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("lb: register metrics: %w", err)
+		}
+	}
+	if b.m.reload, err = reload.New(b.reg, time.Now()); err != nil {
+		return nil, fmt.Errorf("lb: %w", err)
 	}
 	if err := buildinfo.Register(b.reg); err != nil {
 		return nil, fmt.Errorf("lb: %w", err)

@@ -42,7 +42,7 @@ func TestDependencyNamesCannotBreakMetrics(t *testing.T) {
 		t.Errorf("a valid name refused: %d", code)
 	}
 	code, body := b.adminDo("GET", "/metrics", "", false)
-	if code != 200 || !strings.Contains(body, `spillway_lb_shedding{dependency="backend"} 0`) || !strings.Contains(body, `dependency="db:primary"`) {
+	if code != 200 || !strings.Contains(body, `spillway_lb_shedding_ratio{dependency="backend"} 0`) || !strings.Contains(body, `dependency="db:primary"`) {
 		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
 	for _, d := range b.Status().Dependencies {

@@ -122,9 +122,11 @@ const (
 	// the dial timed out. A failure, and the instance does not accept
 	// connections, so panic mode leaves it out.
 	CheckConnectError
+
+	numCheckResults
 )
 
-var checkResultNames = [...]string{"none", "pass", "fail", "timeout", "connect_error"}
+var checkResultNames = [numCheckResults]string{"none", "pass", "fail", "timeout", "connect_error"}
 
 // String returns the snake_case name used in logs and status.
 func (r CheckResult) String() string {

@@ -7,10 +7,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spillway-dev/spillway/health"
+	"github.com/spillway-dev/spillway/internal/reload"
 )
 
-// outcome is how a request ended, the value of
-// spillway_lb_requests_total's outcome label. The set is fixed.
+// outcome is how a request ended, the value of the outcome label of
+// spillway_lb_requests_total and spillway_lb_request_duration_seconds.
+// The set is fixed.
 type outcome uint8
 
 const (
@@ -49,10 +51,24 @@ var reloadResultNames = [2]string{"success", "failure"}
 // reason label: the contract's fixed set.
 var unusableNames = health.UnusableReasons
 
+// defaultRoute is the route label of the paths that match no route.
+const defaultRoute = "default"
+
+// durationBuckets are the classic buckets of
+// spillway_lb_request_duration_seconds (seconds); a scraper that takes
+// native histograms gets those too, at 10% resolution.
+var durationBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
 // metrics are the balancer's counters, kept as plain atomics (the request
 // path adds to them without a map lookup) and exported by a collector
 // that also reads the current gauges. Every label set is bounded: fixed
-// outcomes and results, and dependencies (at most the Shedder's cap).
+// outcomes and results, dependencies (at most the Shedder's cap), the
+// configured routes, and the instances in the pool (label upstream; their
+// series go with them: Collect reads the pool).
+//
+// The duration histogram's observers are resolved per route and outcome
+// when the settings are built (bindRoutes): the request path observes
+// without a lookup.
 type metrics struct {
 	b         *Balancer
 	requests  [numOutcomes]atomic.Uint64
@@ -72,12 +88,16 @@ type metrics struct {
 	capacity  atomic.Int64  // maxEdgeLimit when unbounded
 	share     atomic.Uint64 // math.Float64bits of the capacity share
 
-	dRequests, dRetries, dEjections, dReloads          *prometheus.Desc
-	dPanic, dRoutable, dMembers, dInstances, dCapacity *prometheus.Desc
-	dInFlight, dQueue, dShedding, dShare, dStalls      *prometheus.Desc
-	dStreams, dStreamIdleCuts, dDiscovery              *prometheus.Desc
-	dSharedPending, dSharedSuperseded                  *prometheus.Desc
-	dUnusable                                          *prometheus.Desc
+	dRequests, dRetries, dEjections, dReloads              *prometheus.Desc
+	dPanic, dRoutable, dMembers, dInstances, dCapacity     *prometheus.Desc
+	dInFlight, dQueue, dShedding, dShare, dStalls          *prometheus.Desc
+	dStreams, dStreamIdleCuts, dDiscovery                  *prometheus.Desc
+	dSharedPending, dSharedSuperseded                      *prometheus.Desc
+	dUnusable                                              *prometheus.Desc
+	dInstState, dInstInFlight, dInstEjections, dInstChecks *prometheus.Desc
+
+	duration *prometheus.HistogramVec // route, outcome
+	reload   *reload.Gauges
 }
 
 var _ prometheus.Collector = (*metrics)(nil)
@@ -98,20 +118,69 @@ func newMetrics(b *Balancer) *metrics {
 		dMembers:          d("member_instances", "Instances that count for the panic threshold (not drained, draining or pending)."),
 		dInstances:        d("instances", "Instances known from discovery."),
 		dCapacity:         d("capacity", "Edge bound on proxied requests in flight; +Inf when unbounded."),
-		dShare:            d("capacity_share", "This balancer's share of the fleet's reported capacity: its weight over the live balancers' (1 alone); the edge bound that follows the reports is capacity × share."),
+		dShare:            d("capacity_share_ratio", "This balancer's share of the fleet's reported capacity: its weight over the live balancers' (1 alone); the edge bound that follows the reports is capacity × share."),
 		dInFlight:         d("in_flight", "Proxied requests admitted at the edge and not finished."),
 		dQueue:            d("queue_length", "Requests waiting at the edge for a slot."),
-		dShedding:         d("shedding", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
+		dShedding:         d("shedding_ratio", "Share of requests needing the dependency that the edge sheds now: 1 shedding, 0 ok, falling while recovering.", "dependency"),
 		dStalls:           d("dependency_stalls_total", "Requests answered 503 overloaded at the edge because the dependency they need had stopped answering those in flight (shedding.stall).", "dependency"),
 		dStreams:          d("streams", "Streams open: upgraded connections (WebSocket) and event streams (SSE), bounded by their idle timeout."),
 		dStreamIdleCuts:   d("stream_idle_timeouts_total", "Streams closed because nothing passed either way for their idle timeout."),
 		dDiscovery:        d("discovery_connected", "1 while the discovery source (etcd) answers, 0 while it is out of reach and the last set is kept; absent for a static list.", "source"),
 		dSharedPending:    d("shared_decisions_pending", "Operator decisions (overrides, drains) taken on this balancer while the shared store (etcd) was out of reach, applied here and not published yet; absent when decisions are not shared."),
 		dSharedSuperseded: d("shared_decisions_superseded_total", "Operator decisions taken on this balancer and dropped because another balancer had changed the same decision first; absent when decisions are not shared."),
+		// The instance's label is "upstream" (its host:port): "instance"
+		// is Prometheus' own target label, and a scraped one would be
+		// renamed exported_instance.
+		dInstState:     d("instance_state", "1 for the state the instance (upstream: its host:port) is in (pending, healthy, unhealthy, ejected, draining, drained), 0 for the others.", "upstream", "state"),
+		dInstInFlight:  d("instance_in_flight", "Proxied requests in flight on the instance (upstream: its host:port).", "upstream"),
+		dInstEjections: d("instance_ejections_total", "Passive outlier ejections of the instance (upstream: its host:port) since it joined the pool.", "upstream"),
+		dInstChecks:    d("instance_checks_total", "Active health checks of the instance's (upstream: its host:port) readiness since it joined the pool, by result.", "upstream", "result"),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "spillway_lb_request_duration_seconds",
+			Help: "Time from a request's arrival to its answer's end (to the response headers for a stream), by route (its configured prefix, or \"default\") and outcome.",
+			// Classic buckets for every scraper, a native histogram for
+			// those that take one.
+			Buckets:                         durationBuckets,
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  160,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"route", "outcome"}),
 	}
 }
 
-func (m *metrics) count(o outcome) { m.requests[o].Add(1) }
+// answered counts a request's outcome and observes its duration since
+// start on rt's histogram.
+func (m *metrics) answered(rt *routeTimeouts, o outcome, start time.Time) {
+	m.requests[o].Add(1)
+	if rt.obs != nil {
+		rt.obs[o].Observe(time.Since(start).Seconds())
+	}
+}
+
+// bindRoutes resolves set's duration observers, one per route and
+// outcome: every series exists from the start, at zero.
+func (m *metrics) bindRoutes(set *settings) {
+	bind := func(rt *routeTimeouts, route string) {
+		rt.obs = new([numOutcomes]prometheus.Observer)
+		for o := range rt.obs {
+			rt.obs[o] = m.duration.WithLabelValues(route, outcomeNames[o])
+		}
+	}
+	for i := range set.routes {
+		bind(&set.routes[i], set.routes[i].prefix)
+	}
+	bind(&set.def, defaultRoute)
+}
+
+// pruneRoutes deletes the duration series of old's routes that set no
+// longer has, so the route label set stays the configured one.
+func (m *metrics) pruneRoutes(old, set *settings) {
+	for _, r := range old.routes {
+		if !set.hasRoute(r.prefix) {
+			m.duration.DeletePartialMatch(prometheus.Labels{"route": r.prefix})
+		}
+	}
+}
 
 // countUnusable counts an unusable report; reason is one of
 // health.UnusableReasons (anything else is counted as unreachable, so the
@@ -139,7 +208,8 @@ func (m *metrics) setEval(ev Eval, limit int, share float64) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.dRequests, m.dRetries, m.dEjections, m.dReloads, m.dPanic,
 		m.dRoutable, m.dMembers, m.dInstances, m.dCapacity, m.dInFlight, m.dQueue, m.dShedding, m.dShare, m.dStalls,
-		m.dStreams, m.dStreamIdleCuts, m.dDiscovery, m.dSharedPending, m.dSharedSuperseded, m.dUnusable} {
+		m.dStreams, m.dStreamIdleCuts, m.dDiscovery, m.dSharedPending, m.dSharedSuperseded, m.dUnusable,
+		m.dInstState, m.dInstInFlight, m.dInstEjections, m.dInstChecks} {
 		ch <- d
 	}
 }
@@ -200,5 +270,25 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ss := m.b.shared.Status()
 		gauge(m.dSharedPending, float64(ss.Pending))
 		counter(m.dSharedSuperseded, ss.Superseded)
+	}
+	// Per instance, copied under the lock and sent after it: the pool's
+	// current instances only, so a removed one's series are gone.
+	now := time.Now()
+	m.b.mu.Lock()
+	figs := m.b.pool.Figures(now)
+	m.b.mu.Unlock()
+	for _, f := range figs {
+		for _, s := range instanceStates {
+			v := 0.0
+			if s == f.State {
+				v = 1
+			}
+			gauge(m.dInstState, v, f.ID, string(s))
+		}
+		gauge(m.dInstInFlight, float64(f.InFlight), f.ID)
+		counter(m.dInstEjections, uint64(f.Ejections), f.ID)
+		for r := CheckPass; r < numCheckResults; r++ {
+			counter(m.dInstChecks, f.Checks[r], f.ID, r.String())
+		}
 	}
 }

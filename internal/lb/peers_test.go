@@ -55,8 +55,8 @@ func TestPeersSplitCapacity(t *testing.T) {
 			c := b.Status().Capacity
 			return c.Bounded && c.Limit == want && c.Share == share && c.Peers == n
 		})
-		if got := scrape(t, b.admin+"/metrics", "spillway_lb_capacity_share"); got != share {
-			t.Errorf("spillway_lb_capacity_share = %v, want %v", got, share)
+		if got := scrape(t, b.admin+"/metrics", "spillway_lb_capacity_share_ratio"); got != share {
+			t.Errorf("spillway_lb_capacity_share_ratio = %v, want %v", got, share)
 		}
 	}
 	limit(5, 0.5, 2)

@@ -91,6 +91,8 @@ type instance struct {
 	// start that its report says it has already served.
 	initial      bool
 	everRoutable bool
+	// checks counts its active check results (CheckResult), for /metrics.
+	checks [numCheckResults]uint64
 }
 
 // NewPool returns an empty pool for cfg (derived defaults resolved), or
@@ -235,6 +237,9 @@ func (p *Pool) RecordCheck(id string, now time.Time, r CheckResult) (changed, ok
 	in := p.byID[id]
 	if in == nil {
 		return false, false
+	}
+	if r < numCheckResults {
+		in.checks[r]++
 	}
 	return in.health.Record(now, r), true
 }
@@ -442,6 +447,10 @@ const (
 	InstanceDrained   InstanceState = "drained"   // drained by an operator
 )
 
+// instanceStates are every InstanceState, the values of
+// spillway_lb_instance_state's state label.
+var instanceStates = [...]InstanceState{InstancePending, InstanceHealthy, InstanceUnhealthy, InstanceEjected, InstanceDraining, InstanceDrained}
+
 // InstanceStatus is one instance's state for the admin API, as of the last
 // Evaluate for Routable, Candidate and Weight.
 type InstanceStatus struct {
@@ -494,21 +503,48 @@ func (p *Pool) Status(now time.Time) []InstanceStatus {
 			pr := *in.reportErr
 			st.ReportError = &pr
 		}
-		switch {
-		case in.drained:
-			st.State = InstanceDrained
-		case in.excluded(now, p.cfg.HealthCheck.ReportMaxAge):
-			st.State = InstanceDraining
-		case in.outlier.Ejected(now):
-			st.State = InstanceEjected
-		case in.health.Healthy():
-			st.State = InstanceHealthy
-		case in.health.Since().IsZero():
-			st.State = InstancePending
-		default:
-			st.State = InstanceUnhealthy
-		}
+		st.State = p.stateLocked(in, now)
 		out = append(out, st)
+	}
+	return out
+}
+
+// stateLocked is in's state at now.
+func (p *Pool) stateLocked(in *instance, now time.Time) InstanceState {
+	switch {
+	case in.drained:
+		return InstanceDrained
+	case in.excluded(now, p.cfg.HealthCheck.ReportMaxAge):
+		return InstanceDraining
+	case in.outlier.Ejected(now):
+		return InstanceEjected
+	case in.health.Healthy():
+		return InstanceHealthy
+	case in.health.Since().IsZero():
+		return InstancePending
+	default:
+		return InstanceUnhealthy
+	}
+}
+
+// InstanceFigures are one instance's figures for /metrics.
+type InstanceFigures struct {
+	ID        string
+	State     InstanceState
+	InFlight  int64
+	Ejections int
+	// Checks counts its active check results since it joined the pool,
+	// indexed by CheckResult.
+	Checks [numCheckResults]uint64
+}
+
+// Figures returns every instance's figures at now, by id: what Status
+// gives, without the copies of the reports.
+func (p *Pool) Figures(now time.Time) []InstanceFigures {
+	out := make([]InstanceFigures, len(p.list))
+	for i, in := range p.list {
+		out[i] = InstanceFigures{ID: in.id, State: p.stateLocked(in, now), InFlight: in.ep.Outstanding(),
+			Ejections: in.outlier.Ejections(), Checks: in.checks}
 	}
 	return out
 }

@@ -46,6 +46,8 @@ var (
 // the answer, and, with the access log on, gets its line there once the
 // exchange has ended.
 func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	set := b.set.Load()
 	rid := r.Header[httpapi.RequestIDHeader]
 	if len(rid) != 1 || !httpapi.SaneRequestID(rid[0]) {
 		if len(rid) > 1 && httpapi.SaneRequestID(rid[0]) {
@@ -60,14 +62,14 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("spillway.request_id", rid[0]))
 	}
 	if b.access != nil {
-		aw := &accessWriter{ResponseWriter: w, start: time.Now()}
+		aw := &accessWriter{ResponseWriter: w, start: now}
 		defer b.access.log(aw, r, rid[0]) // after c.finish has filled in aw
 		w = aw
 	}
 	if r.Method == http.MethodConnect {
 		w.Header()["Allow"] = hdrAllow
 		writeAnswer(w, r, ansMethodNotAllowed, nil)
-		b.m.count(outClientError)
+		b.m.answered(&set.def, outClientError, now)
 		return
 	}
 	upgrade := len(r.Header["Upgrade"]) > 0
@@ -79,11 +81,10 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if path == "" || path[0] != '/' {
 		writeAnswer(w, r, ansBadRequest, nil)
-		b.m.count(outClientError)
+		b.m.answered(&set.def, outClientError, now)
 		return
 	}
-	set := b.set.Load()
-	now := time.Now()
+	rt := set.timeouts(path) // its route: timeouts and duration series
 	bits := rand.Uint64()
 
 	// (a) Edge shedding: answered without touching an instance. A
@@ -96,7 +97,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// The dependency is back but at its capacity (its congestion
 		// window is full): overloaded, come back in a second.
 		writeAnswer(w, r, ansOverloaded, set.overloadRetryAfter)
-		b.m.count(outOverloaded)
+		b.m.answered(rt, outOverloaded, now)
 		return
 	case no.Dep != "":
 		a := (*b.answers.Load())[no.Dep]
@@ -104,7 +105,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a = shedAnswer(no.Dep) // a dependency seen since the last evaluation
 		}
 		writeAnswer(w, r, a, set.shedRetryAfter)
-		b.m.count(outShed)
+		b.m.answered(rt, outShed, now)
 		return
 	}
 
@@ -119,7 +120,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if set.maxBody > 0 && !upgrade && r.ContentLength != 0 {
 		release, a, o, abort := b.bufferBody(w, r, set)
 		if abort {
-			b.m.count(outClientError)
+			b.m.answered(rt, outClientError, now)
 			panic(http.ErrAbortHandler) // the client left: no answer, no log line
 		}
 		if a != nil {
@@ -129,7 +130,7 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ra = set.overloadRetryAfter
 			}
 			writeAnswer(w, r, a, ra)
-			b.m.count(o)
+			b.m.answered(rt, o, now)
 			return
 		}
 		defer release()
@@ -139,11 +140,11 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ticket, err := b.limiter.Load().Acquire(r.Context())
 	if err != nil {
 		if !errors.Is(err, admission.ErrRejected) {
-			b.m.count(outClientError)
+			b.m.answered(rt, outClientError, now)
 			panic(http.ErrAbortHandler) // the client is gone: no answer, never a made-up status
 		}
 		writeAnswer(w, r, ansOverloaded, set.overloadRetryAfter)
-		b.m.count(outOverloaded)
+		b.m.answered(rt, outOverloaded, now)
 		return
 	}
 	defer ticket.Release(admission.Success)
@@ -152,13 +153,13 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ep, ok := b.picker.PickFor(now, nil, path)
 	if !ok {
 		writeAnswer(w, r, ansNoInstance, hdrOne)
-		b.m.count(outNoInstance)
+		b.m.answered(rt, outNoInstance, now)
 		return
 	}
 	b.budget.Load().Request(now)
 
 	// (e) Proxy.
-	c = &call{b: b, w: w, t: set.timeouts(path), parent: r.Context(), start: now, ep: ep, tk: tk}
+	c = &call{b: b, w: w, t: rt, parent: r.Context(), start: now, ep: ep, tk: tk}
 	c.tk.Sent(time.Now()) // in flight to its dependencies from here: the body is in, a slot held
 	c.Context, c.cancel = context.WithCancelCause(c.parent)
 	c.phase.Store(phaseHeader)
@@ -284,14 +285,22 @@ func (c *call) finish() {
 			o = outClientError
 		}
 	}
-	c.b.m.count(o)
+	// A stream's duration ends at its response headers: its lifetime
+	// is the client's, not a latency.
+	end := time.Now()
+	if c.stream && !c.headersAt.IsZero() {
+		end = c.headersAt
+	}
+	c.b.m.requests[o].Add(1)
+	if c.t.obs != nil {
+		c.t.obs[o].Observe(end.Sub(c.start).Seconds())
+	}
 	// What the dependencies behind the instance did: the feedback ramp's
 	// signal, and their baseline latency while ok. A client's own
 	// failure, or the balancer's (out of descriptors), says nothing about
 	// them.
-	end := c.headersAt
-	if end.IsZero() {
-		end = time.Now()
+	if !c.headersAt.IsZero() {
+		end = c.headersAt
 	}
 	c.tk.Done(end, c.attempted && c.fail != outClientError && c.fail != outOverloaded, c.fail != outOK || c.status >= 500)
 }

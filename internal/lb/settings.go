@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
@@ -43,6 +44,9 @@ type settings struct {
 type routeTimeouts struct {
 	prefix                       string
 	connect, header, total, idle time.Duration
+	// obs are the route's spillway_lb_request_duration_seconds series,
+	// by outcome (metrics.bindRoutes).
+	obs *[numOutcomes]prometheus.Observer
 }
 
 // timeouts returns the timeouts of the longest route prefix of path.
@@ -53,6 +57,16 @@ func (s *settings) timeouts(path string) *routeTimeouts {
 		}
 	}
 	return &s.def
+}
+
+// hasRoute reports whether prefix is one of s's routes.
+func (s *settings) hasRoute(prefix string) bool {
+	for i := range s.routes {
+		if s.routes[i].prefix == prefix {
+			return true
+		}
+	}
+	return false
 }
 
 func newSettings(c *Config) *settings {
@@ -133,6 +147,7 @@ func newTransport(c *Config, set *settings, tc *tls.Config) *http.Transport {
 // server section need a restart; a change to them is logged and ignored.
 func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 	defer func() {
+		b.m.reload.Record(err, time.Now())
 		if err != nil {
 			b.m.reloads[reloadFailure].Add(1)
 			b.log.Error("config reload failed; keeping the running configuration", "error", err)
@@ -207,10 +222,12 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 		tr.CloseIdleConnections()
 		b.retired = append(b.retired, tr)
 	}
+	b.m.bindRoutes(set)
 	b.set.Store(set)
 	if reopen != nil {
 		reopen()
 	}
+	b.m.pruneRoutes(old, set)
 	var ignored []string
 	if old.cfg.Listen != cfg.Listen {
 		ignored = append(ignored, "listen")

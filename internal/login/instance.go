@@ -30,6 +30,7 @@ import (
 	"github.com/spillway-dev/spillway/internal/field"
 	"github.com/spillway-dev/spillway/internal/httpapi"
 	"github.com/spillway-dev/spillway/internal/membership"
+	"github.com/spillway-dev/spillway/internal/reload"
 	"github.com/spillway-dev/spillway/internal/tracing"
 )
 
@@ -103,6 +104,7 @@ type Instance struct {
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration prometheus.Histogram
+	reload   *reload.Gauges
 }
 
 // Login outcomes, the values of the outcome label.
@@ -168,6 +170,9 @@ func New(c *Config, opts Options) (*Instance, error) {
 		}),
 	}
 	reg.MustRegister(in.metrics.requests, in.metrics.duration)
+	if in.metrics.reload, err = reload.New(reg, in.now()); err != nil {
+		return nil, err
+	}
 	for _, o := range []string{outcomeOK, outcomeInvalid, outcomeMalformed, outcomeTooLarge, outcomeRateLimited, outcomeUnavailable, outcomeCanceled, outcomeError} {
 		in.metrics.requests.WithLabelValues(o)
 	}
@@ -414,14 +419,21 @@ func (in *Instance) newRateLimiter(cfg *Config) (*clientLimiter, error) {
 	return rate, nil
 }
 
-// Reload applies the settings of cfg (validated) that can change while
-// the instance serves: the signing and verify keys (token:, key files read
-// again, so a rotated key takes effect), the per-client limit (rate_limit:,
-// its buckets start afresh) and trusted_proxies. It is all or nothing: on
-// error nothing changed. It returns the names of the other sections that
-// differ from the running configuration: they need a restart (a rolling
-// restart of the fleet), and are not applied.
-func (in *Instance) Reload(cfg *Config) (needRestart []string, err error) {
+// Reload applies the settings of the configuration load returns
+// (validated) that can change while the instance serves: the signing and
+// verify keys (token:, key files read again, so a rotated key takes
+// effect), the per-client limit (rate_limit:, its buckets start afresh)
+// and trusted_proxies. It is all or nothing: on error, load's included,
+// nothing changed; either way the outcome is recorded in
+// spillway_config_last_reload_successful. It returns the names of the
+// other sections that differ from the running configuration: they need a
+// restart (a rolling restart of the fleet), and are not applied.
+func (in *Instance) Reload(load func() (*Config, error)) (needRestart []string, err error) {
+	defer func() { in.metrics.reload.Record(err, in.now()) }()
+	cfg, err := load()
+	if err != nil {
+		return nil, err
+	}
 	tokens, err := reloadTokens(cfg.Token, in.tokens.Load(), in.getenv, in.now)
 	if err != nil {
 		return nil, err
