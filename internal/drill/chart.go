@@ -1,3 +1,5 @@
+//go:build !noplot
+
 package drill
 
 import (
@@ -14,6 +16,11 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
+
+// Charts says whether this binary draws the report's chart: false when
+// it was built with -tags noplot (chart_noplot.go), which leaves the
+// plotting libraries out of the binary.
+const Charts = true
 
 // The chart's colours, one per outcome in stacking order, and the rest.
 var (
