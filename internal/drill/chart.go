@@ -190,6 +190,14 @@ func (rep *Report) chartPlots() [][2]*plot.Plot {
 	return out
 }
 
+// headline is a profile's outcome in a few words, for the chart.
+func (s Summary) headline(sc *Scenario) string {
+	if s.Recovered {
+		return fmt.Sprintf("recovered %gs after the backend returned; %d replacements", *s.TimeToRecoverS, s.Replacements)
+	}
+	return fmt.Sprintf("not recovered in the %s observed after the backend returned; %d replacements", sc.Duration()-sc.Window().End, s.Replacements)
+}
+
 func outageWord(sc *Scenario) string {
 	w := sc.Window()
 	_, mode := sc.phaseAt(w.Start)

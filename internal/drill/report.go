@@ -117,14 +117,6 @@ func marshalIndent(v any) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// headline is a profile's outcome in a few words, for the chart.
-func (s Summary) headline(sc *Scenario) string {
-	if s.Recovered {
-		return fmt.Sprintf("recovered %gs after the backend returned; %d replacements", *s.TimeToRecoverS, s.Replacements)
-	}
-	return fmt.Sprintf("not recovered in the %s observed after the backend returned; %d replacements", sc.Duration()-sc.Window().End, s.Replacements)
-}
-
 // Checks are what spillway promises, judged on one run.
 type Checks struct {
 	NoReplacements  bool
