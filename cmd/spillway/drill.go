@@ -19,7 +19,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("drill", stderr)
 	scenario := fs.String("scenario", "", "scenario `file` (default: the built-in 2018 incident)")
 	profile := fs.String("profile", "both", "`profile` to run: 2018, spillway or both")
-	out := fs.String("out", "drill-report", "`directory` for the report (timeline.json, summary.json, report.md, timeline.svg)")
+	out := fs.String("out", "drill-report", "`directory` for the report (timeline.json, summary.json, report.md, timeline.svg unless built with -tags noplot)")
 	timeScale := fs.Float64("time-scale", 1, "multiply the scenario's schedule and tempo by `x` (0.5 runs it twice as fast)")
 	dataPlane := fs.String("data-plane", drill.DataPlaneLB, "what carries the logins: lb, or haproxy (HAProxy on PATH driven by the controller: spillway up --data-plane haproxy)")
 	if err := parseFlags(fs, args); err != nil {
@@ -65,7 +65,11 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nreport: %s/%s (chart %s/%s)\n", *out, drill.ReportFile, *out, drill.ChartFile)
+	if drill.Charts {
+		fmt.Fprintf(stdout, "\nreport: %s/%s (chart %s/%s)\n", *out, drill.ReportFile, *out, drill.ChartFile)
+	} else {
+		fmt.Fprintf(stdout, "\nreport: %s/%s (no chart: spillway built without plots, -tags noplot)\n", *out, drill.ReportFile)
+	}
 	for _, pr := range rep.Profiles {
 		fmt.Fprintf(stdout, "  %-8s %s\n", pr.Profile, pr.Summary.Line())
 	}

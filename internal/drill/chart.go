@@ -1,3 +1,5 @@
+//go:build !noplot
+
 package drill
 
 import (
@@ -14,6 +16,11 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
+
+// Charts says whether this binary draws the report's chart: false when
+// it was built with -tags noplot (chart_noplot.go), which leaves the
+// plotting libraries out of the binary.
+const Charts = true
 
 // The chart's colours, one per outcome in stacking order, and the rest.
 var (
@@ -181,6 +188,14 @@ func (rep *Report) chartPlots() [][2]*plot.Plot {
 		out = append(out, [2]*plot.Plot{top, bot})
 	}
 	return out
+}
+
+// headline is a profile's outcome in a few words, for the chart.
+func (s Summary) headline(sc *Scenario) string {
+	if s.Recovered {
+		return fmt.Sprintf("recovered %gs after the backend returned; %d replacements", *s.TimeToRecoverS, s.Replacements)
+	}
+	return fmt.Sprintf("not recovered in the %s observed after the backend returned; %d replacements", sc.Duration()-sc.Window().End, s.Replacements)
 }
 
 func outageWord(sc *Scenario) string {

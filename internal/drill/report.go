@@ -44,7 +44,7 @@ const (
 
 // Write writes the report's files to dir: timeline.json, summary.json,
 // report.md, timeline.svg and timeline.png (the same chart, for viewers
-// without SVG).
+// without SVG); the two charts only when Charts is true.
 func (rep *Report) Write(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -61,6 +61,9 @@ func (rep *Report) Write(dir string) error {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return err
 		}
+	}
+	if !Charts {
+		return nil
 	}
 	if err := rep.writeChart(filepath.Join(dir, ChartFile), false); err != nil {
 		return err
@@ -112,14 +115,6 @@ func marshalIndent(v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(b, '\n'), nil
-}
-
-// headline is a profile's outcome in a few words, for the chart.
-func (s Summary) headline(sc *Scenario) string {
-	if s.Recovered {
-		return fmt.Sprintf("recovered %gs after the backend returned; %d replacements", *s.TimeToRecoverS, s.Replacements)
-	}
-	return fmt.Sprintf("not recovered in the %s observed after the backend returned; %d replacements", sc.Duration()-sc.Window().End, s.Replacements)
 }
 
 // Checks are what spillway promises, judged on one run.
@@ -271,9 +266,13 @@ func (rep *Report) Markdown() string {
 	for _, pr := range rep.Profiles {
 		fmt.Fprintf(&b, "- **%s**: %s\n", pr.Profile, pr.verdict(sc))
 	}
-	fmt.Fprintf(&b, "\n![outcomes per second and instances, per profile](%s)\n\n", ChartFile)
-	b.WriteString("Top panel of each profile: attempts started per second, stacked by how they ended. " +
-		"Bottom panel: instances running (dashed) and routable (green); a red cross marks a replacement. Grey: the disruption.\n\n")
+	if !Charts {
+		b.WriteString("\nNo chart: this spillway was built without plots (-tags noplot); timeline.json has every second's figures.\n\n")
+	} else {
+		fmt.Fprintf(&b, "\n![outcomes per second and instances, per profile](%s)\n\n", ChartFile)
+		b.WriteString("Top panel of each profile: attempts started per second, stacked by how they ended. " +
+			"Bottom panel: instances running (dashed) and routable (green); a red cross marks a replacement. Grey: the disruption.\n\n")
+	}
 
 	b.WriteString("## Phases\n\n| at | phase | load | backend | kill |\n|---|---|---|---|---|\n")
 	for _, p := range sc.Phases {
