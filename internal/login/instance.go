@@ -315,8 +315,16 @@ func (in *Instance) handleLogin(w http.ResponseWriter, r *http.Request) (err err
 	start := in.now()
 	outcome := outcomeError
 	defer func() {
+		d := in.now().Sub(start)
 		in.metrics.requests.WithLabelValues(outcome).Inc()
-		in.metrics.duration.Observe(in.now().Sub(start).Seconds())
+		in.metrics.duration.Observe(d.Seconds())
+		// A failed login is logged by the adapter; every login, at debug,
+		// here: both with the request's id, the one the balancer's access
+		// log has.
+		if in.log.Enabled(r.Context(), slog.LevelDebug) {
+			in.log.DebugContext(r.Context(), "login", "request_id", r.Header.Get(httpapi.RequestIDHeader),
+				"outcome", outcome, "duration", d)
+		}
 	}()
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)

@@ -2,12 +2,15 @@ package login
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/spillway-dev/spillway/internal/backendsim"
 	"github.com/spillway-dev/spillway/internal/httpapi"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // The instance echoes the request's id (the load balancer's, or one it
@@ -35,5 +38,39 @@ func TestRequestIDEchoedAndLogged(t *testing.T) {
 		if !strings.Contains(logs.String(), "request_id="+id+" ") {
 			t.Errorf("sent %q: log %q lacks request_id=%s", sent, logs.String(), id)
 		}
+	}
+}
+
+// A login that succeeds is logged too, at debug, with the request's id:
+// the line that joins the balancer's access log to the instance.
+func TestSuccessfulLoginLoggedAtDebug(t *testing.T) {
+	sim, err := backendsim.New(backendsim.Config{Mode: backendsim.ModeUp}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig("http://" + testkit.Serve(t, sim.Serve))
+	var logs bytes.Buffer
+	in, err := New(c, Options{Dev: true, Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", "/v1/login", strings.NewReader(`{"ticket":"valid-alice"}`))
+	r.Header.Set(httpapi.RequestIDHeader, "from-the-lb-1")
+	w := httptest.NewRecorder()
+	in.ServiceHandler().ServeHTTP(w, r)
+	if w.Code != 200 {
+		t.Fatalf("login: %d %s", w.Code, w.Body)
+	}
+	var line struct{ Level, RequestID, Outcome string }
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "login" {
+			line.Level, _ = m["level"].(string)
+			line.RequestID, _ = m["request_id"].(string)
+			line.Outcome, _ = m["outcome"].(string)
+		}
+	}
+	if line.Level != "DEBUG" || line.RequestID != "from-the-lb-1" || line.Outcome != outcomeOK {
+		t.Errorf("no debug line for the login with its id: %+v in %s", line, logs.String())
 	}
 }
