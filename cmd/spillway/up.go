@@ -96,28 +96,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lbURL, adminURL := "http://"+s.LBAddr(), "http://"+s.AdminAddr()
-	front := "the load balancer"
-	if hap {
-		front = "HAProxy (driven by the controller)"
-	}
-	fmt.Fprintf(stdout, `spillway is up: %d login instances behind %s, backend %s
-
-  logins     %s/v1/login
-  dashboard  %s/#token=%s
-  admin API  %s/status   (changes need: Authorization: Bearer <token>)
-
-Try:
-  curl -s -XPOST %s/v1/login -d '{"ticket":"valid-alice"}'
-`, f.Fleet.Size, front, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
-	if generated {
-		fmt.Fprintf(stdout, "\nThe admin token was generated for this run; set SPILLWAY_ADMIN_TOKEN to choose one.\n")
-	}
-	fmt.Fprintf(stdout, "Ctrl-C stops everything.\n\n")
 	// SIGHUP reloads the file's lb: section into the load balancer, all
 	// or nothing; the other sections shape processes already running and
 	// need a restart of spillway up (login: a rolling restart would not
 	// pick them up: the instances' file is written once, at start).
+	// Installed before the banner, which a script may wait for and then
+	// send SIGHUP at once.
 	defer cl.onHangup(logger, func() {
 		// The file is read inside Reload, so that a file that does not
 		// load counts as a failed reload too (spillway_config_last_reload_successful).
@@ -144,5 +128,23 @@ Try:
 			logger.Warn("SIGHUP: these sections changed but need a restart of spillway up; not applied", "sections", strings.Join(restart, ", "))
 		}
 	})()
+	lbURL, adminURL := "http://"+s.LBAddr(), "http://"+s.AdminAddr()
+	front := "the load balancer"
+	if hap {
+		front = "HAProxy (driven by the controller)"
+	}
+	fmt.Fprintf(stdout, `spillway is up: %d login instances behind %s, backend %s
+
+  logins     %s/v1/login
+  dashboard  %s/#token=%s
+  admin API  %s/status   (changes need: Authorization: Bearer <token>)
+
+Try:
+  curl -s -XPOST %s/v1/login -d '{"ticket":"valid-alice"}'
+`, f.Fleet.Size, front, s.BackendURL(), lbURL, adminURL, token, adminURL, lbURL)
+	if generated {
+		fmt.Fprintf(stdout, "\nThe admin token was generated for this run; set SPILLWAY_ADMIN_TOKEN to choose one.\n")
+	}
+	fmt.Fprintf(stdout, "Ctrl-C stops everything.\n\n")
 	return s.Run(ctx)
 }
