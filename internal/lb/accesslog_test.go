@@ -3,6 +3,7 @@ package lb_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/spillway-dev/spillway/health"
 	"github.com/spillway-dev/spillway/internal/httpapi"
@@ -179,5 +182,49 @@ func TestAccessLogReopen(t *testing.T) {
 	old, cur := readAccessLog(t, path+".1"), readAccessLog(t, path)
 	if len(old) != 1 || old[0].Path != "/before" || len(cur) != 1 || cur[0].Path != "/after" {
 		t.Errorf("rotated file %+v, new file %+v", old, cur)
+	}
+}
+
+// A WebSocket the balancer cuts (its idle timeout) gets its line when it
+// ends: status 101, the instance, the whole exchange's duration.
+func TestAccessLogWebSocketCut(t *testing.T) {
+	t.Parallel()
+	up, ended := wsUpstream(t)
+	cfg, sc := streamConfig(up)
+	path := filepath.Join(t.TempDir(), "access.log")
+	cfg.AccessLog.Path = path
+	cfg.AccessLog.FlushInterval = 10 * time.Millisecond
+	b := startLB(t, cfg, nil)
+	b.waitRoutable(t, 1)
+	c := dialWS(t, b, "/echo")
+	defer c.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), sc.idle+10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hi" {
+		t.Fatalf("echo: %q, %v", msg, err)
+	}
+	if _, _, err := c.Read(ctx); ctx.Err() != nil { // silent: the balancer cuts it
+		t.Fatalf("silent WebSocket still open after %s: %v", sc.idle+10*time.Second, err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(3 * time.Second):
+		t.Error("the instance's side of the WebSocket is still open")
+	}
+	b.waitNoStreams(t)
+	b.stop()
+	<-b.done
+
+	lines := readAccessLog(t, path)
+	if len(lines) != 1 {
+		t.Fatalf("%d lines, want 1: %+v", len(lines), lines)
+	}
+	l := lines[0]
+	if l.Status != http.StatusSwitchingProtocols || l.Path != "/echo" || l.Instance != up.svc || l.Attempts != 1 ||
+		l.Duration < (sc.idle-250*time.Millisecond).Seconds() || len(l.RequestID) != 33 {
+		t.Errorf("line %+v: want 101 /echo from %s, 1 attempt, at least the idle timeout %s, a made id", l, up.svc, sc.idle)
 	}
 }
