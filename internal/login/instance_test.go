@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -276,16 +277,27 @@ func TestBackendHangFailsFastThenRecovers(t *testing.T) {
 	if !rep.Ready {
 		t.Error("dependency outage made the instance unready")
 	}
-	// Once open: 503 within 10ms, without touching the backend.
+	// Once open: 503 at once, without touching the backend. The median
+	// answer within 5ms; every one within 50ms, a sixth of the backend
+	// timeout: nothing waited on the backend. (Each answer under 10ms
+	// was the bound until it failed at 11.2 and 11.6ms on a loaded
+	// 2-core machine under -race: one scheduling delay of the client's
+	// or the server's goroutine, not the breaker's.)
 	before, _ := s.simCtl.Stats(context.Background())
-	for i := range 20 {
+	took := make([]time.Duration, 20)
+	for i := range took {
 		r := s.login("valid-a")
 		if r.status != 503 || r.body["error"] != "dependency_unavailable" {
 			t.Fatalf("open %d: %d %v", i, r.status, r.body)
 		}
-		if r.elapsed > 10*time.Millisecond {
-			t.Errorf("open %d answered in %v, want under 10ms", i, r.elapsed)
+		if took[i] = r.elapsed; r.elapsed > 50*time.Millisecond {
+			t.Errorf("open %d answered in %v, want under 50ms", i, r.elapsed)
 		}
+	}
+	slices.Sort(took)
+	t.Logf("breaker open: answers in %v (median) to %v", took[len(took)/2], took[len(took)-1])
+	if med := took[len(took)/2]; med > 5*time.Millisecond {
+		t.Errorf("open: median answer in %v, want under 5ms (all: %v)", med, took)
 	}
 	after, _ := s.simCtl.Stats(context.Background())
 	if n := after.Paths[backendsim.PathValidate].Hung - before.Paths[backendsim.PathValidate].Hung; n != 0 {
@@ -302,10 +314,10 @@ func TestBackendHangFailsFastThenRecovers(t *testing.T) {
 	// machine).
 	s.setMode(backendsim.ModeUp)
 	const bound = 500*time.Millisecond + 100*time.Millisecond
-	took := testkit.WaitFor(t, bound+400*time.Millisecond, "breaker closes", func() bool {
+	took2 := testkit.WaitFor(t, bound+400*time.Millisecond, "breaker closes", func() bool {
 		return s.healthReport().Dependencies[BackendName].State == health.DepUp
 	})
-	t.Logf("backend up → breaker closed in %v (bound %v)", took, bound)
+	t.Logf("backend up → breaker closed in %v (bound %v)", took2, bound)
 	if r := s.login("valid-a"); r.status != 200 {
 		t.Errorf("login after recovery: %d %v", r.status, r.body)
 	}
