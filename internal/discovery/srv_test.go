@@ -66,13 +66,19 @@ func TestSRVWatch(t *testing.T) {
 	})
 	t.Run("failed lookups keep the set", func(t *testing.T) {
 		want := rec.last()
+		// After each change, two settles: the first waits for the
+		// resolution under way (begun before the change) and starts one,
+		// the second waits for that one, wholly under the change. (One
+		// settle left the last resolution running when the log was read.)
 		dns.setFail(true)
-		tick <- time.Time{}
+		settle(tick)
 		settle(tick)
 		dns.setFail(false)
 		dns.setSRV(loginSRV) // NXDOMAIN
 		settle(tick)
+		settle(tick)
 		dns.setSRV(loginSRV, "gone.example.test:8000") // a target not found: no instance
+		settle(tick)
 		settle(tick)
 		if n := rec.count(); n != 2 || !cmp.Equal(rec.last(), want) {
 			t.Errorf("%d sets passed, the last %v; want still 2, the last %v", n, rec.last(), want)
