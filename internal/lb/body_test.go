@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spillway-dev/spillway/internal/loadgen"
+	"github.com/spillway-dev/spillway/internal/testkit"
 )
 
 // trickle is a client that sends a login's headers promising a body, then
@@ -69,6 +70,7 @@ func goodput(t *testing.T, url string, rate float64, d time.Duration) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d requests: %v", res.Requests, res.Outcomes)
 	return res.Outcomes["ok"]
 }
 
@@ -106,7 +108,14 @@ func TestSlowUploadsHoldNothingScarce(t *testing.T) {
 			outs[i] = outcome{s, a, err}
 		})
 	}
-	time.Sleep(300 * time.Millisecond) // the trickles are in before the load starts
+	// The trickles are in before the load starts: every connection
+	// open, then a moment for their headers. (A fixed 300 ms was not
+	// enough on a loaded machine: the logins met the burst of 500 dials
+	// and got 503 overloaded from a starved CPU, not from a slot held.)
+	testkit.WaitFor(t, 10*time.Second, "the trickling clients' connections open", func() bool {
+		return scrape(t, b.admin+"/metrics", "spillway_lb_connections") >= slow
+	})
+	time.Sleep(300 * time.Millisecond)
 	during := goodput(t, b.url, rate, d)
 	wg.Wait()
 
