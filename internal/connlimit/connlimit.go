@@ -20,6 +20,7 @@
 package connlimit
 
 import (
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -50,6 +51,12 @@ const overloadedBody = `{"error":"` + health.ReasonOverloaded + `"}` + "\n"
 const (
 	readWait  = 500 * time.Millisecond
 	writeWait = 100 * time.Millisecond
+	// lingerWait and lingerMax bound the lingering close: after the
+	// answer, what the peer still sends (a request body) is read and
+	// dropped until it closes, for at most lingerWait and lingerMax
+	// bytes.
+	lingerWait = 500 * time.Millisecond
+	lingerMax  = 64 << 10
 )
 
 // Listener wraps a net.Listener, capping its open connections.
@@ -156,16 +163,22 @@ func (l *Listener) refuse(c net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(writeWait))
 		_, _ = c.Write(overloaded)
 		if tc, ok := c.(*net.TCPConn); ok {
-			// Close the write side first so the answer arrives before
-			// the reset that closing with unread data may send.
+			// A lingering close, as HAProxy and nginx do: the write
+			// side first (the answer, then FIN), then what the peer
+			// still sends is read until it closes. Closing at once with
+			// unread data (a body in a second segment) sends a reset,
+			// and a reset can destroy the answer in the peer's receive
+			// buffer before the peer reads it.
 			_ = tc.CloseWrite()
+			_ = c.SetReadDeadline(time.Now().Add(lingerWait))
+			_, _ = io.CopyN(io.Discard, c, lingerMax)
 		}
 		_ = c.Close()
 	}()
 }
 
 // Close closes the listener and waits for refusals in progress (each
-// takes at most readWait + writeWait).
+// takes at most readWait + writeWait + lingerWait).
 func (l *Listener) Close() error {
 	err := l.Listener.Close()
 	l.wg.Wait()
