@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -120,8 +121,17 @@ var errResync = errors.New("etcd answers again")
 // or etcd answers again after a failed probe (errResync).
 func followPrefix(ctx context.Context, cli *clientv3.Client, dir string, rev int64, opts Options, h PrefixHooks) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	// cli.Watch returns only once etcd has opened the watch stream (the
+	// client waits for a connection, until wctx is done): called inline,
+	// an etcd lost between the read and the watch would stop the probes
+	// too, and the follower would stay "connected" through the outage. It
+	// runs apart; its goroutine ends with wctx, and is waited for.
+	opened := make(chan clientv3.WatchChan, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { opened <- cli.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) })
+	defer wg.Wait()
 	defer cancel()
-	wch := cli.Watch(wctx, dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	var wch clientv3.WatchChan // nil, so never ready, until opened
 	tick := time.NewTicker(opts.ProbeInterval)
 	defer tick.Stop()
 	probeFailed := false
@@ -129,6 +139,8 @@ func followPrefix(ctx context.Context, cli *clientv3.Client, dir string, rev int
 		select {
 		case <-ctx.Done():
 			return nil
+		case wch = <-opened:
+			opened = nil
 		case wr, ok := <-wch:
 			if !ok {
 				return errors.New("watch closed")

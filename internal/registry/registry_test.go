@@ -201,6 +201,11 @@ func TestEtcdLostKeepsTheSet(t *testing.T) {
 	e, cli, opts := startEtcd(t)
 	log := &testkit.SyncBuffer{}
 	opts.Logger = bufLogger(log)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("registry log:\n%s", log.String())
+		}
+	})
 	const prefix = "/lost"
 	register(t, cli, prefix, record("a", 8001), opts)
 	register(t, cli, prefix, record("b", 8002), opts)
@@ -260,5 +265,34 @@ func TestRegisterDeadEndpoint(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("Register took %v to fail, want about its 500ms timeout", took)
+	}
+}
+
+// TestFollowProbesWhileTheWatchOpens: etcd lost between the read and the
+// watch (the watch stream never opens) is still noticed by the probes.
+// cli.Watch waits for etcd to open the stream; were it called inline the
+// follower would stay "connected" through the outage.
+func TestFollowProbesWhileTheWatchOpens(t *testing.T) {
+	e, cli, opts := startEtcd(t)
+	rev, err := ReadPrefix(context.Background(), cli, "/opening", opts, PrefixHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Stop() // after the read, before the watch
+
+	lost := make(chan error, 1)
+	testkit.Go(t, "follow", 5*time.Second, func(ctx context.Context) error {
+		return followPrefix(ctx, cli, "/opening", rev, opts, PrefixHooks{Lost: func(err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		}}.withDefaults())
+	})
+	select {
+	case err := <-lost:
+		t.Logf("lost: %v", err)
+	case <-time.After(3 * time.Second): // a probe every 200 ms
+		t.Fatal("followPrefix did not call Lost within 3s of etcd stopping before its watch opened")
 	}
 }
