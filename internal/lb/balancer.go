@@ -143,7 +143,7 @@ type Balancer struct {
 	set       atomic.Pointer[settings]
 	limiter   atomic.Pointer[admission.Limiter]
 	budget    atomic.Pointer[RetryBudget]
-	transport atomic.Pointer[http.Transport]
+	transport atomic.Pointer[sender]
 	// TLS and HTTP/2 (tls.go): to instances, fixed at New; at the edge,
 	// nil stores where TLS is off.
 	upTLS      *tls.Config // transport.tls; nil: off
@@ -165,7 +165,7 @@ type Balancer struct {
 	next      time.Time
 	checkers  map[string]*checkerHandle // by instance id
 	shedState map[string]loggedDep      // as last logged
-	retired   []*http.Transport         // replaced by a reload; closed at stop
+	retired   []*sender                 // replaced by a reload; closed at stop
 	running   bool
 	// discovered: discovery has given its first set.
 	discovered bool

@@ -19,6 +19,7 @@ import (
 	"github.com/spillway-dev/spillway/admission"
 	"github.com/spillway-dev/spillway/internal/certs"
 	"github.com/spillway-dev/spillway/internal/clientip"
+	"github.com/spillway-dev/spillway/internal/h1"
 )
 
 // settings is the runtime form of a resolved, validated Config, swapped
@@ -110,23 +111,49 @@ func newEdgeLimiter(c *Config, limit int) (*admission.Limiter, error) {
 	return l, nil
 }
 
-// newTransport returns the one transport to instances: HTTP/1.1 with
-// keep-alive (or HTTP/2, transport.protocol; over TLS with tc), every timeout and idle limit set. The connect timeout is the
-// request's route's (read from the dial context), the response header
-// timeout a backstop at the longest route's; each attempt's own header
-// timeout is enforced per request.
-func newTransport(c *Config, set *settings, tc *tls.Config) *http.Transport {
+// sender is the transport to instances in force: package h1's for
+// HTTP/1.1 (transport.protocol http1, the default), which sends and reads
+// on the request's own goroutine, or net/http's for HTTP/2. A reload that
+// changes the transport replaces it whole.
+type sender struct {
+	std *http.Transport
+	h1  *h1.Transport // nil unless the protocol is http1
+}
+
+func (s *sender) RoundTrip(req *http.Request) (*http.Response, error) {
+	if s.h1 != nil {
+		return s.h1.RoundTrip(req)
+	}
+	return s.std.RoundTrip(req)
+}
+
+// CloseIdleConnections closes both transports' idle connections.
+func (s *sender) CloseIdleConnections() {
+	s.std.CloseIdleConnections()
+	if s.h1 != nil {
+		s.h1.CloseIdleConnections()
+	}
+}
+
+// newTransport returns the transport to instances: HTTP/1.1 with
+// keep-alive (or HTTP/2, transport.protocol; over TLS with tc), every
+// timeout and idle limit set. The connect timeout is the request's
+// route's (read from the dial context); each attempt's header timeout is
+// enforced per request, on its context, and for HTTP/2 net/http's
+// response header timeout is a backstop at the longest route's.
+func newTransport(c *Config, set *settings, tc *tls.Config) *sender {
 	fallback := set.maxConnect
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		timeout := fallback
+		if c, ok := ctx.Value(callKey{}).(*call); ok {
+			timeout = c.t.connect
+		}
+		d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+		return d.DialContext(ctx, network, addr)
+	}
 	t := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			timeout := fallback
-			if c, ok := ctx.Value(callKey{}).(*call); ok {
-				timeout = c.t.connect
-			}
-			d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-			return d.DialContext(ctx, network, addr)
-		},
+		Proxy:                  nil,
+		DialContext:            dial,
 		MaxIdleConns:           0, // no global cap; per host below
 		MaxIdleConnsPerHost:    c.Transport.MaxIdleConnsPerHost,
 		IdleConnTimeout:        c.Transport.IdleConnTimeout,
@@ -137,7 +164,19 @@ func newTransport(c *Config, set *settings, tc *tls.Config) *http.Transport {
 		DisableCompression:     true,
 	}
 	setProtocols(t, c.Transport, tc, c.Transport.IdleConnTimeout)
-	return t
+	s := &sender{std: t}
+	if c.Transport.Protocol == ProtocolHTTP1 || c.Transport.Protocol == "" {
+		s.h1 = &h1.Transport{
+			DialContext:            dial,
+			TLSClientConfig:        t.TLSClientConfig,
+			TLSHandshakeTimeout:    t.TLSHandshakeTimeout,
+			MaxIdleConnsPerHost:    t.MaxIdleConnsPerHost,
+			IdleConnTimeout:        t.IdleConnTimeout,
+			MaxResponseHeaderBytes: t.MaxResponseHeaderBytes,
+			ExpectContinueTimeout:  t.ExpectContinueTimeout,
+		}
+	}
+	return s
 }
 
 // Reload applies the configuration that load returns, all or nothing: if
@@ -217,7 +256,7 @@ func (b *Balancer) Reload(load func() (*Config, error)) (err error) {
 		lim.SetLimit(b.edgeLimit)
 		b.limiter.Store(lim)
 	}
-	if tr := b.transport.Load(); set.maxHeader > tr.ResponseHeaderTimeout || old.cfg.Transport != cfg.Transport {
+	if tr := b.transport.Load(); set.maxHeader > tr.std.ResponseHeaderTimeout || old.cfg.Transport != cfg.Transport {
 		b.transport.Store(newTransport(cfg, set, b.upTLS))
 		tr.CloseIdleConnections()
 		b.retired = append(b.retired, tr)
