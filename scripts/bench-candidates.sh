@@ -11,6 +11,7 @@
 #
 # Candidates (CANDIDATES, default all):
 #   spillway    `spillway lb`, every feature on (scripts/bench-lb.sh's config), BIN
+#   spillway0   the same with another build, BIN0 (not in the default list): an A/B
 #   naive       the harness's httputil.ReverseProxy baseline (naiveproxy/)
 #   rp          ReverseProxy with pooled copy buffers over http.Transport (scripts/candidates/rp)
 #   rpsync      the same ReverseProxy over a synchronous RoundTripper (scripts/candidates/rpsync)
@@ -32,6 +33,7 @@ cd "$ROOT"
 BENCH=${BENCH:-$(cd "$ROOT/../shared/bench" 2>/dev/null && pwd || echo "$ROOT/../shared/bench")}
 OUT=${OUT:-$(mktemp -d /tmp/bench-cand.XXXXXX)}
 BIN=${BIN:-/tmp/spillway-bench}
+BIN0=${BIN0:-/tmp/spillway-bench0}
 CANDIDATES=${CANDIDATES:-spillway naive rp rpsync transport leanclient fasthttp raw}
 export SPILLWAY_ADMIN_TOKEN=${SPILLWAY_ADMIN_TOKEN:-bench-admin-token-not-secret}
 for t in go wrk curl taskset timeout haproxy; do
@@ -57,6 +59,7 @@ done
 sed -n '/^write_config() {/,/^}/p' scripts/bench-lb.sh >"$OUT/write_config.sh"
 . "$OUT/write_config.sh"
 ADMIN_ADDR=127.0.0.1:18089 write_config "$OUT/lb.yaml" 127.0.0.1:9001 127.0.0.1:9002
+ADMIN_ADDR=127.0.0.1:18099 write_config "$OUT/lb0.yaml" 127.0.0.1:9001 127.0.0.1:9002
 
 for port in 9001 9002; do
 	"${on_lb[@]}" env GOMAXPROCS=1 "$OUT/upstream" -port "$port" >"$OUT/upstream-$port.log" 2>&1 &
@@ -73,6 +76,7 @@ p=8111
 for c in $CANDIDATES; do
 	case $c in
 	spillway) cmd=("$BIN" lb --config "$OUT/lb.yaml" --listen 127.0.0.1:$p --log-level warn) ;;
+	spillway0) cmd=("$BIN0" lb --config "$OUT/lb0.yaml" --listen 127.0.0.1:$p --log-level warn) ;;
 	naive) cmd=("$OUT/naive" -listen 127.0.0.1 -port $p -upstreams "$ups") ;;
 	*) cmd=("$OUT/$c" -listen 127.0.0.1:$p -backends "$ups") ;;
 	esac

@@ -82,6 +82,10 @@ func (b *Balancer) bufferBody(w http.ResponseWriter, r *http.Request, set *setti
 		r.GetBody = func() (io.ReadCloser, error) { return bufferedBody{bytes.NewReader(buf.Bytes())}, nil }
 		r.ContentLength = int64(buf.Len())
 		r.TransferEncoding = nil
+		// The client's Expect: 100-continue was met (net/http's server
+		// sent the 100 as the body was read); the instance gets the
+		// whole request and has nothing to wait for.
+		delete(r.Header, "Expect")
 		return release, nil, outOK, false
 	case isTimeout(err):
 		a, o = ansRequestTimeout, outClientError

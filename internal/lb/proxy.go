@@ -77,6 +77,15 @@ func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// sends them here has seen /readyz fail (Envoy's drain does this).
 		w.Header()["Connection"] = hdrClose
 	}
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// A chunked request body. If it also came with a Content-Length,
+		// which net/http has removed by now, a front proxy that framed it
+		// by that length sees a different request boundary: RFC 9112
+		// §6.1 says close the connection after the answer, as HAProxy
+		// does. Which of the two it was cannot be told here, so every
+		// chunked request's connection is closed after its answer.
+		w.Header()["Connection"] = hdrClose
+	}
 	path := r.URL.Path
 	if path == "" || path[0] != '/' {
 		writeAnswer(w, r, ansBadRequest, nil)
@@ -382,6 +391,11 @@ func (b *Balancer) newReverseProxy() *httputil.ReverseProxy {
 			b.set.Load().setXForwarded(pr)
 			pr.Out.URL.Scheme = b.scheme
 			pr.Out.URL.Host = "instance" // set per attempt by the round tripper
+			if _, te := pr.Out.Header["Te"]; te && b.transport.Load().h1 != nil {
+				// ReverseProxy passes "Te: trailers" on; over HTTP/1.1 a
+				// TE field must be named in Connection (RFC 9110 §10.1.4).
+				pr.Out.Header["Connection"] = append(pr.Out.Header["Connection"], "te")
+			}
 		},
 		ModifyResponse: moveHeader,
 		Transport:      (*upstream)(b),
