@@ -455,3 +455,39 @@ func TestPoolWarmInstanceAddedLaterRamps(t *testing.T) {
 		t.Errorf("warm instance added after start: weight %v, want the start of a ramp", got)
 	}
 }
+
+// TestPoolCapFromUnknownInstanceLimit: an instance that reports no limit
+// is capped in the pick at admission.unknown_instance_limit (× its
+// weight), as one that reports a limit is at its own: the edge bound
+// counts it so, and without the cap a pick could queue at one instance
+// while another has room.
+func TestPoolCapFromUnknownInstanceLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		unknown int
+		report  int
+		want    float64
+	}{
+		{"reported limit", 4, 10, 10},
+		{"no report: the assumed limit", 4, 0, 4},
+		{"nothing assumed: no cap", 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Admission.UnknownInstanceLimit = tc.unknown
+			p := newPool(t, cfg, ids(2)...)
+			now := at(time.Minute) // past every ramp
+			for _, id := range ids(2) {
+				p.RecordCheck(id, t0, CheckPass)
+				p.RecordCheck(id, at(time.Second), CheckPass)
+				p.RecordReport(id, now, health.Report{Limit: tc.report})
+			}
+			p.Evaluate(now)
+			for _, c := range p.Picker().Load().Candidates() {
+				if c.Cap != tc.want {
+					t.Errorf("%s: Cap %v, want %v", c.Endpoint.ID(), c.Cap, tc.want)
+				}
+			}
+		})
+	}
+}
