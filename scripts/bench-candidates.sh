@@ -7,7 +7,7 @@
 # the inverse ratio of their CPU per request, whatever the shared VM does
 # meanwhile; each proxy's own CPU per request is also read from
 # /proc/PID/stat over the recorded run. See docs/BENCHMARKS.md, "Data
-# plane candidates" (issue 16).
+# plane" (issue 16).
 #
 # Candidates (CANDIDATES, default all):
 #   spillway    `spillway lb`, every feature on (scripts/bench-lb.sh's config), BIN

@@ -6,7 +6,7 @@
 // net/http's Transport runs two goroutines per connection and hands every
 // request and response between them and the caller; under one busy core
 // that hand-off costs more than the proxying itself (see
-// docs/BENCHMARKS.md, "Data plane candidates"). Here nothing runs but the
+// docs/BENCHMARKS.md, "Data plane"). Here nothing runs but the
 // caller: the request is written, then the response head read, on the
 // caller's goroutine; the body is read by whoever reads Response.Body, and
 // the connection goes back to the pool at the body's end.

@@ -1,6 +1,6 @@
 // Command fasthttp is a data-plane candidate measured for issue 16:
 // valyala/fasthttp's server and HostClient, round-robin over the
-// upstreams, nothing else. See docs/BENCHMARKS.md, "Data plane candidates".
+// upstreams, nothing else. See docs/BENCHMARKS.md, "Data plane".
 package main
 
 import (

@@ -3,7 +3,7 @@
 // handler writes the request on a pooled upstream connection itself and
 // reads the response head into one reused buffer, with no
 // http.Transport, no ReverseProxy and no goroutines per upstream
-// connection. See docs/BENCHMARKS.md, "Data plane candidates".
+// connection. See docs/BENCHMARKS.md, "Data plane".
 package main
 
 import (

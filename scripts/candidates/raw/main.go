@@ -2,7 +2,7 @@
 // hand-written HTTP/1.1 core (package h1) on both sides, a goroutine per
 // client connection that reads a request, forwards it on a pooled
 // upstream connection, and copies the response back. See
-// docs/BENCHMARKS.md, "Data plane candidates".
+// docs/BENCHMARKS.md, "Data plane".
 package main
 
 import (

@@ -1,7 +1,7 @@
 // Command rp is a data-plane candidate measured for issue 16:
 // httputil.ReverseProxy with pooled copy buffers over http.Transport,
 // round-robin: the shape of `spillway lb`'s data plane before issue 16,
-// without its decisions. See docs/BENCHMARKS.md, "Data plane candidates".
+// without its decisions. See docs/BENCHMARKS.md, "Data plane".
 package main
 
 import (

@@ -1,7 +1,7 @@
 // Command transport is a data-plane candidate measured for issue 16: the
 // net/http server and http.Transport, forwarding without
 // httputil.ReverseProxy (headers copied by hand, the body with a pooled
-// buffer), round-robin. See docs/BENCHMARKS.md, "Data plane candidates".
+// buffer), round-robin. See docs/BENCHMARKS.md, "Data plane".
 package main
 
 import (
