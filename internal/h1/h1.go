@@ -39,8 +39,8 @@
 //     closed it while idle): always if nothing reached the socket,
 //     otherwise only for a replayable request (GET, HEAD, OPTIONS, TRACE,
 //     or one with an Idempotency-Key) without a body or with GetBody.
-//     A connection idle for a second or more is checked for a close from
-//     the instance before reuse.
+//     Every idle connection is checked for a close from the instance
+//     before reuse (a peek that does not wait).
 //   - Only http and https URLs; no proxy, no compression, no HTTP/2.
 //
 // Errors from the dial are returned as the dialer gave them (a
@@ -75,10 +75,13 @@ const (
 )
 
 // checkIdleAfter: a connection idle this long is checked for a close from
-// the instance before it is reused (a peek, one system call). Under load
-// connections are idle for less and go unchecked; a close in that moment
-// is left to the retry. A variable for tests.
-var checkIdleAfter = time.Second
+// the instance before it is reused (a peek, one system call): every one,
+// as net/http's transport notices a close on an idle connection at once
+// with its reader goroutine. An instance killed under load has closed
+// every connection in the pool; unchecked, a request that cannot be sent
+// again (a POST whose body went out) would fail on one instead of being
+// sent, on a new connection, elsewhere. A variable for tests.
+var checkIdleAfter time.Duration
 
 // max1xx bounds the informational answers read before the final one.
 const max1xx = 5
